@@ -1,0 +1,251 @@
+//! `botc`: the command line. Thin: parse arguments, read files, call the compiler, render.
+
+mod render;
+
+use botc_compiler::{Compilation, Loader, Syntax, diagnostic::Diagnostic, dump, front::MAX_SOURCE_BYTES};
+use clap::{Parser, Subcommand};
+use render::Format;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "botc", version, about = "Check, format and graph chat-bot flows", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check flows for mistakes (files, or directories searched for .yaml/.yml/.flow files)
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// How to print diagnostics
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Exit with status 1 when there are warnings, too
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Print a flow's graph
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print the checked IR of a flow (a stable text dump, for debugging and tests)
+    DumpIr { file: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GraphFormat {
+    /// Graphviz dot
+    Dot,
+    /// Mermaid flowchart
+    Mermaid,
+}
+
+/// Exit codes: 0 clean, 1 the flows have errors, 2 usage or I/O errors.
+const EXIT_FINDINGS: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Check { paths, format, deny_warnings } => check(&paths, format, deny_warnings),
+        Command::Graph { file, format } => graph(&file, format),
+        Command::DumpIr { file } => dump_ir(&file),
+    }
+}
+
+/// A usage or I/O problem: printed to stderr, exit 2.
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Reads imports from the file system, relative to the importing file.
+struct FsLoader;
+
+impl Loader for FsLoader {
+    fn load(&mut self, importer: &str, path: &str) -> Result<(String, String), String> {
+        let base = Path::new(importer).parent().unwrap_or(Path::new(""));
+        let full = base.join(path);
+        let name = full.to_string_lossy().into_owned();
+        match read_flow(&full) {
+            Ok(Ok(text)) => Ok((name, text)),
+            Ok(Err(d)) => Err(d.message),
+            Err(e) => Err(format!("cannot read {name}: {e}")),
+        }
+    }
+}
+
+/// Reads a flow file, refusing oversized and non-UTF-8 files with a diagnostic. The outer
+/// error is I/O (exit 2); the inner one is a problem with the file's content (exit 1).
+fn read_flow(path: &Path) -> std::io::Result<Result<String, Diagnostic>> {
+    let meta = std::fs::metadata(path)?;
+    let at = botc_compiler::Span::default();
+    if meta.len() > MAX_SOURCE_BYTES as u64 {
+        return Ok(Err(Diagnostic::error(
+            "E0003",
+            at,
+            format!("file is {} bytes; flow files are limited to {MAX_SOURCE_BYTES} bytes", meta.len()),
+        )
+        .help("split the flow into several files and `imports` them")));
+    }
+    let bytes = std::fs::read(path)?;
+    Ok(String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
+        Diagnostic::error(
+            "E0004",
+            at,
+            format!("file is not valid UTF-8 (first bad byte at offset {valid}, line {line})"),
+        )
+        .help("save the file as UTF-8")
+    }))
+}
+
+fn syntax_of(path: &Path) -> Option<Syntax> {
+    Syntax::from_path(&path.to_string_lossy())
+}
+
+/// Expands directories into the flow files under them, sorted, so output is stable.
+fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            found.sort();
+            out.extend(found);
+        } else if syntax_of(p).is_some() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{} is not a flow file (expected .yaml, .yml or .flow)", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if syntax_of(&path).is_some() && !path.to_string_lossy().ends_with(".test.yaml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Compiles one file; `Err` is an I/O problem.
+fn compile(path: &Path) -> Result<Compilation, String> {
+    let name = path.to_string_lossy().into_owned();
+    let syntax = syntax_of(path).ok_or_else(|| format!("{name} is not a flow file (expected .yaml, .yml or .flow)"))?;
+    match read_flow(path).map_err(|e| format!("cannot read {name}: {e}"))? {
+        Ok(text) => Ok(botc_compiler::compile(&name, &text, syntax, &mut FsLoader)),
+        Err(d) => {
+            // The content was refused before parsing: report against an empty source.
+            let mut sources = botc_compiler::SourceMap::new();
+            let root = sources.add(name, "");
+            Ok(Compilation { sources, root, ast: None, diagnostics: vec![d], program: None, ir: None })
+        }
+    }
+}
+
+fn check(paths: &[PathBuf], format: Format, deny_warnings: bool) -> ExitCode {
+    let files = match collect(paths) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    if files.is_empty() {
+        return fail("no flow files (.yaml, .yml, .flow) found");
+    }
+    let color = format == Format::Human && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = std::io::stdout().lock();
+    let (mut errors, mut warnings) = (0usize, 0usize);
+    for path in &files {
+        let c = match compile(path) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        for d in &c.diagnostics {
+            if d.is_error() {
+                errors += 1;
+            } else {
+                warnings += 1;
+            }
+            let _ = write!(out, "{}", render::render(&c.sources, d, format, color));
+            if format == Format::Human {
+                let _ = write!(out, "\n\n");
+            }
+        }
+    }
+    if format == Format::Human {
+        let _ = writeln!(
+            out,
+            "checked {} file{}: {errors} error{}, {warnings} warning{}",
+            files.len(),
+            s(files.len()),
+            s(errors),
+            s(warnings)
+        );
+    }
+    if errors > 0 || (deny_warnings && warnings > 0) { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS }
+}
+
+fn s(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Compiles one file for `graph`/`dump-ir`, printing its diagnostics to stderr.
+fn compile_for_output(file: &Path) -> Result<Compilation, ExitCode> {
+    let c = compile(file).map_err(fail)?;
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    for d in &c.diagnostics {
+        eprintln!("{}", render::render(&c.sources, d, Format::Human, color));
+    }
+    Ok(c)
+}
+
+fn graph(file: &Path, format: GraphFormat) -> ExitCode {
+    let c = match compile_for_output(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(ir) = &c.ir else { return ExitCode::from(EXIT_FINDINGS) };
+    print!(
+        "{}",
+        match format {
+            GraphFormat::Dot => dump::dot(ir),
+            GraphFormat::Mermaid => dump::mermaid(ir),
+        }
+    );
+    if c.has_errors() { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS }
+}
+
+fn dump_ir(file: &Path) -> ExitCode {
+    let c = match compile_for_output(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match &c.program {
+        Some(p) => {
+            print!("{}", dump::ir(p.program()));
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(EXIT_FINDINGS),
+    }
+}

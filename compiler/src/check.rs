@@ -1,0 +1,378 @@
+//! Checks over the lowered IR: graph shape, definite assignment, loops, recursion and
+//! platform limits. [`check`] returns a [`CheckedProgram`] only when no error was found;
+//! it is the proof that later stages (emit, run) require.
+
+use crate::diagnostic::Diagnostic;
+use crate::ir::*;
+use petgraph::algo::tarjan_scc;
+use petgraph::visit::EdgeRef;
+
+/// A program that passed every check. Only [`check`] can make one.
+#[derive(Debug, Clone)]
+pub struct CheckedProgram {
+    program: Program,
+}
+
+impl CheckedProgram {
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+/// Runs every check. Warnings are returned either way; the program only when there are no errors.
+pub fn check(program: Program, mut diags: Vec<Diagnostic>) -> (Option<CheckedProgram>, Vec<Diagnostic>) {
+    for flow in &program.flows {
+        let reachable = reachability(flow, &mut diags);
+        loops(&program, flow, &mut diags);
+        assignment(flow, &reachable, &mut diags);
+        limits(&program, flow, &mut diags);
+    }
+    recursion(&program, &mut diags);
+    let ok = !diags.iter().any(Diagnostic::is_error);
+    (ok.then_some(CheckedProgram { program }), diags)
+}
+
+/// W0201: nodes no path from `start` reaches.
+fn reachability(flow: &Flow, diags: &mut Vec<Diagnostic>) -> Vec<bool> {
+    let mut seen = vec![false; flow.graph.node_count()];
+    let Some(start) = flow.start else {
+        // Without a start everything would be "unreachable"; E0203 already says why.
+        return vec![true; flow.graph.node_count()];
+    };
+    let mut stack = vec![start.index()];
+    while let Some(n) = stack.pop() {
+        if std::mem::replace(&mut seen[n.index()], true) {
+            continue;
+        }
+        stack.extend(flow.graph.neighbors(n));
+    }
+    // Report only where an unreachable region begins: nodes that only unreachable nodes
+    // lead to are a consequence, not a separate mistake.
+    let unreachable: Vec<NodeId> = flow.node_ids().filter(|id| !seen[id.0 as usize]).collect();
+    let mut covered = seen.clone();
+    let roots = unreachable
+        .iter()
+        .filter(|id| flow.graph.neighbors_directed(id.index(), petgraph::Incoming).all(|p| seen[p.index()]))
+        .chain(&unreachable);
+    for &id in roots {
+        if covered[id.0 as usize] {
+            continue;
+        }
+        let mut region = 0;
+        let mut stack = vec![id.index()];
+        while let Some(n) = stack.pop() {
+            if std::mem::replace(&mut covered[n.index()], true) {
+                continue;
+            }
+            region += 1;
+            stack.extend(flow.graph.neighbors(n));
+        }
+        let node = flow.node(id);
+        let mut d = Diagnostic::warning("W0201", node.name_span, format!("node `{}` is unreachable", node.name))
+            .label(format!("no path from `start` ({}) leads here", flow.node(start).name))
+            .help("point a `next`, `goto` or branch at it, or delete it");
+        if region > 1 {
+            d.primary_label += &format!(", nor to the {} node(s) after it", region - 1);
+        }
+        diags.push(d);
+    }
+    seen
+}
+
+/// E0401: a cycle that can spin without waiting for the user.
+fn loops(program: &Program, flow: &Flow, diags: &mut Vec<Diagnostic>) {
+    let waits = |id: NodeId| {
+        let kind = &flow.node(id).kind;
+        kind.waits()
+            || matches!(kind, NodeKind::Call { flow: Some(callee), .. } if program.flows[callee.0 as usize].graph.node_weights().any(|n| n.kind.waits()))
+    };
+    for scc in tarjan_scc(&flow.graph) {
+        let cyclic = scc.len() > 1 || flow.graph.contains_edge(scc[0], scc[0]);
+        if !cyclic {
+            continue;
+        }
+        let mut ids: Vec<NodeId> = scc.into_iter().map(NodeId::from_index).collect();
+        ids.sort();
+        if ids.iter().any(|&id| waits(id)) {
+            continue;
+        }
+        let first = flow.node(ids[0]);
+        let cycle: Vec<&str> = ids.iter().map(|&id| flow.node(id).name.as_str()).collect();
+        let mut d =
+            Diagnostic::error("E0401", first.name_span, format!("loop never waits for input: {}", cycle.join(" → ")))
+                .label("this loop can run forever without the user saying anything")
+                .help("put an `ask` or `wait` on the loop, or give it a way out");
+        for &id in ids.iter().skip(1).take(3) {
+            d = d.with_label(flow.node(id).name_span, "part of the loop");
+        }
+        diags.push(d);
+    }
+}
+
+/// A fixed-size bit set over a flow's variables.
+#[derive(Clone, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize, full: bool) -> Bits {
+        Bits(vec![if full { u64::MAX } else { 0 }; n.div_ceil(64).max(1)])
+    }
+    fn set(&mut self, v: VarId) {
+        self.0[v.0 as usize / 64] |= 1 << (v.0 % 64);
+    }
+    fn has(&self, v: VarId) -> bool {
+        self.0[v.0 as usize / 64] & (1 << (v.0 % 64)) != 0
+    }
+    fn meet(&mut self, other: &Bits) -> bool {
+        let mut changed = false;
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            let n = *a & b;
+            changed |= n != *a;
+            *a = n;
+        }
+        changed
+    }
+}
+
+/// Variables read by a node, in order, split by whether they are read before or after
+/// the node's own assignments (only `set` assigns inside a node).
+fn node_reads(kind: &NodeKind) -> Vec<(VarId, crate::span::Span)> {
+    let mut r = Vec::new();
+    match kind {
+        NodeKind::Say { text, buttons, image } => {
+            text.reads(&mut r);
+            buttons_reads(buttons, &mut r);
+            if let Some(i) = image {
+                i.reads(&mut r);
+            }
+        }
+        NodeKind::Ask { prompt, buttons, reprompt, .. } => {
+            prompt.reads(&mut r);
+            buttons_reads(buttons, &mut r);
+            if let Some(t) = reprompt {
+                t.reads(&mut r);
+            }
+        }
+        NodeKind::Branch { conds } => conds.iter().for_each(|c| c.reads(&mut r)),
+        NodeKind::Set { .. } => {}
+        NodeKind::Call { args, .. } => args.iter().for_each(|a| a.reads(&mut r)),
+        NodeKind::Return { value } => {
+            if let Some(v) = value {
+                v.reads(&mut r);
+            }
+        }
+        NodeKind::Http { url, headers, body, .. } => {
+            url.reads(&mut r);
+            headers.iter().for_each(|(_, v)| v.reads(&mut r));
+            if let Some(b) = body {
+                b.reads(&mut r);
+            }
+        }
+        NodeKind::Handoff { reason, .. } => {
+            if let Some(t) = reason {
+                t.reads(&mut r);
+            }
+        }
+        NodeKind::Wait { .. } | NodeKind::Goto | NodeKind::End => {}
+    }
+    r
+}
+
+fn buttons_reads(buttons: &[Button], r: &mut Vec<(VarId, crate::span::Span)>) {
+    for b in buttons {
+        b.label.reads(r);
+        if let Some(u) = &b.url {
+            u.reads(r);
+        }
+    }
+}
+
+/// The variable an edge assigns: `ask`, `call` and `http` store their result only when they
+/// leave through `next`.
+fn edge_assigns(kind: &NodeKind, edge: Edge) -> Option<VarId> {
+    match (kind, edge) {
+        (NodeKind::Ask { into, .. } | NodeKind::Call { into, .. } | NodeKind::Http { into, .. }, Edge::Next) => *into,
+        _ => None,
+    }
+}
+
+/// E0302 (read before assigned on some path) and W0301 (never read), by a forward
+/// "definitely assigned" data-flow analysis over the graph.
+fn assignment(flow: &Flow, reachable: &[bool], diags: &mut Vec<Diagnostic>) {
+    let n = flow.graph.node_count();
+    let nvars = flow.vars.len();
+    let Some(start) = flow.start else { return };
+    let mut entry = Bits::new(nvars, false);
+    for (i, v) in flow.vars.iter().enumerate() {
+        if i < flow.params || v.default.is_some() {
+            entry.set(VarId(i as u32));
+        }
+    }
+    // `ins[n]`: variables assigned on every path into n. Top (all set) until first visited.
+    let mut ins: Vec<Bits> = vec![Bits::new(nvars, true); n];
+    ins[start.0 as usize] = entry.clone();
+    let out_of = |id: NodeId, ins: &Bits| {
+        let mut out = ins.clone();
+        if let NodeKind::Set { assigns } = &flow.node(id).kind {
+            assigns.iter().for_each(|(v, _)| out.set(*v));
+        }
+        out
+    };
+    let mut work: Vec<NodeId> = vec![start];
+    let mut queued = vec![false; n];
+    queued[start.0 as usize] = true;
+    while let Some(id) = work.pop() {
+        queued[id.0 as usize] = false;
+        let out = out_of(id, &ins[id.0 as usize]);
+        for e in flow.graph.edges(id.index()) {
+            let mut along = out.clone();
+            if let Some(v) = edge_assigns(&flow.node(id).kind, *e.weight()) {
+                along.set(v);
+            }
+            let t = e.target().index();
+            let mut changed = ins[t].meet(&along);
+            if t == start.0 as usize {
+                changed |= ins[t].meet(&entry);
+            }
+            if changed && !queued[t] {
+                queued[t] = true;
+                work.push(NodeId(t as u32));
+            }
+        }
+    }
+    let mut read = vec![false; nvars];
+    for id in flow.node_ids() {
+        let node = flow.node(id);
+        let mut assigned = ins[id.0 as usize].clone();
+        let mut check = |v: VarId, span, assigned: &Bits| {
+            read[v.0 as usize] = true;
+            if reachable[id.0 as usize] && !assigned.has(v) {
+                let var = flow.var(v);
+                diags.push(
+                    Diagnostic::error("E0302", span, format!("`{}` may be read before it is assigned", var.name))
+                        .label(format!("on some path to `{}`, `{}` has no value yet", node.name, var.name))
+                        .with_label(var.span, "declared here without a default")
+                        .help("assign it on every path that leads here, or give it a `default`"),
+                );
+            }
+        };
+        if let NodeKind::Set { assigns } = &node.kind {
+            for (v, value) in assigns {
+                let mut r = Vec::new();
+                value.reads(&mut r);
+                for (rv, span) in r {
+                    check(rv, span, &assigned);
+                }
+                assigned.set(*v);
+            }
+        } else {
+            for (v, span) in node_reads(&node.kind) {
+                check(v, span, &assigned);
+            }
+        }
+    }
+    for (i, var) in flow.vars.iter().enumerate() {
+        if !read[i] && !var.name.starts_with('_') {
+            let what = if i < flow.params { "parameter" } else { "variable" };
+            diags.push(
+                Diagnostic::warning("W0301", var.span, format!("unused {what} `{}`", var.name))
+                    .label("never read")
+                    .help(format!("remove it, or prefix it with `_` if it is kept on purpose (`_{}`)", var.name)),
+            );
+        }
+    }
+}
+
+/// E0701/E0702: literal text longer than, or more buttons than, a declared channel accepts.
+fn limits(program: &Program, flow: &Flow, diags: &mut Vec<Diagnostic>) {
+    if program.channels.is_empty() {
+        return;
+    }
+    for node in flow.graph.node_weights() {
+        let (texts, buttons): (Vec<&Template>, &[Button]) = match &node.kind {
+            NodeKind::Say { text, buttons, .. } => (vec![text], buttons),
+            NodeKind::Ask { prompt, reprompt, buttons, expect, .. } => {
+                let mut t = vec![prompt];
+                t.extend(reprompt);
+                // A choice without buttons is offered as buttons, one per choice.
+                if buttons.is_empty()
+                    && let crate::ast::Expect::Choice(choices, span) = expect
+                {
+                    button_limit(program, node, choices.len(), *span, diags);
+                }
+                (t, buttons)
+            }
+            _ => continue,
+        };
+        for t in texts {
+            let len = t.literal_len;
+            if let Some((ch, _)) =
+                program.channels.iter().filter(|(c, _)| len > c.max_text()).min_by_key(|(c, _)| c.max_text())
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "E0701",
+                        t.span,
+                        format!("text is {len} characters; {} allows at most {}", ch.name(), ch.max_text()),
+                    )
+                    .label("too long for this channel")
+                    .help("split it into several messages"),
+                );
+            }
+        }
+        if !buttons.is_empty() {
+            let span = node.span;
+            button_limit(program, node, buttons.len(), span, diags);
+        }
+    }
+}
+
+fn button_limit(program: &Program, node: &Node, count: usize, span: crate::span::Span, diags: &mut Vec<Diagnostic>) {
+    if let Some((ch, _)) =
+        program.channels.iter().filter(|(c, _)| count > c.max_buttons()).min_by_key(|(c, _)| c.max_buttons())
+    {
+        diags.push(
+            Diagnostic::error(
+                "E0702",
+                span,
+                format!("node `{}` has {count} buttons; {} allows at most {}", node.name, ch.name(), ch.max_buttons()),
+            )
+            .label("too many buttons for this channel")
+            .help("offer fewer options, or ask in two steps"),
+        );
+    }
+}
+
+/// E0503: sub-flows that call themselves, directly or through others.
+fn recursion(program: &Program, diags: &mut Vec<Diagnostic>) {
+    let mut calls: petgraph::Graph<usize, crate::span::Span> = petgraph::Graph::new();
+    let idx: Vec<_> = (0..program.flows.len()).map(|i| calls.add_node(i)).collect();
+    for (i, flow) in program.flows.iter().enumerate() {
+        for node in flow.graph.node_weights() {
+            if let NodeKind::Call { flow: Some(callee), .. } = node.kind {
+                calls.add_edge(idx[i], idx[callee.0 as usize], node.span);
+            }
+        }
+    }
+    for scc in tarjan_scc(&calls) {
+        let cyclic = scc.len() > 1 || calls.contains_edge(scc[0], scc[0]);
+        if !cyclic {
+            continue;
+        }
+        let mut members: Vec<usize> = scc.iter().map(|&n| calls[n]).collect();
+        members.sort_unstable();
+        let names: Vec<&str> = members.iter().map(|&i| program.flows[i].name.as_str()).collect();
+        // Point at a call inside the cycle.
+        let at = calls
+            .edge_references()
+            .filter(|e| scc.contains(&e.source()) && scc.contains(&e.target()))
+            .map(|e| *e.weight())
+            .min_by_key(|s| (s.file, s.lo))
+            .unwrap_or_default();
+        diags.push(
+            Diagnostic::error("E0503", at, format!("recursive sub-flow calls: {}", names.join(" → ")))
+                .label("this call can come back to itself")
+                .help("sub-flows cannot call themselves; use a loop with an `ask` instead"),
+        );
+    }
+}

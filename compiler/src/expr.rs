@@ -1,0 +1,388 @@
+//! Expressions and templates: their syntax tree and the pest parser for `grammar/expr.pest`.
+//!
+//! Parsing never fails: a syntax error becomes an [`ExprKind::Error`] node plus a diagnostic,
+//! so one bad condition does not hide the other mistakes in a flow.
+
+use crate::diagnostic::Diagnostic;
+use crate::span::Span;
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/expr.pest"]
+pub(crate) struct ExprParser;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Text(String),
+    Integer(i64),
+    Number(f64),
+    Bool(bool),
+    List(Vec<Expr>),
+    Var(String),
+    Field(Box<Expr>, String, Span),
+    Unary(UnOp, Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    Call(String, Span, Vec<Expr>),
+    /// Stands in for text that did not parse; its diagnostic was already reported.
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnOp {
+    Not,
+    Neg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    NotIn,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Or => "or",
+            BinOp::And => "and",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::In => "in",
+            BinOp::NotIn => "not in",
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+        }
+    }
+
+    /// Binding strength, higher binds tighter; used to print minimal parentheses.
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 4,
+            BinOp::In | BinOp::NotIn => 4,
+            BinOp::Add | BinOp::Sub => 5,
+            BinOp::Mul | BinOp::Div | BinOp::Rem => 6,
+        }
+    }
+}
+
+/// A text with `{{ expr }}` holes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    pub parts: Vec<Part>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Part {
+    Lit(String),
+    Expr(Expr),
+}
+
+impl Template {
+    /// Characters of literal text, the part whose length is known before run time.
+    pub fn literal_len(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Lit(s) => s.chars().count(),
+                Part::Expr(_) => 0,
+            })
+            .sum()
+    }
+
+    pub fn exprs(&self) -> impl Iterator<Item = &Expr> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Expr(e) => Some(e),
+            Part::Lit(_) => None,
+        })
+    }
+}
+
+/// Maps offsets inside a piece of source text to spans in its file. When the text is not
+/// verbatim in the file (a YAML block scalar with escapes, say), every span is the whole value.
+#[derive(Clone, Copy, Debug)]
+pub struct Locator {
+    pub whole: Span,
+    pub base: Option<u32>,
+}
+
+impl Locator {
+    pub fn span(&self, lo: usize, hi: usize) -> Span {
+        match self.base {
+            Some(b) => Span::new(self.whole.file, b as usize + lo, b as usize + hi),
+            None => self.whole,
+        }
+    }
+}
+
+pub fn parse_expr(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Expr {
+    match ExprParser::parse(Rule::expr_main, src) {
+        Ok(mut pairs) => {
+            let main = pairs.next().expect("expr_main always has one pair");
+            let expr = main.into_inner().next().expect("expr_main holds an expr");
+            build(expr, at)
+        }
+        Err(e) => {
+            diags.push(syntax_error(&e, at, "expression"));
+            Expr { kind: ExprKind::Error, span: at.whole }
+        }
+    }
+}
+
+pub fn parse_template(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Template {
+    if !src.contains("{{") && !src.contains("}}") {
+        // The common case: plain text, no parser needed.
+        let parts = if src.is_empty() { vec![] } else { vec![Part::Lit(src.to_string())] };
+        return Template { parts, span: at.whole };
+    }
+    match ExprParser::parse(Rule::template_main, src) {
+        Ok(mut pairs) => {
+            let main = pairs.next().expect("template_main always has one pair");
+            let parts = main
+                .into_inner()
+                .filter_map(|p| match p.as_rule() {
+                    Rule::lit_text => Some(Part::Lit(p.as_str().to_string())),
+                    Rule::interp => p.into_inner().next().map(|e| Part::Expr(build(e, at))),
+                    _ => None,
+                })
+                .collect();
+            Template { parts, span: at.whole }
+        }
+        Err(e) => {
+            diags.push(
+                syntax_error(&e, at, "template")
+                    .help("a template hole is `{{ expression }}`; write `{{ \"{{\" }}` for literal braces"),
+            );
+            Template { parts: vec![Part::Expr(Expr { kind: ExprKind::Error, span: at.whole })], span: at.whole }
+        }
+    }
+}
+
+fn syntax_error(e: &pest::error::Error<Rule>, at: Locator, what: &str) -> Diagnostic {
+    let (lo, hi) = match e.location {
+        pest::error::InputLocation::Pos(p) => (p, p),
+        pest::error::InputLocation::Span((a, b)) => (a, b),
+    };
+    let expected = match &e.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => {
+            let mut names: Vec<&str> = positives.iter().filter_map(|r| rule_name(*r)).collect();
+            names.sort_unstable();
+            names.dedup();
+            names.join(", ")
+        }
+        pest::error::ErrorVariant::CustomError { message } => message.clone(),
+    };
+    let label = if expected.is_empty() { "unexpected text here".to_string() } else { format!("expected {expected}") };
+    Diagnostic::error("E0303", at.span(lo, hi), format!("invalid {what}")).label(label)
+}
+
+/// How a grammar rule is named in an error message; `None` hides plumbing rules.
+pub(crate) fn rule_name(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::expr | Rule::or_expr | Rule::and_expr | Rule::not_expr | Rule::cmp_expr => "an expression",
+        Rule::add_expr | Rule::mul_expr | Rule::unary | Rule::postfix | Rule::primary => "a value",
+        Rule::cmp_op => "a comparison",
+        Rule::add_op | Rule::mul_op => "an operator",
+        Rule::number => "a number",
+        Rule::string => "a string",
+        Rule::ident => "a name",
+        Rule::call => "a function call",
+        Rule::list => "a list",
+        Rule::kw_and => "`and`",
+        Rule::kw_or => "`or`",
+        Rule::kw_in | Rule::not_in => "`in`",
+        Rule::interp => "`{{`",
+        Rule::EOI => "end of input",
+        _ => return None,
+    })
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+fn build(pair: Pair<'_, Rule>, at: Locator) -> Expr {
+    let span = at.span(pair.as_span().start(), pair.as_span().end());
+    let rule = pair.as_rule();
+    let mut inner = pair.clone().into_inner();
+    let kind = match rule {
+        Rule::expr => return build(inner.next().expect("expr wraps one rule"), at),
+        Rule::or_expr | Rule::and_expr | Rule::add_expr | Rule::mul_expr => {
+            let mut lhs = build(inner.next().expect("binary rule has a first operand"), at);
+            while let (Some(op), Some(rhs)) = (inner.next(), inner.next()) {
+                let op = match op.as_str() {
+                    "+" => BinOp::Add,
+                    "-" => BinOp::Sub,
+                    "*" => BinOp::Mul,
+                    "/" => BinOp::Div,
+                    "%" => BinOp::Rem,
+                    "and" => BinOp::And,
+                    _ => BinOp::Or,
+                };
+                let rhs = build(rhs, at);
+                let span = lhs.span.to(rhs.span);
+                lhs = Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span };
+            }
+            return lhs;
+        }
+        Rule::not_expr => {
+            let first = inner.next().expect("not_expr has a child");
+            if first.as_rule() == Rule::kw_not {
+                let operand = build(inner.next().expect("`not` has an operand"), at);
+                ExprKind::Unary(UnOp::Not, Box::new(operand))
+            } else {
+                return build(first, at);
+            }
+        }
+        Rule::cmp_expr => {
+            let lhs = build(inner.next().expect("cmp_expr has a left side"), at);
+            let (Some(op), Some(rhs)) = (inner.next(), inner.next()) else { return lhs };
+            let op = match op.as_str() {
+                "==" => BinOp::Eq,
+                "!=" => BinOp::Ne,
+                "<=" => BinOp::Le,
+                ">=" => BinOp::Ge,
+                "<" => BinOp::Lt,
+                ">" => BinOp::Gt,
+                "in" => BinOp::In,
+                _ => BinOp::NotIn,
+            };
+            ExprKind::Binary(op, Box::new(lhs), Box::new(build(rhs, at)))
+        }
+        Rule::unary => {
+            let parts: Vec<_> = inner.collect();
+            let (negs, operand) = parts.split_at(parts.len() - 1);
+            let mut e = build(operand[0].clone(), at);
+            for _ in negs {
+                e = Expr { kind: ExprKind::Unary(UnOp::Neg, Box::new(e)), span };
+            }
+            return e;
+        }
+        Rule::postfix => {
+            let mut e = build(inner.next().expect("postfix has a primary"), at);
+            for field in inner {
+                let fspan = at.span(field.as_span().start(), field.as_span().end());
+                let span = e.span.to(fspan);
+                e = Expr { kind: ExprKind::Field(Box::new(e), field.as_str().to_string(), fspan), span };
+            }
+            return e;
+        }
+        Rule::primary => return build(inner.next().expect("primary has a child"), at),
+        Rule::number => {
+            let s = pair.as_str();
+            match s.parse::<i64>() {
+                Ok(i) if !s.contains('.') => ExprKind::Integer(i),
+                _ => ExprKind::Number(s.parse::<f64>().unwrap_or(f64::INFINITY)),
+            }
+        }
+        Rule::string => {
+            let raw = inner.next().map_or("", |p| p.as_str());
+            ExprKind::Text(unescape(raw))
+        }
+        Rule::kw_true => ExprKind::Bool(true),
+        Rule::kw_false => ExprKind::Bool(false),
+        Rule::list => ExprKind::List(inner.map(|p| build(p, at)).collect()),
+        Rule::call => {
+            let name = inner.next().expect("call has a name");
+            let nspan = at.span(name.as_span().start(), name.as_span().end());
+            ExprKind::Call(name.as_str().to_string(), nspan, inner.map(|p| build(p, at)).collect())
+        }
+        Rule::ident => ExprKind::Var(pair.as_str().to_string()),
+        _ => ExprKind::Error,
+    };
+    Expr { kind, span }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::FileId;
+
+    fn loc(n: usize) -> Locator {
+        Locator { whole: Span::new(FileId(0), 0, n), base: Some(0) }
+    }
+
+    fn show(e: &Expr) -> String {
+        crate::print::expr(e)
+    }
+
+    #[test]
+    fn precedence_and_associativity() {
+        let mut d = vec![];
+        let cases = [
+            ("a + b * c", "a + b * c"),
+            ("(a + b) * c", "(a + b) * c"),
+            ("a - (b - c)", "a - (b - c)"),
+            ("not a and b or c", "not a and b or c"),
+            ("x not in [\"a\", 'b']", "x not in [\"a\", \"b\"]"),
+            ("-len(user.name) >= 3", "-len(user.name) >= 3"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(show(&parse_expr(src, loc(src.len()), &mut d)), want, "{src}");
+        }
+        assert!(d.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn errors_point_into_the_expression() {
+        let mut d = vec![];
+        let e = parse_expr("a +", loc(3), &mut d);
+        assert_eq!(e.kind, ExprKind::Error);
+        assert_eq!(d[0].code.0, "E0303");
+        assert_eq!(d[0].span.lo, 3);
+    }
+
+    #[test]
+    fn templates_split_into_parts() {
+        let mut d = vec![];
+        let t = parse_template("Hi {{ user.name }}, you owe {{ total * 2 }}!", loc(44), &mut d);
+        assert_eq!(t.parts.len(), 5);
+        assert_eq!(t.literal_len(), "Hi , you owe !".len());
+        let bad = parse_template("Hi {{ name", loc(10), &mut d);
+        assert_eq!(bad.parts.len(), 1);
+        assert_eq!(d.len(), 1);
+    }
+}

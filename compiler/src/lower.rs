@@ -1,0 +1,552 @@
+//! Resolve and lower: AST files to the IR. Node and variable names become typed ids, targets
+//! become graph edges, expressions are typed (see [`crate::types`]).
+//!
+//! Everything that can be found while resolving names is reported here: unknown targets,
+//! duplicate ids, missing or unknown start, unknown sub-flows and arguments, dead ends.
+
+use crate::ast::{self, ButtonAction, Expect, NodeKind as K, Type};
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::ir::*;
+use crate::span::{FileId, Span};
+use crate::types::{Scope, Typer, assignable, invalid_regex};
+use std::collections::HashMap;
+
+/// A parsed file ready to lower. The first file is the one being compiled; the others are
+/// its imports, whose flows become callable.
+pub struct Parsed {
+    pub file: FileId,
+    pub ast: ast::File,
+}
+
+struct Signature {
+    name: String,
+    span: Span,
+    params: Vec<(String, Type)>,
+    returns: Option<Type>,
+}
+
+pub fn lower(files: &[Parsed], diags: &mut Vec<Diagnostic>) -> Program {
+    // Every flow of every file, main flows first so FlowId(0) is the root file's main flow.
+    let mut flows: Vec<(FileId, &ast::Flow, bool)> = Vec::new();
+    for p in files {
+        flows.push((p.file, &p.ast.flow, false));
+    }
+    for p in files {
+        flows.extend(p.ast.subflows.iter().map(|f| (p.file, f, true)));
+    }
+    let sigs: Vec<Signature> = flows
+        .iter()
+        .map(|(_, f, _)| Signature {
+            name: f.name.name.clone(),
+            span: f.name.span,
+            params: f.params.iter().map(|p| (p.name.name.clone(), p.ty.ty)).collect(),
+            returns: f.returns.as_ref().map(|r| r.ty),
+        })
+        .collect();
+    let mut by_name: HashMap<&str, FlowId> = HashMap::new();
+    for (i, s) in sigs.iter().enumerate() {
+        if let Some(first) = by_name.get(s.name.as_str()) {
+            // An imported file checked on its own is listed once; only a real clash counts.
+            if i > 0 && sigs[first.0 as usize].span != s.span {
+                diags.push(
+                    Diagnostic::error("E0505", s.span, format!("two flows are named `{}`", s.name))
+                        .label("second definition")
+                        .with_label(sigs[first.0 as usize].span, "first definition")
+                        .help("rename one of them; flow names must be unique across a file and its imports"),
+                );
+            }
+            continue;
+        }
+        by_name.insert(&s.name, FlowId(i as u32));
+    }
+    let root = &files[0].ast;
+    let channels = root.channels.iter().filter_map(|c| Channel::from_name(&c.name).map(|ch| (ch, c.span))).collect();
+    let mut program = Program { flows: Vec::new(), channels };
+    for (file, flow, is_sub) in &flows {
+        let lowered = FlowLowerer {
+            sigs: &sigs,
+            by_name: &by_name,
+            diags,
+            is_sub: *is_sub,
+            returns: flow.returns.as_ref().map(|r| r.ty),
+        }
+        .flow(*file, flow);
+        program.flows.push(lowered);
+    }
+    program
+}
+
+/// Receives each exit of a node as it is lowered: the edge kind and its written target.
+type EdgeSink<'a> = dyn FnMut(Edge, &Option<ast::Ident>, &mut Vec<Diagnostic>) + 'a;
+
+struct FlowLowerer<'a> {
+    sigs: &'a [Signature],
+    by_name: &'a HashMap<&'a str, FlowId>,
+    diags: &'a mut Vec<Diagnostic>,
+    is_sub: bool,
+    /// The declared result type of the flow being lowered, for `return`.
+    returns: Option<Type>,
+}
+
+const BUILTIN_NAMESPACES: [&str; 3] = ["user", "event", "bot"];
+
+impl FlowLowerer<'_> {
+    fn flow(&mut self, file: FileId, f: &ast::Flow) -> Flow {
+        let mut vars: Vec<Var> = Vec::new();
+        for decl in f.params.iter().chain(&f.vars) {
+            if let Some(first) = vars.iter().find(|v| v.name == decl.name.name) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0206",
+                        decl.name.span,
+                        format!("variable `{}` is declared twice", decl.name.name),
+                    )
+                    .label("second declaration")
+                    .with_label(first.span, "first declaration")
+                    .help("remove or rename one of them"),
+                );
+                continue;
+            }
+            if BUILTIN_NAMESPACES.contains(&decl.name.name.as_str()) {
+                self.diags.push(
+                    Diagnostic::error("E0306", decl.name.span, format!("`{}` is a built-in name", decl.name.name))
+                        .label("reserved")
+                        .help("choose another name; `user`, `event` and `bot` hold built-in values"),
+                );
+                continue;
+            }
+            vars.push(Var { name: decl.name.name.clone(), ty: decl.ty.ty, default: None, span: decl.name.span });
+        }
+        // Defaults are typed once every variable is known (a default is a literal, so the
+        // scope only matters for error messages).
+        for decl in f.params.iter().chain(&f.vars) {
+            if let Some(d) = &decl.default {
+                let mut typer = Typer { scope: Scope { vars: &vars }, diags: self.diags };
+                let typed = typer.expect(d, decl.ty.ty);
+                if let Some(v) = vars.iter_mut().find(|v| v.span == decl.name.span) {
+                    v.default = Some(typed);
+                }
+            }
+        }
+        let mut out = Flow {
+            name: f.name.name.clone(),
+            file,
+            span: f.span,
+            params: f.params.len().min(vars.len()),
+            returns: f.returns.as_ref().map(|r| r.ty),
+            vars,
+            graph: Default::default(),
+            start: None,
+        };
+        // Nodes first, so every target can be resolved in one pass afterwards.
+        let mut ids: HashMap<&str, NodeId> = HashMap::new();
+        let mut kept: Vec<&ast::Node> = Vec::new();
+        for node in &f.nodes {
+            if let Some(&first) = ids.get(node.id.name.as_str()) {
+                self.diags.push(
+                    Diagnostic::error("E0202", node.id.span, format!("duplicate node id `{}`", node.id.name))
+                        .label("second node with this id")
+                        .with_label(out.node(first).name_span, "first defined here")
+                        .help("node ids must be unique within a flow; rename one of them"),
+                );
+                continue;
+            }
+            let idx = out.graph.add_node(Node {
+                name: node.id.name.clone(),
+                name_span: node.id.span,
+                span: node.span,
+                kind: NodeKind::End,
+            });
+            ids.insert(&node.id.name, NodeId::from_index(idx));
+            kept.push(node);
+        }
+        let names: Vec<&str> = kept.iter().map(|n| n.id.name.as_str()).collect();
+        let resolve = |t: &ast::Ident, diags: &mut Vec<Diagnostic>| -> Option<NodeId> {
+            match ids.get(t.name.as_str()) {
+                Some(&id) => Some(id),
+                // Not a valid id at all: the front end already said so.
+                None if !crate::front::yaml::is_ident(&t.name) => None,
+                None => {
+                    let help = did_you_mean(&t.name, names.iter().copied())
+                        .unwrap_or_else(|| "targets name a node of the same flow".into());
+                    diags.push(
+                        Diagnostic::error("E0201", t.span, format!("unknown target node `{}`", t.name))
+                            .label("no node has this id")
+                            .help(help),
+                    );
+                    None
+                }
+            }
+        };
+        out.start = match &f.start {
+            Some(s) => match ids.get(s.name.as_str()) {
+                Some(&id) => Some(id),
+                None => {
+                    let help = did_you_mean(&s.name, names.iter().copied())
+                        .unwrap_or_else(|| format!("`start` must name one of the nodes: {}", names.join(", ")));
+                    self.diags.push(
+                        Diagnostic::error("E0204", s.span, format!("unknown start node `{}`", s.name))
+                            .label("no node has this id")
+                            .help(help),
+                    );
+                    None
+                }
+            },
+            None => {
+                let help = match names.first() {
+                    Some(first) => format!("add `start: {first}` to say where conversations begin"),
+                    None => "add nodes and a `start:` naming the first one".into(),
+                };
+                self.diags.push(
+                    Diagnostic::error("E0203", f.span, format!("flow `{}` has no `start`", f.name.name))
+                        .label("missing `start`")
+                        .help(help),
+                );
+                None
+            }
+        };
+        for node in kept {
+            let id = ids[node.id.name.as_str()];
+            let mut edges: Vec<(Edge, NodeId)> = Vec::new();
+            let mut edge = |e: Edge, t: &Option<ast::Ident>, diags: &mut Vec<Diagnostic>| {
+                if let Some(t) = t
+                    && let Some(target) = resolve(t, diags)
+                {
+                    edges.push((e, target));
+                }
+            };
+            let kind = self.node(&out.vars, node, &mut |e, t, d| edge(e, t, d));
+            out.graph[id.index()].kind = kind;
+            for (e, target) in edges {
+                out.graph.add_edge(id.index(), target.index(), e);
+            }
+        }
+        out
+    }
+
+    fn dead_end(&mut self, node: &ast::Node, what: &str, help: String) {
+        self.diags.push(
+            Diagnostic::error("E0205", node.span, format!("node `{}` is a dead end", node.id.name))
+                .label(what.to_string())
+                .help(help),
+        );
+    }
+
+    fn var_target(&mut self, vars: &[Var], name: &Option<ast::Ident>, want: Option<Type>) -> Option<VarId> {
+        let name = name.as_ref()?;
+        match vars.iter().position(|v| v.name == name.name) {
+            Some(i) => {
+                let var = &vars[i];
+                if let Some(want) = want
+                    && !assignable(var.ty, want)
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0304",
+                            name.span,
+                            format!("`{}` is {}, but this stores {}", var.name, var.ty.name(), want.name()),
+                        )
+                        .label("type mismatch")
+                        .with_label(var.span, format!("declared as {} here", var.ty.name())),
+                    );
+                }
+                Some(VarId(i as u32))
+            }
+            None => {
+                let (code, msg, help) = if BUILTIN_NAMESPACES.contains(&name.name.as_str()) {
+                    (
+                        "E0306",
+                        format!("`{}` is read-only", name.name),
+                        "built-ins cannot be assigned; declare a variable".to_string(),
+                    )
+                } else {
+                    (
+                        "E0301",
+                        format!("undeclared variable `{}`", name.name),
+                        did_you_mean(&name.name, vars.iter().map(|v| v.name.as_str()))
+                            .unwrap_or_else(|| format!("declare it under `vars:`, for example `{}: text`", name.name)),
+                    )
+                };
+                self.diags.push(Diagnostic::error(code, name.span, msg).label("not a variable").help(help));
+                None
+            }
+        }
+    }
+
+    fn buttons(&mut self, typer: &mut Typer<'_, '_>, buttons: &[ast::Button]) -> Vec<Button> {
+        buttons
+            .iter()
+            .map(|b| Button {
+                label: typer.template(&b.label),
+                value: match &b.action {
+                    ButtonAction::Value(v) => Some(v.value.clone()),
+                    ButtonAction::Url(_) => None,
+                },
+                url: match &b.action {
+                    ButtonAction::Url(u) => Some(typer.template(u)),
+                    ButtonAction::Value(_) => None,
+                },
+            })
+            .collect()
+    }
+
+    fn node(&mut self, vars: &[Var], node: &ast::Node, edge: &mut EdgeSink<'_>) -> NodeKind {
+        let needs_next = |next: &Option<ast::Ident>, this: &mut Self, what: &str| {
+            if next.is_none() {
+                this.dead_end(node, &format!("{what} has no `next`"), "add `next: <node id>`, or make it `end`".into());
+            }
+        };
+        match &node.kind {
+            K::Say { text, buttons, image, next } => {
+                needs_next(next, self, "this message");
+                edge(Edge::Next, next, self.diags);
+                let mut diags = Vec::new();
+                let mut typer = Typer { scope: Scope { vars }, diags: &mut diags };
+                let kind = NodeKind::Say {
+                    text: typer.template(text),
+                    buttons: self.buttons(&mut typer, buttons),
+                    image: image.as_ref().map(|i| typer.template(i)),
+                };
+                self.diags.extend(diags);
+                kind
+            }
+            K::Ask { prompt, into, expect, buttons, retries, reprompt, on_invalid, timeout, on_timeout, next } => {
+                needs_next(next, self, "this question");
+                edge(Edge::Next, next, self.diags);
+                edge(Edge::Invalid, on_invalid, self.diags);
+                edge(Edge::Timeout, on_timeout, self.diags);
+                match (timeout, on_timeout) {
+                    (Some(t), None) => self.diags.push(
+                        Diagnostic::error("E0208", t.span, "`timeout` without `on_timeout`")
+                            .label("where should the conversation go when this runs out?")
+                            .help("add `on_timeout: <node id>`"),
+                    ),
+                    (None, Some(t)) => self.diags.push(
+                        Diagnostic::error("E0208", t.span, "`on_timeout` without `timeout`")
+                            .label("this can never happen")
+                            .help("add `timeout: 10m` (or another duration)"),
+                    ),
+                    _ => {}
+                }
+                self.expect_checks(expect);
+                let into_id = self.var_target(vars, into, Some(expect.value_type()));
+                let mut diags = Vec::new();
+                let mut typer = Typer { scope: Scope { vars }, diags: &mut diags };
+                let kind = NodeKind::Ask {
+                    prompt: typer.template(prompt),
+                    into: into_id,
+                    expect: expect.clone(),
+                    buttons: self.buttons(&mut typer, buttons),
+                    retries: retries.map_or(2, |r| r.0),
+                    reprompt: reprompt.as_ref().map(|r| typer.template(r)),
+                    timeout: timeout.map(|t| t.seconds),
+                };
+                self.diags.extend(diags);
+                kind
+            }
+            K::Branch { arms, otherwise } => {
+                for (i, arm) in arms.iter().enumerate() {
+                    edge(Edge::Case(i as u32), &arm.goto, self.diags);
+                }
+                if otherwise.is_none() {
+                    self.dead_end(
+                        node,
+                        "this branch has no `else`",
+                        "add `else: <node id>` for when no condition holds".into(),
+                    );
+                }
+                edge(Edge::Else, otherwise, self.diags);
+                let mut typer = Typer { scope: Scope { vars }, diags: self.diags };
+                NodeKind::Branch { conds: arms.iter().map(|a| typer.expect(&a.when, Type::Boolean)).collect() }
+            }
+            K::Set { assigns, next } => {
+                needs_next(next, self, "this assignment");
+                edge(Edge::Next, next, self.diags);
+                let mut out = Vec::new();
+                for a in assigns {
+                    let value = Typer { scope: Scope { vars }, diags: self.diags }.expr(&a.value);
+                    if let Some(v) = self.var_target(vars, &Some(a.var.clone()), Some(value.ty)) {
+                        out.push((v, value));
+                    }
+                }
+                NodeKind::Set { assigns: out }
+            }
+            K::Call { flow, args, into, next } => {
+                needs_next(next, self, "this call");
+                edge(Edge::Next, next, self.diags);
+                let callee = self.by_name.get(flow.name.as_str()).copied();
+                let mut typed_args = Vec::new();
+                let mut into_ty = None;
+                match callee {
+                    None => {
+                        let help = did_you_mean(&flow.name, self.sigs.iter().map(|s| s.name.as_str()))
+                            .unwrap_or_else(|| "define it under `subflows:` or import the file that has it".into());
+                        self.diags.push(
+                            Diagnostic::error("E0501", flow.span, format!("unknown sub-flow `{}`", flow.name))
+                                .label("no flow has this name")
+                                .help(help),
+                        );
+                    }
+                    Some(id) => {
+                        let sig = &self.sigs[id.0 as usize];
+                        into_ty = sig.returns;
+                        for a in args {
+                            if !sig.params.iter().any(|(p, _)| *p == a.var.name) {
+                                let help = did_you_mean(&a.var.name, sig.params.iter().map(|(p, _)| p.as_str()))
+                                    .unwrap_or_else(|| format!("`{}` takes: {}", sig.name, param_list(sig)));
+                                self.diags.push(
+                                    Diagnostic::error(
+                                        "E0502",
+                                        a.var.span,
+                                        format!("`{}` has no parameter `{}`", sig.name, a.var.name),
+                                    )
+                                    .label("unknown argument")
+                                    .with_label(sig.span, "sub-flow defined here")
+                                    .help(help),
+                                );
+                            }
+                        }
+                        for (p, ty) in &sig.params {
+                            match args.iter().find(|a| a.var.name == *p) {
+                                Some(a) => {
+                                    let mut typer = Typer { scope: Scope { vars }, diags: self.diags };
+                                    typed_args.push(typer.expect(&a.value, *ty));
+                                }
+                                None => self.diags.push(
+                                    Diagnostic::error(
+                                        "E0502",
+                                        flow.span,
+                                        format!("call to `{}` is missing argument `{p}`", sig.name),
+                                    )
+                                    .label(format!(
+                                        "`{}` takes {} argument{}",
+                                        sig.name,
+                                        sig.params.len(),
+                                        if sig.params.len() == 1 { "" } else { "s" }
+                                    ))
+                                    .with_label(sig.span, "sub-flow defined here")
+                                    .help(format!("pass it under `with:`, e.g. `with: {{ {p}: ... }}`")),
+                                ),
+                            }
+                        }
+                        if let (Some(i), None) = (into, sig.returns) {
+                            self.diags.push(
+                                Diagnostic::error("E0502", i.span, format!("`{}` returns nothing", sig.name))
+                                    .label("nothing to store")
+                                    .with_label(sig.span, "add `returns: <type>` to this sub-flow")
+                                    .help("remove `into`, or make the sub-flow return a value"),
+                            );
+                        }
+                    }
+                }
+                let into = self.var_target(vars, into, into_ty);
+                NodeKind::Call { flow: callee, args: typed_args, into }
+            }
+            K::Return { value } => {
+                if !self.is_sub {
+                    self.diags.push(
+                        Diagnostic::error("E0504", node.span, "`return` outside a sub-flow")
+                            .label("the main flow has nowhere to return to")
+                            .help("use `end` to finish the conversation"),
+                    );
+                }
+                let value = value.as_ref().map(|v| Typer { scope: Scope { vars }, diags: self.diags }.expr(v));
+                match (&value, self.returns) {
+                    (Some(v), None) if self.is_sub => self.diags.push(
+                        Diagnostic::error("E0304", v.span, "this sub-flow returns nothing")
+                            .label("unexpected value")
+                            .help(format!("declare `returns: {}` on the sub-flow, or remove the value", v.ty.name())),
+                    ),
+                    (Some(v), Some(want)) if !assignable(want, v.ty) => self.diags.push(
+                        Diagnostic::error(
+                            "E0304",
+                            v.span,
+                            format!("type mismatch: the sub-flow returns {}, found {}", want.name(), v.ty.name()),
+                        )
+                        .label("wrong type"),
+                    ),
+                    (None, Some(want)) => self.diags.push(
+                        Diagnostic::error("E0304", node.span, format!("this sub-flow must return {}", want.name()))
+                            .label("no value")
+                            .help("write `return: <expression>`"),
+                    ),
+                    _ => {}
+                }
+                NodeKind::Return { value }
+            }
+            K::Http { url, method, headers, body, into, on_error, next } => {
+                needs_next(next, self, "this request");
+                edge(Edge::Next, next, self.diags);
+                edge(Edge::Error, on_error, self.diags);
+                let into = self.var_target(vars, into, Some(Type::Json));
+                let mut typer = Typer { scope: Scope { vars }, diags: self.diags };
+                NodeKind::Http {
+                    method: *method,
+                    url: typer.template(url),
+                    headers: headers.iter().map(|h| (h.name.value.clone(), typer.template(&h.value))).collect(),
+                    body: body.as_ref().map(|b| typer.template(b)),
+                    into,
+                }
+            }
+            K::Handoff { queue, reason, next } => {
+                edge(Edge::Next, next, self.diags);
+                if queue.value.trim().is_empty() {
+                    self.diags.push(
+                        Diagnostic::error("E0102", queue.span, "handoff needs a queue name")
+                            .label("empty queue")
+                            .help("name the human agents' queue, e.g. `handoff: support`"),
+                    );
+                }
+                let reason = reason.as_ref().map(|r| Typer { scope: Scope { vars }, diags: self.diags }.template(r));
+                NodeKind::Handoff { queue: queue.value.clone(), reason, resumes: next.is_some() }
+            }
+            K::Wait { duration, next } => {
+                needs_next(next, self, "this wait");
+                edge(Edge::Next, next, self.diags);
+                NodeKind::Wait { seconds: duration.seconds }
+            }
+            K::Goto { target } => {
+                edge(Edge::Goto, &Some(target.clone()), self.diags);
+                NodeKind::Goto
+            }
+            K::End => NodeKind::End,
+        }
+    }
+
+    fn expect_checks(&mut self, expect: &Expect) {
+        match expect {
+            Expect::Choice(choices, span) => {
+                if choices.is_empty() {
+                    self.diags.push(
+                        Diagnostic::error("E0601", *span, "a choice needs at least one option")
+                            .label("empty list")
+                            .help("list the answers the user can pick, e.g. `choice: [small, large]`"),
+                    );
+                }
+                for (i, c) in choices.iter().enumerate() {
+                    if let Some(first) = choices[..i].iter().find(|p| p.value.eq_ignore_ascii_case(&c.value)) {
+                        self.diags.push(
+                            Diagnostic::error("E0602", c.span, format!("duplicate choice `{}`", c.value))
+                                .label("listed again")
+                                .with_label(first.span, "first listed here")
+                                .help("answers are matched without regard to case; remove the duplicate"),
+                        );
+                    }
+                }
+            }
+            Expect::Regex(r) => {
+                if let Err(e) = regex::Regex::new(&r.value) {
+                    self.diags.push(invalid_regex(r.span, &e));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn param_list(sig: &Signature) -> String {
+    if sig.params.is_empty() {
+        return "no parameters".into();
+    }
+    sig.params.iter().map(|(p, t)| format!("{p}: {}", t.name())).collect::<Vec<_>>().join(", ")
+}

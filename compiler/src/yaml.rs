@@ -1,0 +1,269 @@
+//! The one module that knows about the YAML library: it turns text into a small tree of
+//! [`Node`]s that carry byte spans, so later stages can point at any key or value.
+//!
+//! It also enforces the input limits that keep hostile documents harmless: nesting depth,
+//! total node count after alias expansion ("billion laughs"), and one document per file.
+
+use crate::diagnostic::Diagnostic;
+use crate::span::{FileId, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle};
+use std::collections::HashMap;
+
+/// Deeper nesting than this is refused; real flows nest four or five levels.
+pub const MAX_DEPTH: usize = 64;
+/// More nodes than this (after expanding aliases) is refused.
+pub const MAX_NODES: usize = 2_000_000;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// `~`, `null`, or nothing at all.
+    Null,
+    /// A scalar as written; `quoted` tells `"42"` (text) apart from `42` (a number).
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
+    Seq(Vec<Node>),
+    /// Keys in document order; duplicates are kept so the caller can report them.
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub span: Span,
+    /// Byte offset of the scalar's first character of content inside `span`, when the
+    /// scalar's text appears verbatim in the source (plain or simple quoted scalars).
+    /// Lets template errors point inside a string.
+    pub verbatim_at: Option<u32>,
+}
+
+impl Node {
+    pub fn kind_name(&self) -> &'static str {
+        match &self.value {
+            Value::Null => "nothing",
+            Value::Scalar { .. } => "a scalar",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    fn size(&self) -> usize {
+        match &self.value {
+            Value::Null | Value::Scalar { .. } => 1,
+            Value::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
+            Value::Map(pairs) => 1 + pairs.iter().map(|(k, v)| k.size() + v.size()).sum::<usize>(),
+        }
+    }
+}
+
+/// Converts the parser's character positions to byte offsets.
+struct Offsets<'a> {
+    text: &'a str,
+    /// Byte offset of every char, only built when the text is not pure ASCII.
+    table: Option<Vec<u32>>,
+}
+
+impl Offsets<'_> {
+    fn byte(&self, char_index: usize) -> usize {
+        match &self.table {
+            None => char_index.min(self.text.len()),
+            Some(t) => t.get(char_index).map_or(self.text.len(), |&b| b as usize),
+        }
+    }
+}
+
+enum Frame {
+    Seq { start: usize, items: Vec<Node>, anchor: usize },
+    Map { start: usize, pairs: Vec<(Node, Node)>, key: Option<Node>, anchor: usize },
+}
+
+/// Parses one YAML document. Never panics; syntax and limit errors come back as diagnostics.
+pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
+    let offsets =
+        Offsets { text, table: (!text.is_ascii()).then(|| text.char_indices().map(|(b, _)| b as u32).collect()) };
+    let span = |lo: usize, hi: usize| Span::new(file, offsets.byte(lo), offsets.byte(hi));
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut total = 0usize;
+    let mut root: Option<Node> = None;
+    let mut documents = 0;
+
+    for event in Parser::new_from_str(text) {
+        let (event, ev_span) = match event {
+            Ok(e) => e,
+            Err(e) => {
+                let at = offsets.byte(e.marker().index());
+                if e.info().contains("recursion limit") {
+                    return Err(too_deep(Span::new(file, at, at)));
+                }
+                return Err(Diagnostic::error(
+                    "E0001",
+                    Span::new(file, at, at),
+                    format!("YAML syntax error: {}", e.info()),
+                )
+                .label("the YAML parser stopped here")
+                .help("check indentation, quoting and that every `key:` has a space after the colon"));
+            }
+        };
+        let (lo, hi) = (ev_span.start.index(), ev_span.end.index());
+        let finished: Option<(Node, usize)> = match event {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(Diagnostic::error(
+                        "E0001",
+                        span(lo, hi),
+                        "a flow file holds exactly one YAML document",
+                    )
+                    .label("a second document starts here")
+                    .help("put each flow in its own file"));
+                }
+                None
+            }
+            Event::Alias(id) => {
+                let Some(node) = anchors.get(&id) else {
+                    return Err(Diagnostic::error("E0001", span(lo, hi), "alias to an unknown anchor"));
+                };
+                total += node.size();
+                if total > MAX_NODES {
+                    return Err(too_big(span(lo, hi)));
+                }
+                Some((node.clone(), 0))
+            }
+            Event::Scalar(value, style, anchor, _tag) => {
+                let quoted = !matches!(style, ScalarStyle::Plain);
+                let s = span(lo, hi);
+                let src = &text[s.range()];
+                let verbatim_at = match style {
+                    ScalarStyle::Plain if src == value => Some(s.lo),
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
+                        if src.len() == value.len() + 2 && src[1..src.len() - 1] == value =>
+                    {
+                        Some(s.lo + 1)
+                    }
+                    _ => None,
+                };
+                let value = if !quoted && matches!(&*value, "" | "~" | "null" | "Null" | "NULL") {
+                    Value::Null
+                } else {
+                    Value::Scalar { text: value.into_owned(), quoted }
+                };
+                Some((Node { value, span: s, verbatim_at }, anchor))
+            }
+            Event::SequenceStart(anchor, _) => {
+                stack.push(Frame::Seq { start: lo, items: Vec::new(), anchor });
+                None
+            }
+            Event::MappingStart(anchor, _) => {
+                stack.push(Frame::Map { start: lo, pairs: Vec::new(), key: None, anchor });
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                // Flow collections end at their `]`/`}`; block ones are reported at the next
+                // token, possibly lines later, so they end at their last child instead.
+                let closer = offsets.byte(lo);
+                let flow_end = matches!(text.as_bytes().get(closer), Some(b']' | b'}'));
+                let end_of = |last: Option<&Span>| match (flow_end, last) {
+                    (false, Some(last)) => last.hi as usize,
+                    _ => offsets.byte(hi),
+                };
+                match stack.pop() {
+                    Some(Frame::Seq { start, items, anchor }) => {
+                        let s = Span::new(file, offsets.byte(start), end_of(items.last().map(|n| &n.span)));
+                        Some((Node { value: Value::Seq(items), span: s, verbatim_at: None }, anchor))
+                    }
+                    Some(Frame::Map { start, pairs, anchor, .. }) => {
+                        let s = Span::new(file, offsets.byte(start), end_of(pairs.last().map(|(_, v)| &v.span)));
+                        Some((Node { value: Value::Map(pairs), span: s, verbatim_at: None }, anchor))
+                    }
+                    None => None,
+                }
+            }
+        };
+        if stack.len() > MAX_DEPTH {
+            return Err(too_deep(span(lo, hi)));
+        }
+        let Some((node, anchor)) = finished else { continue };
+        total += 1;
+        if total > MAX_NODES {
+            return Err(too_big(node.span));
+        }
+        if anchor != 0 {
+            anchors.insert(anchor, node.clone());
+        }
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { pairs, key, .. }) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => pairs.push((k, node)),
+            },
+        }
+    }
+    Ok(root.unwrap_or(Node { value: Value::Null, span: Span::new(file, 0, 0), verbatim_at: None }))
+}
+
+fn too_deep(span: Span) -> Diagnostic {
+    Diagnostic::error("E0003", span, format!("YAML nested deeper than {MAX_DEPTH} levels"))
+        .label("nesting passed the limit here")
+        .help("flows never need this much nesting; is the file generated by mistake?")
+}
+
+fn too_big(span: Span) -> Diagnostic {
+    Diagnostic::error("E0003", span, format!("YAML document expands to more than {MAX_NODES} nodes"))
+        .label("expansion passed the limit here")
+        .help("aliases (`*name`) are expanded; nested aliases can multiply a small file into a huge one")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Node, Diagnostic> {
+        parse(FileId(0), s)
+    }
+
+    #[test]
+    fn spans_are_bytes_even_after_non_ascii() {
+        let src = "a: \"héllo\"\nb: x\n";
+        let Value::Map(pairs) = p(src).unwrap().value else { panic!() };
+        let b = &pairs[1].1;
+        assert_eq!(&src[b.span.range()], "x");
+        assert_eq!(pairs[0].1.verbatim_at, Some(4));
+    }
+
+    #[test]
+    fn keeps_duplicate_keys() {
+        let Value::Map(pairs) = p("a: 1\na: 2\n").unwrap().value else { panic!() };
+        assert_eq!(pairs.len(), 2);
+    }
+
+    #[test]
+    fn refuses_alias_bombs_and_deep_nesting() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            bomb += &format!("a{i}: &a{i} [{}]\n", [prev.as_str(); 10].join(", "));
+        }
+        assert_eq!(p(&bomb).unwrap_err().code.0, "E0003");
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(p(&deep).unwrap_err().code.0, "E0003");
+        let block: String = (0..100).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        assert_eq!(p(&block).unwrap_err().code.0, "E0003");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_location() {
+        let e = p("a: [1, 2\nb: c\n").unwrap_err();
+        assert_eq!(e.code.0, "E0001");
+    }
+}

@@ -1,0 +1,54 @@
+//! Exit codes and output formats of `botc check` and `botc graph`.
+
+use crate::{botc, stdout};
+
+#[test]
+fn exit_codes_distinguish_clean_findings_and_usage() {
+    assert_eq!(botc(&["check", "flows/examples"]).status.code(), Some(0));
+    assert_eq!(botc(&["check", "flows/err/unknown_target.yaml"]).status.code(), Some(1));
+    assert_eq!(botc(&["check", "no/such/file.yaml"]).status.code(), Some(2));
+    assert_eq!(botc(&["check"]).status.code(), Some(2));
+    assert_eq!(botc(&["check", "Cargo.toml"]).status.code(), Some(2));
+    assert_eq!(botc(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn deny_warnings_turns_warnings_into_failure() {
+    let f = "flows/err/unused_variable.yaml";
+    assert_eq!(botc(&["check", f]).status.code(), Some(0));
+    assert_eq!(botc(&["check", "--deny-warnings", f]).status.code(), Some(1));
+}
+
+#[test]
+fn json_output_has_every_field() {
+    let o = botc(&["check", "--format", "json", "flows/err/unknown_target.yaml"]);
+    let line = stdout(&o).lines().next().expect("one diagnostic").to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    for key in ["code", "severity", "message", "file", "line", "column", "byte_start", "byte_end", "labels", "help"] {
+        assert!(v.get(key).is_some(), "missing {key} in {line}");
+    }
+    assert_eq!(v["code"], "E0201");
+    assert_eq!(v["severity"], "error");
+    let src = std::fs::read_to_string(crate::root().join("flows/err/unknown_target.yaml")).expect("reads");
+    let (a, b) = (v["byte_start"].as_u64().expect("n") as usize, v["byte_end"].as_u64().expect("n") as usize);
+    assert_eq!(&src[a..b], "confirm_ordr", "the byte range covers the misspelt target");
+}
+
+#[test]
+fn github_output_is_workflow_commands() {
+    let o = botc(&["check", "--format", "github", "flows/err/unknown_target.yaml"]);
+    let out = stdout(&o);
+    assert!(out.starts_with("::error file=flows/err/unknown_target.yaml,line="), "{out}");
+    assert!(out.contains("title=E0201 unknown target node `confirm_ordr`::"), "{out}");
+}
+
+#[test]
+fn graph_prints_dot_and_mermaid() {
+    let dot = botc(&["graph", "flows/examples/pizza_order.yaml"]);
+    assert_eq!(dot.status.code(), Some(0));
+    let dot = stdout(&dot);
+    assert!(dot.starts_with("digraph botc {") && dot.contains("->"), "{dot}");
+    let mm = botc(&["graph", "--format", "mermaid", "flows/examples/pizza_order.yaml"]);
+    let mm = stdout(&mm);
+    assert!(mm.starts_with("flowchart TD") && mm.contains("-->|next|"), "{mm}");
+}
