@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod fixtures;
+mod forms;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -8,9 +8,12 @@ use crate::span::Span;
 use pest::Parser as _;
 use pest::iterators::Pair;
 
+/// One parser for both grammars: the DSL embeds expressions, and sharing the `Rule` enum lets
+/// both front ends build expression trees with the same code.
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/expr.pest"]
-pub(crate) struct ExprParser;
+#[grammar = "../grammar/flow.pest"]
+pub(crate) struct BotcParser;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expr {
@@ -144,7 +147,7 @@ impl Locator {
 }
 
 pub fn parse_expr(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Expr {
-    match ExprParser::parse(Rule::expr_main, src) {
+    match BotcParser::parse(Rule::expr_main, src) {
         Ok(mut pairs) => {
             let main = pairs.next().expect("expr_main always has one pair");
             let expr = main.into_inner().next().expect("expr_main holds an expr");
@@ -163,7 +166,7 @@ pub fn parse_template(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Te
         let parts = if src.is_empty() { vec![] } else { vec![Part::Lit(src.to_string())] };
         return Template { parts, span: at.whole };
     }
-    match ExprParser::parse(Rule::template_main, src) {
+    match BotcParser::parse(Rule::template_main, src) {
         Ok(mut pairs) => {
             let main = pairs.next().expect("template_main always has one pair");
             let parts = main
@@ -191,41 +194,52 @@ fn syntax_error(e: &pest::error::Error<Rule>, at: Locator, what: &str) -> Diagno
         pest::error::InputLocation::Pos(p) => (p, p),
         pest::error::InputLocation::Span((a, b)) => (a, b),
     };
-    let expected = match &e.variant {
+    Diagnostic::error("E0303", at.span(lo, hi), format!("invalid {what}")).label(expected(e))
+}
+
+/// "expected a name, `goto`" from a pest error, in the words of the language.
+pub(crate) fn expected(e: &pest::error::Error<Rule>) -> String {
+    let names = match &e.variant {
         pest::error::ErrorVariant::ParsingError { positives, .. } => {
-            let mut names: Vec<&str> = positives.iter().filter_map(|r| rule_name(*r)).collect();
+            let mut names: Vec<String> = positives.iter().filter_map(|r| rule_name(*r)).collect();
             names.sort_unstable();
             names.dedup();
             names.join(", ")
         }
         pest::error::ErrorVariant::CustomError { message } => message.clone(),
     };
-    let label = if expected.is_empty() { "unexpected text here".to_string() } else { format!("expected {expected}") };
-    Diagnostic::error("E0303", at.span(lo, hi), format!("invalid {what}")).label(label)
+    if names.is_empty() { "unexpected text here".to_string() } else { format!("expected {names}") }
 }
 
 /// How a grammar rule is named in an error message; `None` hides plumbing rules.
-pub(crate) fn rule_name(rule: Rule) -> Option<&'static str> {
-    Some(match rule {
+fn rule_name(rule: Rule) -> Option<String> {
+    let name = match rule {
         Rule::expr | Rule::or_expr | Rule::and_expr | Rule::not_expr | Rule::cmp_expr => "an expression",
         Rule::add_expr | Rule::mul_expr | Rule::unary | Rule::postfix | Rule::primary => "a value",
         Rule::cmp_op => "a comparison",
         Rule::add_op | Rule::mul_op => "an operator",
-        Rule::number => "a number",
-        Rule::string => "a string",
-        Rule::ident => "a name",
+        Rule::number | Rule::integer => "a number",
+        Rule::string | Rule::dstring => "a string",
+        Rule::ident | Rule::name => "a name",
         Rule::call => "a function call",
         Rule::list => "a list",
+        Rule::duration => "a duration",
         Rule::kw_and => "`and`",
         Rule::kw_or => "`or`",
         Rule::kw_in | Rule::not_in => "`in`",
         Rule::interp => "`{{`",
         Rule::EOI => "end of input",
-        _ => return None,
-    })
+        Rule::node_stmt | Rule::text_stmt | Rule::name_stmt | Rule::other_stmt => "a node statement",
+        Rule::top_stmt | Rule::sub_stmt => "a declaration (`var`, `node`, `start`, ...)",
+        other => {
+            let debug = format!("{other:?}");
+            return debug.strip_prefix("k_").map(|k| format!("`{k}`"));
+        }
+    };
+    Some(name.to_string())
 }
 
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -244,7 +258,7 @@ fn unescape(s: &str) -> String {
     out
 }
 
-fn build(pair: Pair<'_, Rule>, at: Locator) -> Expr {
+pub(crate) fn build(pair: Pair<'_, Rule>, at: Locator) -> Expr {
     let span = at.span(pair.as_span().start(), pair.as_span().end());
     let rule = pair.as_rule();
     let mut inner = pair.clone().into_inner();

@@ -165,7 +165,7 @@ impl FlowLowerer<'_> {
             match ids.get(t.name.as_str()) {
                 Some(&id) => Some(id),
                 // Not a valid id at all: the front end already said so.
-                None if !crate::front::yaml::is_ident(&t.name) => None,
+                None if !crate::front::tree::is_ident(&t.name) => None,
                 None => {
                     let help = did_you_mean(&t.name, names.iter().copied())
                         .unwrap_or_else(|| "targets name a node of the same flow".into());

@@ -1,6 +1,7 @@
 //! Front ends: source text to [`crate::ast::File`]. Both forms of the language end here.
 
-pub mod yaml;
+pub mod dsl;
+pub mod tree;
 
 use crate::ast::File;
 use crate::diagnostic::Diagnostic;
@@ -40,15 +41,12 @@ pub fn parse(id: FileId, file: &SourceFile, syntax: Syntax) -> (Option<File>, Ve
         .help("split the flow into several files and `imports` them");
         return (None, vec![d]);
     }
-    match syntax {
-        Syntax::Yaml => yaml::parse(id, &file.text),
-        Syntax::Dsl => (
-            None,
-            vec![Diagnostic::error(
-                "E0002",
-                crate::span::Span::new(id, 0, 0),
-                "the DSL front end is not available in this build",
-            )],
-        ),
+    let tree = match syntax {
+        Syntax::Yaml => crate::yaml::parse(id, &file.text),
+        Syntax::Dsl => dsl::parse(id, &file.text),
+    };
+    match tree {
+        Ok(root) => tree::build(&root),
+        Err(d) => (None, vec![d]),
     }
 }

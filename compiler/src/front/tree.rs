@@ -1,4 +1,6 @@
-//! The YAML front end: a spanned YAML tree (from [`crate::yaml`]) to the AST.
+//! The document tree (see [`crate::yaml::Node`]) to the AST. Both front ends end here: the
+//! YAML front end reads a YAML document into the tree, the DSL front end builds the same tree
+//! from its statements, so both forms get exactly the same structural checks and AST.
 //!
 //! It reports every unknown or duplicate key, wrong value shape and bad name it sees and keeps
 //! going, so one run shows all of a file's structural mistakes.
@@ -6,16 +8,13 @@
 use crate::ast::*;
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::expr::{self, Expr, ExprKind, Locator, Template};
-use crate::span::{FileId, Span};
-use crate::yaml::{self, Node as Y, Value};
+use crate::span::Span;
+use crate::yaml::{Node as Y, Value};
 
-pub fn parse(file: FileId, text: &str) -> (Option<File>, Vec<Diagnostic>) {
-    let root = match yaml::parse(file, text) {
-        Ok(root) => root,
-        Err(d) => return (None, vec![d]),
-    };
+/// Builds the AST of a whole file from its document tree.
+pub fn build(root: &Y) -> (Option<File>, Vec<Diagnostic>) {
     let mut cx = Cx { diags: Vec::new() };
-    let out = cx.file(&root);
+    let out = cx.file(root);
     (out, cx.diags)
 }
 
@@ -197,7 +196,7 @@ impl Cx {
     fn target(&mut self, f: &Fields<'_>, key: &str) -> Option<Ident> {
         let v = f.get(key)?;
         let id = self.ident(v, "node id");
-        id.or_else(|| v.as_str().map(|s| Ident { name: s.to_string(), span: v.span }))
+        id.or_else(|| Some(Ident { name: v.as_str().unwrap_or_default().to_string(), span: v.span }))
     }
 
     fn duration(&mut self, v: &Y) -> Option<Duration> {

@@ -1,0 +1,359 @@
+//! The DSL front end (`grammar/flow.pest`): statements to the same document tree the YAML
+//! front end produces, so [`super::tree`] builds the AST for both. Each statement keyword is
+//! the YAML key of the same name; repeated statements (`set`, `header`, `when`, `var`, `node`,
+//! `import`) gather into the one mapping or list the YAML form writes.
+
+use crate::diagnostic::Diagnostic;
+use crate::expr::{BotcParser, Rule, expected, unescape};
+use crate::span::{FileId, Span};
+use crate::yaml::{Node, Value};
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
+    let mut pairs = BotcParser::parse(Rule::dsl_file, text).map_err(|e| {
+        let (lo, hi) = match e.location {
+            pest::error::InputLocation::Pos(p) => (p, p),
+            pest::error::InputLocation::Span((a, b)) => (a, b),
+        };
+        Diagnostic::error("E0002", Span::new(file, lo, hi), "syntax error")
+            .label(expected(&e))
+            .help("see docs/flow-language.md for the DSL's statements; `botc fmt --to dsl` converts a YAML flow")
+    })?;
+    let root = pairs.next().expect("dsl_file matched");
+    let b = Builder { file };
+    let mut top = Map::default();
+    for stmt in root.into_inner() {
+        if stmt.as_rule() != Rule::EOI {
+            b.top(&mut top, stmt);
+        }
+    }
+    Ok(top.into_node(Span::new(file, 0, 0)))
+}
+
+/// A mapping under construction, keeping keys in order.
+#[derive(Default)]
+struct Map {
+    pairs: Vec<(Node, Node)>,
+}
+
+impl Map {
+    fn push(&mut self, key: Node, value: Node) {
+        self.pairs.push((key, value));
+    }
+
+    /// The value under `key`, created (with `empty`) at the first statement that uses it.
+    fn gather(&mut self, key: Node, empty: Value) -> &mut Node {
+        let i = match self.pairs.iter().position(|(k, _)| k.as_str() == key.as_str()) {
+            Some(i) => i,
+            None => {
+                let span = key.span;
+                self.pairs.push((key, Node { value: empty, span, verbatim_at: None }));
+                self.pairs.len() - 1
+            }
+        };
+        &mut self.pairs[i].1
+    }
+
+    fn gather_entry(&mut self, key: Node, k: Node, v: Node) {
+        if let Value::Map(m) = &mut self.gather(key, Value::Map(Vec::new())).value {
+            m.push((k, v));
+        }
+    }
+
+    fn gather_item(&mut self, key: Node, item: Node) {
+        if let Value::Seq(items) = &mut self.gather(key, Value::Seq(Vec::new())).value {
+            items.push(item);
+        }
+    }
+
+    fn into_node(self, span: Span) -> Node {
+        Node { value: Value::Map(self.pairs), span, verbatim_at: None }
+    }
+}
+
+struct Builder {
+    file: FileId,
+}
+
+impl Builder {
+    fn span(&self, p: &Pair<'_, Rule>) -> Span {
+        Span::new(self.file, p.as_span().start(), p.as_span().end())
+    }
+
+    /// An unquoted value: a name, number, duration or expression source. Expression pairs
+    /// can end in the whitespace pest skipped after them, which is not part of the value.
+    fn plain(&self, p: &Pair<'_, Rule>) -> Node {
+        let text = p.as_str().trim_end();
+        let lo = p.as_span().start();
+        let s = Span::new(self.file, lo, lo + text.len());
+        Node { value: Value::Scalar { text: text.to_string(), quoted: false }, span: s, verbatim_at: Some(s.lo) }
+    }
+
+    /// A keyword as a key node; `as_key` renames it (`header` gathers under `headers`).
+    fn key(&self, p: &Pair<'_, Rule>, as_key: &str) -> Node {
+        Node { value: Value::Scalar { text: as_key.to_string(), quoted: false }, span: self.span(p), verbatim_at: None }
+    }
+
+    fn string(&self, p: &Pair<'_, Rule>) -> Node {
+        let inner = p.clone().into_inner().next().expect("dstring has its inner text");
+        let raw = inner.as_str();
+        Node {
+            value: Value::Scalar { text: unescape(raw), quoted: true },
+            span: self.span(p),
+            verbatim_at: (!raw.contains('\\')).then(|| inner.as_span().start() as u32),
+        }
+    }
+
+    fn null(&self, p: &Pair<'_, Rule>) -> Node {
+        Node { value: Value::Null, span: self.span(p), verbatim_at: None }
+    }
+
+    fn seq(&self, items: Vec<Node>, span: Span) -> Node {
+        Node { value: Value::Seq(items), span, verbatim_at: None }
+    }
+
+    fn map(&self, pairs: Vec<(Node, Node)>, span: Span) -> Node {
+        Node { value: Value::Map(pairs), span, verbatim_at: None }
+    }
+
+    /// `var name: type = default` as the YAML form writes it: `name: type`, or
+    /// `name: { type: type, default: value }`.
+    fn decl(&self, p: Pair<'_, Rule>) -> (Node, Node) {
+        let mut it = p.into_inner();
+        let kw = it.next().expect("keyword");
+        let name = self.plain(&it.next().expect("name"));
+        let ty = self.plain(&it.next().expect("type"));
+        let value = match it.next() {
+            None => ty,
+            Some(default) => {
+                let dspan = self.span(&default);
+                let type_key = Node {
+                    value: Value::Scalar { text: "type".into(), quoted: false },
+                    span: ty.span,
+                    verbatim_at: None,
+                };
+                let default_key = Node {
+                    value: Value::Scalar { text: "default".into(), quoted: false },
+                    span: dspan,
+                    verbatim_at: None,
+                };
+                self.map(vec![(type_key, ty), (default_key, self.literal(default))], self.span(&kw))
+            }
+        };
+        (name, value)
+    }
+
+    /// A default value written as an expression, in the shape the YAML form writes it.
+    fn literal(&self, p: Pair<'_, Rule>) -> Node {
+        let span = self.span(&p);
+        // Descend through the single-child wrappers of the expression grammar.
+        let mut cur = p.clone();
+        loop {
+            let mut inner = cur.clone().into_inner();
+            match (cur.as_rule(), inner.next(), inner.next()) {
+                (Rule::string, Some(i), _) => {
+                    return Node {
+                        value: Value::Scalar { text: unescape(i.as_str()), quoted: true },
+                        span,
+                        verbatim_at: None,
+                    };
+                }
+                (Rule::string, None, _) => {
+                    return Node {
+                        value: Value::Scalar { text: String::new(), quoted: true },
+                        span,
+                        verbatim_at: None,
+                    };
+                }
+                (Rule::list, ..) => {
+                    let items = cur.into_inner().map(|i| self.literal(i)).collect();
+                    return self.seq(items, span);
+                }
+                (_, Some(only), None) if !matches!(cur.as_rule(), Rule::unary) || cur.as_str() == only.as_str() => {
+                    cur = only
+                }
+                _ => break,
+            }
+        }
+        self.plain(&p)
+    }
+
+    fn top(&self, top: &mut Map, stmt: Pair<'_, Rule>) {
+        let rule = stmt.as_rule();
+        let span = self.span(&stmt);
+        match rule {
+            Rule::flow_stmt | Rule::description | Rule::start | Rule::returns => {
+                let mut it = stmt.into_inner();
+                let kw = it.next().expect("keyword");
+                let key = self.key(&kw, kw.as_str());
+                let v = it.next().expect("value");
+                let value = if v.as_rule() == Rule::dstring { self.string(&v) } else { self.plain(&v) };
+                top.push(key, value);
+            }
+            Rule::channels => {
+                let mut it = stmt.into_inner();
+                let kw = it.next().expect("keyword");
+                let items = it.map(|c| self.plain(&c)).collect();
+                top.push(self.key(&kw, "channels"), self.seq(items, span));
+            }
+            Rule::import => {
+                let mut it = stmt.into_inner();
+                let kw = it.next().expect("keyword");
+                let path = self.string(&it.next().expect("path"));
+                top.gather_item(self.key(&kw, "imports"), path);
+            }
+            Rule::var_decl | Rule::param_decl => {
+                let kw = stmt.clone().into_inner().next().expect("keyword");
+                let key = self.key(&kw, if rule == Rule::var_decl { "vars" } else { "params" });
+                let (name, value) = self.decl(stmt);
+                top.gather_entry(key, name, value);
+            }
+            Rule::node => {
+                let mut it = stmt.into_inner();
+                let kw = it.next().expect("keyword");
+                let name = self.plain(&it.next().expect("name"));
+                let mut body = Map::default();
+                for s in it {
+                    self.node_stmt(&mut body, s);
+                }
+                top.gather_entry(self.key(&kw, "nodes"), name, body.into_node(span));
+            }
+            Rule::subflow => {
+                let mut it = stmt.into_inner();
+                let kw = it.next().expect("keyword");
+                let name = self.plain(&it.next().expect("name"));
+                let mut body = Map::default();
+                for s in it {
+                    self.top(&mut body, s);
+                }
+                top.gather_entry(self.key(&kw, "subflows"), name, body.into_node(span));
+            }
+            _ => {}
+        }
+    }
+
+    fn node_stmt(&self, body: &mut Map, stmt: Pair<'_, Rule>) {
+        let rule = stmt.as_rule();
+        let span = self.span(&stmt);
+        if rule == Rule::other_stmt {
+            // An unknown statement: the tree builder reports it as an unknown field.
+            let mut it = stmt.clone().into_inner();
+            let name = it.next().expect("name");
+            let rest = &stmt.as_str()[name.as_str().len()..];
+            let trimmed = rest.trim();
+            let lo = name.as_span().end() + (rest.len() - rest.trim_start().len());
+            let value = if trimmed.is_empty() {
+                self.null(&name)
+            } else {
+                let s = Span::new(self.file, lo, lo + trimmed.len());
+                Node {
+                    value: Value::Scalar { text: trimmed.to_string(), quoted: false },
+                    span: s,
+                    verbatim_at: Some(s.lo),
+                }
+            };
+            body.push(self.key(&name, name.as_str()), value);
+            return;
+        }
+        let mut it = stmt.into_inner();
+        let mut kw = it.next().expect("every statement starts with its keyword");
+        // `text_stmt`/`name_stmt` wrap the keyword in a `text_kw`/`name_kw` pair.
+        if matches!(kw.as_rule(), Rule::text_kw | Rule::name_kw) {
+            kw = kw.into_inner().next().expect("keyword");
+        }
+        let word = kw.as_str();
+        match rule {
+            Rule::text_stmt => body.push(self.key(&kw, word), self.string(&it.next().expect("text"))),
+            Rule::name_stmt | Rule::retries | Rule::timeout | Rule::wait | Rule::else_stmt => {
+                body.push(self.key(&kw, word), self.plain(&it.next().expect("value")))
+            }
+            Rule::expect => {
+                let v = it.next().expect("answer type");
+                let value = match v.as_rule() {
+                    Rule::expect_choice | Rule::expect_regex => {
+                        let vspan = self.span(&v);
+                        let mut parts = v.into_inner();
+                        let k = parts.next().expect("choice/regex keyword");
+                        let strings: Vec<Node> = parts.map(|s| self.string(&s)).collect();
+                        let inner = if k.as_rule() == Rule::k_choice {
+                            self.seq(strings, vspan)
+                        } else {
+                            strings.into_iter().next().expect("regex has a pattern")
+                        };
+                        self.map(vec![(self.key(&k, k.as_str()), inner)], vspan)
+                    }
+                    _ => self.plain(&v),
+                };
+                body.push(self.key(&kw, "expect"), value);
+            }
+            Rule::buttons => {
+                let items = it.map(|b| self.button(b)).collect();
+                body.push(self.key(&kw, "buttons"), self.seq(items, span));
+            }
+            Rule::branch => {
+                body.gather(self.key(&kw, "branch"), Value::Seq(Vec::new()));
+            }
+            Rule::when => {
+                let cond = self.plain(&it.next().expect("condition"));
+                let goto_kw = it.next().expect("goto");
+                let target = self.plain(&it.next().expect("target"));
+                let case = self.map(vec![(self.key(&kw, "when"), cond), (self.key(&goto_kw, "goto"), target)], span);
+                // `when` belongs to a `branch`; elsewhere it is an unknown field of that node.
+                if body.pairs.iter().any(|(k, _)| k.as_str() == Some("branch")) {
+                    body.gather_item(self.key(&kw, "branch"), case);
+                } else {
+                    body.push(self.key(&kw, "when"), case);
+                }
+            }
+            Rule::set => {
+                let name = self.plain(&it.next().expect("variable"));
+                let value = self.plain(&it.next().expect("expression"));
+                body.gather_entry(self.key(&kw, "set"), name, value);
+            }
+            Rule::with => {
+                let args = it
+                    .map(|a| {
+                        let mut p = a.into_inner();
+                        let name = self.plain(&p.next().expect("parameter"));
+                        (name, self.plain(&p.next().expect("argument")))
+                    })
+                    .collect();
+                body.push(self.key(&kw, "with"), self.map(args, span));
+            }
+            Rule::header => {
+                let name = self.string(&it.next().expect("header name"));
+                let value = self.string(&it.next().expect("header value"));
+                body.gather_entry(self.key(&kw, "headers"), name, value);
+            }
+            Rule::return_stmt => {
+                let value = match it.next() {
+                    Some(e) => self.plain(&e),
+                    None => self.null(&kw),
+                };
+                body.push(self.key(&kw, "return"), value);
+            }
+            Rule::end => body.push(self.key(&kw, "end"), self.null(&kw)),
+            _ => {}
+        }
+    }
+
+    /// `"Label"`, `"Label" = "value"` or `"Label" url "https://..."`.
+    fn button(&self, b: Pair<'_, Rule>) -> Node {
+        let span = self.span(&b);
+        let mut it = b.into_inner();
+        let label_pair = it.next().expect("label");
+        let label = self.string(&label_pair);
+        match (it.next(), it.next()) {
+            (None, _) => label,
+            (Some(url_kw), Some(url)) if url_kw.as_rule() == Rule::k_url => self.map(
+                vec![(self.key(&label_pair, "label"), label), (self.key(&url_kw, "url"), self.string(&url))],
+                span,
+            ),
+            (Some(value), _) => self.map(
+                vec![(self.key(&label_pair, "label"), label), (self.key(&value, "value"), self.string(&value))],
+                span,
+            ),
+        }
+    }
+}

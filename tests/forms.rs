@@ -1,0 +1,96 @@
+//! The YAML and DSL forms are one language: every flow in `flows/ok` and `flows/examples`
+//! exists in both, they lower to identical IR, and `botc fmt` converts either way without
+//! changing the IR and is idempotent.
+
+use crate::{botc, flow_files, root, stdout};
+use std::path::Path;
+
+fn ir(path: &str) -> String {
+    let o = botc(&["dump-ir", path]);
+    assert_eq!(o.status.code(), Some(0), "{path}: {}", String::from_utf8_lossy(&o.stderr));
+    stdout(&o)
+}
+
+fn pairs() -> Vec<(String, String)> {
+    let yaml: Vec<String> = flow_files("flows/ok")
+        .into_iter()
+        .chain(flow_files("flows/examples"))
+        .filter(|f| f.ends_with(".yaml"))
+        .collect();
+    assert!(yaml.len() >= 15, "expected the ok and example flows, found {}", yaml.len());
+    yaml.into_iter()
+        .map(|y| {
+            let d = y.trim_end_matches(".yaml").to_string() + ".flow";
+            assert!(root().join(&d).exists(), "{y} has no DSL twin {d}");
+            (y, d)
+        })
+        .collect()
+}
+
+#[test]
+fn yaml_and_dsl_forms_lower_to_identical_ir() {
+    for (y, d) in pairs() {
+        assert_eq!(ir(&y), ir(&d), "{y} and {d} differ");
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("readable") {
+        let p = e.expect("entry").path();
+        let dest = to.join(p.file_name().expect("named"));
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn fmt_converts_both_ways_without_changing_the_ir_and_is_idempotent() {
+    // Work on a copy of flows/, so relative imports resolve and other tests never see the
+    // temporary files.
+    let tmp = std::env::temp_dir().join(format!("botc-fmt-forms-{}", std::process::id()));
+    copy_tree(&root().join("flows"), &tmp.join("flows"));
+    let at = |p: &str| tmp.join(p).to_string_lossy().into_owned();
+    for (y, d) in pairs() {
+        for (src, to, ext) in [(&y, "dsl", "flow"), (&y, "yaml", "yaml"), (&d, "yaml", "yaml"), (&d, "dsl", "flow")] {
+            let out = format!("{}.fmt_{to}.{ext}", src.rsplit_once('.').expect("has an extension").0);
+            let first = botc(&["fmt", "--to", to, &at(src)]);
+            assert_eq!(first.status.code(), Some(0), "fmt --to {to} {src}");
+            std::fs::write(at(&out), &first.stdout).expect("write");
+            assert_eq!(ir(&at(&out)), ir(&at(src)), "fmt --to {to} {src} changed the IR");
+            let again = stdout(&botc(&["fmt", &at(&out)]));
+            assert_eq!(again, stdout(&first), "fmt is not idempotent on {src} --to {to}");
+        }
+    }
+    std::fs::remove_dir_all(tmp).expect("cleanup");
+}
+
+#[test]
+fn fmt_write_refuses_to_drop_comments_and_broken_files() {
+    let dir = std::env::temp_dir().join(format!("botc-fmt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let commented = dir.join("c.yaml");
+    let src = "# a comment worth keeping\nflow: c\nstart: a\nnodes:\n  a:\n    end:\n";
+    std::fs::write(&commented, src).expect("write");
+    let p = commented.to_string_lossy().into_owned();
+    let o = botc(&["fmt", "-w", &p]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("comment line(s)"));
+    assert_eq!(std::fs::read_to_string(&commented).expect("read"), src, "nothing was written");
+    assert_eq!(botc(&["fmt", "-w", "--drop-comments", &p]).status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&commented).expect("read"), "flow: c\nstart: a\nnodes:\n  a:\n    end:\n");
+
+    let broken = dir.join("b.flow");
+    std::fs::write(&broken, "flow b\nstrat a\n").expect("write");
+    let o = botc(&["fmt", "-w", &broken.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&broken).expect("read"), "flow b\nstrat a\n");
+
+    let o = botc(&["fmt", "--to", "dsl", "-w", &p]);
+    assert_eq!(o.status.code(), Some(0));
+    let dsl = std::fs::read_to_string(dir.join("c.flow")).expect("conversion wrote c.flow");
+    assert_eq!(dsl, "flow c\nstart a\n\nnode a {\n  end\n}\n");
+}
