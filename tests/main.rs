@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod fixtures;
 mod forms;
+mod schema;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -181,7 +181,7 @@ fn compile(path: &Path) -> Result<Compilation, String> {
             // The content was refused before parsing: report against an empty source.
             let mut sources = botc_compiler::SourceMap::new();
             let root = sources.add(name, "");
-            Ok(Compilation { sources, root, ast: None, diagnostics: vec![d], program: None, ir: None })
+            Ok(Compilation { sources, root, diagnostics: vec![d], program: None, unchecked: None })
         }
     }
 }
@@ -246,7 +246,7 @@ fn graph(file: &Path, format: GraphFormat) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(ir) = &c.ir else { return ExitCode::from(EXIT_FINDINGS) };
+    let Some(ir) = c.ir() else { return ExitCode::from(EXIT_FINDINGS) };
     print!(
         "{}",
         match format {

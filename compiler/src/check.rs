@@ -19,8 +19,9 @@ impl CheckedProgram {
     }
 }
 
-/// Runs every check. Warnings are returned either way; the program only when there are no errors.
-pub fn check(program: Program, mut diags: Vec<Diagnostic>) -> (Option<CheckedProgram>, Vec<Diagnostic>) {
+/// Runs every check. Warnings are returned either way; the program comes back checked when
+/// there are no errors, and unchecked (for `botc graph` and friends) when there are.
+pub fn check(program: Program, mut diags: Vec<Diagnostic>) -> (Result<CheckedProgram, Program>, Vec<Diagnostic>) {
     for flow in &program.flows {
         let reachable = reachability(flow, &mut diags);
         loops(&program, flow, &mut diags);
@@ -29,7 +30,7 @@ pub fn check(program: Program, mut diags: Vec<Diagnostic>) -> (Option<CheckedPro
     }
     recursion(&program, &mut diags);
     let ok = !diags.iter().any(Diagnostic::is_error);
-    (ok.then_some(CheckedProgram { program }), diags)
+    (if ok { Ok(CheckedProgram { program }) } else { Err(program) }, diags)
 }
 
 /// W0201: nodes no path from `start` reaches.

@@ -154,13 +154,13 @@ fn expect_text(e: &crate::ast::Expect) -> String {
     }
 }
 
-fn short(flow: &Flow, kind: &NodeKind) -> String {
+fn short(program: &Program, flow: &Flow, kind: &NodeKind) -> String {
     match kind {
         NodeKind::Say { text, .. } => format!("say: {}", template(flow, text)),
         NodeKind::Ask { prompt, .. } => format!("ask: {}", template(flow, prompt)),
         NodeKind::Wait { seconds } => format!("wait {}", crate::ast::format_duration(*seconds)),
         other => {
-            let d = describe(&Program::default(), flow, other);
+            let d = describe(program, flow, other);
             d.split_whitespace().next().unwrap_or("").to_string()
         }
     }
@@ -189,7 +189,7 @@ pub fn dot(program: &Program) -> String {
                 NodeKind::End | NodeKind::Return { .. } => ", shape=doublecircle",
                 _ => "",
             };
-            let label = format!("{}\n{}", node.name, clip(&short(flow, &node.kind), 40));
+            let label = format!("{}\n{}", node.name, clip(&short(program, flow, &node.kind), 40));
             let _ = writeln!(out, "    f{fi}_{id} [label={}{shape}];", print::quote(&label));
         }
         for id in flow.node_ids() {
@@ -211,7 +211,7 @@ pub fn mermaid(program: &Program) -> String {
         let _ = writeln!(out, "  subgraph f{fi}[\"{}\"]", esc(&flow.name));
         for id in flow.node_ids() {
             let node = flow.node(id);
-            let label = esc(&format!("{}: {}", node.name, clip(&short(flow, &node.kind), 40)));
+            let label = esc(&format!("{}: {}", node.name, clip(&short(program, flow, &node.kind), 40)));
             let shape = match node.kind {
                 NodeKind::Branch { .. } => format!("{{\"{label}\"}}"),
                 NodeKind::Ask { .. } | NodeKind::Wait { .. } => format!("[/\"{label}\"/]"),

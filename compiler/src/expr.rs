@@ -147,6 +147,9 @@ impl Locator {
 }
 
 pub fn parse_expr(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Expr {
+    if let Some(e) = crate::expr_fast::parse(src, at) {
+        return e;
+    }
     match BotcParser::parse(Rule::expr_main, src) {
         Ok(mut pairs) => {
             let main = pairs.next().expect("expr_main always has one pair");
@@ -160,33 +163,61 @@ pub fn parse_expr(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Expr {
     }
 }
 
+/// Splits a text into literal parts and `{{ expression }}` holes. This is lexing, not
+/// grammar: a hole ends at the first `}}` outside a string literal.
 pub fn parse_template(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Template {
-    if !src.contains("{{") && !src.contains("}}") {
-        // The common case: plain text, no parser needed.
-        let parts = if src.is_empty() { vec![] } else { vec![Part::Lit(src.to_string())] };
-        return Template { parts, span: at.whole };
-    }
-    match BotcParser::parse(Rule::template_main, src) {
-        Ok(mut pairs) => {
-            let main = pairs.next().expect("template_main always has one pair");
-            let parts = main
-                .into_inner()
-                .filter_map(|p| match p.as_rule() {
-                    Rule::lit_text => Some(Part::Lit(p.as_str().to_string())),
-                    Rule::interp => p.into_inner().next().map(|e| Part::Expr(build(e, at))),
-                    _ => None,
-                })
-                .collect();
-            Template { parts, span: at.whole }
+    let mut parts = Vec::new();
+    let mut rest = 0;
+    while let Some(open) = src[rest..].find("{{").map(|i| rest + i) {
+        if open > rest {
+            parts.push(Part::Lit(src[rest..open].to_string()));
         }
-        Err(e) => {
+        let inner = open + 2;
+        let Some(close) = hole_end(&src[inner..]).map(|i| inner + i) else {
             diags.push(
-                syntax_error(&e, at, "template")
-                    .help("a template hole is `{{ expression }}`; write `{{ \"{{\" }}` for literal braces"),
+                Diagnostic::error("E0303", at.span(open, open + 2), "invalid template")
+                    .label("this `{{` is never closed")
+                    .help("a template hole is `{{ expression }}`; close it with `}}`"),
             );
-            Template { parts: vec![Part::Expr(Expr { kind: ExprKind::Error, span: at.whole })], span: at.whole }
+            parts.push(Part::Expr(Expr { kind: ExprKind::Error, span: at.span(open, src.len()) }));
+            return Template { parts, span: at.whole };
+        };
+        let body = &src[inner..close];
+        let loc = Locator { whole: at.span(inner, close), base: at.base.map(|b| b + inner as u32) };
+        if body.trim().is_empty() {
+            diags.push(
+                Diagnostic::error("E0303", at.span(open, close + 2), "invalid template")
+                    .label("empty `{{ }}`")
+                    .help("put an expression inside, e.g. `{{ user.name }}`"),
+            );
+            parts.push(Part::Expr(Expr { kind: ExprKind::Error, span: loc.whole }));
+        } else {
+            parts.push(Part::Expr(parse_expr(body, loc, diags)));
         }
+        rest = close + 2;
     }
+    if rest < src.len() {
+        parts.push(Part::Lit(src[rest..].to_string()));
+    }
+    Template { parts, span: at.whole }
+}
+
+/// Offset of the `}}` that closes a hole, skipping string literals inside it.
+fn hole_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < b.len() {
+        match (quote, b[i]) {
+            (Some(_), b'\\') => i += 1,
+            (Some(q), c) if c == q => quote = None,
+            (None, c @ (b'"' | b'\'')) => quote = Some(c),
+            (None, b'}') if b.get(i + 1) == Some(&b'}') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn syntax_error(e: &pest::error::Error<Rule>, at: Locator, what: &str) -> Diagnostic {
@@ -227,7 +258,6 @@ fn rule_name(rule: Rule) -> Option<String> {
         Rule::kw_and => "`and`",
         Rule::kw_or => "`or`",
         Rule::kw_in | Rule::not_in => "`in`",
-        Rule::interp => "`{{`",
         Rule::EOI => "end of input",
         Rule::node_stmt | Rule::text_stmt | Rule::name_stmt | Rule::other_stmt => "a node statement",
         Rule::top_stmt | Rule::sub_stmt => "a declaration (`var`, `node`, `start`, ...)",
@@ -259,7 +289,9 @@ pub(crate) fn unescape(s: &str) -> String {
 }
 
 pub(crate) fn build(pair: Pair<'_, Rule>, at: Locator) -> Expr {
-    let span = at.span(pair.as_span().start(), pair.as_span().end());
+    // A pair can end in whitespace the grammar skipped after it; spans never include it.
+    let start = pair.as_span().start();
+    let span = at.span(start, start + pair.as_str().trim_end().len());
     let rule = pair.as_rule();
     let mut inner = pair.clone().into_inner();
     let kind = match rule {
@@ -396,7 +428,71 @@ mod tests {
         assert_eq!(t.parts.len(), 5);
         assert_eq!(t.literal_len(), "Hi , you owe !".len());
         let bad = parse_template("Hi {{ name", loc(10), &mut d);
-        assert_eq!(bad.parts.len(), 1);
+        assert!(matches!(bad.parts.last(), Some(Part::Expr(Expr { kind: ExprKind::Error, .. }))));
         assert_eq!(d.len(), 1);
+        let quoted = parse_template("{{ \"}}\" + x }} and }} alone", loc(27), &mut d);
+        assert_eq!(quoted.parts.len(), 2, "a `}}` inside a string does not close the hole");
+        assert_eq!(d.len(), 1);
+    }
+
+    /// Mostly well-formed expressions: random trees printed with random spacing, with
+    /// stray tokens mixed in now and then.
+    fn grammatical() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            "[a-z_][a-z0-9_]{0,5}",
+            "[0-9]{1,3}(\\.[0-9]{1,2})?",
+            Just("\"it's\"".to_string()),
+            Just("'say \\'hi\\''".to_string()),
+            Just("true".to_string()),
+            Just("99999999999999999999".to_string()),
+            Just("user.name".to_string()),
+        ];
+        leaf.prop_recursive(4, 24, 3, |inner| {
+            let op = prop_oneof![
+                Just("or"),
+                Just("and"),
+                Just("=="),
+                Just("!="),
+                Just("<"),
+                Just("<="),
+                Just(">"),
+                Just(">="),
+                Just("in"),
+                Just("not in"),
+                Just("+"),
+                Just("-"),
+                Just("*"),
+                Just("/"),
+                Just("%"),
+            ];
+            let sp = prop_oneof![Just(" "), Just(""), Just("  "), Just("\n")];
+            prop_oneof![
+                (inner.clone(), op, inner.clone(), sp.clone()).prop_map(|(a, o, b, s)| format!("{a}{s} {o} {s}{b}")),
+                (inner.clone(), sp.clone()).prop_map(|(a, s)| format!("({s}{a}{s})")),
+                inner.clone().prop_map(|a| format!("not {a}")),
+                inner.clone().prop_map(|a| format!("-{a}")),
+                (inner.clone(), "[a-z]{1,4}").prop_map(|(a, f)| format!("{a}.{f}")),
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(|v| format!("len({})", v.join(", "))),
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(|v| format!("[{}]", v.join(","))),
+                (inner, prop_oneof![Just(")"), Just("=="), Just(","), Just("."), Just("and")])
+                    .prop_map(|(a, t)| format!("{a} {t}")),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+        #[test]
+        fn the_fast_parser_agrees_with_the_grammar(src in grammatical()) {
+            let reference = BotcParser::parse(Rule::expr_main, &src)
+                .ok()
+                .map(|mut p| build(p.next().unwrap().into_inner().next().unwrap(), loc(src.len())));
+            match crate::expr_fast::parse(&src, loc(src.len())) {
+                Some(fast) => proptest::prop_assert_eq!(Some(fast), reference, "{}", src),
+                // Whatever the grammar accepts, the fast parser takes too.
+                None => proptest::prop_assert!(reference.is_none(), "fast parser refused: {}", src),
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod check;
 pub mod diagnostic;
 pub mod dump;
 pub mod expr;
+mod expr_fast;
 pub mod front;
 pub mod ir;
 pub mod lower;
@@ -44,17 +45,20 @@ impl Loader for NoImports {
 pub struct Compilation {
     pub sources: SourceMap,
     pub root: FileId,
-    /// The root file's syntax tree, when its structure could be read (for `botc fmt`).
-    pub ast: Option<ast::File>,
     /// Sorted by file and position.
     pub diagnostics: Vec<Diagnostic>,
     /// Present only when there were no errors.
     pub program: Option<CheckedProgram>,
-    /// The IR, even when it has errors (for `botc graph`).
-    pub ir: Option<ir::Program>,
+    /// The IR when it has errors (for `botc graph`); see [`Compilation::ir`].
+    pub unchecked: Option<ir::Program>,
 }
 
 impl Compilation {
+    /// The IR, checked or not, when lowering got that far.
+    pub fn ir(&self) -> Option<&ir::Program> {
+        self.program.as_ref().map(CheckedProgram::program).or(self.unchecked.as_ref())
+    }
+
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
@@ -71,8 +75,8 @@ pub fn compile(name: &str, text: &str, syntax: Syntax, loader: &mut dyn Loader) 
     let (root_ast, ds) = front::parse(root, sources.get(root), syntax);
     diagnostics.extend(ds);
     let mut parsed = Vec::new();
-    if let Some(a) = &root_ast {
-        parsed.push(lower::Parsed { file: root, ast: a.clone() });
+    if let Some(ast) = root_ast {
+        parsed.push(lower::Parsed { file: root, ast });
     }
     // Load imports breadth first; each file once.
     let mut i = 0;
@@ -100,17 +104,20 @@ pub fn compile(name: &str, text: &str, syntax: Syntax, loader: &mut dyn Loader) 
         }
         i += 1;
     }
-    let (program, ir) = if parsed.is_empty() {
+    let (program, unchecked) = if parsed.is_empty() {
         (None, None)
     } else {
         let ir = lower::lower(&parsed, &mut diagnostics);
-        let (checked, ds) = check::check(ir.clone(), std::mem::take(&mut diagnostics));
+        let (checked, ds) = check::check(ir, std::mem::take(&mut diagnostics));
         diagnostics = ds;
-        (checked, Some(ir))
+        match checked {
+            Ok(p) => (Some(p), None),
+            Err(ir) => (None, Some(ir)),
+        }
     };
     diagnostics.sort_by_key(|d| (d.span.file, d.span.lo, d.span.hi, d.code));
     diagnostics.dedup();
-    Compilation { sources, root, ast: root_ast, diagnostics, program, ir }
+    Compilation { sources, root, diagnostics, program, unchecked }
 }
 
 fn import_error(imp: &ast::Str, why: &str) -> Diagnostic {

@@ -9,7 +9,7 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::ir::*;
 use crate::span::{FileId, Span};
 use crate::types::{Scope, Typer, assignable, invalid_regex};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// A parsed file ready to lower. The first file is the one being compiled; the others are
 /// its imports, whose flows become callable.
@@ -43,7 +43,7 @@ pub fn lower(files: &[Parsed], diags: &mut Vec<Diagnostic>) -> Program {
             returns: f.returns.as_ref().map(|r| r.ty),
         })
         .collect();
-    let mut by_name: HashMap<&str, FlowId> = HashMap::new();
+    let mut by_name: HashMap<&str, FlowId> = HashMap::default();
     for (i, s) in sigs.iter().enumerate() {
         if let Some(first) = by_name.get(s.name.as_str()) {
             // An imported file checked on its own is listed once; only a real clash counts.
@@ -139,7 +139,7 @@ impl FlowLowerer<'_> {
             start: None,
         };
         // Nodes first, so every target can be resolved in one pass afterwards.
-        let mut ids: HashMap<&str, NodeId> = HashMap::new();
+        let mut ids: HashMap<&str, NodeId> = HashMap::default();
         let mut kept: Vec<&ast::Node> = Vec::new();
         for node in &f.nodes {
             if let Some(&first) = ids.get(node.id.name.as_str()) {

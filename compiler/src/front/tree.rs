@@ -293,22 +293,15 @@ impl Cx {
         let vars = f.get("vars").map(|v| self.var_decls(v, "vars")).unwrap_or_default();
         let returns = f.get("returns").and_then(|v| self.type_ref(v));
         let start = f.get("start").and_then(|v| self.ident(v, "node id"));
+        // No `nodes` at all is reported by the start check (there is nothing to start at).
         let mut nodes = Vec::new();
-        match f.get("nodes") {
-            Some(v) => {
-                for (k, body) in self.fields_any(v, "nodes").unwrap_or_default() {
-                    let Some(id) = self.ident(k, "node id") else { continue };
-                    if let Some(node) = self.node(id, body) {
-                        nodes.push(node);
-                    }
+        if let Some(v) = f.get("nodes") {
+            for (k, body) in self.fields_any(v, "nodes").unwrap_or_default() {
+                let Some(id) = self.ident(k, "node id") else { continue };
+                if let Some(node) = self.node(id, body) {
+                    nodes.push(node);
                 }
             }
-            None => self.missing(
-                name.span,
-                &format!("flow `{}`", name.name),
-                "nodes",
-                "add `nodes:` with at least one node",
-            ),
         }
         let span = f.key("flow").map_or(span, |k| k.span);
         Flow { name, params, returns, vars, start, nodes, span }
@@ -483,7 +476,13 @@ impl Cx {
                 }
                 NodeKind::Branch { arms, otherwise: self.target(&f, "else") }
             }
-            "set" => NodeKind::Set { assigns: self.assigns(main, "assignments"), next },
+            "set" => {
+                let assigns = self.assigns(main, "assignments");
+                if assigns.is_empty() && !matches!(main.value, Value::Map(ref m) if !m.is_empty()) {
+                    self.missing(main.span, &what, "an assignment", "write `set: { variable: expression }`");
+                }
+                NodeKind::Set { assigns, next }
+            }
             "call" => NodeKind::Call {
                 flow: self.ident(main, "sub-flow name").unwrap_or(Ident { name: String::new(), span: main.span }),
                 args: f.get("with").map(|v| self.assigns(v, "arguments")).unwrap_or_default(),

@@ -1,0 +1,3 @@
+//! Integration tests of the compiler library. One binary; one module per concern.
+
+mod hostile;
