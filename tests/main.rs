@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod compile;
 mod fixtures;
 mod forms;
 mod schema;

@@ -29,6 +29,19 @@ enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Compile flows to verified bytecode: one self-contained .botc per file, plus manifest.json
+    Compile {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output directory (created if missing)
+        #[arg(short, long, default_value = "build")]
+        out: PathBuf,
+        /// Include node source positions (the YAML and DSL forms then differ in bytes)
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Print a .botc file as text
+    Disasm { file: PathBuf },
     /// Print a flow's graph
     Graph {
         file: PathBuf,
@@ -83,6 +96,8 @@ fn main() -> ExitCode {
         Command::Check { paths, format, deny_warnings } => check(&paths, format, deny_warnings),
         Command::Graph { file, format } => graph(&file, format),
         Command::DumpIr { file } => dump_ir(&file),
+        Command::Compile { paths, out, debug } => compile_cmd(&paths, &out, debug),
+        Command::Disasm { file } => disasm(&file),
         Command::Fmt { file, to, write, drop_comments } => fmt(&file, to, write, drop_comments),
     }
 }
@@ -346,4 +361,94 @@ fn fmt(file: &Path, to: Option<Form>, write: bool, drop_comments: bool) -> ExitC
         eprintln!("wrote {}", target.display());
     }
     ExitCode::SUCCESS
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half
+/// a file and a crash leaves the old one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp-botc");
+    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn compile_cmd(paths: &[PathBuf], out_dir: &Path, debug: bool) -> ExitCode {
+    let files = match collect(paths) {
+        Ok(f) if !f.is_empty() => f,
+        Ok(_) => return fail("no flow files (.yaml, .yml, .flow) found"),
+        Err(e) => return fail(e),
+    };
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // Compile everything first; write nothing unless everything compiles.
+    let mut outputs: Vec<(String, Vec<u8>, botc_bytecode::Program, String)> = Vec::new();
+    let mut errors = 0;
+    for path in &files {
+        let c = match compile(path) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        for d in &c.diagnostics {
+            errors += usize::from(d.is_error());
+            eprintln!("{}\n", render::render(&c.sources, d, Format::Human, color));
+        }
+        let Some(checked) = &c.program else { continue };
+        let options = botc_compiler::emit::Options { debug: debug.then_some(&c.sources) };
+        let program = botc_compiler::emit::emit(checked, &options);
+        let bytes = program.encode();
+        let stem = path.file_stem().map_or("flow".into(), |s| s.to_string_lossy().into_owned());
+        let file = format!("{stem}.botc");
+        let source = path.to_string_lossy().into_owned();
+        if let Some((_, other, _, other_src)) = outputs.iter().find(|(f, ..)| *f == file) {
+            if *other != bytes {
+                return fail(format!("{other_src} and {source} both compile to {file} but differ; rename one of them"));
+            }
+            continue;
+        }
+        outputs.push((file, bytes, program, source));
+    }
+    if errors > 0 {
+        eprintln!("error: {errors} error(s); nothing was written");
+        return ExitCode::from(EXIT_FINDINGS);
+    }
+    if let Err(e) = std::fs::create_dir_all(out_dir) {
+        return fail(format!("cannot create {}: {e}", out_dir.display()));
+    }
+    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut manifest = Vec::new();
+    for (file, bytes, program, source) in &outputs {
+        if let Err(e) = write_atomic(&out_dir.join(file), bytes) {
+            return fail(format!("cannot write {}: {e}", out_dir.join(file).display()));
+        }
+        manifest.push(serde_json::json!({
+            "file": file,
+            "name": program.name,
+            "hash": program.hash_hex(),
+            "size": bytes.len(),
+            "source": source,
+        }));
+    }
+    let manifest = serde_json::json!({ "format_version": botc_bytecode::FORMAT_VERSION, "programs": manifest });
+    let text = serde_json::to_string_pretty(&manifest).expect("JSON values serialize") + "\n";
+    if let Err(e) = write_atomic(&out_dir.join("manifest.json"), text.as_bytes()) {
+        return fail(format!("cannot write manifest.json: {e}"));
+    }
+    eprintln!("compiled {} program(s) into {}", outputs.len(), out_dir.display());
+    ExitCode::SUCCESS
+}
+
+fn disasm(file: &Path) -> ExitCode {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+    };
+    match botc_bytecode::load(&bytes) {
+        Ok(v) => {
+            print!("{}", botc_bytecode::disasm::disassemble(v.program()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::from(EXIT_FINDINGS)
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod ast;
 pub mod check;
 pub mod diagnostic;
 pub mod dump;
+pub mod emit;
 pub mod expr;
 mod expr_fast;
 pub mod front;

@@ -1,3 +1,4 @@
 //! Integration tests of the compiler library. One binary; one module per concern.
 
+mod bytecode;
 mod hostile;

@@ -1,0 +1,206 @@
+//! The `.botc` format: the contract between the compiler and every runtime worker.
+//!
+//! A [`Program`] is plain data. [`Program::encode`] writes it deterministically;
+//! [`load`] decodes *and verifies* bytes, returning a [`Verified`] program, the only thing the
+//! VM runs. The format is documented in docs/bytecode.md; the verifier's guarantees are listed
+//! in [`verify`].
+
+pub mod disasm;
+pub mod format;
+pub mod op;
+pub mod verify;
+
+pub use format::{FORMAT_VERSION, LoadError, MAGIC};
+pub use op::{NONE, Op};
+pub use verify::{Verified, load};
+
+/// A compiled program: one flow with every sub-flow it calls linked in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    /// The main flow's name.
+    pub name: String,
+    /// SHA-256 of the encoded sections (everything after the header but debug spans): the
+    /// same flow always hashes the same, whichever form it was written in. Sessions pin it.
+    pub hash: [u8; 32],
+    /// Every string the program uses, each once.
+    pub consts: Vec<String>,
+    /// Flow 0 is the main flow.
+    pub flows: Vec<Flow>,
+    /// Every node of every flow: name and code offset, for positions, metrics and migration.
+    pub nodes: Vec<Node>,
+    pub asks: Vec<Ask>,
+    pub https: Vec<Http>,
+    pub code: Vec<u8>,
+    /// The deepest the operand stack gets; the verifier checks it.
+    pub max_stack: u16,
+    /// Source positions of nodes, when compiled with debug info.
+    pub debug: Option<Vec<DebugSpan>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flow {
+    /// Text constant holding the flow's name.
+    pub name: u32,
+    /// The first `params` variables are parameters.
+    pub params: u16,
+    pub vars: Vec<Var>,
+    /// `None` when the flow returns nothing.
+    pub returns: Option<Ty>,
+    /// Code offset where the flow starts (variable defaults, then its start node).
+    pub entry: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Var {
+    pub name: u32,
+    pub ty: Ty,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub flow: u16,
+    pub name: u32,
+    pub offset: u32,
+}
+
+/// How an `ask` validates, where it goes next, and how it re-prompts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask {
+    pub node: u32,
+    pub var: u16,
+    pub expect: Expect,
+    /// For [`Expect::Choice`]: the choices, as text constants.
+    pub choices: Vec<u32>,
+    pub retries: u8,
+    /// Seconds; 0 for none.
+    pub timeout: u32,
+    /// Code offsets ([`NONE`] when absent).
+    pub next: u32,
+    pub on_invalid: u32,
+    pub on_timeout: u32,
+    /// Code that pushes the re-prompt text and queues its buttons, then re-executes `Ask`.
+    pub reprompt: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Text,
+    Number,
+    Integer,
+    Boolean,
+    Email,
+    /// One of [`Ask::choices`].
+    Choice,
+    /// Pattern in text constant `pattern`.
+    Regex {
+        pattern: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Http {
+    pub node: u32,
+    pub method: Method,
+    /// Header names (text constants); their values are on the stack.
+    pub headers: Vec<u32>,
+    pub body: bool,
+    /// Variable receiving `{status, body}` (`u16::MAX` for none).
+    pub var: u16,
+    pub next: u32,
+    pub on_error: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugSpan {
+    pub node: u32,
+    pub line: u32,
+    pub column: u32,
+}
+
+macro_rules! byte_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $code:literal => $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            pub fn code(self) -> u8 {
+                match self { $($name::$variant => $code),* }
+            }
+            pub fn from_code(c: u8) -> Option<$name> {
+                match c { $($code => Some($name::$variant),)* _ => None }
+            }
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+        }
+    };
+}
+
+byte_enum!(
+    /// Value types, as the variable table stores them.
+    Ty { Text = 0 => "text", Number = 1 => "number", Integer = 2 => "integer", Boolean = 3 => "boolean", List = 4 => "list", Json = 5 => "json" }
+);
+byte_enum!(Method { Get = 0 => "GET", Post = 1 => "POST", Put = 2 => "PUT", Patch = 3 => "PATCH", Delete = 4 => "DELETE" });
+byte_enum!(
+    /// Operand of [`Op::Builtin`].
+    Builtin {
+        UserId = 0 => "user.id", UserName = 1 => "user.name", UserLanguage = 2 => "user.language",
+        EventText = 3 => "event.text", EventPlatform = 4 => "event.platform",
+        BotId = 5 => "bot.id", BotName = 6 => "bot.name", BotPlatform = 7 => "bot.platform",
+    }
+);
+byte_enum!(UnOp { Not = 0 => "not", Neg = 1 => "neg" });
+byte_enum!(
+    /// Operand of [`Op::Binary`]. `Concat` joins two texts; `Add` is numeric.
+    BinOp {
+        Eq = 0 => "eq", Ne = 1 => "ne", Lt = 2 => "lt", Le = 3 => "le", Gt = 4 => "gt", Ge = 5 => "ge",
+        In = 6 => "in", NotIn = 7 => "not_in", Add = 8 => "add", Sub = 9 => "sub", Mul = 10 => "mul",
+        Div = 11 => "div", Rem = 12 => "rem", Concat = 13 => "concat",
+    }
+);
+byte_enum!(
+    /// Operand of [`Op::Call`].
+    Func {
+        Len = 0 => "len", Lower = 1 => "lower", Upper = 2 => "upper", Trim = 3 => "trim",
+        Contains = 4 => "contains", StartsWith = 5 => "starts_with", EndsWith = 6 => "ends_with",
+        Matches = 7 => "matches", Replace = 8 => "replace", Number = 9 => "number", Int = 10 => "int",
+        Round = 11 => "round", Floor = 12 => "floor", Ceil = 13 => "ceil", Abs = 14 => "abs",
+        Min = 15 => "min", Max = 16 => "max", Text = 17 => "text", Join = 18 => "join", Now = 19 => "now",
+    }
+);
+
+impl Func {
+    /// How many arguments the function takes; the verifier checks every call against it.
+    pub fn arity(self) -> u8 {
+        match self {
+            Func::Now => 0,
+            Func::Len | Func::Lower | Func::Upper | Func::Trim | Func::Number | Func::Int | Func::Round => 1,
+            Func::Floor | Func::Ceil | Func::Abs | Func::Text => 1,
+            Func::Replace => 3,
+            _ => 2,
+        }
+    }
+}
+
+impl Program {
+    pub fn text(&self, c: u32) -> &str {
+        self.consts.get(c as usize).map_or("<bad constant>", String::as_str)
+    }
+
+    /// The node whose code contains `offset` (the last node starting at or before it).
+    pub fn node_at(&self, offset: u32) -> Option<u32> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.offset <= offset)
+            .max_by_key(|(_, n)| n.offset)
+            .map(|(i, _)| i as u32)
+    }
+
+    /// The hash as lowercase hex.
+    pub fn hash_hex(&self) -> String {
+        self.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
