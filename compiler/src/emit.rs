@@ -168,6 +168,11 @@ impl Emitter<'_> {
         if self.following == Some(node) {
             return;
         }
+        self.jump_always(flow, node);
+    }
+
+    /// A jump that is emitted even to the following node: other code comes after it.
+    fn jump_always(&mut self, flow: usize, node: NodeId) {
         self.op(Op::Jump { to: NONE }, 0);
         let at = self.out.code.len() - 4;
         self.fixups.push(Fixup::Jump { at, node: (flow, node) });
@@ -278,7 +283,10 @@ impl Emitter<'_> {
                     self.expr(c);
                     self.op(Op::JumpIfFalse { to: NONE }, -1);
                     let skip = self.out.code.len() - 4;
-                    self.jump_to(fi, self.exit(flow, id, Edge::Case(i as u32)).expect("checked: case has a target"));
+                    self.jump_always(
+                        fi,
+                        self.exit(flow, id, Edge::Case(i as u32)).expect("checked: case has a target"),
+                    );
                     let here = self.here();
                     self.out.code[skip..skip + 4].copy_from_slice(&here.to_le_bytes());
                 }

@@ -141,6 +141,20 @@ impl Typer<'_, '_> {
                 };
                 (ExprKind::Unary(*op, Box::new(operand)), ty)
             }
+            ast::ExprKind::Binary(op @ (BinOp::In | BinOp::NotIn), a, b)
+                if matches!(b.kind, ast::ExprKind::List(_)) =>
+            {
+                // `x in [1, 2]`: the list literal's items are checked against `x`, not as texts.
+                let a = self.expr(a);
+                let ast::ExprKind::List(items) = &b.kind else { unreachable!("matched above") };
+                let items = Expr {
+                    kind: ExprKind::List(items.iter().map(|i| self.expr(i)).collect()),
+                    ty: Type::List,
+                    span: b.span,
+                };
+                let ty = self.binary(*op, &a, &items);
+                (ExprKind::Binary(*op, Box::new(a), Box::new(items)), ty)
+            }
             ast::ExprKind::Binary(op, a, b) => {
                 let (a, b) = (self.expr(a), self.expr(b));
                 let ty = self.binary(*op, &a, &b);

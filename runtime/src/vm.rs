@@ -1,0 +1,733 @@
+//! The VM: [`step`] applies one event to one session and returns the effects to perform.
+//!
+//! It is a pure function of (program, session, input, context, now): no I/O, no clock of its
+//! own, no randomness. It runs from the session's position until the conversation waits
+//! (an `ask`, `wait`, `http` or resuming `handoff`) or ends, under a fuel limit.
+//!
+//! It relies on exactly what `botc_bytecode::verify` guarantees; anything else that goes
+//! wrong is either the flow's fault at run time (a [`Trap`], such as running out of fuel) or
+//! a bug in botc (a [`VmBug`]), and the two are different types.
+
+use crate::session::{Frame, Session, State};
+use crate::value::Value;
+use botc_bytecode::{self as bc, BinOp, Builtin, Expect, Func, NONE, Op, UnOp, Verified};
+use serde_json::Value as Json;
+use std::fmt;
+
+/// A verified program with what the VM needs precomputed (compiled regexes).
+pub struct Loaded {
+    verified: Verified,
+    /// `regexes[c]`: constant `c` compiled, for every constant used as a pattern.
+    regexes: Vec<Option<regex::Regex>>,
+}
+
+impl Loaded {
+    /// Loads and verifies a `.botc` file and compiles its patterns.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Loaded, bc::LoadError> {
+        Loaded::new(bc::load(bytes)?)
+    }
+
+    pub fn new(verified: Verified) -> Result<Loaded, bc::LoadError> {
+        let p = verified.program();
+        let mut regexes: Vec<Option<regex::Regex>> = vec![None; p.consts.len()];
+        let mut patterns: Vec<u32> = p
+            .asks
+            .iter()
+            .filter_map(|a| if let Expect::Regex { pattern } = a.expect { Some(pattern) } else { None })
+            .collect();
+        // Patterns passed to `matches` are constants pushed right before the call.
+        let mut at = 0;
+        let mut last_text = None;
+        while let Some((op, next)) = Op::decode(&p.code, at) {
+            match op {
+                Op::PushText { c } => last_text = Some(c),
+                Op::Call { f, .. } if f == Func::Matches.code() => patterns.extend(last_text),
+                _ => last_text = None,
+            }
+            at = next;
+        }
+        for c in patterns {
+            let re = regex::Regex::new(p.text(c))
+                .map_err(|e| bc::LoadError::Invalid(format!("pattern {:?} does not compile: {e}", p.text(c))))?;
+            regexes[c as usize] = Some(re);
+        }
+        Ok(Loaded { verified, regexes })
+    }
+
+    pub fn program(&self) -> &bc::Program {
+        self.verified.program()
+    }
+
+    /// A fresh session pinned to this program.
+    pub fn new_session(&self) -> Session {
+        Session::new(self.program().hash)
+    }
+}
+
+/// Who and what an event is about: the values of the built-ins.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// The event's id: an event whose id equals the session's last one is not applied twice.
+    pub event_id: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub user_language: String,
+    pub platform: String,
+    pub bot_id: String,
+    pub bot_name: String,
+    /// `event.text`: what the user wrote (empty for timers and http responses).
+    pub event_text: String,
+}
+
+/// What happened that the conversation must react to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// The user wrote something (or a conversation starts with a message).
+    Text(String),
+    /// The user pressed a button with this value.
+    Button(String),
+    /// A timer fired; `timer` is the sequence number it was scheduled with.
+    Timer { timer: u32 },
+    /// An http request finished (`status` 0: it failed before any response).
+    Http { status: u16, body: Json },
+    /// The human agent handed the conversation back.
+    HandBack,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Button {
+    pub label: String,
+    /// The value sent back when pressed, or `None` for a link.
+    pub value: Option<String>,
+    pub url: Option<String>,
+}
+
+/// Something the runtime must do. Effects are data; the VM performs none of them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Send {
+        text: String,
+        image: Option<String>,
+        buttons: Vec<Button>,
+    },
+    /// Fire `Input::Timer { timer }` at unix time `at` (seconds).
+    StartTimer {
+        timer: u32,
+        at: u64,
+    },
+    /// A timer that can no longer matter (stale timers are ignored anyway; this lets stores
+    /// delete it early).
+    CancelTimer {
+        timer: u32,
+    },
+    Http {
+        method: bc::Method,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Option<String>,
+    },
+    Handoff {
+        queue: String,
+        reason: Option<String>,
+    },
+    /// The conversation is over.
+    End,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Step {
+    pub effects: Vec<Effect>,
+    /// Nodes entered, in order (for per-node metrics and tests' coverage).
+    pub visited: Vec<u32>,
+    /// The input did not apply: a duplicate event, a stale timer, or text while the
+    /// conversation waits for something else. The session is unchanged.
+    pub ignored: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Instructions one step may execute before it traps.
+    pub fuel: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { fuel: 100_000 }
+    }
+}
+
+/// The flow did something it cannot do at run time. The session is left as it was.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trap {
+    OutOfFuel {
+        fuel: u32,
+    },
+    /// A `json` value did not have the type an operation needs.
+    Type {
+        op: &'static str,
+        found: &'static str,
+    },
+    /// The session belongs to another program (a deploy did not migrate it).
+    WrongProgram,
+}
+
+/// An invariant the verifier or checker should have guaranteed did not hold: a bug in botc.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VmBug(pub String);
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Error {
+    Trap(Trap),
+    Bug(VmBug),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Trap(Trap::OutOfFuel { fuel }) => {
+                write!(f, "the flow ran {fuel} instructions without waiting for input; it was stopped")
+            }
+            Error::Trap(Trap::Type { op, found }) => write!(f, "`{op}` cannot use a {found} value (from json data)"),
+            Error::Trap(Trap::WrongProgram) => write!(f, "the session belongs to another version of the flow"),
+            Error::Bug(VmBug(m)) => write!(f, "internal error in the botc VM (please report): {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn bug(m: impl Into<String>) -> Error {
+    Error::Bug(VmBug(m.into()))
+}
+
+fn trap_type(op: &'static str, v: &Value) -> Error {
+    Error::Trap(Trap::Type { op, found: v.type_name() })
+}
+
+/// Applies `input` to `session`. On success the session holds the new state (and a bumped
+/// version); on error it is unchanged.
+pub fn step(
+    program: &Loaded,
+    session: &mut Session,
+    input: Input,
+    ctx: &Context,
+    now: u64,
+    limits: &Limits,
+) -> Result<Step, Error> {
+    if session.program != program.program().hash {
+        return Err(Error::Trap(Trap::WrongProgram));
+    }
+    if !ctx.event_id.is_empty() && ctx.event_id == session.last_event {
+        return Ok(Step { ignored: Some("event already applied"), ..Step::default() });
+    }
+    let mut m = Machine {
+        p: program,
+        s: session.clone(),
+        ctx,
+        now,
+        step: Step::default(),
+        stack: Vec::new(),
+        buttons: Vec::new(),
+    };
+    let start = match m.resume(input)? {
+        Resume::At(pc) => pc,
+        Resume::Ignore(why) => return Ok(Step { ignored: Some(why), ..Step::default() }),
+    };
+    m.run(start, limits.fuel)?;
+    m.s.last_event.clone_from(&ctx.event_id);
+    m.s.version += 1;
+    *session = m.s;
+    Ok(m.step)
+}
+
+enum Resume {
+    At(u32),
+    Ignore(&'static str),
+}
+
+struct Machine<'a> {
+    p: &'a Loaded,
+    s: Session,
+    ctx: &'a Context,
+    now: u64,
+    step: Step,
+    stack: Vec<Value>,
+    buttons: Vec<Button>,
+}
+
+impl<'a> Machine<'a> {
+    fn prog(&self) -> &'a bc::Program {
+        self.p.program()
+    }
+
+    fn frame(&mut self) -> Result<&mut Frame, Error> {
+        self.s.frames.last_mut().ok_or_else(|| bug("no frame"))
+    }
+
+    /// Decides where execution continues for this input.
+    fn resume(&mut self, input: Input) -> Result<Resume, Error> {
+        match (self.s.state, input) {
+            (State::New, Input::Text(_) | Input::Button(_)) => {
+                let p = self.p.program();
+                let (nvars, entry) = (p.flows[0].vars.len(), p.flows[0].entry);
+                self.s.frames = vec![Frame { flow: 0, ret: NONE, vars: vec![Value::Unset; nvars] }];
+                Ok(Resume::At(entry))
+            }
+            (State::New, _) => Ok(Resume::Ignore("the conversation has not started")),
+            (State::Ended, _) => Ok(Resume::Ignore("the conversation has ended")),
+            (State::Ask { ask }, Input::Text(answer) | Input::Button(answer)) => self.answer(ask, &answer),
+            (State::Ask { ask }, Input::Timer { timer }) if timer != 0 && timer == self.s.timer => {
+                let a = self.prog().asks.get(ask as usize).ok_or_else(|| bug("ask out of range"))?;
+                if a.on_timeout == NONE {
+                    return Err(bug("a timer is live for an ask without a timeout"));
+                }
+                let to = a.on_timeout;
+                self.s.timer = 0;
+                self.s.invalid = 0;
+                Ok(Resume::At(to))
+            }
+            (State::Timer { pc }, Input::Timer { timer }) if timer != 0 && timer == self.s.timer => {
+                self.s.timer = 0;
+                Ok(Resume::At(pc))
+            }
+            (_, Input::Timer { .. }) => Ok(Resume::Ignore("stale timer")),
+            (State::Http { http }, Input::Http { status, body }) => {
+                let h = self.prog().https.get(http as usize).ok_or_else(|| bug("http out of range"))?.clone();
+                let ok = (200..300).contains(&status);
+                if !ok && h.on_error != NONE {
+                    return Ok(Resume::At(h.on_error));
+                }
+                if h.var != u16::MAX {
+                    let v = Value::Json(serde_json::json!({ "status": status, "body": body }));
+                    *self.var(h.var)? = v;
+                }
+                Ok(Resume::At(h.next))
+            }
+            (State::Handoff { pc }, Input::HandBack) => Ok(Resume::At(pc)),
+            (State::Ask { .. }, _) => Ok(Resume::Ignore("waiting for an answer")),
+            (State::Http { .. }, _) => Ok(Resume::Ignore("waiting for an http response")),
+            (State::Timer { .. }, _) => Ok(Resume::Ignore("waiting for a timer")),
+            (State::Handoff { .. }, _) => Ok(Resume::Ignore("handed off to a human")),
+        }
+    }
+
+    fn var(&mut self, v: u16) -> Result<&mut Value, Error> {
+        self.frame()?.vars.get_mut(v as usize).ok_or_else(|| bug("variable out of range"))
+    }
+
+    /// Validates an answer: stores it and continues, or re-prompts, or gives up.
+    fn answer(&mut self, ask: u16, answer: &str) -> Result<Resume, Error> {
+        let a = self.prog().asks.get(ask as usize).ok_or_else(|| bug("ask out of range"))?.clone();
+        let text = answer.trim();
+        let value = match a.expect {
+            Expect::Text => Some(Value::Text(text.to_string())),
+            Expect::Number => text.parse::<f64>().ok().filter(|n| n.is_finite()).map(Value::Num),
+            Expect::Integer => text.parse::<i64>().ok().map(Value::Int),
+            Expect::Boolean => match text.to_ascii_lowercase().as_str() {
+                "yes" | "y" | "true" => Some(Value::Bool(true)),
+                "no" | "n" | "false" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            Expect::Email => is_email(text).then(|| Value::Text(text.to_string())),
+            Expect::Choice => a
+                .choices
+                .iter()
+                .map(|&c| self.prog().text(c))
+                .find(|c| c.eq_ignore_ascii_case(text))
+                .map(|c| Value::Text(c.to_string())),
+            Expect::Regex { pattern } => {
+                let re = self
+                    .p
+                    .regexes
+                    .get(pattern as usize)
+                    .and_then(Option::as_ref)
+                    .ok_or_else(|| bug("pattern not compiled"))?;
+                re.is_match(text).then(|| Value::Text(text.to_string()))
+            }
+        };
+        if self.s.timer != 0 {
+            self.step.effects.push(Effect::CancelTimer { timer: self.s.timer });
+            self.s.timer = 0;
+        }
+        match value {
+            Some(v) => {
+                *self.var(a.var)? = v;
+                self.s.invalid = 0;
+                Ok(Resume::At(a.next))
+            }
+            None => {
+                self.s.invalid = self.s.invalid.saturating_add(1);
+                if self.s.invalid > a.retries && a.on_invalid != NONE {
+                    self.s.invalid = 0;
+                    Ok(Resume::At(a.on_invalid))
+                } else {
+                    Ok(Resume::At(a.reprompt))
+                }
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Result<Value, Error> {
+        self.stack.pop().ok_or_else(|| bug("stack underflow"))
+    }
+
+    fn pop_text(&mut self) -> Result<String, Error> {
+        Ok(self.pop()?.to_string())
+    }
+
+    fn start_timer(&mut self, secs: u32) {
+        self.s.timers_started = self.s.timers_started.wrapping_add(1).max(1);
+        self.s.timer = self.s.timers_started;
+        self.step.effects.push(Effect::StartTimer { timer: self.s.timer, at: self.now + u64::from(secs) });
+    }
+
+    fn run(&mut self, mut pc: u32, fuel: u32) -> Result<(), Error> {
+        let mut left = fuel;
+        loop {
+            if left == 0 {
+                return Err(Error::Trap(Trap::OutOfFuel { fuel }));
+            }
+            left -= 1;
+            let (op, next) =
+                Op::decode(&self.prog().code, pc as usize).ok_or_else(|| bug(format!("no instruction at {pc}")))?;
+            let mut next = next as u32;
+            match op {
+                Op::PushText { c } => self.stack.push(Value::Text(self.prog().text(c).to_string())),
+                Op::PushInt { v } => self.stack.push(Value::Int(v)),
+                Op::PushNum { v } => self.stack.push(Value::Num(v)),
+                Op::PushBool { v } => self.stack.push(Value::Bool(v)),
+                Op::List { n } => {
+                    let at = self.stack.len().checked_sub(n as usize).ok_or_else(|| bug("stack underflow"))?;
+                    let items = self.stack.split_off(at).iter().map(|v| v.to_string()).collect();
+                    self.stack.push(Value::List(items));
+                }
+                Op::Load { v } => {
+                    let value = self.var(v)?.clone();
+                    if value == Value::Unset {
+                        return Err(bug(format!("variable {v} read before it was assigned")));
+                    }
+                    self.stack.push(value);
+                }
+                Op::Store { v } => {
+                    let value = self.pop()?;
+                    *self.var(v)? = value;
+                }
+                Op::Builtin { b } => {
+                    let c = self.ctx;
+                    let v = match Builtin::from_code(b).ok_or_else(|| bug("bad builtin"))? {
+                        Builtin::UserId => &c.user_id,
+                        Builtin::UserName => &c.user_name,
+                        Builtin::UserLanguage => &c.user_language,
+                        Builtin::EventText => &c.event_text,
+                        Builtin::EventPlatform | Builtin::BotPlatform => &c.platform,
+                        Builtin::BotId => &c.bot_id,
+                        Builtin::BotName => &c.bot_name,
+                    };
+                    self.stack.push(Value::Text(v.clone()));
+                }
+                Op::Field { c } => {
+                    let base = self.pop()?;
+                    let field = self.prog().text(c);
+                    let v = match &base {
+                        Value::Json(j) => j.get(field).map_or(Value::Json(Json::Null), Value::from_json),
+                        _ => Value::Json(Json::Null),
+                    };
+                    self.stack.push(v);
+                }
+                Op::Unary { op } => {
+                    let v = self.pop()?;
+                    let r = match (UnOp::from_code(op).ok_or_else(|| bug("bad unary"))?, norm(v)) {
+                        (UnOp::Not, Value::Bool(b)) => Value::Bool(!b),
+                        (UnOp::Neg, Value::Int(i)) => Value::Int(i.wrapping_neg()),
+                        (UnOp::Neg, Value::Num(n)) => Value::Num(-n),
+                        (UnOp::Not, v) => return Err(trap_type("not", &v)),
+                        (UnOp::Neg, v) => return Err(trap_type("-", &v)),
+                    };
+                    self.stack.push(r);
+                }
+                Op::Binary { op } => {
+                    let b = norm(self.pop()?);
+                    let a = norm(self.pop()?);
+                    let op = BinOp::from_code(op).ok_or_else(|| bug("bad binary"))?;
+                    self.stack.push(binary(op, a, b)?);
+                }
+                Op::Call { f, argc } => {
+                    let at = self.stack.len().checked_sub(argc as usize).ok_or_else(|| bug("stack underflow"))?;
+                    let args: Vec<Value> = self.stack.split_off(at).into_iter().map(norm).collect();
+                    let f = Func::from_code(f).ok_or_else(|| bug("bad function"))?;
+                    let r = self.call(f, args)?;
+                    self.stack.push(r);
+                }
+                Op::Concat { n } => {
+                    let at = self.stack.len().checked_sub(n as usize).ok_or_else(|| bug("stack underflow"))?;
+                    let text: String = self.stack.split_off(at).iter().map(|v| v.to_string()).collect();
+                    self.stack.push(Value::Text(text));
+                }
+                Op::Pop => {
+                    self.pop()?;
+                }
+                Op::Jump { to } => next = to,
+                Op::JumpIfFalse { to } => {
+                    if !truthy(self.pop()?)? {
+                        next = to;
+                    }
+                }
+                Op::AndThen { to } | Op::OrElse { to } => {
+                    let top = truthy(self.stack.last().cloned().ok_or_else(|| bug("stack underflow"))?)?;
+                    let short = if matches!(op, Op::AndThen { .. }) { !top } else { top };
+                    if short {
+                        next = to;
+                    } else {
+                        self.pop()?;
+                    }
+                }
+                Op::Node { n } => self.step.visited.push(n),
+                Op::Button { url } => {
+                    let value = self.pop_text()?;
+                    let label = self.pop_text()?;
+                    self.buttons.push(if url {
+                        Button { label, value: None, url: Some(value) }
+                    } else {
+                        Button { label, value: Some(value), url: None }
+                    });
+                }
+                Op::Say { image } => {
+                    let text = self.pop_text()?;
+                    let image = if image { Some(self.pop_text()?) } else { None };
+                    let buttons = std::mem::take(&mut self.buttons);
+                    self.step.effects.push(Effect::Send { text, image, buttons });
+                }
+                Op::Ask { a } => {
+                    let text = self.pop_text()?;
+                    let buttons = std::mem::take(&mut self.buttons);
+                    self.step.effects.push(Effect::Send { text, image: None, buttons });
+                    let timeout = self.prog().asks.get(a as usize).ok_or_else(|| bug("ask out of range"))?.timeout;
+                    if timeout > 0 {
+                        self.start_timer(timeout);
+                    }
+                    self.s.state = State::Ask { ask: a };
+                    return Ok(());
+                }
+                Op::Http { h } => {
+                    let http = self.prog().https.get(h as usize).ok_or_else(|| bug("http out of range"))?.clone();
+                    let body = if http.body { Some(self.pop_text()?) } else { None };
+                    let mut values = Vec::with_capacity(http.headers.len());
+                    for _ in &http.headers {
+                        values.push(self.pop_text()?);
+                    }
+                    values.reverse();
+                    let url = self.pop_text()?;
+                    let headers = http.headers.iter().map(|&c| self.prog().text(c).to_string()).zip(values).collect();
+                    self.step.effects.push(Effect::Http { method: http.method, url, headers, body });
+                    self.s.state = State::Http { http: h };
+                    return Ok(());
+                }
+                Op::Handoff { q, reason, resumes } => {
+                    let reason = if reason { Some(self.pop_text()?) } else { None };
+                    self.step.effects.push(Effect::Handoff { queue: self.prog().text(q).to_string(), reason });
+                    if resumes {
+                        self.s.state = State::Handoff { pc: next };
+                    } else {
+                        self.s.state = State::Ended;
+                        self.step.effects.push(Effect::End);
+                    }
+                    return Ok(());
+                }
+                Op::Wait { secs } => {
+                    self.start_timer(secs);
+                    self.s.state = State::Timer { pc: next };
+                    return Ok(());
+                }
+                Op::CallFlow { f } => {
+                    let flow = self.prog().flows.get(f as usize).ok_or_else(|| bug("flow out of range"))?;
+                    let (params, nvars, entry) = (flow.params as usize, flow.vars.len(), flow.entry);
+                    let at = self.stack.len().checked_sub(params).ok_or_else(|| bug("stack underflow"))?;
+                    let mut vars = self.stack.split_off(at);
+                    vars.resize(nvars, Value::Unset);
+                    if self.s.frames.len() >= 256 {
+                        return Err(bug("call stack deeper than 256 (recursion should have been refused)"));
+                    }
+                    self.s.frames.push(Frame { flow: f, ret: next, vars });
+                    next = entry;
+                }
+                Op::Return { value } => {
+                    let frame = self.s.frames.pop().ok_or_else(|| bug("return without a frame"))?;
+                    if frame.ret == NONE || self.s.frames.is_empty() {
+                        return Err(bug("return from the main flow"));
+                    }
+                    // The callee's operands were its own; the result goes on the caller's.
+                    let result = if value { Some(self.pop()?) } else { None };
+                    self.stack.clear();
+                    self.stack.extend(result);
+                    next = frame.ret;
+                }
+                Op::End => {
+                    self.s.state = State::Ended;
+                    self.s.frames.clear();
+                    self.step.effects.push(Effect::End);
+                    return Ok(());
+                }
+            }
+            pc = next;
+        }
+    }
+
+    fn call(&self, f: Func, args: Vec<Value>) -> Result<Value, Error> {
+        let text = |v: &Value, op: &'static str| match v {
+            Value::Text(s) => Ok(s.clone()),
+            other => Err(trap_type(op, other)),
+        };
+        let num = |v: &Value, op: &'static str| match v {
+            Value::Int(i) => Ok(*i as f64),
+            Value::Num(n) => Ok(*n),
+            other => Err(trap_type(op, other)),
+        };
+        let name = f.name();
+        let a = |i: usize| args.get(i).ok_or_else(|| bug("missing argument"));
+        Ok(match f {
+            Func::Len => match a(0)? {
+                Value::Text(s) => Value::Int(s.chars().count() as i64),
+                Value::List(l) => Value::Int(l.len() as i64),
+                other => return Err(trap_type(name, other)),
+            },
+            Func::Lower => Value::Text(text(a(0)?, name)?.to_lowercase()),
+            Func::Upper => Value::Text(text(a(0)?, name)?.to_uppercase()),
+            Func::Trim => Value::Text(text(a(0)?, name)?.trim().to_string()),
+            Func::Contains => {
+                let needle = text(a(1)?, name)?;
+                match a(0)? {
+                    Value::Text(s) => Value::Bool(s.contains(&needle)),
+                    Value::List(l) => Value::Bool(l.contains(&needle)),
+                    other => return Err(trap_type(name, other)),
+                }
+            }
+            Func::StartsWith => Value::Bool(text(a(0)?, name)?.starts_with(&text(a(1)?, name)?)),
+            Func::EndsWith => Value::Bool(text(a(0)?, name)?.ends_with(&text(a(1)?, name)?)),
+            Func::Matches => {
+                let s = text(a(0)?, name)?;
+                let pattern = text(a(1)?, name)?;
+                // Literal patterns were compiled at load; others (from data) compile here.
+                let found = self.p.regexes.iter().flatten().find(|r| r.as_str() == pattern).cloned();
+                let re = match found {
+                    Some(r) => r,
+                    None => regex::Regex::new(&pattern)
+                        .map_err(|_| Error::Trap(Trap::Type { op: "matches", found: "invalid pattern" }))?,
+                };
+                Value::Bool(re.is_match(&s))
+            }
+            Func::Replace => Value::Text(text(a(0)?, name)?.replace(&text(a(1)?, name)?, &text(a(2)?, name)?)),
+            Func::Number => {
+                Value::Num(text(a(0)?, name)?.trim().parse::<f64>().ok().filter(|n| n.is_finite()).unwrap_or(0.0))
+            }
+            Func::Int => Value::Int(num(a(0)?, name)?.trunc() as i64),
+            Func::Round => Value::Int(num(a(0)?, name)?.round() as i64),
+            Func::Floor => Value::Int(num(a(0)?, name)?.floor() as i64),
+            Func::Ceil => Value::Int(num(a(0)?, name)?.ceil() as i64),
+            Func::Abs => match a(0)? {
+                Value::Int(i) => Value::Int(i.wrapping_abs()),
+                other => Value::Num(num(other, name)?.abs()),
+            },
+            Func::Min | Func::Max => match (a(0)?, a(1)?) {
+                (Value::Int(x), Value::Int(y)) => Value::Int(if f == Func::Min { *x.min(y) } else { *x.max(y) }),
+                (x, y) => {
+                    let (x, y) = (num(x, name)?, num(y, name)?);
+                    Value::Num(if f == Func::Min { x.min(y) } else { x.max(y) })
+                }
+            },
+            Func::Text => Value::Text(a(0)?.to_string()),
+            Func::Join => match a(0)? {
+                Value::List(l) => Value::Text(l.join(&text(a(1)?, name)?)),
+                other => return Err(trap_type(name, other)),
+            },
+            Func::Now => Value::Int(self.now as i64),
+        })
+    }
+}
+
+/// Json scalars become ordinary values so operators see one representation.
+fn norm(v: Value) -> Value {
+    match v {
+        Value::Json(j) => Value::from_json(&j),
+        other => other,
+    }
+}
+
+fn truthy(v: Value) -> Result<bool, Error> {
+    match norm(v) {
+        Value::Bool(b) => Ok(b),
+        other => Err(trap_type("condition", &other)),
+    }
+}
+
+fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, Error> {
+    use Value::{Bool, Int, List, Num, Text};
+    let num = |v: &Value| match v {
+        Int(i) => Some(*i as f64),
+        Num(n) => Some(*n),
+        _ => None,
+    };
+    Ok(match op {
+        BinOp::Eq | BinOp::Ne => {
+            let eq = match (&a, &b) {
+                (Int(x), Int(y)) => x == y,
+                (Int(_) | Num(_), Int(_) | Num(_)) => num(&a) == num(&b),
+                (Value::Json(Json::Null), Value::Json(Json::Null)) => true,
+                _ => a == b,
+            };
+            Bool(if op == BinOp::Eq { eq } else { !eq })
+        }
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            let ord = match (&a, &b) {
+                (Text(x), Text(y)) => x.cmp(y),
+                _ => {
+                    let (x, y) =
+                        (num(&a).ok_or_else(|| trap_type("<", &a))?, num(&b).ok_or_else(|| trap_type("<", &b))?);
+                    x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+                }
+            };
+            Bool(match op {
+                BinOp::Lt => ord.is_lt(),
+                BinOp::Le => ord.is_le(),
+                BinOp::Gt => ord.is_gt(),
+                _ => ord.is_ge(),
+            })
+        }
+        BinOp::In | BinOp::NotIn => {
+            let List(items) = &b else { return Err(trap_type("in", &b)) };
+            let needle = a.to_string();
+            let found = items.contains(&needle);
+            Bool(if op == BinOp::In { found } else { !found })
+        }
+        BinOp::Concat => Text(format!("{a}{b}")),
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => match (&a, &b, op) {
+            (Int(x), Int(y), BinOp::Add) => x.checked_add(*y).map_or(Num(*x as f64 + *y as f64), Int),
+            (Int(x), Int(y), BinOp::Sub) => x.checked_sub(*y).map_or(Num(*x as f64 - *y as f64), Int),
+            (Int(x), Int(y), BinOp::Mul) => x.checked_mul(*y).map_or(Num(*x as f64 * *y as f64), Int),
+            (Int(x), Int(y), BinOp::Rem) => Int(if *y == 0 { 0 } else { x.wrapping_rem(*y) }),
+            (Text(x), Text(y), BinOp::Add) => Text(format!("{x}{y}")),
+            _ => {
+                let x = num(&a).ok_or_else(|| trap_type("arithmetic", &a))?;
+                let y = num(&b).ok_or_else(|| trap_type("arithmetic", &b))?;
+                Num(match op {
+                    BinOp::Add => x + y,
+                    BinOp::Sub => x - y,
+                    BinOp::Mul => x * y,
+                    BinOp::Div if y == 0.0 => 0.0,
+                    BinOp::Div => x / y,
+                    _ if y == 0.0 => 0.0,
+                    _ => x % y,
+                })
+            }
+        },
+    })
+}
+
+/// `name@domain.tld`: one `@`, something on each side, a dot in the domain, no spaces.
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    !local.is_empty()
+        && !domain.contains('@')
+        && !s.chars().any(char::is_whitespace)
+        && domain.split('.').count() >= 2
+        && domain.split('.').all(|part| !part.is_empty())
+}
