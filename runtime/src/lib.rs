@@ -8,4 +8,4 @@ pub mod vm;
 
 pub use session::Session;
 pub use value::Value;
-pub use vm::{Context, Effect, Input, Limits, Loaded, Step, Trap, VmBug, step};
+pub use vm::{Context, Effect, Input, Limits, Loaded, Step, Trap, VmBug, step, step_in_place};

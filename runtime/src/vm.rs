@@ -214,6 +214,23 @@ pub fn step(
     now: u64,
     limits: &Limits,
 ) -> Result<Step, Error> {
+    let mut work = session.clone();
+    let out = step_in_place(program, &mut work, input, ctx, now, limits)?;
+    *session = work;
+    Ok(out)
+}
+
+/// [`step`] without the copy that makes errors leave the session unchanged: on error the
+/// session is left part-way and must be discarded. For workers, which decode the session
+/// for every event anyway and only persist it after a successful step.
+pub fn step_in_place(
+    program: &Loaded,
+    session: &mut Session,
+    input: Input,
+    ctx: &Context,
+    now: u64,
+    limits: &Limits,
+) -> Result<Step, Error> {
     if session.program != program.program().hash {
         return Err(Error::Trap(Trap::WrongProgram));
     }
@@ -222,11 +239,11 @@ pub fn step(
     }
     let mut m = Machine {
         p: program,
-        s: session.clone(),
+        s: session,
         ctx,
         now,
-        step: Step::default(),
-        stack: Vec::new(),
+        step: Step { effects: Vec::with_capacity(4), visited: Vec::with_capacity(8), ignored: None },
+        stack: Vec::with_capacity(usize::from(program.program().max_stack)),
         buttons: Vec::new(),
     };
     let start = match m.resume(input)? {
@@ -236,7 +253,6 @@ pub fn step(
     m.run(start, limits.fuel)?;
     m.s.last_event.clone_from(&ctx.event_id);
     m.s.version += 1;
-    *session = m.s;
     Ok(m.step)
 }
 
@@ -247,12 +263,46 @@ enum Resume {
 
 struct Machine<'a> {
     p: &'a Loaded,
-    s: Session,
+    s: &'a mut Session,
     ctx: &'a Context,
     now: u64,
     step: Step,
-    stack: Vec<Value>,
+    stack: Vec<Operand<'a>>,
     buttons: Vec<Button>,
+}
+
+/// A value on the operand stack. Texts from the program's constants and the event's context
+/// are borrowed, not copied: most of them only ever end up inside a larger message.
+#[derive(Clone, Debug)]
+enum Operand<'a> {
+    Str(&'a str),
+    Val(Value),
+}
+
+impl Operand<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Operand::Str(s) => Value::Text(s.to_string()),
+            Operand::Val(v) => v,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Operand::Str(s) => Some(s),
+            Operand::Val(Value::Text(s)) => Some(s),
+            Operand::Val(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Operand<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operand::Str(s) => f.write_str(s),
+            Operand::Val(v) => v.fmt(f),
+        }
+    }
 }
 
 impl<'a> Machine<'a> {
@@ -317,7 +367,7 @@ impl<'a> Machine<'a> {
 
     /// Validates an answer: stores it and continues, or re-prompts, or gives up.
     fn answer(&mut self, ask: u16, answer: &str) -> Result<Resume, Error> {
-        let a = self.prog().asks.get(ask as usize).ok_or_else(|| bug("ask out of range"))?.clone();
+        let a: &'a bc::Ask = self.prog().asks.get(ask as usize).ok_or_else(|| bug("ask out of range"))?;
         let text = answer.trim();
         let value = match a.expect {
             Expect::Text => Some(Value::Text(text.to_string())),
@@ -368,11 +418,24 @@ impl<'a> Machine<'a> {
     }
 
     fn pop(&mut self) -> Result<Value, Error> {
+        Ok(self.pop_operand()?.into_value())
+    }
+
+    fn pop_operand(&mut self) -> Result<Operand<'a>, Error> {
         self.stack.pop().ok_or_else(|| bug("stack underflow"))
     }
 
+    /// The top `n` operands, removed from the stack.
+    fn pop_n(&mut self, n: usize) -> Result<std::vec::Drain<'_, Operand<'a>>, Error> {
+        let at = self.stack.len().checked_sub(n).ok_or_else(|| bug("stack underflow"))?;
+        Ok(self.stack.drain(at..))
+    }
+
     fn pop_text(&mut self) -> Result<String, Error> {
-        Ok(self.pop()?.to_string())
+        Ok(match self.pop_operand()? {
+            Operand::Val(Value::Text(s)) => s,
+            other => other.to_string(),
+        })
     }
 
     fn start_timer(&mut self, secs: u32) {
@@ -392,29 +455,28 @@ impl<'a> Machine<'a> {
                 Op::decode(&self.prog().code, pc as usize).ok_or_else(|| bug(format!("no instruction at {pc}")))?;
             let mut next = next as u32;
             match op {
-                Op::PushText { c } => self.stack.push(Value::Text(self.prog().text(c).to_string())),
-                Op::PushInt { v } => self.stack.push(Value::Int(v)),
-                Op::PushNum { v } => self.stack.push(Value::Num(v)),
-                Op::PushBool { v } => self.stack.push(Value::Bool(v)),
+                Op::PushText { c } => self.stack.push(Operand::Str(self.prog().text(c))),
+                Op::PushInt { v } => self.stack.push(Operand::Val(Value::Int(v))),
+                Op::PushNum { v } => self.stack.push(Operand::Val(Value::Num(v))),
+                Op::PushBool { v } => self.stack.push(Operand::Val(Value::Bool(v))),
                 Op::List { n } => {
-                    let at = self.stack.len().checked_sub(n as usize).ok_or_else(|| bug("stack underflow"))?;
-                    let items = self.stack.split_off(at).iter().map(|v| v.to_string()).collect();
-                    self.stack.push(Value::List(items));
+                    let items = self.pop_n(n as usize)?.map(|v| v.to_string()).collect();
+                    self.stack.push(Operand::Val(Value::List(items)));
                 }
                 Op::Load { v } => {
                     let value = self.var(v)?.clone();
                     if value == Value::Unset {
                         return Err(bug(format!("variable {v} read before it was assigned")));
                     }
-                    self.stack.push(value);
+                    self.stack.push(Operand::Val(value));
                 }
                 Op::Store { v } => {
                     let value = self.pop()?;
                     *self.var(v)? = value;
                 }
                 Op::Builtin { b } => {
-                    let c = self.ctx;
-                    let v = match Builtin::from_code(b).ok_or_else(|| bug("bad builtin"))? {
+                    let c: &'a Context = self.ctx;
+                    let v: &'a String = match Builtin::from_code(b).ok_or_else(|| bug("bad builtin"))? {
                         Builtin::UserId => &c.user_id,
                         Builtin::UserName => &c.user_name,
                         Builtin::UserLanguage => &c.user_language,
@@ -423,7 +485,7 @@ impl<'a> Machine<'a> {
                         Builtin::BotId => &c.bot_id,
                         Builtin::BotName => &c.bot_name,
                     };
-                    self.stack.push(Value::Text(v.clone()));
+                    self.stack.push(Operand::Str(v));
                 }
                 Op::Field { c } => {
                     let base = self.pop()?;
@@ -432,7 +494,7 @@ impl<'a> Machine<'a> {
                         Value::Json(j) => j.get(field).map_or(Value::Json(Json::Null), Value::from_json),
                         _ => Value::Json(Json::Null),
                     };
-                    self.stack.push(v);
+                    self.stack.push(Operand::Val(v));
                 }
                 Op::Unary { op } => {
                     let v = self.pop()?;
@@ -443,37 +505,54 @@ impl<'a> Machine<'a> {
                         (UnOp::Not, v) => return Err(trap_type("not", &v)),
                         (UnOp::Neg, v) => return Err(trap_type("-", &v)),
                     };
-                    self.stack.push(r);
+                    self.stack.push(Operand::Val(r));
                 }
                 Op::Binary { op } => {
-                    let b = norm(self.pop()?);
-                    let a = norm(self.pop()?);
                     let op = BinOp::from_code(op).ok_or_else(|| bug("bad binary"))?;
-                    self.stack.push(binary(op, a, b)?);
+                    let b = self.pop_operand()?;
+                    let a = self.pop_operand()?;
+                    // Text comparisons and joins work on borrowed texts, without copies.
+                    let r = match (a.as_str(), b.as_str(), op) {
+                        (Some(x), Some(y), BinOp::Eq) => Value::Bool(x == y),
+                        (Some(x), Some(y), BinOp::Ne) => Value::Bool(x != y),
+                        (Some(x), Some(y), BinOp::Concat | BinOp::Add) => Value::Text([x, y].concat()),
+                        _ => binary(op, norm(a.into_value()), norm(b.into_value()))?,
+                    };
+                    self.stack.push(Operand::Val(r));
                 }
                 Op::Call { f, argc } => {
-                    let at = self.stack.len().checked_sub(argc as usize).ok_or_else(|| bug("stack underflow"))?;
-                    let args: Vec<Value> = self.stack.split_off(at).into_iter().map(norm).collect();
+                    let args: Vec<Value> = self.pop_n(argc as usize)?.map(|o| norm(o.into_value())).collect();
                     let f = Func::from_code(f).ok_or_else(|| bug("bad function"))?;
                     let r = self.call(f, args)?;
-                    self.stack.push(r);
+                    self.stack.push(Operand::Val(r));
                 }
                 Op::Concat { n } => {
-                    let at = self.stack.len().checked_sub(n as usize).ok_or_else(|| bug("stack underflow"))?;
-                    let text: String = self.stack.split_off(at).iter().map(|v| v.to_string()).collect();
-                    self.stack.push(Value::Text(text));
+                    use std::fmt::Write as _;
+                    let mut text = String::new();
+                    for part in self.pop_n(n as usize)? {
+                        let _ = write!(text, "{part}");
+                    }
+                    self.stack.push(Operand::Val(Value::Text(text)));
                 }
                 Op::Pop => {
                     self.pop()?;
                 }
                 Op::Jump { to } => next = to,
                 Op::JumpIfFalse { to } => {
-                    if !truthy(self.pop()?)? {
+                    let cond = match self.pop_operand()? {
+                        Operand::Val(Value::Bool(b)) => b,
+                        other => truthy(other.into_value())?,
+                    };
+                    if !cond {
                         next = to;
                     }
                 }
                 Op::AndThen { to } | Op::OrElse { to } => {
-                    let top = truthy(self.stack.last().cloned().ok_or_else(|| bug("stack underflow"))?)?;
+                    let top = match self.stack.last() {
+                        Some(Operand::Val(Value::Bool(b))) => *b,
+                        Some(other) => truthy(other.clone().into_value())?,
+                        None => return Err(bug("stack underflow")),
+                    };
                     let short = if matches!(op, Op::AndThen { .. }) { !top } else { top };
                     if short {
                         next = to;
@@ -541,8 +620,7 @@ impl<'a> Machine<'a> {
                 Op::CallFlow { f } => {
                     let flow = self.prog().flows.get(f as usize).ok_or_else(|| bug("flow out of range"))?;
                     let (params, nvars, entry) = (flow.params as usize, flow.vars.len(), flow.entry);
-                    let at = self.stack.len().checked_sub(params).ok_or_else(|| bug("stack underflow"))?;
-                    let mut vars = self.stack.split_off(at);
+                    let mut vars: Vec<Value> = self.pop_n(params)?.map(Operand::into_value).collect();
                     vars.resize(nvars, Value::Unset);
                     if self.s.frames.len() >= 256 {
                         return Err(bug("call stack deeper than 256 (recursion should have been refused)"));
@@ -556,7 +634,7 @@ impl<'a> Machine<'a> {
                         return Err(bug("return from the main flow"));
                     }
                     // The callee's operands were its own; the result goes on the caller's.
-                    let result = if value { Some(self.pop()?) } else { None };
+                    let result = if value { Some(self.pop_operand()?) } else { None };
                     self.stack.clear();
                     self.stack.extend(result);
                     next = frame.ret;
