@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod compile;
+mod conversation;
 mod fixtures;
 mod forms;
 mod schema;
@@ -30,7 +31,8 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Flow files under a directory of the repository, sorted, as paths relative to the root.
+/// Flow files (not conversation tests) under a directory of the repository, sorted, as paths
+/// relative to the root.
 pub fn flow_files(dir: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root().join(dir)];
@@ -39,7 +41,9 @@ pub fn flow_files(dir: &str) -> Vec<String> {
             let p = e.expect("dir entry").path();
             if p.is_dir() {
                 stack.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "flow")) {
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "flow"))
+                && !p.to_string_lossy().ends_with(".test.yaml")
+            {
                 out.push(p.strip_prefix(root()).expect("under root").to_string_lossy().into_owned());
             }
         }

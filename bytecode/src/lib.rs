@@ -168,6 +168,8 @@ byte_enum!(
         Matches = 7 => "matches", Replace = 8 => "replace", Number = 9 => "number", Int = 10 => "int",
         Round = 11 => "round", Floor = 12 => "floor", Ceil = 13 => "ceil", Abs = 14 => "abs",
         Min = 15 => "min", Max = 16 => "max", Text = 17 => "text", Join = 18 => "join", Now = 19 => "now",
+        // Not in the language: the compiler wraps values inserted into an http URL and body.
+        UrlEncode = 64 => "url_encode", JsonEscape = 65 => "json_escape",
     }
 );
 
@@ -177,7 +179,7 @@ impl Func {
         match self {
             Func::Now => 0,
             Func::Len | Func::Lower | Func::Upper | Func::Trim | Func::Number | Func::Int | Func::Round => 1,
-            Func::Floor | Func::Ceil | Func::Abs | Func::Text => 1,
+            Func::Floor | Func::Ceil | Func::Abs | Func::Text | Func::UrlEncode | Func::JsonEscape => 1,
             Func::Replace => 3,
             _ => 2,
         }
@@ -202,5 +204,61 @@ impl Program {
     /// The hash as lowercase hex.
     pub fn hash_hex(&self) -> String {
         self.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl Program {
+    /// Every edge between nodes of the same flow that some execution can take, as (from, to)
+    /// node indices, sorted. Derived from the code and tables, so it matches what runs.
+    pub fn edges(&self) -> Vec<(u32, u32)> {
+        let node_at: std::collections::HashMap<u32, u32> =
+            self.nodes.iter().enumerate().map(|(i, n)| (n.offset, i as u32)).collect();
+        let mut edges = std::collections::BTreeSet::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let from = i as u32;
+            let mut seen = std::collections::HashSet::new();
+            let mut work = vec![n.offset];
+            let mut first = true;
+            while let Some(at) = work.pop() {
+                if !first && let Some(&to) = node_at.get(&at) {
+                    edges.insert((from, to));
+                    continue;
+                }
+                first = false;
+                if !seen.insert(at) {
+                    continue;
+                }
+                let Some((op, next)) = Op::decode(&self.code, at as usize) else { continue };
+                let targets = |t: u32, work: &mut Vec<u32>| {
+                    if t != NONE {
+                        work.push(t);
+                    }
+                };
+                match op {
+                    Op::Ask { a } => {
+                        if let Some(a) = self.asks.get(a as usize) {
+                            for t in [a.next, a.on_invalid, a.on_timeout] {
+                                targets(t, &mut work);
+                            }
+                        }
+                    }
+                    Op::Http { h } => {
+                        if let Some(h) = self.https.get(h as usize) {
+                            targets(h.next, &mut work);
+                            targets(h.on_error, &mut work);
+                        }
+                    }
+                    Op::Jump { to } => targets(to, &mut work),
+                    Op::Return { .. } | Op::End | Op::Handoff { resumes: false, .. } => {}
+                    other => {
+                        if let Some(t) = other.jump_target() {
+                            targets(t, &mut work);
+                        }
+                        work.push(next as u32);
+                    }
+                }
+            }
+        }
+        edges.into_iter().collect()
     }
 }

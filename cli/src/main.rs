@@ -1,10 +1,13 @@
 //! `botc`: the command line. Thin: parse arguments, read files, call the compiler, render.
 
+mod chat;
 mod render;
+mod testing;
 
 use botc_compiler::{Compilation, Loader, Syntax, diagnostic::Diagnostic, dump, front::MAX_SOURCE_BYTES};
 use clap::{Parser, Subcommand};
 use render::Format;
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +43,31 @@ enum Command {
         #[arg(long)]
         debug: bool,
     },
+    /// Run conversation tests (`*.test.yaml`) against their flows
+    Test {
+        /// Test files, or directories searched for them
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = TestFormat::Human)]
+        format: TestFormat,
+        /// Report node and edge coverage per flow and list what no test reaches
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Talk to a flow in the terminal (or script it through a pipe)
+    Chat {
+        flow: PathBuf,
+        /// Your name, as the flow sees it in `user.name`
+        #[arg(long, default_value = "You")]
+        user: String,
+    },
+    /// Say which waiting conversations can move from one compiled version to another
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
+        format: DiffFormat,
+    },
     /// Print a .botc file as text
     Disasm { file: PathBuf },
     /// Print a flow's graph
@@ -64,6 +92,19 @@ enum Command {
     },
     /// Print the checked IR of a flow (a stable text dump, for debugging and tests)
     DumpIr { file: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DiffFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TestFormat {
+    Human,
+    /// JUnit XML, for CI test reports
+    Junit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -98,6 +139,18 @@ fn main() -> ExitCode {
         Command::DumpIr { file } => dump_ir(&file),
         Command::Compile { paths, out, debug } => compile_cmd(&paths, &out, debug),
         Command::Disasm { file } => disasm(&file),
+        Command::Test { paths, format, coverage } => test_cmd(&paths, format, coverage),
+        Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
+        Command::Chat { flow, user } => match load_flow(&flow) {
+            Ok(program) => match chat::run(&program, &user) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("terminal: {e}")),
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_FINDINGS)
+            }
+        },
         Command::Fmt { file, to, write, drop_comments } => fmt(&file, to, write, drop_comments),
     }
 }
@@ -451,4 +504,190 @@ fn disasm(file: &Path) -> ExitCode {
             ExitCode::from(EXIT_FINDINGS)
         }
     }
+}
+
+/// Compiles a flow file and loads it as the runtime would; diagnostics go to stderr.
+fn load_flow(path: &Path) -> Result<botc_runtime::Loaded, String> {
+    let c = compile(path)?;
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let Some(checked) = &c.program else {
+        for d in c.diagnostics.iter().filter(|d| d.is_error()) {
+            eprintln!("{}\n", render::render(&c.sources, d, Format::Human, color));
+        }
+        return Err(format!("{} does not compile", path.display()));
+    };
+    let bytes = botc_compiler::emit::emit(checked, &botc_compiler::emit::Options { debug: None }).encode();
+    botc_runtime::Loaded::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn test_cmd(paths: &[PathBuf], format: TestFormat, show_coverage: bool) -> ExitCode {
+    let files = match testing::find(paths) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot read test paths: {e}")),
+    };
+    if files.is_empty() {
+        return fail("no conversation tests (*.test.yaml) found");
+    }
+    let human = format == TestFormat::Human;
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut junit = String::new();
+    // Coverage per flow file, merged across test files.
+    let mut coverage: Vec<(PathBuf, botc_runtime::Loaded, testing::Coverage)> = Vec::new();
+    for file in &files {
+        let shown = file.display().to_string();
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("cannot read {shown}: {e}")),
+        };
+        let spec = match testing::parse(file, &text) {
+            Ok(s) => s,
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {shown}:{}: {}", e.line, e.message);
+                let _ = writeln!(
+                    junit,
+                    "  <testsuite name=\"{}\" tests=\"1\" failures=\"1\"><testcase name=\"(test file)\"><failure message=\"{}\"/></testcase></testsuite>",
+                    testing::xml_escape(&shown),
+                    testing::xml_escape(&e.message)
+                );
+                continue;
+            }
+        };
+        let flow_key = spec.flow.clone();
+        if !coverage.iter().any(|(p, ..)| *p == flow_key) {
+            match load_flow(&spec.flow) {
+                Ok(program) => coverage.push((flow_key.clone(), program, testing::Coverage::default())),
+                Err(e) => {
+                    failed += spec.tests.len().max(1);
+                    eprintln!("error: {shown}: {e}");
+                    continue;
+                }
+            }
+        }
+        let entry = coverage.iter_mut().find(|(p, ..)| *p == flow_key).expect("just inserted");
+        if human {
+            println!("{shown} ({})", spec.flow.display());
+        }
+        let mut cases = String::new();
+        let mut file_failures = 0;
+        for test in &spec.tests {
+            let outcome = testing::run(&entry.1, test, &mut entry.2);
+            match &outcome.failure {
+                None => {
+                    passed += 1;
+                    if human {
+                        println!("  ok    {} ({} steps)", outcome.name, outcome.steps);
+                    }
+                    let _ = writeln!(
+                        cases,
+                        "    <testcase name=\"{}\" classname=\"{}\"/>",
+                        testing::xml_escape(&outcome.name),
+                        testing::xml_escape(&shown)
+                    );
+                }
+                Some(why) => {
+                    failed += 1;
+                    file_failures += 1;
+                    if human {
+                        println!("  FAIL  {}\n    {}", outcome.name, why.trim_end().replace('\n', "\n    "));
+                    }
+                    let _ = writeln!(
+                        cases,
+                        "    <testcase name=\"{}\" classname=\"{}\"><failure message=\"{}\">{}</failure></testcase>",
+                        testing::xml_escape(&outcome.name),
+                        testing::xml_escape(&shown),
+                        testing::xml_escape(why.lines().next().unwrap_or("failed")),
+                        testing::xml_escape(why)
+                    );
+                }
+            }
+        }
+        let _ = write!(
+            junit,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{file_failures}\">\n{cases}  </testsuite>\n",
+            testing::xml_escape(&shown),
+            spec.tests.len()
+        );
+    }
+    if human {
+        println!("\ntest result: {passed} passed, {failed} failed");
+    } else {
+        print!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{}\" failures=\"{failed}\">\n{junit}</testsuites>\n",
+            passed + failed
+        );
+    }
+    if show_coverage {
+        for (path, program, cov) in &coverage {
+            let p = program.program();
+            let all_edges = p.edges();
+            let name = |n: u32| p.nodes.get(n as usize).map_or("?".to_string(), |node| p.text(node.name).to_string());
+            let nodes_total = p.nodes.len();
+            let edges_hit = all_edges.iter().filter(|e| cov.edges.contains(e)).count();
+            let pct = |a: usize, b: usize| if b == 0 { 100.0 } else { a as f64 * 100.0 / b as f64 };
+            let line = format!(
+                "coverage {}: nodes {}/{} ({:.0}%), edges {}/{} ({:.0}%)",
+                path.display(),
+                cov.nodes.len(),
+                nodes_total,
+                pct(cov.nodes.len(), nodes_total),
+                edges_hit,
+                all_edges.len(),
+                pct(edges_hit, all_edges.len())
+            );
+            let untested: Vec<String> = (0..nodes_total as u32).filter(|n| !cov.nodes.contains(n)).map(name).collect();
+            let missed: Vec<String> = all_edges
+                .iter()
+                .filter(|e| !cov.edges.contains(e))
+                .map(|&(a, b)| format!("{} -> {}", name(a), name(b)))
+                .collect();
+            let out = format!(
+                "{line}{}{}",
+                if untested.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n  untested nodes: {}", untested.join(", "))
+                },
+                if missed.is_empty() { String::new() } else { format!("\n  untested edges: {}", missed.join(", ")) }
+            );
+            if human { println!("{out}") } else { eprintln!("{out}") }
+        }
+    }
+    if failed > 0 { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS }
+}
+
+fn load_botc(path: &Path) -> Result<botc_runtime::Loaded, ExitCode> {
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    botc_runtime::Loaded::from_bytes(&bytes).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        ExitCode::from(EXIT_FINDINGS)
+    })
+}
+
+fn diff_cmd(old: &Path, new: &Path, format: DiffFormat) -> ExitCode {
+    let (old, new) = match (load_botc(old), load_botc(new)) {
+        (Ok(o), Ok(n)) => (o, n),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let points = botc_runtime::migrate::diff(old.program(), new.program());
+    match format {
+        DiffFormat::Json => {
+            let list: Vec<_> = points
+                .iter()
+                .map(|p| serde_json::json!({ "flow": p.flow, "node": p.node, "kind": p.kind.name(), "verdict": p.verdict.name(), "reason": p.reason }))
+                .collect();
+            let out = serde_json::json!({ "old": old.program().hash_hex(), "new": new.program().hash_hex(), "wait_points": list });
+            println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialize"));
+        }
+        DiffFormat::Human => {
+            if points.is_empty() {
+                println!("no conversation can be waiting in the old program");
+            }
+            for p in &points {
+                let why = if p.reason.is_empty() { String::new() } else { format!(": {}", p.reason) };
+                println!("{:<8} {}.{} ({}){why}", p.verdict.name(), p.flow, p.node, p.kind.name());
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

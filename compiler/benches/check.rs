@@ -1,4 +1,5 @@
-//! `botc check` on a generated 10,000-node flow, against parsing the same YAML alone.
+//! `botc check` on a generated 10,000-node flow, against parsing the same YAML alone, and
+//! `botc compile` (check, emit, encode) against check.
 //! Run: `cargo bench -p botc-compiler --bench check`. Figures go in BENCHMARKS.md.
 
 use botc_compiler::{FileId, NoImports, Syntax, compile, yaml};
@@ -35,6 +36,13 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("yaml_parse_only", |b| b.iter(|| yaml::parse(FileId(0), black_box(&src)).map(|_| ())));
     g.bench_function("check", |b| b.iter(|| compile("large.yaml", black_box(&src), Syntax::Yaml, &mut NoImports)));
+    g.bench_function("compile", |b| {
+        b.iter(|| {
+            let c = compile("large.yaml", black_box(&src), Syntax::Yaml, &mut NoImports);
+            botc_compiler::emit::emit(c.program.as_ref().expect("clean"), &botc_compiler::emit::Options { debug: None })
+                .encode()
+        })
+    });
     g.finish();
 }
 

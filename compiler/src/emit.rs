@@ -343,12 +343,14 @@ impl Emitter<'_> {
                         self.fixups.push(Fixup::Http { http: h, field, node: (fi, t) });
                     }
                 }
-                self.template(url);
+                // Values inserted into the URL are percent-encoded and those inserted into the
+                // body are escaped as JSON string content, so user text cannot break either.
+                self.template_with(url, Some(bc::Func::UrlEncode));
                 for (_, v) in headers {
                     self.template(v);
                 }
                 if let Some(b) = body {
-                    self.template(b);
+                    self.template_with(b, Some(bc::Func::JsonEscape));
                 }
                 let popped = 1 + headers.len() as i32 + i32::from(body.is_some());
                 self.op(Op::Http { h: h as u16 }, -popped);
@@ -397,6 +399,11 @@ impl Emitter<'_> {
     }
 
     fn template(&mut self, t: &Template) {
+        self.template_with(t, None);
+    }
+
+    /// A template whose inserted values each pass through `escape`.
+    fn template_with(&mut self, t: &Template, escape: Option<bc::Func>) {
         match t.parts.as_slice() {
             [] => {
                 let c = self.text("");
@@ -413,7 +420,12 @@ impl Emitter<'_> {
                             let c = self.text(s);
                             self.op(Op::PushText { c }, 1);
                         }
-                        TemplatePart::Expr(e) => self.expr(e),
+                        TemplatePart::Expr(e) => {
+                            self.expr(e);
+                            if let Some(f) = escape {
+                                self.op(Op::Call { f: f.code(), argc: 1 }, 0);
+                            }
+                        }
                     }
                 }
                 let n = parts.len() as u16;

@@ -524,7 +524,8 @@ impl FlowLowerer<'_> {
                     );
                 }
                 for (i, c) in choices.iter().enumerate() {
-                    if let Some(first) = choices[..i].iter().find(|p| p.value.eq_ignore_ascii_case(&c.value)) {
+                    if let Some(first) = choices[..i].iter().find(|p| p.value.to_lowercase() == c.value.to_lowercase())
+                    {
                         self.diags.push(
                             Diagnostic::error("E0602", c.span, format!("duplicate choice `{}`", c.value))
                                 .label("listed again")

@@ -2,7 +2,9 @@
 //! now) to effects, and the session model ([`session`]) with its own versioned encoding.
 //! The ports and adapters (bus, stores, gateway, dispatcher) build on these.
 
+pub mod migrate;
 pub mod session;
+pub mod sim;
 pub mod value;
 pub mod vm;
 

@@ -256,6 +256,66 @@ pub fn step_in_place(
     Ok(m.step)
 }
 
+/// Starts a conversation at node `node` of the main flow instead of its `start`, with some
+/// variables already set (for tests that begin in the middle of a flow). Defaults are applied
+/// first, then `vars`, then the node runs as if the conversation had just reached it.
+pub fn start_at(
+    program: &Loaded,
+    session: &mut Session,
+    node: &str,
+    vars: &[(String, Value)],
+    ctx: &Context,
+    now: u64,
+    limits: &Limits,
+) -> Result<Step, String> {
+    let p = program.program();
+    let target = p
+        .nodes
+        .iter()
+        .find(|n| n.flow == 0 && p.text(n.name) == node)
+        .ok_or_else(|| format!("the flow has no node `{node}`"))?
+        .offset;
+    let flow = &p.flows[0];
+    let mut work = program.new_session();
+    work.frames = vec![Frame { flow: 0, ret: NONE, vars: vec![Value::Unset; flow.vars.len()] }];
+    let mut m =
+        Machine { p: program, s: &mut work, ctx, now, step: Step::default(), stack: Vec::new(), buttons: Vec::new() };
+    m.run_prologue(flow.entry).map_err(|e| e.to_string())?;
+    for (name, value) in vars {
+        let i = flow
+            .vars
+            .iter()
+            .position(|v| p.text(v.name) == name)
+            .ok_or_else(|| format!("the flow has no variable `{name}`"))?;
+        m.s.frames[0].vars[i] = value.clone();
+    }
+    m.run(target, limits.fuel).map_err(|e| e.to_string())?;
+    m.s.version += 1;
+    let step = m.step;
+    *session = work;
+    Ok(step)
+}
+
+/// A flow's variables as its defaults leave them (unset where there is no default).
+pub fn initial_vars(program: &Loaded, flow: u16) -> Result<Vec<Value>, Error> {
+    let p = program.program();
+    let f = p.flows.get(flow as usize).ok_or_else(|| bug("flow out of range"))?;
+    let mut scratch = program.new_session();
+    scratch.frames = vec![Frame { flow, ret: NONE, vars: vec![Value::Unset; f.vars.len()] }];
+    let ctx = Context::default();
+    let mut m = Machine {
+        p: program,
+        s: &mut scratch,
+        ctx: &ctx,
+        now: 0,
+        step: Step::default(),
+        stack: Vec::new(),
+        buttons: Vec::new(),
+    };
+    m.run_prologue(f.entry)?;
+    Ok(scratch.frames.pop().map(|f| f.vars).unwrap_or_default())
+}
+
 enum Resume {
     At(u32),
     Ignore(&'static str),
@@ -383,7 +443,7 @@ impl<'a> Machine<'a> {
                 .choices
                 .iter()
                 .map(|&c| self.prog().text(c))
-                .find(|c| c.eq_ignore_ascii_case(text))
+                .find(|c| same_words(c, text))
                 .map(|c| Value::Text(c.to_string())),
             Expect::Regex { pattern } => {
                 let re = self
@@ -444,6 +504,48 @@ impl<'a> Machine<'a> {
         self.step.effects.push(Effect::StartTimer { timer: self.s.timer, at: self.now + u64::from(secs) });
     }
 
+    /// Runs a flow's variable defaults: everything before its first node.
+    fn run_prologue(&mut self, entry: u32) -> Result<(), Error> {
+        let mut pc = entry as usize;
+        while let Some((op, next)) = Op::decode(&self.prog().code, pc) {
+            match op {
+                Op::Node { .. } | Op::Jump { .. } => return Ok(()),
+                Op::PushText { .. }
+                | Op::PushInt { .. }
+                | Op::PushNum { .. }
+                | Op::PushBool { .. }
+                | Op::List { .. } => {}
+                Op::Store { .. } => {}
+                _ => return Err(bug("unexpected instruction in a flow's prologue")),
+            }
+            // Execute the one instruction (the prologue holds only literals and stores).
+            self.run_one(op)?;
+            pc = next;
+        }
+        Err(bug("flow without nodes"))
+    }
+
+    /// The instructions a prologue may hold (the main loop runs them through here too).
+    #[inline]
+    fn run_one(&mut self, op: Op) -> Result<(), Error> {
+        match op {
+            Op::PushText { c } => self.stack.push(Operand::Str(self.prog().text(c))),
+            Op::PushInt { v } => self.stack.push(Operand::Val(Value::Int(v))),
+            Op::PushNum { v } => self.stack.push(Operand::Val(Value::Num(v))),
+            Op::PushBool { v } => self.stack.push(Operand::Val(Value::Bool(v))),
+            Op::List { n } => {
+                let items = self.pop_n(n as usize)?.map(|v| v.to_string()).collect();
+                self.stack.push(Operand::Val(Value::List(items)));
+            }
+            Op::Store { v } => {
+                let value = self.pop()?;
+                *self.var(v)? = value;
+            }
+            _ => return Err(bug("not a prologue instruction")),
+        }
+        Ok(())
+    }
+
     fn run(&mut self, mut pc: u32, fuel: u32) -> Result<(), Error> {
         let mut left = fuel;
         loop {
@@ -455,13 +557,12 @@ impl<'a> Machine<'a> {
                 Op::decode(&self.prog().code, pc as usize).ok_or_else(|| bug(format!("no instruction at {pc}")))?;
             let mut next = next as u32;
             match op {
-                Op::PushText { c } => self.stack.push(Operand::Str(self.prog().text(c))),
-                Op::PushInt { v } => self.stack.push(Operand::Val(Value::Int(v))),
-                Op::PushNum { v } => self.stack.push(Operand::Val(Value::Num(v))),
-                Op::PushBool { v } => self.stack.push(Operand::Val(Value::Bool(v))),
-                Op::List { n } => {
-                    let items = self.pop_n(n as usize)?.map(|v| v.to_string()).collect();
-                    self.stack.push(Operand::Val(Value::List(items)));
+                Op::PushText { .. }
+                | Op::PushInt { .. }
+                | Op::PushNum { .. }
+                | Op::PushBool { .. }
+                | Op::List { .. } => {
+                    self.run_one(op)?;
                 }
                 Op::Load { v } => {
                     let value = self.var(v)?.clone();
@@ -470,10 +571,7 @@ impl<'a> Machine<'a> {
                     }
                     self.stack.push(Operand::Val(value));
                 }
-                Op::Store { v } => {
-                    let value = self.pop()?;
-                    *self.var(v)? = value;
-                }
+                Op::Store { .. } => self.run_one(op)?,
                 Op::Builtin { b } => {
                     let c: &'a Context = self.ctx;
                     let v: &'a String = match Builtin::from_code(b).ok_or_else(|| bug("bad builtin"))? {
@@ -640,8 +738,8 @@ impl<'a> Machine<'a> {
                     next = frame.ret;
                 }
                 Op::End => {
+                    // Variables stay: transcripts and tests can still read the final state.
                     self.s.state = State::Ended;
-                    self.s.frames.clear();
                     self.step.effects.push(Effect::End);
                     return Ok(());
                 }
@@ -718,6 +816,11 @@ impl<'a> Machine<'a> {
                 other => return Err(trap_type(name, other)),
             },
             Func::Now => Value::Int(self.now as i64),
+            Func::UrlEncode => Value::Text(url_encode(&a(0)?.to_string())),
+            Func::JsonEscape => {
+                let quoted = Json::String(a(0)?.to_string()).to_string();
+                Value::Text(quoted[1..quoted.len() - 1].to_string())
+            }
         })
     }
 }
@@ -798,6 +901,24 @@ fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, Error> {
             }
         },
     })
+}
+
+/// Whether two texts are equal ignoring case, in any script (`CRÈME` is `crème`).
+fn same_words(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `name@domain.tld`: one `@`, something on each side, a dot in the domain, no spaces.

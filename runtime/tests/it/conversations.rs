@@ -358,3 +358,60 @@ fn the_same_inputs_give_the_same_outputs() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn values_inserted_into_http_requests_are_escaped() {
+    let mut c = Chat::new(
+        r#"
+flow: search
+start: ask_q
+vars:
+  q: text
+  resp: json
+nodes:
+  ask_q:
+    ask: Search for?
+    into: q
+    next: fetch
+  fetch:
+    http: "https://api.example.com/search?q={{ q }}&lang=en"
+    method: POST
+    body: '{"q": "{{ q }}"}'
+    into: resp
+    next: done
+  done:
+    end:
+"#,
+    );
+    c.say("hi");
+    let step = c.send(Input::Text(r#"fish & "chips"/50%?"#.into()));
+    let Effect::Http { url, body, .. } = &step.effects[0] else { panic!("requests: {:?}", step.effects) };
+    assert_eq!(url, "https://api.example.com/search?q=fish%20%26%20%22chips%22%2F50%25%3F&lang=en");
+    let body = body.as_deref().expect("a body");
+    let parsed: serde_json::Value = serde_json::from_str(body).expect("the body is valid JSON");
+    assert_eq!(parsed["q"], r#"fish & "chips"/50%?"#);
+}
+
+#[test]
+fn choices_match_without_case_in_any_script_and_ended_conversations_keep_their_variables() {
+    let mut c = Chat::new(
+        r#"
+flow: dessert
+start: pick
+vars:
+  d: text
+nodes:
+  pick:
+    ask: Which?
+    into: d
+    expect: { choice: ["Crème brûlée", "Ñandú"] }
+    next: done
+  done:
+    end:
+"#,
+    );
+    c.say("hi");
+    let step = c.send(Input::Text("CRÈME BRÛLÉE".into()));
+    assert_eq!(step.effects.last(), Some(&Effect::End));
+    assert_eq!(c.session.frames[0].vars[0], botc_runtime::Value::Text("Crème brûlée".into()));
+}

@@ -2,6 +2,7 @@
 //! compiler.
 
 mod conversations;
+mod migration;
 mod robustness;
 
 use botc_compiler::{NoImports, Syntax, compile, emit};

@@ -1,0 +1,266 @@
+//! Deploying a new version of a flow: which waiting conversations can move to it.
+//!
+//! Sessions stay pinned to the program they started on. [`diff`] lists every place a session
+//! can wait in the old program and whether a session waiting there can resume in the new
+//! one (same flow and node name, same kind of wait, compatible variables), must restart, or
+//! needs an explicit mapping. [`migrate`] moves one session, following a map from old node
+//! names to new ones where the names alone do not say.
+
+use crate::session::{Frame, Session, State};
+use crate::vm::{Loaded, initial_vars};
+use botc_bytecode::{NONE, Op, Program};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    Ask,
+    Wait,
+    Http,
+    Handoff,
+}
+
+impl WaitKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitKind::Ask => "ask",
+            WaitKind::Wait => "wait",
+            WaitKind::Http => "http",
+            WaitKind::Handoff => "handoff",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Sessions waiting here continue in the new program as they are.
+    Resume,
+    /// The node is gone: sessions waiting here start over (unless a map says where to go).
+    Restart,
+    /// The node is there but differs (kind of wait, variable types): a map must say.
+    Mapping,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Resume => "resume",
+            Verdict::Restart => "restart",
+            Verdict::Mapping => "mapping",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitPoint {
+    pub flow: String,
+    pub node: String,
+    pub kind: WaitKind,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// A place a session can wait: node index, kind, and the position the session records.
+#[derive(Clone, Copy, Debug)]
+struct Point {
+    node: u32,
+    kind: WaitKind,
+    state: State,
+}
+
+/// Where sessions can wait in a program.
+fn wait_points(p: &Program) -> Vec<Point> {
+    let mut out = Vec::new();
+    for (i, n) in p.nodes.iter().enumerate() {
+        let end = p
+            .nodes
+            .iter()
+            .filter(|m| m.flow == n.flow && m.offset > n.offset)
+            .map(|m| m.offset)
+            .min()
+            .unwrap_or_else(|| p.flows.get(n.flow as usize + 1).map_or(p.code.len() as u32, |f| f.entry));
+        let mut at = n.offset as usize;
+        while at < end as usize {
+            let Some((op, next)) = Op::decode(&p.code, at) else { break };
+            let point = match op {
+                Op::Ask { a } => Some((WaitKind::Ask, State::Ask { ask: a })),
+                Op::Wait { .. } => Some((WaitKind::Wait, State::Timer { pc: next as u32 })),
+                Op::Http { h } => Some((WaitKind::Http, State::Http { http: h })),
+                Op::Handoff { resumes: true, .. } => Some((WaitKind::Handoff, State::Handoff { pc: next as u32 })),
+                _ => None,
+            };
+            // An ask's re-prompt code asks again; one point per node and kind is enough.
+            if let Some((kind, state)) = point
+                && !out.iter().any(|p: &Point| p.node == i as u32 && p.kind == kind)
+            {
+                out.push(Point { node: i as u32, kind, state });
+            }
+            at = next;
+        }
+    }
+    out
+}
+
+fn flow_name(p: &Program, node: u32) -> &str {
+    let n = &p.nodes[node as usize];
+    p.text(p.flows[n.flow as usize].name)
+}
+
+fn node_name(p: &Program, node: u32) -> &str {
+    p.text(p.nodes[node as usize].name)
+}
+
+fn find_node(p: &Program, flow: &str, node: &str) -> Option<u32> {
+    p.nodes
+        .iter()
+        .position(|n| p.text(p.flows[n.flow as usize].name) == flow && p.text(n.name) == node)
+        .map(|i| i as u32)
+}
+
+/// Variables with a default in a flow: those its prologue stores.
+fn defaults(p: &Program, flow: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    let mut at = p.flows[flow].entry as usize;
+    while let Some((op, next)) = Op::decode(&p.code, at) {
+        match op {
+            Op::Node { .. } | Op::Jump { .. } => break,
+            Op::Store { v } => out.push(v),
+            _ => {}
+        }
+        at = next;
+    }
+    out
+}
+
+/// Why the variables of `flow` in `old` cannot carry over to `new`, if they cannot.
+fn vars_problem(old: &Program, new: &Program, flow: &str) -> Option<String> {
+    let fo = old.flows.iter().position(|f| old.text(f.name) == flow)?;
+    let fnew = new.flows.iter().position(|f| new.text(f.name) == flow)?;
+    let with_default = defaults(new, fnew);
+    for (i, v) in new.flows[fnew].vars.iter().enumerate() {
+        let name = new.text(v.name);
+        match old.flows[fo].vars.iter().find(|o| old.text(o.name) == name) {
+            Some(o) if o.ty != v.ty => {
+                return Some(format!("variable `{name}` changed type ({} → {})", o.ty.name(), v.ty.name()));
+            }
+            Some(_) => {}
+            None if with_default.contains(&(i as u16)) => {}
+            None => return Some(format!("new variable `{name}` has no default")),
+        }
+    }
+    None
+}
+
+pub fn diff(old: &Program, new: &Program) -> Vec<WaitPoint> {
+    let new_points = wait_points(new);
+    wait_points(old)
+        .into_iter()
+        .map(|p| {
+            let flow = flow_name(old, p.node).to_string();
+            let node = node_name(old, p.node).to_string();
+            let (verdict, reason) = match find_node(new, &flow, &node) {
+                None => (Verdict::Restart, format!("node `{node}` is gone from `{flow}`")),
+                Some(n) => match new_points.iter().find(|q| q.node == n) {
+                    None => (Verdict::Mapping, format!("`{node}` no longer waits")),
+                    Some(q) if q.kind != p.kind => (
+                        Verdict::Mapping,
+                        format!("`{node}` was a `{}` node and is now a `{}` node", p.kind.name(), q.kind.name()),
+                    ),
+                    Some(_) => match vars_problem(old, new, &flow) {
+                        Some(why) => (Verdict::Mapping, why),
+                        None => (Verdict::Resume, String::new()),
+                    },
+                },
+            };
+            WaitPoint { flow, node, kind: p.kind, verdict, reason }
+        })
+        .collect()
+}
+
+/// Moves a session of `old` to `new`. `map` sends old node names (in any flow) to new ones
+/// where names alone do not match. Fails (the session must restart) when a position or a
+/// variable cannot be carried over.
+pub fn migrate(
+    old: &Program,
+    new_program: &Loaded,
+    session: &Session,
+    map: &BTreeMap<String, String>,
+) -> Result<Session, String> {
+    let new = new_program.program();
+    if session.program != old.hash {
+        return Err("the session does not belong to the old program".into());
+    }
+    let old_points = wait_points(old);
+    let new_points = wait_points(new);
+    let mut out = session.clone();
+    out.program = new.hash;
+    out.state = match session.state {
+        State::New | State::Ended => session.state,
+        waiting => {
+            let point = old_points
+                .iter()
+                .find(|p| p.state == waiting)
+                .ok_or("the session waits at a position the old program does not have")?;
+            let flow = flow_name(old, point.node);
+            let old_node = node_name(old, point.node);
+            let target = map.get(old_node).map_or(old_node, String::as_str);
+            let n = find_node(new, flow, target).ok_or_else(|| format!("`{target}` does not exist in `{flow}`"))?;
+            let q = new_points
+                .iter()
+                .find(|q| q.node == n && q.kind == point.kind)
+                .ok_or_else(|| format!("`{target}` is not a {} in the new program", point.kind.name()))?;
+            q.state
+        }
+    };
+    // Every frame: same flow by name, variables by name (new ones get their defaults later:
+    // here they start unset only if the flow has a default for them), return positions by
+    // the call instruction of the same node.
+    let mut frames = Vec::with_capacity(session.frames.len());
+    for f in session.frames.iter() {
+        let ofl = &old.flows[f.flow as usize];
+        let flow = old.text(ofl.name);
+        let nf =
+            new.flows.iter().position(|x| new.text(x.name) == flow).ok_or_else(|| format!("flow `{flow}` is gone"))?;
+        if let Some(why) = vars_problem(old, new, flow) {
+            return Err(why);
+        }
+        // Variables new in this version start from their defaults (`vars_problem` made sure
+        // they have one); the others keep their values.
+        let initial = initial_vars(new_program, nf as u16).map_err(|e| e.to_string())?;
+        let vars = new.flows[nf]
+            .vars
+            .iter()
+            .zip(initial)
+            .map(|(v, init)| {
+                let name = new.text(v.name);
+                ofl.vars.iter().position(|o| old.text(o.name) == name).map_or(init, |i| f.vars[i].clone())
+            })
+            .collect();
+        let ret = if f.ret == NONE { NONE } else { return_position(old, new, f.ret, map)? };
+        frames.push(Frame { flow: nf as u16, ret, vars });
+    }
+    out.frames = frames;
+    Ok(out)
+}
+
+/// Translates a caller's return position: the `CallFlow` before it, found in the node of the
+/// same name in the new program.
+fn return_position(old: &Program, new: &Program, ret: u32, map: &BTreeMap<String, String>) -> Result<u32, String> {
+    let node = old.node_at(ret.saturating_sub(1)).ok_or("a return position outside any node")?;
+    let flow = flow_name(old, node);
+    let name = node_name(old, node);
+    let target = map.get(name).map_or(name, String::as_str);
+    let n =
+        find_node(new, flow, target).ok_or_else(|| format!("`{target}` (a call in progress) is gone from `{flow}`"))?;
+    let start = new.nodes[n as usize].offset as usize;
+    let mut at = start;
+    while let Some((op, next)) = Op::decode(&new.code, at) {
+        if matches!(op, Op::CallFlow { .. }) {
+            return Ok(next as u32);
+        }
+        if at != start && matches!(op, Op::Node { .. }) {
+            break;
+        }
+        at = next;
+    }
+    Err(format!("`{target}` no longer calls a sub-flow"))
+}

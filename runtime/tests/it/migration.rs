@@ -1,0 +1,105 @@
+//! Deploying a new version: which waiting conversations resume, and moving one over.
+
+use crate::load;
+use botc_runtime::migrate::{Verdict, diff, migrate};
+use botc_runtime::sim::Conversation;
+use botc_runtime::{Context, Value};
+use std::collections::BTreeMap;
+
+const V1: &str = r#"
+flow: shop
+start: ask_name
+vars:
+  name: text
+nodes:
+  ask_name:
+    ask: Name?
+    into: name
+    next: ask_size
+  ask_size:
+    ask: Size?
+    into: size_answer
+    next: pause
+  pause:
+    wait: 1h
+    next: bye
+  bye:
+    say: "Bye {{ name }}, {{ size_answer }}"
+    next: done
+  done:
+    end:
+"#;
+
+fn v1() -> String {
+    V1.replace("vars:\n  name: text\n", "vars:\n  name: text\n  size_answer: text\n")
+}
+
+/// v2: `ask_size` renamed `pick_size`, `pause` became an ask, a new variable with a default,
+/// and `ask_name` kept as it was.
+const V2: &str = r#"
+flow: shop
+start: ask_name
+vars:
+  name: text
+  size_answer: text
+  greeting: { type: text, default: "Cheers" }
+nodes:
+  ask_name:
+    ask: Your name?
+    into: name
+    next: pick_size
+  pick_size:
+    ask: Which size?
+    into: size_answer
+    next: pause
+  pause:
+    ask: Anything else?
+    into: size_answer
+    next: bye
+  bye:
+    say: "{{ greeting }} {{ name }}, {{ size_answer }}"
+    next: done
+  done:
+    end:
+"#;
+
+#[test]
+fn diff_says_resume_restart_or_mapping_for_every_wait_point() {
+    let (old, new) = (load(&v1()), load(V2));
+    let points = diff(old.program(), new.program());
+    let verdict = |node: &str| points.iter().find(|p| p.node == node).map(|p| (p.verdict, p.reason.clone()));
+    assert_eq!(verdict("ask_name").map(|v| v.0), Some(Verdict::Resume));
+    assert_eq!(verdict("ask_size").map(|v| v.0), Some(Verdict::Restart));
+    let pause = verdict("pause").expect("pause is a wait point");
+    assert_eq!(pause.0, Verdict::Mapping);
+    assert!(pause.1.contains("was a `wait` node and is now a `ask` node"), "{}", pause.1);
+    assert_eq!(points.len(), 3);
+}
+
+#[test]
+fn a_waiting_session_moves_to_the_new_version_and_goes_on_there() {
+    let (old, new) = (load(&v1()), load(V2));
+    let ctx = Context { user_name: "Ada".into(), ..Context::default() };
+    let mut c = Conversation::new(&old, ctx.clone());
+    c.user("hi").expect("starts");
+    c.user("Grace").expect("answers");
+    assert_eq!(c.waiting_at(), Some("ask_size"));
+
+    let no_map = BTreeMap::new();
+    assert!(migrate(old.program(), &new, &c.session, &no_map).is_err(), "ask_size is gone without a map");
+    let map = BTreeMap::from([("ask_size".to_string(), "pick_size".to_string())]);
+    let moved = migrate(old.program(), &new, &c.session, &map).expect("the map says where to go");
+    assert_eq!(moved.program, new.program().hash);
+
+    let mut c2 = Conversation::new(&new, ctx);
+    c2.session = moved;
+    assert_eq!(c2.waiting_at(), Some("pick_size"));
+    assert!(
+        c2.vars().contains(&("greeting".to_string(), Value::Text("Cheers".into()))),
+        "new variables get their defaults"
+    );
+    assert!(c2.vars().contains(&("name".to_string(), Value::Text("Grace".into()))), "old variables keep their values");
+    c2.user("large").expect("answers in v2");
+    let bye = c2.user("nothing").expect("v2's new ask");
+    assert_eq!(bye.messages[0].text, "Cheers Grace, nothing");
+}

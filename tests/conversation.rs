@@ -1,0 +1,109 @@
+//! `botc test`, `botc chat` and `botc diff` through the real binary.
+
+use crate::{botc, root, stdout};
+use std::process::{Command, Stdio};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("botc-conv-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+#[test]
+fn every_example_and_ok_flow_passes_its_tests_with_full_node_coverage() {
+    for dir in ["flows/examples", "flows/ok"] {
+        let o = botc(&["test", dir, "--coverage"]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
+        let coverage: Vec<&str> = out.lines().filter(|l| l.starts_with("coverage ")).collect();
+        assert!(!coverage.is_empty(), "{out}");
+        for line in coverage {
+            let nodes = line.split("nodes ").nth(1).and_then(|r| r.split(' ').next()).expect("nodes a/b");
+            let (hit, total) = nodes.split_once('/').expect("a/b");
+            assert_eq!(hit, total, "not every node is tested: {line}");
+        }
+    }
+}
+
+const FLOW: &str = "flow: t\nstart: ask\nvars:\n  n: integer\nnodes:\n  ask:\n    ask: Number?\n    into: n\n    expect: integer\n    next: show\n  show:\n    say: \"twice is {{ n * 2 }}\"\n    next: done\n  done:\n    end:\n";
+
+#[test]
+fn a_failing_test_shows_expected_and_actual_and_fails_the_run() {
+    let d = temp_dir("failing");
+    std::fs::write(d.join("t.yaml"), FLOW).expect("write");
+    std::fs::write(
+        d.join("t.test.yaml"),
+        "flow: t.yaml\ntests:\n  - name: doubles\n    steps:\n      - user: hi\n        bot: [\"Number?\"]\n      - user: \"21\"\n        bot: [\"twice is 42\"]\n        ended: true\n  - name: wrong on purpose\n    steps:\n      - user: hi\n      - user: \"2\"\n        bot: [\"twice is 5\"]\n  - name: starts in the middle\n    vars: { n: 5 }\n    steps:\n      - start: show\n        bot: [\"twice is 10\"]\n        ended: true\n        vars: { n: 5 }\n",
+    )
+    .expect("write");
+    let o = botc(&["test", &d.to_string_lossy()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("ok    doubles"), "{out}");
+    assert!(out.contains("ok    starts in the middle"), "{out}");
+    assert!(
+        out.contains("FAIL  wrong on purpose") && out.contains("\"twice is 5\"") && out.contains("\"twice is 4\""),
+        "{out}"
+    );
+    let junit = stdout(&botc(&["test", "--format", "junit", &d.to_string_lossy()]));
+    assert!(junit.starts_with("<?xml") && junit.contains("<testsuites tests=\"3\" failures=\"1\">"), "{junit}");
+    assert!(junit.contains("<failure message="), "{junit}");
+}
+
+#[test]
+fn a_broken_test_file_names_its_line() {
+    let d = temp_dir("broken");
+    std::fs::write(d.join("t.yaml"), FLOW).expect("write");
+    std::fs::write(d.join("t.test.yaml"), "flow: t.yaml\ntests:\n  - name: x\n    steps:\n      - usr: hi\n")
+        .expect("write");
+    let o = botc(&["test", &d.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("t.test.yaml:5:") && err.contains("unknown key `usr`"), "{err}");
+}
+
+#[test]
+fn chat_works_through_a_pipe() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["chat", "flows/examples/pizza_order.yaml", "--user", "Ada"])
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(b"3\n/vars\n/time +20m\n/quit\n").expect("write");
+    let out = child.wait_with_output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("bot: Ciao Ada!"), "{text}");
+    assert!(text.contains("(pressed [Large (35 cm) · $14.50])"), "{text}");
+    assert!(text.contains("size = Text(\"large\")"), "{text}");
+}
+
+#[test]
+fn diff_reports_each_wait_point_as_json() {
+    let d = temp_dir("diff");
+    let v2 = FLOW.replace("  ask:\n", "  ask_number:\n").replace("start: ask\n", "start: ask_number\n");
+    std::fs::write(d.join("v1.yaml"), FLOW).expect("write");
+    std::fs::create_dir_all(d.join("new")).expect("dir");
+    std::fs::write(d.join("new/v1.yaml"), v2).expect("write");
+    for (src, out) in [("v1.yaml", "old"), ("new/v1.yaml", "new")] {
+        let o = botc(&["compile", &d.join(src).to_string_lossy(), "-o", &d.join(out).to_string_lossy()]);
+        assert_eq!(o.status.code(), Some(0));
+    }
+    let o = botc(&[
+        "diff",
+        &d.join("old/v1.botc").to_string_lossy(),
+        &d.join("new/v1.botc").to_string_lossy(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let points = v["wait_points"].as_array().expect("list");
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0]["node"], "ask");
+    assert_eq!(points[0]["verdict"], "restart");
+}
