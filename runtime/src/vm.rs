@@ -19,6 +19,10 @@ pub struct Loaded {
     verified: Verified,
     /// `regexes[c]`: constant `c` compiled, for every constant used as a pattern.
     regexes: Vec<Option<regex::Regex>>,
+    /// Every instruction decoded once, with the offset of the next one.
+    ops: Vec<(Op, u32)>,
+    /// `op_at[offset]`: index into `ops` of the instruction starting at that byte.
+    op_at: Vec<u32>,
 }
 
 impl Loaded {
@@ -51,7 +55,24 @@ impl Loaded {
                 .map_err(|e| bc::LoadError::Invalid(format!("pattern {:?} does not compile: {e}", p.text(c))))?;
             regexes[c as usize] = Some(re);
         }
-        Ok(Loaded { verified, regexes })
+        let p = verified.program();
+        let mut ops = Vec::new();
+        let mut op_at = vec![u32::MAX; p.code.len()];
+        let mut at = 0;
+        while let Some((op, next)) = Op::decode(&p.code, at) {
+            op_at[at] = ops.len() as u32;
+            ops.push((op, next as u32));
+            at = next;
+        }
+        Ok(Loaded { verified, regexes, ops, op_at })
+    }
+
+    /// The instruction at byte offset `pc` (verified to be a boundary whenever execution
+    /// can reach it).
+    #[inline]
+    fn op(&self, pc: u32) -> Option<(Op, u32)> {
+        let i = *self.op_at.get(pc as usize)?;
+        self.ops.get(i as usize).copied()
     }
 
     pub fn program(&self) -> &bc::Program {
@@ -526,7 +547,7 @@ impl<'a> Machine<'a> {
     }
 
     /// The instructions a prologue may hold (the main loop runs them through here too).
-    #[inline]
+    #[inline(always)]
     fn run_one(&mut self, op: Op) -> Result<(), Error> {
         match op {
             Op::PushText { c } => self.stack.push(Operand::Str(self.prog().text(c))),
@@ -553,9 +574,7 @@ impl<'a> Machine<'a> {
                 return Err(Error::Trap(Trap::OutOfFuel { fuel }));
             }
             left -= 1;
-            let (op, next) =
-                Op::decode(&self.prog().code, pc as usize).ok_or_else(|| bug(format!("no instruction at {pc}")))?;
-            let mut next = next as u32;
+            let (op, mut next) = self.p.op(pc).ok_or_else(|| bug(format!("no instruction at {pc}")))?;
             match op {
                 Op::PushText { .. }
                 | Op::PushInt { .. }
@@ -625,10 +644,17 @@ impl<'a> Machine<'a> {
                     self.stack.push(Operand::Val(r));
                 }
                 Op::Concat { n } => {
-                    use std::fmt::Write as _;
-                    let mut text = String::new();
-                    for part in self.pop_n(n as usize)? {
-                        let _ = write!(text, "{part}");
+                    let parts = self.pop_n(n as usize)?;
+                    let size = parts.as_slice().iter().map(|p| p.as_str().map_or(16, str::len)).sum();
+                    let mut text = String::with_capacity(size);
+                    for part in parts {
+                        match part.as_str() {
+                            Some(s) => text.push_str(s),
+                            None => {
+                                use std::fmt::Write as _;
+                                let _ = write!(text, "{part}");
+                            }
+                        }
                     }
                     self.stack.push(Operand::Val(Value::Text(text)));
                 }
