@@ -258,15 +258,7 @@ pub fn step_in_place(
     if !ctx.event_id.is_empty() && ctx.event_id == session.last_event {
         return Ok(Step { ignored: Some("event already applied"), ..Step::default() });
     }
-    let mut m = Machine {
-        p: program,
-        s: session,
-        ctx,
-        now,
-        step: Step { effects: Vec::with_capacity(4), visited: Vec::with_capacity(8), ignored: None },
-        stack: Vec::with_capacity(usize::from(program.program().max_stack)),
-        buttons: Vec::new(),
-    };
+    let mut m = Machine::new(program, session, ctx, now);
     let start = match m.resume(input)? {
         Resume::At(pc) => pc,
         Resume::Ignore(why) => return Ok(Step { ignored: Some(why), ..Step::default() }),
@@ -299,8 +291,7 @@ pub fn start_at(
     let flow = &p.flows[0];
     let mut work = program.new_session();
     work.frames = vec![Frame { flow: 0, ret: NONE, vars: vec![Value::Unset; flow.vars.len()] }];
-    let mut m =
-        Machine { p: program, s: &mut work, ctx, now, step: Step::default(), stack: Vec::new(), buttons: Vec::new() };
+    let mut m = Machine::new(program, &mut work, ctx, now);
     m.run_prologue(flow.entry).map_err(|e| e.to_string())?;
     for (name, value) in vars {
         let i = flow
@@ -324,15 +315,7 @@ pub fn initial_vars(program: &Loaded, flow: u16) -> Result<Vec<Value>, Error> {
     let mut scratch = program.new_session();
     scratch.frames = vec![Frame { flow, ret: NONE, vars: vec![Value::Unset; f.vars.len()] }];
     let ctx = Context::default();
-    let mut m = Machine {
-        p: program,
-        s: &mut scratch,
-        ctx: &ctx,
-        now: 0,
-        step: Step::default(),
-        stack: Vec::new(),
-        buttons: Vec::new(),
-    };
+    let mut m = Machine::new(program, &mut scratch, &ctx, 0);
     m.run_prologue(f.entry)?;
     Ok(scratch.frames.pop().map(|f| f.vars).unwrap_or_default())
 }
@@ -387,6 +370,18 @@ impl fmt::Display for Operand<'_> {
 }
 
 impl<'a> Machine<'a> {
+    fn new(p: &'a Loaded, s: &'a mut Session, ctx: &'a Context, now: u64) -> Machine<'a> {
+        Machine {
+            p,
+            s,
+            ctx,
+            now,
+            step: Step { effects: Vec::with_capacity(4), visited: Vec::with_capacity(8), ignored: None },
+            stack: Vec::with_capacity(usize::from(p.program().max_stack)),
+            buttons: Vec::new(),
+        }
+    }
+
     fn prog(&self) -> &'a bc::Program {
         self.p.program()
     }
