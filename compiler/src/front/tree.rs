@@ -10,6 +10,25 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::expr::{self, Expr, ExprKind, Locator, Template};
 use crate::span::Span;
 use crate::yaml::{Node as Y, Value};
+use std::fmt;
+
+/// Names a thing in messages (`sub-flow `x``), formatted only when a message is written.
+struct Named<'a>(&'static str, &'a str);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} `{}`", self.0, self.1)
+    }
+}
+
+/// A node in messages: `` `say` node `greet` ``.
+struct NodeWhat<'a>(&'a str, &'a str);
+
+impl fmt::Display for NodeWhat<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` node `{}`", self.0, self.1)
+    }
+}
 
 /// Builds the AST of a whole file from its document tree.
 pub fn build(root: &Y) -> (Option<File>, Vec<Diagnostic>) {
@@ -95,7 +114,7 @@ impl Cx {
 
     /// Reads a mapping, reporting unknown and duplicate keys. `None` (and a diagnostic) when
     /// `v` is not a mapping at all.
-    fn fields<'a>(&mut self, v: &'a Y, what: &str, allowed: &[&'static str]) -> Option<Fields<'a>> {
+    fn fields<'a>(&mut self, v: &'a Y, what: &dyn fmt::Display, allowed: &[&'static str]) -> Option<Fields<'a>> {
         let Value::Map(pairs) = &v.value else {
             self.expected(v, &format!("a mapping ({what})"));
             return None;
@@ -138,7 +157,7 @@ impl Cx {
         Some(out)
     }
 
-    fn missing(&mut self, at: Span, what: &str, field: &str, help: &str) {
+    fn missing(&mut self, at: Span, what: &dyn fmt::Display, field: &str, help: &str) {
         self.err(
             Diagnostic::error("E0102", at, format!("{what} is missing `{field}`"))
                 .label(format!("`{field}` is required here"))
@@ -226,11 +245,16 @@ impl Cx {
     }
 
     fn file(&mut self, root: &Y) -> Option<File> {
-        let f = self.fields(root, "a flow file", TOP_KEYS)?;
+        let f = self.fields(root, &"a flow file", TOP_KEYS)?;
         let name = match f.get("flow") {
             Some(v) => self.ident(v, "flow name"),
             None => {
-                self.missing(Span::new(root.span.file, 0, 0), "the flow file", "flow", "add `flow: my_bot` at the top");
+                self.missing(
+                    Span::new(root.span.file, 0, 0),
+                    &"the flow file",
+                    "flow",
+                    "add `flow: my_bot` at the top",
+                );
                 None
             }
         };
@@ -266,7 +290,7 @@ impl Cx {
             {
                 for (k, body) in sf {
                     let Some(name) = self.ident(k, "sub-flow name") else { continue };
-                    let Some(bf) = self.fields(body, &format!("sub-flow `{}`", name.name), SUBFLOW_KEYS) else {
+                    let Some(bf) = self.fields(body, &Named("sub-flow", &name.name), SUBFLOW_KEYS) else {
                         continue;
                     };
                     subflows.push(self.flow_body(&bf, name, body.span));
@@ -329,7 +353,7 @@ impl Cx {
             let Some(name) = self.ident(k, "variable name") else { continue };
             let (ty, default) = match &body.value {
                 Value::Map(_) => {
-                    let Some(f) = self.fields(body, &format!("variable `{}`", name.name), &["type", "default"]) else {
+                    let Some(f) = self.fields(body, &Named("variable", &name.name), &["type", "default"]) else {
                         continue;
                     };
                     let ty = match f.get("type") {
@@ -423,7 +447,7 @@ impl Cx {
             }
         };
         let kw = kind_key.as_str().unwrap_or("end");
-        let what = format!("`{kw}` node `{}`", id.name);
+        let what = NodeWhat(kw, &id.name);
         let f = self.fields(body, &what, node_keys(kw))?;
         let main = f.get(kw).expect("the kind key is present");
         let next = self.target(&f, "next");
@@ -460,17 +484,17 @@ impl Cx {
             "branch" => {
                 let mut arms = Vec::new();
                 for arm in self.list(main, "a list of `when`/`goto` cases") {
-                    let Some(af) = self.fields(arm, "a branch case", &["when", "goto"]) else { continue };
+                    let Some(af) = self.fields(arm, &"a branch case", &["when", "goto"]) else { continue };
                     let when = match af.get("when") {
                         Some(v) => self.expr(v),
                         None => {
-                            self.missing(arm.span, "a branch case", "when", "add `when: <condition>`");
+                            self.missing(arm.span, &"a branch case", "when", "add `when: <condition>`");
                             continue;
                         }
                     };
                     let goto = self.target(&af, "goto");
                     if af.get("goto").is_none() {
-                        self.missing(arm.span, "a branch case", "goto", "add `goto: <node id>`");
+                        self.missing(arm.span, &"a branch case", "goto", "add `goto: <node id>`");
                     }
                     arms.push(Arm { when, goto });
                 }
@@ -604,7 +628,7 @@ impl Cx {
                 }
             },
             Value::Map(_) => {
-                let Some(f) = self.fields(v, "`expect`", &["choice", "regex"]) else { return Expect::Text };
+                let Some(f) = self.fields(v, &"`expect`", &["choice", "regex"]) else { return Expect::Text };
                 if let Some(c) = f.get("choice") {
                     let choices =
                         self.list(c, "a list of choices").iter().filter_map(|i| self.str(i, "a choice")).collect();
@@ -634,9 +658,9 @@ impl Cx {
                     span: b.span,
                 }),
                 _ => {
-                    let Some(bf) = self.fields(b, "a button", &["label", "value", "url"]) else { continue };
+                    let Some(bf) = self.fields(b, &"a button", &["label", "value", "url"]) else { continue };
                     let Some(lv) = bf.get("label") else {
-                        self.missing(b.span, "a button", "label", "add `label: \"Text on the button\"`");
+                        self.missing(b.span, &"a button", "label", "add `label: \"Text on the button\"`");
                         continue;
                     };
                     let label = self.template(lv, "a button label");
