@@ -68,6 +68,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
         format: DiffFormat,
     },
+    /// Run the flows as bots you can talk to in a browser (one process, in-memory state)
+    Serve {
+        /// Flow files, or directories searched for them
+        #[arg(default_value = "flows/examples")]
+        paths: Vec<PathBuf>,
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Print a .botc file as text
     Disasm { file: PathBuf },
     /// Print a flow's graph
@@ -141,6 +150,7 @@ fn main() -> ExitCode {
         Command::Disasm { file } => disasm(&file),
         Command::Test { paths, format, coverage } => test_cmd(&paths, format, coverage),
         Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
+        Command::Serve { paths, listen } => serve_cmd(&paths, listen),
         Command::Chat { flow, user } => match load_flow(&flow) {
             Ok(program) => match chat::run(&program, &user) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -690,4 +700,64 @@ fn diff_cmd(old: &Path, new: &Path, format: DiffFormat) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn serve_cmd(paths: &[PathBuf], listen: std::net::SocketAddr) -> ExitCode {
+    let files = match collect(paths) {
+        Ok(f) if !f.is_empty() => f,
+        Ok(_) => return fail("no flow files (.yaml, .yml, .flow) found"),
+        Err(e) => return fail(e),
+    };
+    // Every flow becomes a bot named after its file; a flow's YAML and DSL twins are one bot.
+    let mut bots: Vec<botc_runtime::serve::Bot> = Vec::new();
+    for path in &files {
+        let program = match load_flow(path) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}; nothing was started");
+                return ExitCode::from(EXIT_FINDINGS);
+            }
+        };
+        let id = path.file_stem().map_or("bot".into(), |s| s.to_string_lossy().into_owned());
+        if let Some(other) = bots.iter().find(|b| b.id == id) {
+            if other.program.program().hash != program.program().hash {
+                return fail(format!("two different flows are both named `{id}`; rename one of the files"));
+            }
+            continue;
+        }
+        let name = program.program().name.replace('_', " ");
+        bots.push(botc_runtime::serve::Bot { id, name, program: std::sync::Arc::new(program) });
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(format!(
+                    "cannot listen on {listen}: {e} (is another botc running? try --listen 127.0.0.1:0)"
+                ));
+            }
+        };
+        let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
+        println!("botc is serving {} bot(s) at http://{addr}/  (Ctrl-C stops it)", bots.len());
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+            eprintln!("stopping");
+        };
+        match botc_runtime::serve::serve(listener, bots, botc_runtime::serve::Options::default(), shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format!("server error: {e}")),
+        }
+    })
 }

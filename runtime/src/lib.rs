@@ -3,6 +3,7 @@
 //! The ports and adapters (bus, stores, gateway, dispatcher) build on these.
 
 pub mod migrate;
+pub mod serve;
 pub mod session;
 pub mod sim;
 pub mod value;

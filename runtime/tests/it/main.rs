@@ -4,6 +4,7 @@
 mod conversations;
 mod migration;
 mod robustness;
+mod serve;
 
 use botc_compiler::{NoImports, Syntax, compile, emit};
 use botc_runtime::{Context, Effect, Input, Limits, Loaded, Session, Step, step};

@@ -1,0 +1,244 @@
+//! The HTTP side of `botc serve`: the web-chat page and its JSON API (the gateway for the
+//! web channel: validate, publish, acknowledge), health, and the caller for flows' `http`
+//! nodes.
+
+use super::transcript::{Entry, From};
+use super::{Bot, BusFull, Event, MemoryBus, Options, Transcripts, now};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value as Json, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Everything the roles share.
+pub struct Shared {
+    pub bots: Vec<Bot>,
+    pub bus: MemoryBus,
+    pub transcripts: Transcripts,
+    pub timers: super::timers::Timers,
+    /// Sessions by conversation key, encoded.
+    pub sessions: std::sync::Mutex<HashMap<String, Vec<u8>>>,
+    next_event: AtomicU64,
+    /// Makes event ids unique across restarts of the process.
+    boot: u64,
+}
+
+const PAGE: &str = include_str!("page.html");
+
+/// Serves until `shutdown` completes, then stops accepting requests and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    bots: Vec<Bot>,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let shared = Arc::new(Shared {
+        bots,
+        bus: MemoryBus::new(options.partitions, options.queue_capacity),
+        transcripts: Transcripts::default(),
+        timers: super::timers::Timers::default(),
+        sessions: std::sync::Mutex::new(HashMap::new()),
+        next_event: AtomicU64::new(1),
+        boot: now(),
+    });
+    let mut tasks = Vec::new();
+    for p in 0..shared.bus.partitions() {
+        tasks.push(tokio::spawn(super::worker::run(shared.clone(), p)));
+    }
+    let timers = shared.clone();
+    tasks.push(tokio::spawn(async move { timers.timers.run(&timers.bus).await }));
+    let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/api/bots", get(list_bots))
+        .route("/api/bots/{bot}/conversations/{conversation}/messages", post(post_message).get(get_messages))
+        .route("/api/bots/{bot}/conversations/{conversation}/handback", post(hand_back))
+        .route("/api/bots/{bot}/graph", get(graph))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page; the API is under /api/bots") })
+        .layer(DefaultBodyLimit::max(options.body_limit))
+        .with_state(shared);
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    for t in tasks {
+        t.abort();
+    }
+    result
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+async fn list_bots(State(s): State<Arc<Shared>>) -> Response {
+    let bots: Vec<Json> = s.bots.iter().map(|b| json!({ "id": b.id, "name": b.name })).collect();
+    axum::Json(json!({ "bots": bots })).into_response()
+}
+
+/// Conversation ids are chosen by the client; keep them to a safe alphabet and length.
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+async fn post_message(
+    State(s): State<Arc<Shared>>,
+    Path((bot, conversation)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if !s.bots.iter().any(|b| b.id == bot) {
+        return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`; GET /api/bots lists them"));
+    }
+    if !valid_id(&conversation) {
+        return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
+    }
+    let value: Json = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")),
+    };
+    let text = value.get("text").and_then(Json::as_str);
+    let button = value.get("button").and_then(Json::as_str);
+    let input = match (text, button) {
+        (Some(t), None) => crate::vm::Input::Text(t.to_string()),
+        (None, Some(b)) => crate::vm::Input::Button(b.to_string()),
+        _ => return error(StatusCode::BAD_REQUEST, "send {\"text\": \"...\"} or {\"button\": \"value\"}"),
+    };
+    let user_name =
+        value.get("user").and_then(Json::as_str).unwrap_or("Web visitor").chars().take(100).collect::<String>();
+    let n = s.next_event.fetch_add(1, Ordering::Relaxed);
+    let event = Event {
+        id: format!("web:{}:{n}", s.boot),
+        bot: bot.clone(),
+        conversation: conversation.clone(),
+        user_id: format!("web:{conversation}"),
+        user_name,
+        kind: input.clone(),
+        received_at: now(),
+    };
+    let key = event.key();
+    let shown = match &input {
+        crate::vm::Input::Text(t) | crate::vm::Input::Button(t) => t.clone(),
+        _ => String::new(),
+    };
+    let id = event.id.clone();
+    match s.bus.publish(event) {
+        Ok(()) => {
+            s.transcripts.push(&key, format!("{id}:user"), From::User, shown, vec![]);
+            (StatusCode::ACCEPTED, axum::Json(json!({ "event": id }))).into_response()
+        }
+        Err(BusFull) => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "botc is busy; retry in a moment");
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+fn entry_json(e: &Entry) -> Json {
+    let buttons: Vec<Json> =
+        e.buttons.iter().map(|b| json!({ "label": b.label, "value": b.value, "url": b.url })).collect();
+    let from = match e.from {
+        From::User => "user",
+        From::Bot => "bot",
+        From::System => "system",
+    };
+    json!({ "seq": e.seq, "from": from, "text": e.text, "buttons": buttons })
+}
+
+async fn get_messages(
+    State(s): State<Arc<Shared>>,
+    Path((bot, conversation)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !s.bots.iter().any(|b| b.id == bot) {
+        return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
+    }
+    let after = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let wait = q.get("wait").and_then(|w| w.parse::<u64>().ok()).unwrap_or(0).min(30);
+    let key = format!("{bot}/{conversation}");
+    let entries = s.transcripts.wait_after(&key, after, std::time::Duration::from_secs(wait)).await;
+    let list: Vec<Json> = entries.iter().map(entry_json).collect();
+    axum::Json(json!({ "messages": list })).into_response()
+}
+
+async fn hand_back(State(s): State<Arc<Shared>>, Path((bot, conversation)): Path<(String, String)>) -> Response {
+    if !s.bots.iter().any(|b| b.id == bot) {
+        return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
+    }
+    let n = s.next_event.fetch_add(1, Ordering::Relaxed);
+    let event = Event {
+        id: format!("agent:{}:{n}", s.boot),
+        bot,
+        conversation: conversation.clone(),
+        user_id: format!("web:{conversation}"),
+        user_name: String::new(),
+        kind: crate::vm::Input::HandBack,
+        received_at: now(),
+    };
+    match s.bus.publish(event) {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(BusFull) => error(StatusCode::SERVICE_UNAVAILABLE, "botc is busy; retry in a moment"),
+    }
+}
+
+/// The bot's flow as a node list with its edges, for the page's graph view.
+async fn graph(State(s): State<Arc<Shared>>, Path(bot): Path<String>) -> Response {
+    let Some(b) = s.bots.iter().find(|b| b.id == bot) else {
+        return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
+    };
+    let p = b.program.program();
+    let nodes: Vec<Json> = p
+        .nodes
+        .iter()
+        .map(|n| json!({ "name": p.text(n.name), "flow": p.text(p.flows[n.flow as usize].name) }))
+        .collect();
+    let edges: Vec<Json> = p.edges().iter().map(|(a, b)| json!([a, b])).collect();
+    axum::Json(json!({ "nodes": nodes, "edges": edges })).into_response()
+}
+
+/// Performs a flow's http request off the worker and publishes the response as an event.
+pub fn request(
+    shared: Arc<Shared>,
+    origin: &Event,
+    method: botc_bytecode::Method,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+) {
+    let template = Event { id: format!("{}:http", origin.id), ..origin.clone() };
+    let method = reqwest::Method::from_bytes(method.name().as_bytes()).unwrap_or(reqwest::Method::GET);
+    tokio::spawn(async move {
+        let mut req = reqwest::Client::new().request(method, &url).timeout(std::time::Duration::from_secs(10));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let (status, body) = match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                (status, serde_json::from_str(&text).unwrap_or(Json::String(text)))
+            }
+            Err(e) => {
+                tracing::warn!(url = %url, error = %e, "http request failed");
+                (0, Json::Null)
+            }
+        };
+        let mut event = Event { kind: crate::vm::Input::Http { status, body }, received_at: now(), ..template };
+        // A full bus delays the result; it is never dropped.
+        loop {
+            match shared.bus.publish(event.clone()) {
+                Ok(()) => break,
+                Err(BusFull) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    event.received_at = now();
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,136 @@
+//! `botc serve`'s web chat through real HTTP on loopback.
+
+use crate::load;
+use botc_runtime::serve::{Bot, Options, serve};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const FLOW: &str = r#"
+flow: shop
+start: ask_size
+vars:
+  size: text
+nodes:
+  ask_size:
+    ask: "Hi {{ user.name }}! Which size?"
+    into: size
+    expect: { choice: [small, large] }
+    next: pause
+  pause:
+    wait: 1s
+    next: remind
+  remind:
+    say: "Your {{ size }} order is ready."
+    next: done
+  done:
+    end:
+"#;
+
+struct Server {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+async fn start(options: Options) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let bot = Bot { id: "shop".into(), name: "Shop".into(), program: Arc::new(load(FLOW)) };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, vec![bot], options, async move {
+        let _ = rx.await;
+    }));
+    Server { base, stop: Some(tx), client: reqwest::Client::new() }
+}
+
+impl Server {
+    async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client.post(format!("{}{path}", self.base)).body(body.to_string()).send().await.expect("request")
+    }
+
+    /// Messages after `after`, waiting up to `wait` seconds for the first.
+    async fn messages(&self, conv: &str, after: u64, wait: u64) -> Vec<Value> {
+        let url = format!("{}/api/bots/shop/conversations/{conv}/messages?after={after}&wait={wait}", self.base);
+        let v: Value = self.client.get(url).send().await.expect("get").json().await.expect("json");
+        v["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls until a message from the bot or system with `text` shows up.
+    async fn expect(&self, conv: &str, text: &str) -> Vec<Value> {
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let after = seen.last().and_then(|m: &Value| m["seq"].as_u64()).unwrap_or(0);
+            seen.extend(self.messages(conv, after, 2).await);
+            if seen.iter().any(|m| m["text"] == text) {
+                return seen;
+            }
+        }
+        panic!("no message {text:?}; got {seen:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_over_http_with_buttons_and_a_timer() {
+    let s = start(Options::default()).await;
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hello", "user": "Ada"}"#).await;
+    assert_eq!(r.status(), 202);
+    let seen = s.expect("c1", "Hi Ada! Which size?").await;
+    let prompt = seen.iter().find(|m| m["text"] == "Hi Ada! Which size?").expect("prompt");
+    assert_eq!(
+        prompt["buttons"],
+        json!([{"label": "small", "value": "small", "url": null}, {"label": "large", "value": "large", "url": null}])
+    );
+    assert_eq!(seen[0], json!({"seq": 1, "from": "user", "text": "hello", "buttons": []}));
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "large"}"#).await;
+    assert_eq!(r.status(), 202);
+    // The `wait: 1s` reminder arrives through the timer scheduler and the bus.
+    s.expect("c1", "Your large order is ready.").await;
+    s.expect("c1", "The conversation has ended.").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx_answers() {
+    let s = start(Options { body_limit: 1024, ..Options::default() }).await;
+    for (path, body, status, needle) in [
+        ("/api/bots/nope/conversations/c1/messages", "{}", 404, "no bot `nope`"),
+        ("/api/bots/shop/conversations/c1/messages", "not json", 400, "not JSON"),
+        ("/api/bots/shop/conversations/c1/messages", r#"{"txt": "hi"}"#, 400, "or {"),
+        ("/api/bots/shop/conversations/bad%20id/messages", r#"{"text": "hi"}"#, 400, "conversation ids"),
+    ] {
+        let r = s.post(path, body).await;
+        assert_eq!(r.status(), status, "{path} {body}");
+        let text = r.text().await.expect("body");
+        assert!(text.contains(needle), "{path} {body}: {text}");
+    }
+    let big = format!(r#"{{"text": "{}"}}"#, "x".repeat(4096));
+    assert_eq!(s.post("/api/bots/shop/conversations/c1/messages", &big).await.status(), 413);
+    let health = s.client.get(format!("{}/healthz", s.base)).send().await.expect("get");
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_bus_answers_503_with_retry_after() {
+    let s = start(Options { queue_capacity: 0, ..Options::default() }).await;
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hi"}"#).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_self_contained() {
+    let s = start(Options::default()).await;
+    let page = s.client.get(format!("{}/", s.base)).send().await.expect("get").text().await.expect("html");
+    assert!(page.contains("<title>botc</title>"));
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "the page loads nothing from outside");
+    let bots: Value =
+        s.client.get(format!("{}/api/bots", s.base)).send().await.expect("get").json().await.expect("json");
+    assert_eq!(bots, json!({"bots": [{"id": "shop", "name": "Shop"}]}));
+}
