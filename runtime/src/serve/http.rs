@@ -23,9 +23,11 @@ pub struct Shared {
     pub timers: super::timers::Timers,
     /// Sessions by conversation key, encoded.
     pub sessions: std::sync::Mutex<HashMap<String, Vec<u8>>>,
+    pub metrics: super::Metrics,
     next_event: AtomicU64,
     /// Makes event ids unique across restarts of the process.
     boot: u64,
+    body_limit: usize,
 }
 
 const PAGE: &str = include_str!("page.html");
@@ -43,8 +45,10 @@ pub async fn serve(
         transcripts: Transcripts::default(),
         timers: super::timers::Timers::default(),
         sessions: std::sync::Mutex::new(HashMap::new()),
+        metrics: super::Metrics::default(),
         next_event: AtomicU64::new(1),
         boot: now(),
+        body_limit: options.body_limit,
     });
     let mut tasks = Vec::new();
     for p in 0..shared.bus.partitions() {
@@ -56,12 +60,14 @@ pub async fn serve(
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
+        .route("/metrics", get(metrics))
         .route("/api/bots", get(list_bots))
         .route("/api/bots/{bot}/conversations/{conversation}/messages", post(post_message).get(get_messages))
         .route("/api/bots/{bot}/conversations/{conversation}/handback", post(hand_back))
         .route("/api/bots/{bot}/graph", get(graph))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page; the API is under /api/bots") })
-        .layer(DefaultBodyLimit::max(options.body_limit))
+        // The message handler enforces the limit itself, with a JSON error.
+        .layer(DefaultBodyLimit::disable())
         .with_state(shared);
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     for t in tasks {
@@ -72,6 +78,18 @@ pub async fn serve(
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let sessions = s.sessions.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+    let gauges = [
+        ("botc_bus_depth", "Events waiting on the bus.", s.bus.depth() as u64),
+        ("botc_timers_pending", "Timers scheduled and not yet due.", s.timers.pending() as u64),
+        ("botc_sessions", "Conversations with a stored session.", sessions),
+    ];
+    let mut r = s.metrics.render(&gauges).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
 }
 
 async fn list_bots(State(s): State<Arc<Shared>>) -> Response {
@@ -87,24 +105,40 @@ fn valid_id(s: &str) -> bool {
 async fn post_message(
     State(s): State<Arc<Shared>>,
     Path((bot, conversation)): Path<(String, String)>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    s.metrics.received.fetch_add(1, Ordering::Relaxed);
+    let body: Bytes = match axum::body::to_bytes(body, s.body_limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            s.metrics.reject("too_large");
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over the {} byte limit", s.body_limit));
+        }
+    };
     if !s.bots.iter().any(|b| b.id == bot) {
+        s.metrics.reject("unknown_bot");
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`; GET /api/bots lists them"));
     }
     if !valid_id(&conversation) {
+        s.metrics.reject("bad_request");
         return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
     }
     let value: Json = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")),
+        Err(e) => {
+            s.metrics.reject("bad_request");
+            return error(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}"));
+        }
     };
     let text = value.get("text").and_then(Json::as_str);
     let button = value.get("button").and_then(Json::as_str);
     let input = match (text, button) {
         (Some(t), None) => crate::vm::Input::Text(t.to_string()),
         (None, Some(b)) => crate::vm::Input::Button(b.to_string()),
-        _ => return error(StatusCode::BAD_REQUEST, "send {\"text\": \"...\"} or {\"button\": \"value\"}"),
+        _ => {
+            s.metrics.reject("bad_request");
+            return error(StatusCode::BAD_REQUEST, "send {\"text\": \"...\"} or {\"button\": \"value\"}");
+        }
     };
     let user_name =
         value.get("user").and_then(Json::as_str).unwrap_or("Web visitor").chars().take(100).collect::<String>();
@@ -126,10 +160,12 @@ async fn post_message(
     let id = event.id.clone();
     match s.bus.publish(event) {
         Ok(()) => {
+            s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
             s.transcripts.push(&key, format!("{id}:user"), From::User, shown, vec![]);
             (StatusCode::ACCEPTED, axum::Json(json!({ "event": id }))).into_response()
         }
         Err(BusFull) => {
+            s.metrics.reject("bus_full");
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "botc is busy; retry in a moment");
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r

@@ -10,11 +10,13 @@
 
 mod bus;
 mod http;
+mod metrics;
 mod timers;
 mod transcript;
 mod worker;
 
 pub use bus::{BusFull, MemoryBus};
+pub use metrics::Metrics;
 pub use transcript::{Entry, From, Transcripts};
 
 use crate::vm::Loaded;

@@ -8,6 +8,7 @@ use crate::session::Session;
 use crate::vm::{self, Context, Effect, Input, Limits};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 pub async fn run(shared: Arc<Shared>, partition: usize) {
     loop {
@@ -65,10 +66,14 @@ fn apply(shared: &Arc<Shared>, event: &Event, current: Option<Vec<u8>>) -> Optio
         },
         ..Context::default()
     };
-    let step = match vm::step_in_place(&bot.program, &mut session, event.kind.clone(), &ctx, now(), &Limits::default())
-    {
+    let started = std::time::Instant::now();
+    let result = vm::step_in_place(&bot.program, &mut session, event.kind.clone(), &ctx, now(), &Limits::default());
+    shared.metrics.step_took(started.elapsed());
+    shared.metrics.steps.fetch_add(1, Ordering::Relaxed);
+    let step = match result {
         Ok(step) => step,
         Err(e) => {
+            shared.metrics.step_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(conversation = %key, error = %e, "step failed");
             shared.transcripts.push(
                 &key,
@@ -83,6 +88,11 @@ fn apply(shared: &Arc<Shared>, event: &Event, current: Option<Vec<u8>>) -> Optio
     if step.ignored.is_some() {
         return None;
     }
+    let p = bot.program.program();
+    shared.metrics.visited(
+        &bot.id,
+        step.visited.iter().filter_map(|&n| p.nodes.get(n as usize)).map(|n| p.text(n.name).to_string()),
+    );
     for (i, effect) in step.effects.into_iter().enumerate() {
         let id = format!("{}:{i}", event.id);
         match effect {
@@ -91,6 +101,7 @@ fn apply(shared: &Arc<Shared>, event: &Event, current: Option<Vec<u8>>) -> Optio
                     Some(url) => format!("{text}\n{url}"),
                     None => text,
                 };
+                shared.metrics.replies.fetch_add(1, Ordering::Relaxed);
                 shared.transcripts.push(&key, id, From::Bot, text, buttons);
             }
             Effect::StartTimer { timer, at } => shared.timers.schedule(event, timer, at),

@@ -94,6 +94,16 @@ async fn a_conversation_over_http_with_buttons_and_a_timer() {
     // The `wait: 1s` reminder arrives through the timer scheduler and the bus.
     s.expect("c1", "Your large order is ready.").await;
     s.expect("c1", "The conversation has ended.").await;
+    let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
+    for line in [
+        "botc_events_accepted_total 2",
+        "botc_replies_sent_total 2",
+        "botc_node_visits_total{bot=\"shop\",node=\"ask_size\"} 1",
+        "botc_node_visits_total{bot=\"shop\",node=\"remind\"} 1",
+        "botc_step_seconds_count 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,9 +121,19 @@ async fn bad_requests_get_clear_4xx_answers() {
         assert!(text.contains(needle), "{path} {body}: {text}");
     }
     let big = format!(r#"{{"text": "{}"}}"#, "x".repeat(4096));
-    assert_eq!(s.post("/api/bots/shop/conversations/c1/messages", &big).await.status(), 413);
+    let r = s.post("/api/bots/shop/conversations/c1/messages", &big).await;
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.expect("body").contains("over the 1024 byte limit"));
     let health = s.client.get(format!("{}/healthz", s.base)).send().await.expect("get");
     assert_eq!(health.status(), 200);
+    let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
+    for line in [
+        "botc_events_rejected_total{reason=\"unknown_bot\"} 1",
+        "botc_events_rejected_total{reason=\"bad_request\"} 3",
+        "botc_events_rejected_total{reason=\"too_large\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
