@@ -2,6 +2,7 @@
 //! formats and hostile input. One test binary, one module per concern.
 
 mod bad_input;
+mod browser;
 mod cli;
 mod compile;
 mod conversation;
