@@ -107,3 +107,27 @@ fn diff_reports_each_wait_point_as_json() {
     assert_eq!(points[0]["node"], "ask");
     assert_eq!(points[0]["verdict"], "restart");
 }
+
+#[test]
+fn chat_numbers_press_only_the_latest_buttons_and_test_vars_keep_their_text() {
+    let d = temp_dir("chatbuttons");
+    let flow = "flow: t\nstart: pick\nvars:\n  size: text\n  qty: integer\n  zip: text\nnodes:\n  pick:\n    ask: Size?\n    into: size\n    expect: { choice: [small, large] }\n    next: how_many\n  how_many:\n    ask: How many?\n    into: qty\n    expect: integer\n    next: ask_zip\n  ask_zip:\n    ask: ZIP?\n    into: zip\n    next: done\n  done:\n    end:\n";
+    std::fs::write(d.join("t.yaml"), flow).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["chat", &d.join("t.yaml").to_string_lossy()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(b"2\n2\n/vars\n").expect("write");
+    let out = String::from_utf8_lossy(&child.wait_with_output().expect("runs").stdout).into_owned();
+    assert!(out.contains("qty = Int(2)"), "2 answered How many?, it did not press an old button:\n{out}");
+    std::fs::write(
+        d.join("t.test.yaml"),
+        "flow: t.yaml\ntests:\n  - name: zip codes keep leading zeros\n    steps:\n      - user: hi\n      - button: small\n      - user: \"3\"\n      - user: \"01234\"\n        vars: { zip: 01234 }\n        ended: true\n",
+    )
+    .expect("write");
+    let o = botc(&["test", &d.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}

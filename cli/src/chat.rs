@@ -115,6 +115,10 @@ fn show(
         Ok(r) => r,
         Err(e) => return writeln!(out, "(the flow failed: {e})"),
     };
+    if !reply.messages.is_empty() {
+        // Numbers press the buttons of the latest messages only.
+        buttons.clear();
+    }
     for m in &reply.messages {
         writeln!(out, "bot: {}", m.text.replace('\n', "\n     "))?;
         if let Some(img) = &m.image {

@@ -170,6 +170,14 @@ pub fn parse(path: &Path, text: &str) -> Result<TestFile, SpecError> {
     Ok(TestFile { flow, tests })
 }
 
+fn boolean(n: &Node, text: &str, what: &str) -> Result<bool, SpecError> {
+    match scalar(n, text, what)?.as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => err(n, text, format!("{what} is `true` or `false`, not `{other}`")),
+    }
+}
+
 fn vars(v: &Node, text: &str) -> Result<Vec<(String, Node)>, SpecError> {
     let Y::Map(pairs) = &v.value else { return err(v, text, "`vars` must map variable names to values") };
     pairs.iter().map(|(k, v)| Ok((scalar(k, text, "a variable name")?, v.clone()))).collect()
@@ -223,7 +231,12 @@ fn step(s: &Node, text: &str) -> Result<TestStep, SpecError> {
                     Action::Http(status, body)
                 }
             }),
-            "handback" => Some(Action::HandBack),
+            "handback" => {
+                if !boolean(v, text, "`handback`")? {
+                    return err(v, text, "`handback` is an input: write `handback: true`");
+                }
+                Some(Action::HandBack)
+            }
             "bot" => {
                 let Y::Seq(items) = &v.value else { return err(v, text, "`bot` lists the expected messages") };
                 let mut ms = Vec::new();
@@ -232,6 +245,9 @@ fn step(s: &Node, text: &str) -> Result<TestStep, SpecError> {
                         Y::Scalar { text: t, .. } => Matcher::Exact(t.clone()),
                         Y::Map(_) => {
                             let m = map(i, text, "a message matcher", &["contains", "matches"])?;
+                            if m.len() != 1 {
+                                return err(i, text, "a message matcher has one key: `contains` or `matches`");
+                            }
                             let (kind, val) = m
                                 .first()
                                 .ok_or_else(|| SpecError { line: line_of(i, text), message: "empty matcher".into() })?;
@@ -261,7 +277,7 @@ fn step(s: &Node, text: &str) -> Result<TestStep, SpecError> {
                 None
             }
             "ended" => {
-                out.ended = Some(scalar(v, text, "`ended`")? == "true");
+                out.ended = Some(boolean(v, text, "`ended`")?);
                 None
             }
             "waiting" => {
@@ -293,6 +309,10 @@ fn step(s: &Node, text: &str) -> Result<TestStep, SpecError> {
 
 /// A variable's expected or initial value, typed like the variable.
 fn typed(n: &Node, like: Option<&Value>) -> Value {
+    // A text variable takes a scalar exactly as written (`01234` stays `01234`).
+    if let (Some(Value::Text(_)), Y::Scalar { text, .. }) = (like, &n.value) {
+        return Value::Text(text.clone());
+    }
     let j = to_json(n);
     match (like, &j) {
         (Some(Value::Text(_)) | None, Json::String(s)) => Value::Text(s.clone()),

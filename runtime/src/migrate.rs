@@ -100,6 +100,15 @@ fn wait_points(p: &Program) -> Vec<Point> {
     out
 }
 
+/// Whether a waiting position runs a timer (an ask with a timeout, or a wait).
+fn has_timeout(p: &Program, state: State) -> bool {
+    match state {
+        State::Ask { ask } => p.asks.get(ask as usize).is_some_and(|a| a.timeout > 0),
+        State::Timer { .. } => true,
+        _ => false,
+    }
+}
+
 fn flow_name(p: &Program, node: u32) -> &str {
     let n = &p.nodes[node as usize];
     p.text(p.flows[n.flow as usize].name)
@@ -165,6 +174,9 @@ pub fn diff(old: &Program, new: &Program) -> Vec<WaitPoint> {
                         Verdict::Mapping,
                         format!("`{node}` was a `{}` node and is now a `{}` node", p.kind.name(), q.kind.name()),
                     ),
+                    Some(q) if has_timeout(old, p.state) != has_timeout(new, q.state) => {
+                        (Verdict::Mapping, format!("`{node}` gained or lost its timeout"))
+                    }
                     Some(_) => match vars_problem(old, new, &flow) {
                         Some(why) => (Verdict::Mapping, why),
                         None => (Verdict::Resume, String::new()),
@@ -211,10 +223,16 @@ pub fn migrate(
             q.state
         }
     };
+    // A live timer only carries over to a position that still has one.
+    if !has_timeout(new, out.state) {
+        out.timer = 0;
+    }
     // Every frame: same flow by name, variables by name (new ones get their defaults later:
     // here they start unset only if the flow has a default for them), return positions by
     // the call instruction of the same node.
-    let mut frames = Vec::with_capacity(session.frames.len());
+    let mut frames: Vec<Frame> = Vec::with_capacity(session.frames.len());
+    // Each frame's return position, to check the call there calls this frame's flow.
+    let mut frame_callers: Vec<u32> = Vec::new();
     for f in session.frames.iter() {
         let ofl = &old.flows[f.flow as usize];
         let flow = old.text(ofl.name);
@@ -232,14 +250,49 @@ pub fn migrate(
             .zip(initial)
             .map(|(v, init)| {
                 let name = new.text(v.name);
-                ofl.vars.iter().position(|o| old.text(o.name) == name).map_or(init, |i| f.vars[i].clone())
+                // Unset in the old session (a new version may assign it earlier): the new default.
+                ofl.vars
+                    .iter()
+                    .position(|o| old.text(o.name) == name)
+                    .map(|i| f.vars[i].clone())
+                    .filter(|v| *v != crate::value::Value::Unset)
+                    .unwrap_or(init)
             })
             .collect();
         let ret = if f.ret == NONE { NONE } else { return_position(old, new, f.ret, map)? };
+        frame_callers.push(ret);
         frames.push(Frame { flow: nf as u16, ret, vars });
+    }
+    for (frame, &ret) in frames.iter().zip(&frame_callers) {
+        if ret == NONE {
+            continue;
+        }
+        match call_before(new, ret) {
+            Some(Op::CallFlow { f }) if f == frame.flow => {}
+            _ => {
+                let flow = new.text(new.flows[frame.flow as usize].name);
+                return Err(format!("`{flow}` is no longer called where this conversation left its caller"));
+            }
+        }
     }
     out.frames = frames;
     Ok(out)
+}
+
+/// The `CallFlow` instruction that returns to `ret` (the one right before it).
+fn call_before(p: &Program, ret: u32) -> Option<Op> {
+    let node = p.node_at(ret.saturating_sub(1))?;
+    let mut at = p.nodes[node as usize].offset as usize;
+    while let Some((op, next)) = Op::decode(&p.code, at) {
+        if next as u32 == ret {
+            return Some(op);
+        }
+        if next as u32 > ret {
+            return None;
+        }
+        at = next;
+    }
+    None
 }
 
 /// Translates a caller's return position: the `CallFlow` before it, found in the node of the

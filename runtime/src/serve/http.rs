@@ -24,6 +24,9 @@ pub struct Shared {
     /// Sessions by conversation key, encoded.
     pub sessions: std::sync::Mutex<HashMap<String, Vec<u8>>>,
     pub metrics: super::Metrics,
+    /// The user's display name per conversation, for events that do not carry one (timers,
+    /// hand-backs).
+    pub names: std::sync::Mutex<HashMap<String, String>>,
     next_event: AtomicU64,
     /// Makes event ids unique across restarts of the process.
     boot: u64,
@@ -46,6 +49,7 @@ pub async fn serve(
         timers: super::timers::Timers::default(),
         sessions: std::sync::Mutex::new(HashMap::new()),
         metrics: super::Metrics::default(),
+        names: std::sync::Mutex::new(HashMap::new()),
         next_event: AtomicU64::new(1),
         boot: now(),
         body_limit: options.body_limit,
@@ -74,6 +78,17 @@ pub async fn serve(
         t.abort();
     }
     result
+}
+
+/// The longest message a user can send, in characters.
+const MAX_TEXT: usize = 4096;
+
+/// The bus is full: the event was not accepted; the client should retry.
+fn busy(s: &Shared) -> Response {
+    s.metrics.reject("bus_full");
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "botc is busy; retry in a moment");
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -132,6 +147,10 @@ async fn post_message(
     };
     let text = value.get("text").and_then(Json::as_str);
     let button = value.get("button").and_then(Json::as_str);
+    if text.or(button).is_some_and(|t| t.chars().count() > MAX_TEXT) {
+        s.metrics.reject("too_large");
+        return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("a message is at most {MAX_TEXT} characters"));
+    }
     let input = match (text, button) {
         (Some(t), None) => crate::vm::Input::Text(t.to_string()),
         (None, Some(b)) => crate::vm::Input::Button(b.to_string()),
@@ -140,8 +159,17 @@ async fn post_message(
             return error(StatusCode::BAD_REQUEST, "send {\"text\": \"...\"} or {\"button\": \"value\"}");
         }
     };
-    let user_name =
-        value.get("user").and_then(Json::as_str).unwrap_or("Web visitor").chars().take(100).collect::<String>();
+    // A name given once is remembered for the conversation.
+    let user_name = match value.get("user").and_then(Json::as_str) {
+        Some(u) => u.chars().take(100).collect::<String>(),
+        None => s
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&format!("{bot}/{conversation}"))
+            .cloned()
+            .unwrap_or_else(|| "Web visitor".into()),
+    };
     let n = s.next_event.fetch_add(1, Ordering::Relaxed);
     let event = Event {
         id: format!("web:{}:{n}", s.boot),
@@ -153,23 +181,14 @@ async fn post_message(
         received_at: now(),
     };
     let key = event.key();
-    let shown = match &input {
-        crate::vm::Input::Text(t) | crate::vm::Input::Button(t) => t.clone(),
-        _ => String::new(),
-    };
     let id = event.id.clone();
+    s.names.lock().unwrap_or_else(|e| e.into_inner()).insert(key, event.user_name.clone());
     match s.bus.publish(event) {
         Ok(()) => {
             s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-            s.transcripts.push(&key, format!("{id}:user"), From::User, shown, vec![]);
             (StatusCode::ACCEPTED, axum::Json(json!({ "event": id }))).into_response()
         }
-        Err(BusFull) => {
-            s.metrics.reject("bus_full");
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "botc is busy; retry in a moment");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
+        Err(BusFull) => busy(&s),
     }
 }
 
@@ -201,22 +220,38 @@ async fn get_messages(
 }
 
 async fn hand_back(State(s): State<Arc<Shared>>, Path((bot, conversation)): Path<(String, String)>) -> Response {
+    s.metrics.received.fetch_add(1, Ordering::Relaxed);
     if !s.bots.iter().any(|b| b.id == bot) {
+        s.metrics.reject("unknown_bot");
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
     }
+    if !valid_id(&conversation) {
+        s.metrics.reject("bad_request");
+        return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
+    }
+    let user_name = s
+        .names
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&format!("{bot}/{conversation}"))
+        .cloned()
+        .unwrap_or_default();
     let n = s.next_event.fetch_add(1, Ordering::Relaxed);
     let event = Event {
         id: format!("agent:{}:{n}", s.boot),
         bot,
         conversation: conversation.clone(),
         user_id: format!("web:{conversation}"),
-        user_name: String::new(),
+        user_name,
         kind: crate::vm::Input::HandBack,
         received_at: now(),
     };
     match s.bus.publish(event) {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(BusFull) => error(StatusCode::SERVICE_UNAVAILABLE, "botc is busy; retry in a moment"),
+        Ok(()) => {
+            s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(BusFull) => busy(&s),
     }
 }
 

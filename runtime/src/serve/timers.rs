@@ -16,6 +16,7 @@ struct Due {
     bot: String,
     conversation: String,
     user_id: String,
+    user_name: String,
 }
 
 #[derive(Default)]
@@ -33,9 +34,15 @@ impl Timers {
             bot: origin.bot.clone(),
             conversation: origin.conversation.clone(),
             user_id: origin.user_id.clone(),
+            user_name: origin.user_name.clone(),
         };
         self.due.lock().unwrap_or_else(|e| e.into_inner()).push(Reverse(due));
         self.changed.notify_one();
+    }
+
+    /// Forgets a timer the conversation no longer waits for.
+    pub fn cancel(&self, key: &str, timer: u32) {
+        self.due.lock().unwrap_or_else(|e| e.into_inner()).retain(|Reverse(d)| !(d.key == key && d.timer == timer));
     }
 
     pub fn pending(&self) -> usize {
@@ -58,7 +65,7 @@ impl Timers {
                         bot: d.bot.clone(),
                         conversation: d.conversation.clone(),
                         user_id: d.user_id.clone(),
-                        user_name: String::new(),
+                        user_name: d.user_name.clone(),
                         kind: crate::vm::Input::Timer { timer: d.timer },
                         received_at: now,
                     };

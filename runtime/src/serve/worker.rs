@@ -51,7 +51,14 @@ fn apply(shared: &Arc<Shared>, event: &Event, current: Option<Vec<u8>>) -> Optio
     };
     // A conversation that has ended starts again with the next message.
     if session.state == crate::session::State::Ended && matches!(event.kind, Input::Text(_) | Input::Button(_)) {
+        // Timer numbers keep counting, so the old conversation's timers stay stale.
+        let started = session.timers_started;
         session = bot.program.new_session();
+        session.timers_started = started;
+    }
+    // The user's own message goes into the transcript before the bot's answer.
+    if let Input::Text(t) | Input::Button(t) = &event.kind {
+        shared.transcripts.push(&key, format!("{}:user", event.id), From::User, t.clone(), vec![]);
     }
     let ctx = Context {
         event_id: event.id.clone(),
@@ -105,7 +112,7 @@ fn apply(shared: &Arc<Shared>, event: &Event, current: Option<Vec<u8>>) -> Optio
                 shared.transcripts.push(&key, id, From::Bot, text, buttons);
             }
             Effect::StartTimer { timer, at } => shared.timers.schedule(event, timer, at),
-            Effect::CancelTimer { .. } => {}
+            Effect::CancelTimer { timer } => shared.timers.cancel(&key, timer),
             Effect::Http { method, url, headers, body } => {
                 super::http::request(shared.clone(), event, method, url, headers, body);
             }

@@ -77,6 +77,24 @@ fn diff_says_resume_restart_or_mapping_for_every_wait_point() {
 }
 
 #[test]
+fn a_timer_does_not_survive_into_an_ask_without_a_timeout() {
+    let old = load(&v1().replace(
+        "    into: name\n    next: ask_size",
+        "    into: name\n    timeout: 1h\n    on_timeout: done\n    next: ask_size",
+    ));
+    let new = load(V2);
+    assert!(
+        diff(old.program(), new.program()).iter().any(|p| p.node == "ask_name" && p.verdict == Verdict::Mapping),
+        "losing a timeout needs a mapping"
+    );
+    let mut c = Conversation::new(&old, Context::default());
+    c.user("hi").expect("starts");
+    assert_ne!(c.session.timer, 0);
+    let moved = migrate(old.program(), &new, &c.session, &BTreeMap::new()).expect("same node");
+    assert_eq!(moved.timer, 0, "the new ask has no timeout, so no timer is live");
+}
+
+#[test]
 fn a_waiting_session_moves_to_the_new_version_and_goes_on_there() {
     let (old, new) = (load(&v1()), load(V2));
     let ctx = Context { user_name: "Ada".into(), ..Context::default() };

@@ -20,7 +20,7 @@ nodes:
     wait: 1s
     next: remind
   remind:
-    say: "Your {{ size }} order is ready."
+    say: "Your {{ size }} order is ready, {{ user.name }}."
     next: done
   done:
     end:
@@ -92,15 +92,30 @@ async fn a_conversation_over_http_with_buttons_and_a_timer() {
     let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "large"}"#).await;
     assert_eq!(r.status(), 202);
     // The `wait: 1s` reminder arrives through the timer scheduler and the bus.
-    s.expect("c1", "Your large order is ready.").await;
-    s.expect("c1", "The conversation has ended.").await;
+    // The reminder comes from a timer event, which still knows who the user is.
+    s.expect("c1", "Your large order is ready, Ada.").await;
+    let seen = s.expect("c1", "The conversation has ended.").await;
+    // Writing again starts over; its timer must not be mistaken for the first one.
+    let after = seen.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
+    assert_eq!(
+        s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "again", "user": "Ada"}"#).await.status(),
+        202
+    );
+    assert_eq!(s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small"}"#).await.status(), 202);
+    let mut again = Vec::new();
+    for _ in 0..20 {
+        again.extend(s.messages("c1", again.last().and_then(|m: &Value| m["seq"].as_u64()).unwrap_or(after), 2).await);
+        if again.iter().any(|m| m["text"] == "Your small order is ready, Ada.") {
+            break;
+        }
+    }
+    assert!(again.iter().any(|m| m["text"] == "Your small order is ready, Ada."), "{again:#?}");
     let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
     for line in [
-        "botc_events_accepted_total 2",
-        "botc_replies_sent_total 2",
-        "botc_node_visits_total{bot=\"shop\",node=\"ask_size\"} 1",
-        "botc_node_visits_total{bot=\"shop\",node=\"remind\"} 1",
-        "botc_step_seconds_count 3",
+        "botc_events_accepted_total 4",
+        "botc_replies_sent_total 4",
+        "botc_node_visits_total{bot=\"shop\",node=\"ask_size\"} 2",
+        "botc_node_visits_total{bot=\"shop\",node=\"remind\"} 2",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
     }
@@ -124,12 +139,19 @@ async fn bad_requests_get_clear_4xx_answers() {
     let r = s.post("/api/bots/shop/conversations/c1/messages", &big).await;
     assert_eq!(r.status(), 413);
     assert!(r.text().await.expect("body").contains("over the 1024 byte limit"));
+    let s2 = start(Options::default()).await;
+    let long = format!(r#"{{"text": "{}"}}"#, "y".repeat(5000));
+    let r = s2.post("/api/bots/shop/conversations/c1/messages", &long).await;
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.expect("body").contains("at most 4096 characters"));
+    let r = s.post("/api/bots/shop/conversations/bad%20id/handback", "").await;
+    assert_eq!(r.status(), 400);
     let health = s.client.get(format!("{}/healthz", s.base)).send().await.expect("get");
     assert_eq!(health.status(), 200);
     let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
     for line in [
         "botc_events_rejected_total{reason=\"unknown_bot\"} 1",
-        "botc_events_rejected_total{reason=\"bad_request\"} 3",
+        "botc_events_rejected_total{reason=\"bad_request\"} 4",
         "botc_events_rejected_total{reason=\"too_large\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
