@@ -131,3 +131,29 @@ fn chat_numbers_press_only_the_latest_buttons_and_test_vars_keep_their_text() {
     let o = botc(&["test", &d.to_string_lossy()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+#[test]
+fn serve_logs_json_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["serve", "flows/examples", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut banner = String::new();
+    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+    assert!(banner.contains("serving 4 bot(s) at http://127.0.0.1:"), "{banner}");
+    let term = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().expect("kill runs");
+    assert!(term.success());
+    let out = server.wait_with_output().expect("exits");
+    assert!(out.status.success(), "SIGTERM is a clean stop: {:?}", out.status);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() >= 2, "{logs}");
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{l}");
+    }
+}

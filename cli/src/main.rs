@@ -76,6 +76,9 @@ enum Command {
         /// Address to listen on
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Log lines for people, or one JSON object per line for log collectors
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
     },
     /// Print a .botc file as text
     Disasm { file: PathBuf },
@@ -101,6 +104,12 @@ enum Command {
     },
     /// Print the checked IR of a flow (a stable text dump, for debugging and tests)
     DumpIr { file: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -150,7 +159,10 @@ fn main() -> ExitCode {
         Command::Disasm { file } => disasm(&file),
         Command::Test { paths, format, coverage } => test_cmd(&paths, format, coverage),
         Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
-        Command::Serve { paths, listen } => serve_cmd(&paths, listen),
+        Command::Serve { paths, listen, log_format } => {
+            init_logs(log_format);
+            serve_cmd(&paths, listen)
+        }
         Command::Chat { flow, user } => match load_flow(&flow) {
             Ok(program) => match chat::run(&program, &user) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -702,6 +714,16 @@ fn diff_cmd(old: &Path, new: &Path, format: DiffFormat) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Logs go to stderr; `RUST_LOG` filters them (default: info).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
 fn serve_cmd(paths: &[PathBuf], listen: std::net::SocketAddr) -> ExitCode {
     let files = match collect(paths) {
         Ok(f) if !f.is_empty() => f,
@@ -743,6 +765,7 @@ fn serve_cmd(paths: &[PathBuf], listen: std::net::SocketAddr) -> ExitCode {
         };
         let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
         println!("botc is serving {} bot(s) at http://{addr}/  (Ctrl-C stops it)", bots.len());
+        tracing::info!(address = %addr, bots = bots.len(), "serving");
         let shutdown = async {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
@@ -753,7 +776,7 @@ fn serve_cmd(paths: &[PathBuf], listen: std::net::SocketAddr) -> ExitCode {
             }
             #[cfg(not(unix))]
             let _ = ctrl_c.await;
-            eprintln!("stopping");
+            tracing::info!("stopping: finishing requests in flight");
         };
         match botc_runtime::serve::serve(listener, bots, botc_runtime::serve::Options::default(), shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
