@@ -157,3 +157,25 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
         assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{l}");
     }
 }
+
+#[test]
+fn load_sends_at_the_requested_rate_and_reports_latency() {
+    use std::io::{BufRead, BufReader};
+    let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["serve", "flows/examples", "--listen", "127.0.0.1:0"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut banner = String::new();
+    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+    let url =
+        banner.split_whitespace().find(|w| w.starts_with("http://")).expect("url").trim_end_matches('/').to_string();
+    let o = botc(&["load", &url, "--rate", "200", "--duration", "1", "--conversations", "10"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("sent 200 in") && out.contains("accepted 200, errors 0") && out.contains("p99"), "{out}");
+}

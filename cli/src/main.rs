@@ -1,6 +1,7 @@
 //! `botc`: the command line. Thin: parse arguments, read files, call the compiler, render.
 
 mod chat;
+mod load;
 mod render;
 mod testing;
 
@@ -79,6 +80,28 @@ enum Command {
         /// Log lines for people, or one JSON object per line for log collectors
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
+    },
+    /// Load-test a running `botc serve` at a fixed arrival rate (a benchmark tool)
+    Load {
+        /// Base URL of the server, e.g. http://127.0.0.1:8080
+        url: String,
+        #[arg(long, default_value = "pizza_order")]
+        bot: String,
+        /// Requests per second
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds to run
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+        /// Conversations to spread the requests over
+        #[arg(long, default_value_t = 1000)]
+        conversations: u64,
+    },
+    /// A server that only acknowledges messages: the baseline for `botc load`
+    #[command(hide = true)]
+    LoadBaseline {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
     },
     /// Print a .botc file as text
     Disasm { file: PathBuf },
@@ -159,6 +182,23 @@ fn main() -> ExitCode {
         Command::Disasm { file } => disasm(&file),
         Command::Test { paths, format, coverage } => test_cmd(&paths, format, coverage),
         Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
+        Command::Load { url, bot, rate, duration, conversations } => with_runtime(async move {
+            let report = load::run(url.trim_end_matches('/'), &bot, rate, duration, conversations).await;
+            println!("{report}");
+            ExitCode::SUCCESS
+        }),
+        Command::LoadBaseline { listen } => with_runtime(async move {
+            match tokio::net::TcpListener::bind(listen).await {
+                Ok(l) => {
+                    println!("baseline listening at http://{}/", l.local_addr().map_or(listen, |a| a));
+                    match load::baseline(l).await {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => fail(e),
+                    }
+                }
+                Err(e) => fail(format!("cannot listen on {listen}: {e}")),
+            }
+        }),
         Command::Serve { paths, listen, log_format } => {
             init_logs(log_format);
             serve_cmd(&paths, listen)
@@ -712,6 +752,13 @@ fn diff_cmd(old: &Path, new: &Path, format: DiffFormat) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn with_runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => fail(format!("cannot start the async runtime: {e}")),
+    }
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default: info).

@@ -1,0 +1,89 @@
+//! `botc load`: an open-model load generator for the web-chat API. Requests are scheduled
+//! at a fixed arrival rate and latency is measured from each request's *scheduled* time, so
+//! a slow server cannot hide its queueing by slowing the generator down (no coordinated
+//! omission). `botc load-baseline` is a bare server that only acknowledges, for the ratio.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+pub struct Report {
+    pub sent: usize,
+    pub ok: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} in {:.2}s ({:.0}/s), accepted {}, errors {}, ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.sent,
+            self.elapsed.as_secs_f64(),
+            self.sent as f64 / self.elapsed.as_secs_f64(),
+            self.ok,
+            self.errors,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.max.as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// Sends `rate` requests per second for `secs` seconds to `base` (a botc serve URL),
+/// spread over `conversations` conversations of `bot`.
+pub async fn run(base: &str, bot: &str, rate: u64, secs: u64, conversations: u64) -> Report {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("an http client");
+    let total = (rate * secs) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = start + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let url = format!("{base}/api/bots/{bot}/conversations/load-{}/messages", i as u64 % conversations.max(1));
+        let (client, latencies, errors) = (client.clone(), latencies.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).body(r#"{"text": "hi"}"#).send().await;
+            match r {
+                Ok(resp) if resp.status().as_u16() == 202 => latencies.lock().await.push(scheduled.elapsed()),
+                _ => {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed();
+    let mut l = std::mem::take(&mut *latencies.lock().await);
+    l.sort();
+    let at =
+        |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or_default();
+    Report {
+        sent: total,
+        ok: l.len(),
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed,
+        p50: at(0.50),
+        p99: at(0.99),
+        max: l.last().copied().unwrap_or_default(),
+    }
+}
+
+/// A server that acknowledges every message and does nothing else: the baseline.
+pub async fn baseline(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/api/bots/{bot}/conversations/{conversation}/messages",
+        post(|| async { (axum::http::StatusCode::ACCEPTED, "{\"event\":\"baseline\"}") }),
+    );
+    axum::serve(listener, app).await
+}
