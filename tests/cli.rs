@@ -52,3 +52,38 @@ fn graph_prints_dot_and_mermaid() {
     let mm = stdout(&mm);
     assert!(mm.starts_with("flowchart TD") && mm.contains("-->|next|"), "{mm}");
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // `botc dump-ir big.yaml | head -1`: the pipe closes while botc is still writing (the
+    // output is far larger than a pipe's buffer).
+    let dir = std::env::temp_dir().join(format!("botc-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut flow = String::from("flow: big\nstart: n0\nnodes:\n");
+    for i in 0..3000 {
+        flow += &format!(
+            "  n{i}:\n    say: \"message number {i} with some text to make it longer\"\n    next: n{}\n",
+            i + 1
+        );
+    }
+    flow += "  n3000:\n    end:\n";
+    let file = dir.join("big.yaml");
+    std::fs::write(&file, flow).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["dump-ir", &file.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("a line");
+    drop(reader);
+    let out = child.wait_with_output().expect("exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(first.starts_with("flow f0 big"), "{first}");
+}

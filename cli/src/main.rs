@@ -1,5 +1,25 @@
 //! `botc`: the command line. Thin: parse arguments, read files, call the compiler, render.
 
+/// `print!` that ends the program quietly when stdout is closed (`botc ... | head`),
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        out!($($arg)*);
+        out!("\n");
+    }};
+}
+
 mod chat;
 mod load;
 mod render;
@@ -184,13 +204,13 @@ fn main() -> ExitCode {
         Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
         Command::Load { url, bot, rate, duration, conversations } => with_runtime(async move {
             let report = load::run(url.trim_end_matches('/'), &bot, rate, duration, conversations).await;
-            println!("{report}");
+            outln!("{report}");
             ExitCode::SUCCESS
         }),
         Command::LoadBaseline { listen } => with_runtime(async move {
             match tokio::net::TcpListener::bind(listen).await {
                 Ok(l) => {
-                    println!("baseline listening at http://{}/", l.local_addr().map_or(listen, |a| a));
+                    outln!("baseline listening at http://{}/", l.local_addr().map_or(listen, |a| a));
                     match load::baseline(l).await {
                         Ok(()) => ExitCode::SUCCESS,
                         Err(e) => fail(e),
@@ -206,6 +226,8 @@ fn main() -> ExitCode {
         Command::Chat { flow, user } => match load_flow(&flow) {
             Ok(program) => match chat::run(&program, &user) {
                 Ok(()) => ExitCode::SUCCESS,
+                // The reader went away (`botc chat ... | head`): nothing more to say.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
                 Err(e) => fail(format!("terminal: {e}")),
             },
             Err(e) => {
@@ -377,7 +399,7 @@ fn graph(file: &Path, format: GraphFormat) -> ExitCode {
         Err(code) => return code,
     };
     let Some(ir) = c.ir() else { return ExitCode::from(EXIT_FINDINGS) };
-    print!(
+    out!(
         "{}",
         match format {
             GraphFormat::Dot => dump::dot(ir),
@@ -394,7 +416,7 @@ fn dump_ir(file: &Path) -> ExitCode {
     };
     match &c.program {
         Some(p) => {
-            print!("{}", dump::ir(p.program()));
+            out!("{}", dump::ir(p.program()));
             ExitCode::SUCCESS
         }
         None => ExitCode::from(EXIT_FINDINGS),
@@ -443,7 +465,7 @@ fn fmt(file: &Path, to: Option<Form>, write: bool, drop_comments: bool) -> ExitC
         Form::Dsl => botc_compiler::print::dsl(&ast),
     };
     if !write {
-        print!("{out}");
+        out!("{out}");
         return ExitCode::SUCCESS;
     }
     let comments = comment_lines(&text);
@@ -558,7 +580,7 @@ fn disasm(file: &Path) -> ExitCode {
     };
     match botc_bytecode::load(&bytes) {
         Ok(v) => {
-            print!("{}", botc_bytecode::disasm::disassemble(v.program()));
+            out!("{}", botc_bytecode::disasm::disassemble(v.program()));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -628,7 +650,7 @@ fn test_cmd(paths: &[PathBuf], format: TestFormat, show_coverage: bool) -> ExitC
         }
         let entry = coverage.iter_mut().find(|(p, ..)| *p == flow_key).expect("just inserted");
         if human {
-            println!("{shown} ({})", spec.flow.display());
+            outln!("{shown} ({})", spec.flow.display());
         }
         let mut cases = String::new();
         let mut file_failures = 0;
@@ -638,7 +660,7 @@ fn test_cmd(paths: &[PathBuf], format: TestFormat, show_coverage: bool) -> ExitC
                 None => {
                     passed += 1;
                     if human {
-                        println!("  ok    {} ({} steps)", outcome.name, outcome.steps);
+                        outln!("  ok    {} ({} steps)", outcome.name, outcome.steps);
                     }
                     let _ = writeln!(
                         cases,
@@ -651,7 +673,7 @@ fn test_cmd(paths: &[PathBuf], format: TestFormat, show_coverage: bool) -> ExitC
                     failed += 1;
                     file_failures += 1;
                     if human {
-                        println!("  FAIL  {}\n    {}", outcome.name, why.trim_end().replace('\n', "\n    "));
+                        outln!("  FAIL  {}\n    {}", outcome.name, why.trim_end().replace('\n', "\n    "));
                     }
                     let _ = writeln!(
                         cases,
@@ -672,9 +694,9 @@ fn test_cmd(paths: &[PathBuf], format: TestFormat, show_coverage: bool) -> ExitC
         );
     }
     if human {
-        println!("\ntest result: {passed} passed, {failed} failed");
+        outln!("\ntest result: {passed} passed, {failed} failed");
     } else {
-        print!(
+        out!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"{}\" failures=\"{failed}\">\n{junit}</testsuites>\n",
             passed + failed
         );
@@ -712,7 +734,7 @@ fn test_cmd(paths: &[PathBuf], format: TestFormat, show_coverage: bool) -> ExitC
                 },
                 if missed.is_empty() { String::new() } else { format!("\n  untested edges: {}", missed.join(", ")) }
             );
-            if human { println!("{out}") } else { eprintln!("{out}") }
+            if human { outln!("{out}") } else { eprintln!("{out}") }
         }
     }
     if failed > 0 { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS }
@@ -739,15 +761,15 @@ fn diff_cmd(old: &Path, new: &Path, format: DiffFormat) -> ExitCode {
                 .map(|p| serde_json::json!({ "flow": p.flow, "node": p.node, "kind": p.kind.name(), "verdict": p.verdict.name(), "reason": p.reason }))
                 .collect();
             let out = serde_json::json!({ "old": old.program().hash_hex(), "new": new.program().hash_hex(), "wait_points": list });
-            println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialize"));
+            outln!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialize"));
         }
         DiffFormat::Human => {
             if points.is_empty() {
-                println!("no conversation can be waiting in the old program");
+                outln!("no conversation can be waiting in the old program");
             }
             for p in &points {
                 let why = if p.reason.is_empty() { String::new() } else { format!(": {}", p.reason) };
-                println!("{:<8} {}.{} ({}){why}", p.verdict.name(), p.flow, p.node, p.kind.name());
+                outln!("{:<8} {}.{} ({}){why}", p.verdict.name(), p.flow, p.node, p.kind.name());
             }
         }
     }
@@ -811,7 +833,7 @@ fn serve_cmd(paths: &[PathBuf], listen: std::net::SocketAddr) -> ExitCode {
             }
         };
         let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
-        println!("botc is serving {} bot(s) at http://{addr}/  (Ctrl-C stops it)", bots.len());
+        outln!("botc is serving {} bot(s) at http://{addr}/  (Ctrl-C stops it)", bots.len());
         tracing::info!(address = %addr, bots = bots.len(), "serving");
         let shutdown = async {
             let ctrl_c = tokio::signal::ctrl_c();
