@@ -179,3 +179,36 @@ fn load_sends_at_the_requested_rate_and_reports_latency() {
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("sent 200 in") && out.contains("accepted 200, errors 0") && out.contains("p99"), "{out}");
 }
+
+#[test]
+fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
+    use std::io::{BufRead, BufReader};
+    let d = temp_dir("config");
+    std::fs::write(d.join("t.yaml"), FLOW).expect("write");
+    std::fs::write(
+        d.join("bad.toml"),
+        "listen = \"127.0.0.1:0\"\n\n[[bots]]\nid = \"t\"\nflow = \"t.yaml\"\nplatfrom = \"web\"\n",
+    )
+    .expect("write");
+    let o = botc(&["serve", "--config", &d.join("bad.toml").to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml:6:") && err.contains("unknown field `platfrom`"), "{err}");
+
+    std::fs::write(
+        d.join("good.toml"),
+        "listen = \"127.0.0.1:0\"\n\n[[bots]]\nid = \"doubler\"\nflow = \"t.yaml\"\nname = \"The Doubler\"\n",
+    )
+    .expect("write");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["serve", "--config", &d.join("good.toml").to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut banner = String::new();
+    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(banner.contains("serving 1 bot(s)"), "only the declared bot is served: {banner}");
+}

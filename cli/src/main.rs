@@ -21,6 +21,7 @@ macro_rules! outln {
 }
 
 mod chat;
+mod config;
 mod load;
 mod render;
 mod testing;
@@ -91,12 +92,15 @@ enum Command {
     },
     /// Run the flows as bots you can talk to in a browser (one process, in-memory state)
     Serve {
-        /// Flow files, or directories searched for them
-        #[arg(default_value = "flows/examples")]
+        /// Flow files, or directories searched for them (default: flows/examples, unless
+        /// --config names the bots)
         paths: Vec<PathBuf>,
-        /// Address to listen on
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
+        /// A botc.toml declaring the bots, listen address and limits (docs/serve.md)
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: the config's, else 127.0.0.1:8080]
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         /// Log lines for people, or one JSON object per line for log collectors
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
@@ -219,9 +223,9 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("cannot listen on {listen}: {e}")),
             }
         }),
-        Command::Serve { paths, listen, log_format } => {
+        Command::Serve { paths, config, listen, log_format } => {
             init_logs(log_format);
-            serve_cmd(&paths, listen)
+            serve_cmd(paths, config.as_deref(), listen)
         }
         Command::Chat { flow, user } => match load_flow(&flow) {
             Ok(program) => match chat::run(&program, &user) {
@@ -786,21 +790,60 @@ fn with_runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 /// Logs go to stderr; `RUST_LOG` filters them (default: info).
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
 }
 
-fn serve_cmd(paths: &[PathBuf], listen: std::net::SocketAddr) -> ExitCode {
-    let files = match collect(paths) {
-        Ok(f) if !f.is_empty() => f,
-        Ok(_) => return fail("no flow files (.yaml, .yml, .flow) found"),
+fn serve_cmd(mut paths: Vec<PathBuf>, config: Option<&Path>, listen: Option<std::net::SocketAddr>) -> ExitCode {
+    // Everything is read and checked before anything binds.
+    let config = match config.map(config::load).transpose() {
+        Ok(c) => c,
         Err(e) => return fail(e),
     };
-    // Every flow becomes a bot named after its file; a flow's YAML and DSL twins are one bot.
+    let mut options = botc_runtime::serve::Options::default();
+    let mut declared: Vec<(String, Option<String>, PathBuf)> = Vec::new();
+    if let Some(c) = &config {
+        options.body_limit = c.limits.body_limit;
+        options.queue_capacity = c.limits.queue_capacity;
+        options.partitions = c.limits.partitions;
+        declared = c.bots.iter().map(|b| (b.id.clone(), b.name.clone(), b.flow.clone())).collect();
+        for b in &c.bots {
+            tracing::info!(bot = %b.id, platform = ?b.platform, tenant = b.tenant.as_deref().unwrap_or("-"), plan = ?b.plan, "bot declared");
+        }
+    }
+    let listen = listen.or(config.as_ref().and_then(|c| c.listen)).unwrap_or(([127, 0, 0, 1], 8080).into());
+    if paths.is_empty() && declared.is_empty() {
+        paths.push(PathBuf::from("flows/examples"));
+    }
+    let files = if paths.is_empty() {
+        Vec::new()
+    } else {
+        match collect(&paths) {
+            Ok(f) if !f.is_empty() => f,
+            Ok(_) => return fail("no flow files (.yaml, .yml, .flow) found"),
+            Err(e) => return fail(e),
+        }
+    };
+    // Every flow found becomes a bot named after its file; a flow's YAML and DSL twins are
+    // one bot. Bots declared in the config come first, with their own ids and names.
     let mut bots: Vec<botc_runtime::serve::Bot> = Vec::new();
+    for (id, name, path) in &declared {
+        let program = match load_flow(path) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: bot `{id}`: {e}; nothing was started");
+                return ExitCode::from(EXIT_FINDINGS);
+            }
+        };
+        let name = name.clone().unwrap_or_else(|| program.program().name.replace('_', " "));
+        bots.push(botc_runtime::serve::Bot { id: id.clone(), name, program: std::sync::Arc::new(program) });
+    }
     for path in &files {
         let program = match load_flow(path) {
             Ok(p) => p,
@@ -847,7 +890,7 @@ fn serve_cmd(paths: &[PathBuf], listen: std::net::SocketAddr) -> ExitCode {
             let _ = ctrl_c.await;
             tracing::info!("stopping: finishing requests in flight");
         };
-        match botc_runtime::serve::serve(listener, bots, botc_runtime::serve::Options::default(), shutdown).await {
+        match botc_runtime::serve::serve(listener, bots, options, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format!("server error: {e}")),
         }
