@@ -130,19 +130,60 @@ impl Template {
 }
 
 /// Maps offsets inside a piece of source text to spans in its file. When the text is not
-/// verbatim in the file (a YAML block scalar with escapes, say), every span is the whole value.
+/// in the file as it is (a YAML block scalar, say), every span is the whole value.
 #[derive(Clone, Copy, Debug)]
-pub struct Locator {
+pub struct Locator<'a> {
     pub whole: Span,
-    pub base: Option<u32>,
+    pub origin: LocOrigin<'a>,
 }
 
-impl Locator {
-    pub fn span(&self, lo: usize, hi: usize) -> Span {
-        match self.base {
-            Some(b) => Span::new(self.whole.file, b as usize + lo, b as usize + hi),
-            None => self.whole,
+#[derive(Clone, Copy, Debug)]
+pub enum LocOrigin<'a> {
+    Unknown,
+    /// Verbatim from this byte.
+    At(u32),
+    /// Through a map of decoded byte → source byte, starting at an offset into it.
+    Mapped(&'a [u32], usize),
+}
+
+impl<'a> Locator<'a> {
+    pub fn new(whole: Span, origin: &'a crate::yaml::Origin) -> Locator<'a> {
+        let origin = match origin {
+            crate::yaml::Origin::Unknown => LocOrigin::Unknown,
+            crate::yaml::Origin::At(b) => LocOrigin::At(*b),
+            crate::yaml::Origin::Mapped(m) => LocOrigin::Mapped(m, 0),
+        };
+        Locator { whole, origin }
+    }
+
+    /// Verbatim text starting at byte `base` of the file.
+    pub fn at(whole: Span, base: u32) -> Locator<'static> {
+        Locator { whole, origin: LocOrigin::At(base) }
+    }
+
+    fn byte(&self, i: usize) -> Option<usize> {
+        match self.origin {
+            LocOrigin::Unknown => None,
+            LocOrigin::At(b) => Some(b as usize + i),
+            LocOrigin::Mapped(m, shift) => m.get(shift + i).or(m.last()).map(|&b| b as usize),
         }
+    }
+
+    pub fn span(&self, lo: usize, hi: usize) -> Span {
+        match (self.byte(lo), self.byte(hi)) {
+            (Some(a), Some(b)) => Span::new(self.whole.file, a, b),
+            _ => self.whole,
+        }
+    }
+
+    /// The locator of the text from byte `by` on (a template's hole).
+    pub fn shifted(&self, by: usize, whole: Span) -> Locator<'a> {
+        let origin = match self.origin {
+            LocOrigin::Unknown => LocOrigin::Unknown,
+            LocOrigin::At(b) => LocOrigin::At(b + by as u32),
+            LocOrigin::Mapped(m, shift) => LocOrigin::Mapped(m, shift + by),
+        };
+        Locator { whole, origin }
     }
 }
 
@@ -183,7 +224,7 @@ pub fn parse_template(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Te
             return Template { parts, span: at.whole };
         };
         let body = &src[inner..close];
-        let loc = Locator { whole: at.span(inner, close), base: at.base.map(|b| b + inner as u32) };
+        let loc = at.shifted(inner, at.span(inner, close));
         if body.trim().is_empty() {
             diags.push(
                 Diagnostic::error("E0303", at.span(open, close + 2), "invalid template")
@@ -387,8 +428,8 @@ mod tests {
     use super::*;
     use crate::span::FileId;
 
-    fn loc(n: usize) -> Locator {
-        Locator { whole: Span::new(FileId(0), 0, n), base: Some(0) }
+    fn loc(n: usize) -> Locator<'static> {
+        Locator::at(Span::new(FileId(0), 0, n), 0)
     }
 
     fn show(e: &Expr) -> String {

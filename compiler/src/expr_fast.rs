@@ -104,7 +104,7 @@ const KEYWORDS: [&str; 6] = ["and", "or", "not", "in", "true", "false"];
 struct P<'a> {
     toks: Vec<(Tok<'a>, usize, usize)>,
     pos: usize,
-    at: Locator,
+    at: Locator<'a>,
 }
 
 /// A parsed rule: its tree, and where its text starts and ends (what the grammar's pair

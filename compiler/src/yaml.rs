@@ -32,10 +32,22 @@ pub enum Value {
 pub struct Node {
     pub value: Value,
     pub span: Span,
-    /// Byte offset of the scalar's first character of content inside `span`, when the
-    /// scalar's text appears verbatim in the source (plain or simple quoted scalars).
-    /// Lets template errors point inside a string.
-    pub verbatim_at: Option<u32>,
+    /// Where the scalar's text is in the source, so errors in templates and expressions can
+    /// point inside a string.
+    pub origin: Origin,
+}
+
+/// How a scalar's text maps onto its source bytes.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum Origin {
+    /// Not known (a folded or multi-line scalar): errors point at the whole value.
+    #[default]
+    Unknown,
+    /// The text appears verbatim starting at this byte.
+    At(u32),
+    /// `map[i]` is the source byte of the text's byte `i` (escapes decoded); one entry past
+    /// the end.
+    Mapped(Vec<u32>),
 }
 
 impl Node {
@@ -143,21 +155,24 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
                 let quoted = !matches!(style, ScalarStyle::Plain);
                 let s = span(lo, hi);
                 let src = &text[s.range()];
-                let verbatim_at = match style {
-                    ScalarStyle::Plain if src == value => Some(s.lo),
+                let origin = match style {
+                    ScalarStyle::Plain if src == value => Origin::At(s.lo),
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
                         if src.len() == value.len() + 2 && src[1..src.len() - 1] == value =>
                     {
-                        Some(s.lo + 1)
+                        Origin::At(s.lo + 1)
                     }
-                    _ => None,
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                        escaped_map(src, &value, s.lo, matches!(style, ScalarStyle::DoubleQuoted))
+                    }
+                    _ => Origin::Unknown,
                 };
                 let value = if !quoted && matches!(&*value, "" | "~" | "null" | "Null" | "NULL") {
                     Value::Null
                 } else {
                     Value::Scalar { text: value.into_owned(), quoted }
                 };
-                Some((Node { value, span: s, verbatim_at }, anchor))
+                Some((Node { value, span: s, origin }, anchor))
             }
             Event::SequenceStart(anchor, _) => {
                 stack.push(Frame::Seq { start: lo, items: Vec::new(), anchor });
@@ -179,11 +194,11 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
                 match stack.pop() {
                     Some(Frame::Seq { start, items, anchor }) => {
                         let s = Span::new(file, offsets.byte(start), end_of(items.last().map(|n| &n.span)));
-                        Some((Node { value: Value::Seq(items), span: s, verbatim_at: None }, anchor))
+                        Some((Node { value: Value::Seq(items), span: s, origin: Origin::Unknown }, anchor))
                     }
                     Some(Frame::Map { start, pairs, anchor, .. }) => {
                         let s = Span::new(file, offsets.byte(start), end_of(pairs.last().map(|(_, v)| &v.span)));
-                        Some((Node { value: Value::Map(pairs), span: s, verbatim_at: None }, anchor))
+                        Some((Node { value: Value::Map(pairs), span: s, origin: Origin::Unknown }, anchor))
                     }
                     None => None,
                 }
@@ -209,7 +224,58 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
             },
         }
     }
-    Ok(root.unwrap_or(Node { value: Value::Null, span: Span::new(file, 0, 0), verbatim_at: None }))
+    Ok(root.unwrap_or(Node { value: Value::Null, span: Span::new(file, 0, 0), origin: Origin::Unknown }))
+}
+
+/// Maps a one-line quoted scalar's decoded text back onto its source, decoding the escapes
+/// YAML allows (`\\x`, `\\u`, `\\U` and one-character escapes in double quotes, `''` in single
+/// quotes). `Unknown` when the scalar spans lines (line folding) or anything does not add up.
+fn escaped_map(src: &str, value: &str, lo: u32, double: bool) -> Origin {
+    if src.contains('\n') || src.len() < 2 {
+        return Origin::Unknown;
+    }
+    let inner = &src[1..src.len() - 1];
+    let mut map = Vec::with_capacity(value.len() + 1);
+    let bytes = inner.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let at = lo + 1 + i as u32;
+        let (consumed, produced) = if double && bytes[i] == b'\\' {
+            let Some(&e) = bytes.get(i + 1) else { return Origin::Unknown };
+            let len = match e {
+                b'x' => 4,
+                b'u' => 6,
+                b'U' => 10,
+                _ => 2,
+            };
+            let Some(escape) = inner.get(i..i + len) else { return Origin::Unknown };
+            let produced = match e {
+                b'x' | b'u' | b'U' => {
+                    u32::from_str_radix(&escape[2..], 16).ok().and_then(char::from_u32).map_or(0, char::len_utf8)
+                }
+                b'N' | b'_' => 2,
+                b'L' | b'P' => 3,
+                _ => 1,
+            };
+            (len, produced)
+        } else if !double && bytes[i] == b'\'' {
+            (2, 1)
+        } else {
+            let c = inner[i..].chars().next().map_or(1, char::len_utf8);
+            for k in 0..c {
+                map.push(at + k as u32);
+            }
+            i += c;
+            continue;
+        };
+        map.extend(std::iter::repeat_n(at, produced));
+        i += consumed;
+    }
+    if map.len() != value.len() {
+        return Origin::Unknown;
+    }
+    map.push(lo + src.len() as u32 - 1);
+    Origin::Mapped(map)
 }
 
 fn too_deep(span: Span) -> Diagnostic {
@@ -238,7 +304,22 @@ mod tests {
         let Value::Map(pairs) = p(src).unwrap().value else { panic!() };
         let b = &pairs[1].1;
         assert_eq!(&src[b.span.range()], "x");
-        assert_eq!(pairs[0].1.verbatim_at, Some(4));
+        assert_eq!(pairs[0].1.origin, Origin::At(4));
+    }
+
+    #[test]
+    fn escaped_scalars_map_back_to_their_source() {
+        let src = "a: \"x\\\"y\\u00e9z\"\nb: 'it''s'\n";
+        let Value::Map(pairs) = p(src).unwrap().value else { panic!() };
+        let Origin::Mapped(map) = &pairs[0].1.origin else { panic!("{:?}", pairs[0].1.origin) };
+        let text = pairs[0].1.as_str().unwrap();
+        assert_eq!(text, "x\"yéz");
+        let z = text.find('z').unwrap();
+        assert_eq!(&src[map[z] as usize..map[z] as usize + 1], "z");
+        let y = text.find('y').unwrap();
+        assert_eq!(&src[map[y] as usize..map[y] as usize + 1], "y");
+        let Origin::Mapped(map) = &pairs[1].1.origin else { panic!() };
+        assert_eq!(&src[map[3] as usize..map[3] as usize + 1], "s");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::diagnostic::Diagnostic;
 use crate::expr::{BotcParser, Rule, expected, unescape};
 use crate::span::{FileId, Span};
-use crate::yaml::{Node, Value};
+use crate::yaml::{Node, Origin, Value};
 use pest::Parser as _;
 use pest::iterators::Pair;
 
@@ -48,7 +48,7 @@ impl Map {
             Some(i) => i,
             None => {
                 let span = key.span;
-                self.pairs.push((key, Node { value: empty, span, verbatim_at: None }));
+                self.pairs.push((key, Node { value: empty, span, origin: Origin::Unknown }));
                 self.pairs.len() - 1
             }
         };
@@ -68,7 +68,7 @@ impl Map {
     }
 
     fn into_node(self, span: Span) -> Node {
-        Node { value: Value::Map(self.pairs), span, verbatim_at: None }
+        Node { value: Value::Map(self.pairs), span, origin: Origin::Unknown }
     }
 }
 
@@ -87,12 +87,16 @@ impl Builder {
         let text = p.as_str().trim_end();
         let lo = p.as_span().start();
         let s = Span::new(self.file, lo, lo + text.len());
-        Node { value: Value::Scalar { text: text.to_string(), quoted: false }, span: s, verbatim_at: Some(s.lo) }
+        Node { value: Value::Scalar { text: text.to_string(), quoted: false }, span: s, origin: Origin::At(s.lo) }
     }
 
     /// A keyword as a key node; `as_key` renames it (`header` gathers under `headers`).
     fn key(&self, p: &Pair<'_, Rule>, as_key: &str) -> Node {
-        Node { value: Value::Scalar { text: as_key.to_string(), quoted: false }, span: self.span(p), verbatim_at: None }
+        Node {
+            value: Value::Scalar { text: as_key.to_string(), quoted: false },
+            span: self.span(p),
+            origin: Origin::Unknown,
+        }
     }
 
     fn string(&self, p: &Pair<'_, Rule>) -> Node {
@@ -101,20 +105,20 @@ impl Builder {
         Node {
             value: Value::Scalar { text: unescape(raw), quoted: true },
             span: self.span(p),
-            verbatim_at: (!raw.contains('\\')).then(|| inner.as_span().start() as u32),
+            origin: dsl_origin(raw, inner.as_span().start() as u32),
         }
     }
 
     fn null(&self, p: &Pair<'_, Rule>) -> Node {
-        Node { value: Value::Null, span: self.span(p), verbatim_at: None }
+        Node { value: Value::Null, span: self.span(p), origin: Origin::Unknown }
     }
 
     fn seq(&self, items: Vec<Node>, span: Span) -> Node {
-        Node { value: Value::Seq(items), span, verbatim_at: None }
+        Node { value: Value::Seq(items), span, origin: Origin::Unknown }
     }
 
     fn map(&self, pairs: Vec<(Node, Node)>, span: Span) -> Node {
-        Node { value: Value::Map(pairs), span, verbatim_at: None }
+        Node { value: Value::Map(pairs), span, origin: Origin::Unknown }
     }
 
     /// `var name: type = default` as the YAML form writes it: `name: type`, or
@@ -131,12 +135,12 @@ impl Builder {
                 let type_key = Node {
                     value: Value::Scalar { text: "type".into(), quoted: false },
                     span: ty.span,
-                    verbatim_at: None,
+                    origin: Origin::Unknown,
                 };
                 let default_key = Node {
                     value: Value::Scalar { text: "default".into(), quoted: false },
                     span: dspan,
-                    verbatim_at: None,
+                    origin: Origin::Unknown,
                 };
                 self.map(vec![(type_key, ty), (default_key, self.literal(default))], self.span(&kw))
             }
@@ -156,14 +160,14 @@ impl Builder {
                     return Node {
                         value: Value::Scalar { text: unescape(i.as_str()), quoted: true },
                         span,
-                        verbatim_at: None,
+                        origin: Origin::Unknown,
                     };
                 }
                 (Rule::string, None, _) => {
                     return Node {
                         value: Value::Scalar { text: String::new(), quoted: true },
                         span,
-                        verbatim_at: None,
+                        origin: Origin::Unknown,
                     };
                 }
                 (Rule::list, ..) => {
@@ -250,7 +254,7 @@ impl Builder {
                 Node {
                     value: Value::Scalar { text: trimmed.to_string(), quoted: false },
                     span: s,
-                    verbatim_at: Some(s.lo),
+                    origin: Origin::At(s.lo),
                 }
             };
             body.push(self.key(&name, name.as_str()), value);
@@ -356,4 +360,29 @@ impl Builder {
             ),
         }
     }
+}
+
+/// Where a DSL string's decoded text is in the source: every escape is two bytes
+/// (`\\n`, `\\"`, ...) that decode to one character.
+fn dsl_origin(raw: &str, start: u32) -> Origin {
+    if !raw.contains('\\') {
+        return Origin::At(start);
+    }
+    let mut map = Vec::with_capacity(raw.len() + 1);
+    let mut chars = raw.char_indices();
+    while let Some((i, c)) = chars.next() {
+        let at = start + i as u32;
+        if c == '\\' {
+            let Some((_, e)) = chars.next() else { break };
+            let produced = match e {
+                'n' | 't' | 'r' => 1,
+                other => other.len_utf8(),
+            };
+            map.extend(std::iter::repeat_n(at, produced));
+        } else {
+            map.extend((0..c.len_utf8() as u32).map(|k| at + k));
+        }
+    }
+    map.push(start + raw.len() as u32);
+    Origin::Mapped(map)
 }

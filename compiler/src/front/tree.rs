@@ -73,8 +73,8 @@ pub(crate) fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-fn locator(v: &Y) -> Locator {
-    Locator { whole: v.span, base: v.verbatim_at }
+fn locator(v: &Y) -> Locator<'_> {
+    Locator::new(v.span, &v.origin)
 }
 
 const TOP_KEYS: &[&str] = &["flow", "description", "channels", "imports", "start", "vars", "nodes", "subflows"];
