@@ -875,19 +875,18 @@ fn serve_cmd(mut paths: Vec<PathBuf>, config: Option<&Path>, listen: Option<std:
                 ));
             }
         };
+        // Signal handlers go in before the banner: a supervisor may send SIGTERM as soon as
+        // it sees the server up, and that must drain, not kill.
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => return fail(format!("cannot handle signals: {e}")),
+        };
         let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
         outln!("botc is serving {} bot(s) at http://{addr}/  (Ctrl-C stops it)", bots.len());
         tracing::info!(address = %addr, bots = bots.len(), "serving");
-        let shutdown = async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-            }
-            #[cfg(not(unix))]
-            let _ = ctrl_c.await;
+        let shutdown = async move {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             tracing::info!("stopping: finishing requests in flight");
         };
         match botc_runtime::serve::serve(listener, bots, options, shutdown).await {
