@@ -1,6 +1,6 @@
 //! `botc test`, `botc chat` and `botc diff` through the real binary.
 
-use crate::{botc, root, stdout};
+use crate::{banner_url, botc, root, start_serve, stdout};
 use std::process::{Command, Stdio};
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -134,16 +134,7 @@ fn chat_numbers_press_only_the_latest_buttons_and_test_vars_keep_their_text() {
 
 #[test]
 fn serve_logs_json_and_stops_cleanly_on_sigterm() {
-    use std::io::{BufRead, BufReader};
-    let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))
-        .args(["serve", "flows/examples", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let mut banner = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+    let (server, banner) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0", "--log-format", "json"], true);
     assert!(banner.contains("serving 4 bot(s) at http://127.0.0.1:"), "{banner}");
     let term = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().expect("kill runs");
     assert!(term.success());
@@ -160,18 +151,8 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn load_sends_at_the_requested_rate_and_reports_latency() {
-    use std::io::{BufRead, BufReader};
-    let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))
-        .args(["serve", "flows/examples", "--listen", "127.0.0.1:0"])
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let mut banner = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
-    let url =
-        banner.split_whitespace().find(|w| w.starts_with("http://")).expect("url").trim_end_matches('/').to_string();
+    let (mut server, banner) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0"], false);
+    let url = banner_url(&banner).expect("url");
     let o = botc(&["load", &url, "--rate", "200", "--duration", "1", "--conversations", "10"]);
     let _ = server.kill();
     let _ = server.wait();
@@ -182,7 +163,6 @@ fn load_sends_at_the_requested_rate_and_reports_latency() {
 
 #[test]
 fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
-    use std::io::{BufRead, BufReader};
     let d = temp_dir("config");
     std::fs::write(d.join("t.yaml"), FLOW).expect("write");
     std::fs::write(
@@ -200,14 +180,7 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
         "listen = \"127.0.0.1:0\"\n\n[[bots]]\nid = \"doubler\"\nflow = \"t.yaml\"\nname = \"The Doubler\"\n",
     )
     .expect("write");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))
-        .args(["serve", "--config", &d.join("good.toml").to_string_lossy()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let mut banner = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+    let (mut server, banner) = start_serve(&["--config", &d.join("good.toml").to_string_lossy()], false);
     let _ = server.kill();
     let _ = server.wait();
     assert!(banner.contains("serving 1 bot(s)"), "only the declared bot is served: {banner}");

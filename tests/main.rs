@@ -52,3 +52,25 @@ pub fn flow_files(dir: &str) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A running `botc serve`, started from the repository root, and the banner line it printed
+/// once it listens. Stderr is kept when `capture_stderr` (for log checks), else discarded.
+pub fn start_serve(args: &[&str], capture_stderr: bool) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .arg("serve")
+        .args(args)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(if capture_stderr { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+        .spawn()
+        .expect("botc serve starts");
+    let mut banner = String::new();
+    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+    (server, banner)
+}
+
+/// The URL in `botc serve`'s banner, without a trailing slash.
+pub fn banner_url(banner: &str) -> Option<String> {
+    banner.split_whitespace().find(|w| w.starts_with("http://")).map(|u| u.trim_end_matches('/').to_string())
+}
