@@ -11,7 +11,7 @@ fn a_person_can_chat_with_an_example_bot_in_a_browser() {
         std::path::Path::new(&chromium).exists() && root().join("tests/browser/node_modules/playwright-core").exists(),
         "the browser test needs Chromium ({chromium}) and tests/browser/node_modules; ./scripts/test installs both"
     );
-    let (mut server, first) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0"], false);
+    let (mut server, first, _data) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0"], false);
     let url = banner_url(&first);
     let result = url.as_ref().map(|u| {
         Command::new("node")

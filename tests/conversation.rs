@@ -134,7 +134,8 @@ fn chat_numbers_press_only_the_latest_buttons_and_test_vars_keep_their_text() {
 
 #[test]
 fn serve_logs_json_and_stops_cleanly_on_sigterm() {
-    let (server, banner) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0", "--log-format", "json"], true);
+    let (server, banner, _data) =
+        start_serve(&["flows/examples", "--listen", "127.0.0.1:0", "--log-format", "json"], true);
     assert!(banner.contains("serving 4 bot(s) at http://127.0.0.1:"), "{banner}");
     let term = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().expect("kill runs");
     assert!(term.success());
@@ -151,7 +152,7 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn load_sends_at_the_requested_rate_and_reports_latency() {
-    let (mut server, banner) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0"], false);
+    let (mut server, banner, _data) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0"], false);
     let url = banner_url(&banner).expect("url");
     let o = botc(&["load", &url, "--rate", "200", "--duration", "1", "--conversations", "10"]);
     let _ = server.kill();
@@ -180,7 +181,7 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
         "listen = \"127.0.0.1:0\"\n\n[[bots]]\nid = \"doubler\"\nflow = \"t.yaml\"\nname = \"The Doubler\"\n",
     )
     .expect("write");
-    let (mut server, banner) = start_serve(&["--config", &d.join("good.toml").to_string_lossy()], false);
+    let (mut server, banner, _data) = start_serve(&["--config", &d.join("good.toml").to_string_lossy()], false);
     let _ = server.kill();
     let _ = server.wait();
     assert!(banner.contains("serving 1 bot(s)"), "only the declared bot is served: {banner}");

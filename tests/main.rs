@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod compile;
 mod conversation;
+mod durability;
 mod fixtures;
 mod forms;
 mod schema;
@@ -55,11 +56,22 @@ pub fn flow_files(dir: &str) -> Vec<String> {
 
 /// A running `botc serve`, started from the repository root, and the banner line it printed
 /// once it listens. Stderr is kept when `capture_stderr` (for log checks), else discarded.
-pub fn start_serve(args: &[&str], capture_stderr: bool) -> (std::process::Child, String) {
+/// Starts `botc serve` with `args` on a fresh data directory (returned, so it lives as long
+/// as the test needs it) and reads its banner.
+pub fn start_serve(args: &[&str], capture_stderr: bool) -> (std::process::Child, String, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (server, banner) = start_serve_in(args, data.path(), capture_stderr);
+    (server, banner, data)
+}
+
+/// Starts `botc serve` with `args` on the data directory `data` and reads its banner.
+pub fn start_serve_in(args: &[&str], data: &std::path::Path, capture_stderr: bool) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))
         .arg("serve")
         .args(args)
+        .arg("--data-dir")
+        .arg(data)
         .current_dir(root())
         .stdout(std::process::Stdio::piped())
         .stderr(if capture_stderr { std::process::Stdio::piped() } else { std::process::Stdio::null() })

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Address to listen on (the command line's `--listen` wins).
     pub listen: Option<std::net::SocketAddr>,
+    /// Where conversations, timers and queued events are kept, relative to the config
+    /// file (the command line's `--data-dir` wins).
+    pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -136,5 +139,6 @@ pub fn load(path: &Path) -> Result<Config, String> {
     for bot in &mut config.bots {
         bot.flow = base.join(&bot.flow);
     }
+    config.data_dir = config.data_dir.map(|d| base.join(d));
     Ok(config)
 }

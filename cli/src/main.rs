@@ -90,7 +90,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
         format: DiffFormat,
     },
-    /// Run the flows as bots you can talk to in a browser (one process, in-memory state)
+    /// Run the flows as bots you can talk to in a browser (one process, state kept on disk)
     Serve {
         /// Flow files, or directories searched for them (default: flows/examples, unless
         /// --config names the bots)
@@ -101,6 +101,10 @@ enum Command {
         /// Address to listen on [default: the config's, else 127.0.0.1:8080]
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Where conversations, timers and queued events are kept [default: the config's,
+        /// else ./botc-data]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Log lines for people, or one JSON object per line for log collectors
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
@@ -223,9 +227,9 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("cannot listen on {listen}: {e}")),
             }
         }),
-        Command::Serve { paths, config, listen, log_format } => {
+        Command::Serve { paths, config, listen, data_dir, log_format } => {
             init_logs(log_format);
-            serve_cmd(paths, config.as_deref(), listen)
+            serve_cmd(paths, config.as_deref(), listen, data_dir)
         }
         Command::Chat { flow, user } => match load_flow(&flow) {
             Ok(program) => match chat::run(&program, &user) {
@@ -800,18 +804,25 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-fn serve_cmd(mut paths: Vec<PathBuf>, config: Option<&Path>, listen: Option<std::net::SocketAddr>) -> ExitCode {
+fn serve_cmd(
+    mut paths: Vec<PathBuf>,
+    config: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> ExitCode {
     // Everything is read and checked before anything binds.
     let config = match config.map(config::load).transpose() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let mut options = botc_runtime::serve::Options::default();
+    use botc_runtime::serve;
+    let mut options = serve::Options::default();
+    let (mut partitions, mut capacity) = (serve::DEFAULT_PARTITIONS, serve::DEFAULT_QUEUE_CAPACITY);
     let mut declared: Vec<(String, Option<String>, PathBuf)> = Vec::new();
     if let Some(c) = &config {
         options.body_limit = c.limits.body_limit;
-        options.queue_capacity = c.limits.queue_capacity;
-        options.partitions = c.limits.partitions;
+        capacity = c.limits.queue_capacity;
+        partitions = c.limits.partitions;
         declared = c.bots.iter().map(|b| (b.id.clone(), b.name.clone(), b.flow.clone())).collect();
         for b in &c.bots {
             tracing::info!(bot = %b.id, platform = ?b.platform, tenant = b.tenant.as_deref().unwrap_or("-"), plan = ?b.plan, "bot declared");
@@ -832,7 +843,7 @@ fn serve_cmd(mut paths: Vec<PathBuf>, config: Option<&Path>, listen: Option<std:
     };
     // Every flow found becomes a bot named after its file; a flow's YAML and DSL twins are
     // one bot. Bots declared in the config come first, with their own ids and names.
-    let mut bots: Vec<botc_runtime::serve::Bot> = Vec::new();
+    let mut bots: Vec<serve::Bot> = Vec::new();
     for (id, name, path) in &declared {
         let program = match load_flow(path) {
             Ok(p) => p,
@@ -842,7 +853,7 @@ fn serve_cmd(mut paths: Vec<PathBuf>, config: Option<&Path>, listen: Option<std:
             }
         };
         let name = name.clone().unwrap_or_else(|| program.program().name.replace('_', " "));
-        bots.push(botc_runtime::serve::Bot { id: id.clone(), name, program: std::sync::Arc::new(program) });
+        bots.push(serve::Bot { id: id.clone(), name, program: std::sync::Arc::new(program) });
     }
     for path in &files {
         let program = match load_flow(path) {
@@ -860,8 +871,14 @@ fn serve_cmd(mut paths: Vec<PathBuf>, config: Option<&Path>, listen: Option<std:
             continue;
         }
         let name = program.program().name.replace('_', " ");
-        bots.push(botc_runtime::serve::Bot { id, name, program: std::sync::Arc::new(program) });
+        bots.push(serve::Bot { id, name, program: std::sync::Arc::new(program) });
     }
+    let data_dir =
+        data_dir.or(config.as_ref().and_then(|c| c.data_dir.clone())).unwrap_or_else(|| PathBuf::from("botc-data"));
+    let store = match serve::Embedded::open(&data_dir, partitions, capacity) {
+        Ok(s) => std::sync::Arc::new(s),
+        Err(e) => return fail(e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
@@ -883,13 +900,20 @@ fn serve_cmd(mut paths: Vec<PathBuf>, config: Option<&Path>, listen: Option<std:
             (Err(e), _) | (_, Err(e)) => return fail(format!("cannot handle signals: {e}")),
         };
         let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
-        outln!("botc is serving {} bot(s) at http://{addr}/  (Ctrl-C stops it)", bots.len());
-        tracing::info!(address = %addr, bots = bots.len(), "serving");
+        outln!(
+            "botc is serving {} bot(s) at http://{addr}/  (Ctrl-C stops it; conversations are kept in {})",
+            bots.len(),
+            data_dir.display()
+        );
+        tracing::info!(address = %addr, bots = bots.len(), data = %store.path().display(), "serving");
         let shutdown = async move {
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             tracing::info!("stopping: finishing requests in flight");
         };
-        match botc_runtime::serve::serve(listener, bots, options, shutdown).await {
+        let ports = serve::Ports::embedded(store.clone());
+        let result = serve::serve(listener, bots, options, ports, shutdown).await;
+        store.close();
+        match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format!("server error: {e}")),
         }

@@ -2,6 +2,7 @@
 //! now) to effects, and the session model ([`session`]) with its own versioned encoding.
 //! The ports and adapters (bus, stores, gateway, dispatcher) build on these.
 
+mod codec;
 pub mod migrate;
 pub mod serve;
 pub mod session;

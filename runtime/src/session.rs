@@ -4,9 +4,10 @@
 //! byte, then fields as LEB128 varints and length-prefixed bytes. Decoding never panics and
 //! refuses anything it does not fully understand.
 
+pub use crate::codec::DecodeError;
+use crate::codec::{Reader, put_bytes, put_var};
 use crate::value::Value;
 use serde_json::Value as Json;
-use std::fmt;
 
 /// Version of the encoding below; bump it with any layout change and keep reading the old.
 pub const SESSION_VERSION: u8 = 1;
@@ -75,40 +76,6 @@ impl Session {
             version: 0,
         }
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DecodeError {
-    Version(u8),
-    Truncated,
-    Malformed(&'static str),
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DecodeError::Version(v) => {
-                write!(f, "session encoding version {v} is not supported (this build reads {SESSION_VERSION})")
-            }
-            DecodeError::Truncated => write!(f, "session bytes are truncated"),
-            DecodeError::Malformed(what) => write!(f, "malformed session: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for DecodeError {}
-
-fn put_var(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_var(out, b.len() as u64);
-    out.extend_from_slice(b);
 }
 
 /// Zig-zag, so small negative integers stay small.
@@ -187,7 +154,7 @@ impl Session {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Session, DecodeError> {
-        let mut r = Reader { b: bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         let version = r.u8()?;
         if version != SESSION_VERSION {
             return Err(DecodeError::Version(version));
@@ -246,50 +213,10 @@ impl Session {
             }
             frames.push(Frame { flow, ret, vars });
         }
-        if r.at != bytes.len() {
+        if !r.done() {
             return Err(DecodeError::Malformed("trailing bytes"));
         }
         Ok(Session { program, state, frames, invalid, timer, timers_started, last_event, version })
-    }
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len()).ok_or(DecodeError::Truncated)?;
-        let s = &self.b[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-    fn var(&mut self) -> Result<u64, DecodeError> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError::Malformed("varint too long"))
-    }
-    /// A count that cannot exceed the bytes left (each item takes at least one byte).
-    fn count(&mut self) -> Result<usize, DecodeError> {
-        let n = self.var()?;
-        if n > (self.b.len() - self.at) as u64 {
-            return Err(DecodeError::Truncated);
-        }
-        Ok(n as usize)
-    }
-    fn string(&mut self) -> Result<String, DecodeError> {
-        let n = self.count()?;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError::Malformed("text is not UTF-8"))
     }
 }
 

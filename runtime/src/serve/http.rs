@@ -2,8 +2,9 @@
 //! web channel: validate, publish, acknowledge), health, and the caller for flows' `http`
 //! nodes.
 
+use super::ports::StoreError;
 use super::transcript::{Entry, From};
-use super::{Bot, BusFull, Event, MemoryBus, Options, Transcripts, now};
+use super::{Bot, Event, Options, Ports, now};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -18,48 +19,44 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Everything the roles share.
 pub struct Shared {
     pub bots: Vec<Bot>,
-    pub bus: MemoryBus,
-    pub transcripts: Transcripts,
-    pub timers: super::timers::Timers,
-    /// Sessions by conversation key, encoded.
-    pub sessions: std::sync::Mutex<HashMap<String, Vec<u8>>>,
+    pub ports: Ports,
     pub metrics: super::Metrics,
-    /// The user's display name per conversation, for events that do not carry one (timers,
-    /// hand-backs).
+    /// The user's display name per conversation, for events that do not carry one
+    /// (hand-backs).
     pub names: std::sync::Mutex<HashMap<String, String>>,
     next_event: AtomicU64,
     /// Makes event ids unique across restarts of the process.
-    boot: u64,
+    boot: u128,
     body_limit: usize,
 }
 
 const PAGE: &str = include_str!("page.html");
 
-/// Serves until `shutdown` completes, then stops accepting requests and returns.
+/// Serves until `shutdown` completes, then stops accepting requests, lets every worker
+/// finish the batch it is on, and returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     bots: Vec<Bot>,
     options: Options,
+    ports: Ports,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
     let shared = Arc::new(Shared {
         bots,
-        bus: MemoryBus::new(options.partitions, options.queue_capacity),
-        transcripts: Transcripts::default(),
-        timers: super::timers::Timers::default(),
-        sessions: std::sync::Mutex::new(HashMap::new()),
+        ports,
         metrics: super::Metrics::default(),
         names: std::sync::Mutex::new(HashMap::new()),
         next_event: AtomicU64::new(1),
-        boot: now(),
+        boot,
         body_limit: options.body_limit,
     });
-    let mut tasks = Vec::new();
-    for p in 0..shared.bus.partitions() {
-        tasks.push(tokio::spawn(super::worker::run(shared.clone(), p)));
-    }
-    let timers = shared.clone();
-    tasks.push(tokio::spawn(async move { timers.timers.run(&timers.bus).await }));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers: Vec<_> = (0..shared.ports.bus.partitions())
+        .map(|p| tokio::spawn(super::worker::run(shared.clone(), p, stopped.clone())))
+        .collect();
+    let helpers =
+        [tokio::spawn(super::roles::timers(shared.clone())), tokio::spawn(super::roles::outbox(shared.clone()))];
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -74,8 +71,15 @@ pub async fn serve(
         .layer(DefaultBodyLimit::disable())
         .with_state(shared);
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    for t in tasks {
-        t.abort();
+    // Everything acknowledged is on disk already; finishing the current batches saves only
+    // the work of doing them again at the next start.
+    let _ = stop.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    for h in helpers {
+        h.abort();
+        let _ = h.await;
     }
     result
 }
@@ -83,10 +87,23 @@ pub async fn serve(
 /// The longest message a user can send, in characters.
 const MAX_TEXT: usize = 4096;
 
-/// The bus is full: the event was not accepted; the client should retry.
-fn busy(s: &Shared) -> Response {
-    s.metrics.reject("bus_full");
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "botc is busy; retry in a moment");
+/// Publishes one event and answers for it: 202 once it is durable, 503 with Retry-After
+/// when it was not accepted (nothing is acknowledged that could be lost).
+async fn publish(s: &Shared, event: Event) -> Response {
+    let id = event.id.clone();
+    let (reason, message) = match s.ports.bus.publish(vec![event]).await {
+        Ok(()) => {
+            s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+            return (StatusCode::ACCEPTED, axum::Json(json!({ "event": id }))).into_response();
+        }
+        Err(StoreError::Full) => ("bus_full", "botc is busy; retry in a moment".to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "an event could not be stored; the client was told to retry");
+            ("store_error", "botc cannot store events right now; retry in a moment".to_string())
+        }
+    };
+    s.metrics.reject(reason);
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &message);
     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
@@ -96,11 +113,11 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    let sessions = s.sessions.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+    let p = &s.ports;
     let gauges = [
-        ("botc_bus_depth", "Events waiting on the bus.", s.bus.depth() as u64),
-        ("botc_timers_pending", "Timers scheduled and not yet due.", s.timers.pending() as u64),
-        ("botc_sessions", "Conversations with a stored session.", sessions),
+        ("botc_bus_depth", "Events waiting on the bus.", p.bus.depth()),
+        ("botc_timers_pending", "Timers scheduled and not yet due.", p.timers.pending().unwrap_or(0)),
+        ("botc_sessions", "Conversations with a stored session.", p.sessions.count().unwrap_or(0)),
     ];
     let mut r = s.metrics.render(&gauges).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -173,23 +190,16 @@ async fn post_message(
     let n = s.next_event.fetch_add(1, Ordering::Relaxed);
     let event = Event {
         id: format!("web:{}:{n}", s.boot),
+        platform: "web".into(),
         bot: bot.clone(),
         conversation: conversation.clone(),
         user_id: format!("web:{conversation}"),
         user_name,
-        kind: input.clone(),
+        kind: input,
         received_at: now(),
     };
-    let key = event.key();
-    let id = event.id.clone();
-    s.names.lock().unwrap_or_else(|e| e.into_inner()).insert(key, event.user_name.clone());
-    match s.bus.publish(event) {
-        Ok(()) => {
-            s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-            (StatusCode::ACCEPTED, axum::Json(json!({ "event": id }))).into_response()
-        }
-        Err(BusFull) => busy(&s),
-    }
+    s.names.lock().unwrap_or_else(|e| e.into_inner()).insert(event.key(), event.user_name.clone());
+    publish(&s, event).await
 }
 
 fn entry_json(e: &Entry) -> Json {
@@ -214,7 +224,24 @@ async fn get_messages(
     let after = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
     let wait = q.get("wait").and_then(|w| w.parse::<u64>().ok()).unwrap_or(0).min(30);
     let key = format!("{bot}/{conversation}");
-    let entries = s.transcripts.wait_after(&key, after, std::time::Duration::from_secs(wait)).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let entries = loop {
+        // Listen before looking, so an entry written meanwhile wakes this request.
+        let changed = s.ports.transcript.changed();
+        match s.ports.transcript.after(&key, after) {
+            Ok(found) if !found.is_empty() => break found,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a transcript");
+                let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "botc cannot read messages right now; retry");
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            break Vec::new();
+        }
+    };
     let list: Vec<Json> = entries.iter().map(entry_json).collect();
     axum::Json(json!({ "messages": list })).into_response()
 }
@@ -239,6 +266,7 @@ async fn hand_back(State(s): State<Arc<Shared>>, Path((bot, conversation)): Path
     let n = s.next_event.fetch_add(1, Ordering::Relaxed);
     let event = Event {
         id: format!("agent:{}:{n}", s.boot),
+        platform: "web".into(),
         bot,
         conversation: conversation.clone(),
         user_id: format!("web:{conversation}"),
@@ -246,13 +274,7 @@ async fn hand_back(State(s): State<Arc<Shared>>, Path((bot, conversation)): Path
         kind: crate::vm::Input::HandBack,
         received_at: now(),
     };
-    match s.bus.publish(event) {
-        Ok(()) => {
-            s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-            StatusCode::ACCEPTED.into_response()
-        }
-        Err(BusFull) => busy(&s),
-    }
+    publish(&s, event).await
 }
 
 /// The bot's flow as a node list with its edges, for the page's graph view.
@@ -268,48 +290,4 @@ async fn graph(State(s): State<Arc<Shared>>, Path(bot): Path<String>) -> Respons
         .collect();
     let edges: Vec<Json> = p.edges().iter().map(|(a, b)| json!([a, b])).collect();
     axum::Json(json!({ "nodes": nodes, "edges": edges })).into_response()
-}
-
-/// Performs a flow's http request off the worker and publishes the response as an event.
-pub fn request(
-    shared: Arc<Shared>,
-    origin: &Event,
-    method: botc_bytecode::Method,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Option<String>,
-) {
-    let template = Event { id: format!("{}:http", origin.id), ..origin.clone() };
-    let method = reqwest::Method::from_bytes(method.name().as_bytes()).unwrap_or(reqwest::Method::GET);
-    tokio::spawn(async move {
-        let mut req = reqwest::Client::new().request(method, &url).timeout(std::time::Duration::from_secs(10));
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        if let Some(b) = body {
-            req = req.body(b);
-        }
-        let (status, body) = match req.send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let text = resp.text().await.unwrap_or_default();
-                (status, serde_json::from_str(&text).unwrap_or(Json::String(text)))
-            }
-            Err(e) => {
-                tracing::warn!(url = %url, error = %e, "http request failed");
-                (0, Json::Null)
-            }
-        };
-        let mut event = Event { kind: crate::vm::Input::Http { status, body }, received_at: now(), ..template };
-        // A full bus delays the result; it is never dropped.
-        loop {
-            match shared.bus.publish(event.clone()) {
-                Ok(()) => break,
-                Err(BusFull) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    event.received_at = now();
-                }
-            }
-        }
-    });
 }

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub steps: AtomicU64,
     pub step_errors: AtomicU64,
     pub replies: AtomicU64,
+    /// Events delivered again (a replay) and skipped because their session had them.
+    pub replays_skipped: AtomicU64,
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
     /// Node visits by (bot, node name).
@@ -75,6 +77,12 @@ impl Metrics {
             self.step_errors.load(Ordering::Relaxed),
         );
         counter(&mut out, "botc_replies_sent_total", "Messages sent to users.", self.replies.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "botc_replays_skipped_total",
+            "Events delivered again and skipped because their session had applied them.",
+            self.replays_skipped.load(Ordering::Relaxed),
+        );
         let _ =
             writeln!(out, "# HELP botc_step_seconds Time the VM took per event.\n# TYPE botc_step_seconds histogram");
         let mut cumulative = 0;

@@ -1,23 +1,26 @@
-//! `botc serve`: every role in one process, on in-process adapters. The web-chat channel is
-//! built in, so a person can talk to the bots in a browser.
+//! `botc serve`: every role in one process. The web-chat channel is built in, so a person
+//! can talk to the bots in a browser.
 //!
 //! The data path is the one DESIGN.md draws: the HTTP handler (gateway) only validates,
-//! publishes to the bus and acknowledges; a worker per bus partition runs the VM; effects go
-//! to the outbox (the web-chat transcript), the timer scheduler and the http caller.
-//!
-//! This first version keeps sessions, timers and transcripts in memory: nothing survives a
-//! restart yet (persistent adapters are the next step of issue 4).
+//! publishes to the bus and acknowledges once the event is durable; a worker per bus
+//! partition runs the VM and commits each batch's effects (sessions, replies, timers, outbox)
+//! at once; the timer scheduler and the outbox runner turn due timers and finished http
+//! requests back into events. The roles talk to storage only through the [`ports`]; here
+//! every port is the embedded redb store ([`Embedded`]).
 
-mod bus;
+mod embedded;
+mod event;
 mod http;
 mod metrics;
-mod timers;
+pub mod ports;
+mod roles;
 mod transcript;
 mod worker;
 
-pub use bus::{BusFull, MemoryBus};
+pub use embedded::{Embedded, OpenError, partition_of};
+pub use event::{EVENT_VERSION, Event};
 pub use metrics::Metrics;
-pub use transcript::{Entry, From, Transcripts};
+pub use transcript::{Entry, From};
 
 use crate::vm::Loaded;
 use std::sync::Arc;
@@ -32,38 +35,44 @@ pub struct Bot {
 /// Tunables, with defaults fit for one machine.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub partitions: usize,
-    /// Events a partition holds before the gateway answers 503.
-    pub queue_capacity: usize,
     /// Largest request body the gateway accepts.
     pub body_limit: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { partitions: 4, queue_capacity: 10_000, body_limit: 1024 * 1024 }
+        Options { body_limit: 1024 * 1024 }
     }
 }
 
-/// A normalized inbound event: what happened, to which conversation of which bot.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Event {
-    /// Unique per event; replies derive their ids from it, and a session never applies the
-    /// same event twice.
-    pub id: String,
-    pub bot: String,
-    pub conversation: String,
-    pub user_id: String,
-    pub user_name: String,
-    pub kind: crate::vm::Input,
-    /// Unix seconds.
-    pub received_at: u64,
+/// Bus partitions and capacity per partition, when nothing else is configured.
+pub const DEFAULT_PARTITIONS: usize = 4;
+pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+
+/// The storage every role uses, one trait object per port.
+#[derive(Clone)]
+pub struct Ports {
+    pub bus: Arc<dyn ports::Bus>,
+    pub sessions: Arc<dyn ports::SessionStore>,
+    pub committer: Arc<dyn ports::Committer>,
+    pub timers: Arc<dyn ports::TimerStore>,
+    pub transcript: Arc<dyn ports::Transcript>,
+    pub outbox: Arc<dyn ports::Outbox>,
+    /// Publishes botc's own events (due timers, http responses), which are never refused.
+    pub internal: Arc<dyn ports::InternalBus>,
 }
 
-impl Event {
-    /// The key that orders events: one conversation of one bot.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.bot, self.conversation)
+impl Ports {
+    pub fn embedded(store: Arc<Embedded>) -> Ports {
+        Ports {
+            bus: store.clone(),
+            sessions: store.clone(),
+            committer: store.clone(),
+            timers: store.clone(),
+            transcript: store.clone(),
+            outbox: store.clone(),
+            internal: store,
+        }
     }
 }
 

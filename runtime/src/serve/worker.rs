@@ -1,70 +1,176 @@
-//! A worker: takes a batch of events from one bus partition, runs each through the VM on
-//! its conversation's session, hands the effects on, and stores the sessions.
+//! A worker: Fetch a batch from one bus partition → Hydrate its sessions in one store call →
+//! step each event in order → commit sessions, replies, timer changes, outbox items and the
+//! partition's new position as one [`Batch`].
+//!
+//! Each stored session remembers the position after the last event applied to it, so an
+//! event delivered again (after a crash between fetch and commit, or a rewind) is skipped:
+//! replaying any suffix of the bus changes nothing.
 
 use super::http::Shared;
-use super::transcript::From;
+use super::ports::{Batch, Delivery, HttpRequest, Message, OutboxItem, SessionWrite, StoreError, Stored, TimerChange};
+use super::transcript::{Entry, From};
 use super::{Event, now};
-use crate::session::Session;
+use crate::session::{Session, State};
 use crate::vm::{self, Context, Effect, Input, Limits};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-pub async fn run(shared: Arc<Shared>, partition: usize) {
+/// Events per batch.
+const BATCH: usize = 64;
+
+pub async fn run(shared: Arc<Shared>, partition: usize, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut pos = None;
     loop {
-        let batch = shared.bus.next_batch(partition, 64).await;
-        // Hydrate: every session the batch touches, in one store call.
-        let mut sessions: HashMap<String, Option<Vec<u8>>> = HashMap::new();
-        {
-            let store = shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            for e in &batch {
-                let key = e.key();
-                let bytes = store.get(&key).cloned();
-                sessions.insert(key, bytes);
+        if *stop.borrow() {
+            return;
+        }
+        let from = match pos {
+            Some(p) => p,
+            None => match shared.ports.bus.committed(partition) {
+                Ok(p) => p,
+                Err(e) => {
+                    retry_later(partition, &e).await;
+                    continue;
+                }
+            },
+        };
+        pos = Some(from);
+        let fetched = tokio::select! {
+            f = shared.ports.bus.fetch(partition, from, BATCH) => f,
+            _ = stop.changed() => return,
+        };
+        let deliveries = match fetched {
+            Ok(d) => d,
+            Err(e) => {
+                retry_later(partition, &e).await;
+                continue;
+            }
+        };
+        let Some(next) = deliveries.last().map(|d| d.offset + 1) else { continue };
+        let batch = match build(&shared, partition, next, &deliveries) {
+            Ok(b) => b,
+            Err(e) => {
+                retry_later(partition, &e).await;
+                continue;
+            }
+        };
+        // The batch is committed before anything else happens; a shutdown waits for it.
+        loop {
+            match shared.ports.committer.commit(batch.clone()).await {
+                Ok(()) => {
+                    pos = Some(next);
+                    break;
+                }
+                Err(StoreError::Conflict(key)) => {
+                    // Someone else moved this conversation on: start again from the
+                    // partition's committed position with fresh sessions.
+                    tracing::warn!(partition, conversation = %key, "session changed under the worker; refetching");
+                    pos = None;
+                    break;
+                }
+                Err(e) => retry_later(partition, &e).await,
             }
         }
-        let mut changed: HashMap<String, Vec<u8>> = HashMap::new();
-        for event in &batch {
-            let key = event.key();
-            let current = changed.get(&key).cloned().or_else(|| sessions.get(&key).cloned().flatten());
-            if let Some(bytes) = apply(&shared, event, current) {
-                changed.insert(key, bytes);
-            }
-        }
-        // Persist: one store call for the batch.
-        let mut store = shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        store.extend(changed);
     }
 }
 
-/// Applies one event; returns the session's new bytes when it changed.
-fn apply(shared: &Arc<Shared>, event: &Event, current: Option<Vec<u8>>) -> Option<Vec<u8>> {
-    let key = event.key();
-    let bot = shared.bots.iter().find(|b| b.id == event.bot)?;
-    let mut session = match current.as_deref().map(Session::decode) {
-        Some(Ok(s)) if s.program == bot.program.program().hash => s,
-        Some(Ok(_)) | None => bot.program.new_session(),
-        Some(Err(e)) => {
+async fn retry_later(partition: usize, e: &StoreError) {
+    tracing::error!(partition, error = %e, "worker cannot reach the store; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// A conversation's session while a batch runs.
+struct Live {
+    session: Session,
+    expected: Option<u64>,
+    applied: u64,
+    touched: bool,
+}
+
+fn build(shared: &Shared, partition: usize, next: u64, deliveries: &[Delivery]) -> Result<Batch, StoreError> {
+    let mut keys: Vec<String> = deliveries.iter().map(|d| d.event.key()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut stored = shared.ports.sessions.load(&keys)?;
+    let mut live: HashMap<String, Live> = HashMap::new();
+    let mut batch = Batch { partition, next_offset: next, ..Batch::default() };
+    for d in deliveries {
+        let Some(bot) = shared.bots.iter().find(|b| b.id == d.event.bot) else {
+            tracing::warn!(bot = %d.event.bot, "an event for a bot that is not running is skipped");
+            continue;
+        };
+        let key = d.event.key();
+        let conv = live.entry(key.clone()).or_insert_with(|| hydrate(bot, &key, stored.remove(&key)));
+        if d.offset < conv.applied {
+            shared.metrics.replays_skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        apply(shared, bot, &d.event, &mut conv.session, &mut batch);
+        conv.applied = d.offset + 1;
+        conv.touched = true;
+    }
+    for (key, conv) in live {
+        if conv.touched {
+            let stored =
+                Stored { session: conv.session.encode(), version: conv.session.version, applied: conv.applied };
+            batch.sessions.push(SessionWrite { key, expected: conv.expected, stored });
+        }
+    }
+    Ok(batch)
+}
+
+fn hydrate(bot: &super::Bot, key: &str, stored: Option<Stored>) -> Live {
+    let Some(s) = stored else {
+        return Live { session: bot.program.new_session(), expected: None, applied: 0, touched: false };
+    };
+    let session = match Session::decode(&s.session) {
+        Ok(session) if session.program == bot.program.program().hash => session,
+        Ok(_) => {
+            tracing::info!(conversation = %key, "the bot's flow changed; the conversation starts over");
+            restart(bot, None)
+        }
+        Err(e) => {
             tracing::error!(conversation = %key, error = %e, "stored session is unreadable; starting over");
-            bot.program.new_session()
+            restart(bot, None)
         }
     };
-    // A conversation that has ended starts again with the next message.
-    if session.state == crate::session::State::Ended && matches!(event.kind, Input::Text(_) | Input::Button(_)) {
+    // The version keeps growing across restarts so compare-and-set stays meaningful.
+    let mut session = session;
+    session.version = session.version.max(s.version);
+    Live { session, expected: Some(s.version), applied: s.applied, touched: false }
+}
+
+fn restart(bot: &super::Bot, old: Option<&Session>) -> Session {
+    let mut s = bot.program.new_session();
+    if let Some(old) = old {
         // Timer numbers keep counting, so the old conversation's timers stay stale.
-        let started = session.timers_started;
-        session = bot.program.new_session();
-        session.timers_started = started;
+        s.timers_started = old.timers_started;
+        s.version = old.version;
     }
+    s
+}
+
+/// Applies one event to its session, adding what it caused to the batch.
+fn apply(shared: &Shared, bot: &super::Bot, event: &Event, session: &mut Session, batch: &mut Batch) {
+    let key = event.key();
+    // A conversation that has ended starts again with the next message.
+    if session.state == State::Ended && matches!(event.kind, Input::Text(_) | Input::Button(_)) {
+        *session = restart(bot, Some(session));
+    }
+    let say = |batch: &mut Batch, id: String, from: From, text: String, buttons: Vec<vm::Button>| {
+        batch.messages.push(Message { key: key.clone(), entry: Entry { seq: 0, id, from, text, buttons } });
+    };
     // The user's own message goes into the transcript before the bot's answer.
     if let Input::Text(t) | Input::Button(t) = &event.kind {
-        shared.transcripts.push(&key, format!("{}:user", event.id), From::User, t.clone(), vec![]);
+        say(batch, format!("{}:user", event.id), From::User, t.clone(), vec![]);
     }
     let ctx = Context {
         event_id: event.id.clone(),
         user_id: event.user_id.clone(),
         user_name: event.user_name.clone(),
-        platform: "web".into(),
+        platform: event.platform.clone(),
         bot_id: bot.id.clone(),
         bot_name: bot.name.clone(),
         event_text: match &event.kind {
@@ -74,7 +180,7 @@ fn apply(shared: &Arc<Shared>, event: &Event, current: Option<Vec<u8>>) -> Optio
         ..Context::default()
     };
     let started = std::time::Instant::now();
-    let result = vm::step_in_place(&bot.program, &mut session, event.kind.clone(), &ctx, now(), &Limits::default());
+    let result = vm::step_in_place(&bot.program, session, event.kind.clone(), &ctx, now(), &Limits::default());
     shared.metrics.step_took(started.elapsed());
     shared.metrics.steps.fetch_add(1, Ordering::Relaxed);
     let step = match result {
@@ -82,18 +188,13 @@ fn apply(shared: &Arc<Shared>, event: &Event, current: Option<Vec<u8>>) -> Optio
         Err(e) => {
             shared.metrics.step_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(conversation = %key, error = %e, "step failed");
-            shared.transcripts.push(
-                &key,
-                format!("{}:error", event.id),
-                From::System,
-                format!("Sorry, this bot ran into a problem: {e}"),
-                vec![],
-            );
-            return None;
+            let text = format!("Sorry, this bot ran into a problem: {e}");
+            say(batch, format!("{}:error", event.id), From::System, text, vec![]);
+            return;
         }
     };
     if step.ignored.is_some() {
-        return None;
+        return;
     }
     let p = bot.program.program();
     shared.metrics.visited(
@@ -109,21 +210,29 @@ fn apply(shared: &Arc<Shared>, event: &Event, current: Option<Vec<u8>>) -> Optio
                     None => text,
                 };
                 shared.metrics.replies.fetch_add(1, Ordering::Relaxed);
-                shared.transcripts.push(&key, id, From::Bot, text, buttons);
+                say(batch, id, From::Bot, text, buttons);
             }
-            Effect::StartTimer { timer, at } => shared.timers.schedule(event, timer, at),
-            Effect::CancelTimer { timer } => shared.timers.cancel(&key, timer),
+            Effect::StartTimer { timer, at } => {
+                let event = Event {
+                    id: format!("timer:{key}:{timer}"),
+                    platform: "botc".into(),
+                    kind: Input::Timer { timer },
+                    received_at: at,
+                    ..event.clone()
+                };
+                batch.timers.push(TimerChange::Start { at, event });
+            }
+            Effect::CancelTimer { timer } => batch.timers.push(TimerChange::Cancel { key: key.clone(), timer }),
             Effect::Http { method, url, headers, body } => {
-                super::http::request(shared.clone(), event, method, url, headers, body);
+                let result = Event { id: format!("{}:http", event.id), platform: "botc".into(), ..event.clone() };
+                let request = HttpRequest { method: method.name().to_string(), url, headers, body };
+                batch.outbox.push(OutboxItem { id, request, result });
             }
             Effect::Handoff { queue, reason } => {
                 let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
-                shared.transcripts.push(&key, id, From::System, format!("Handed to the `{queue}` team{why}."), vec![]);
+                say(batch, id, From::System, format!("Handed to the `{queue}` team{why}."), vec![]);
             }
-            Effect::End => {
-                shared.transcripts.push(&key, id, From::System, "The conversation has ended.".into(), vec![])
-            }
+            Effect::End => say(batch, id, From::System, "The conversation has ended.".into(), vec![]),
         }
     }
-    Some(session.encode())
 }

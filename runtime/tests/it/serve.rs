@@ -1,7 +1,8 @@
 //! `botc serve`'s web chat through real HTTP on loopback.
 
 use crate::load;
-use botc_runtime::serve::{Bot, Options, serve};
+use botc_runtime::serve::ports::{Bus, SessionStore};
+use botc_runtime::serve::{Bot, Embedded, Options, Ports, serve};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ nodes:
 struct Server {
     base: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    store: Arc<Embedded>,
     client: reqwest::Client,
 }
 
@@ -40,18 +43,36 @@ impl Drop for Server {
     }
 }
 
-async fn start(options: Options) -> Server {
+/// A fresh data directory per test.
+fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+async fn start(options: Options, capacity: usize, dir: &std::path::Path) -> Server {
+    let store = Arc::new(Embedded::open(dir, 2, capacity).expect("store opens"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let bot = Bot { id: "shop".into(), name: "Shop".into(), program: Arc::new(load(FLOW)) };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, vec![bot], options, async move {
+    let task = tokio::spawn(serve(listener, vec![bot], options, Ports::embedded(store.clone()), async move {
         let _ = rx.await;
     }));
-    Server { base, stop: Some(tx), client: reqwest::Client::new() }
+    Server { base, stop: Some(tx), task: Some(task), store, client: reqwest::Client::new() }
 }
 
 impl Server {
+    /// Stops the server the way SIGTERM does and closes its store, so the directory can be
+    /// opened again.
+    async fn shut_down(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("serve task").expect("serve ends cleanly");
+        }
+        self.store.close();
+    }
+
     async fn post(&self, path: &str, body: &str) -> reqwest::Response {
         self.client.post(format!("{}{path}", self.base)).body(body.to_string()).send().await.expect("request")
     }
@@ -61,6 +82,17 @@ impl Server {
         let url = format!("{}/api/bots/shop/conversations/{conv}/messages?after={after}&wait={wait}", self.base);
         let v: Value = self.client.get(url).send().await.expect("get").json().await.expect("json");
         v["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls until the user's own message `text` is in the transcript.
+    async fn expect_user(&self, conv: &str, text: &str) {
+        for _ in 0..40 {
+            if self.messages(conv, 0, 0).await.iter().any(|m| m["from"] == "user" && m["text"] == text) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the user's {text:?} never reached the transcript");
     }
 
     /// Polls until a message from the bot or system with `text` shows up.
@@ -79,7 +111,8 @@ impl Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_over_http_with_buttons_and_a_timer() {
-    let s = start(Options::default()).await;
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
     let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hello", "user": "Ada"}"#).await;
     assert_eq!(r.status(), 202);
     let seen = s.expect("c1", "Hi Ada! Which size?").await;
@@ -123,7 +156,8 @@ async fn a_conversation_over_http_with_buttons_and_a_timer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_4xx_answers() {
-    let s = start(Options { body_limit: 1024, ..Options::default() }).await;
+    let (dir, dir2) = (data_dir(), data_dir());
+    let s = start(Options { body_limit: 1024 }, 100, dir.path()).await;
     for (path, body, status, needle) in [
         ("/api/bots/nope/conversations/c1/messages", "{}", 404, "no bot `nope`"),
         ("/api/bots/shop/conversations/c1/messages", "not json", 400, "not JSON"),
@@ -139,7 +173,7 @@ async fn bad_requests_get_clear_4xx_answers() {
     let r = s.post("/api/bots/shop/conversations/c1/messages", &big).await;
     assert_eq!(r.status(), 413);
     assert!(r.text().await.expect("body").contains("over the 1024 byte limit"));
-    let s2 = start(Options::default()).await;
+    let s2 = start(Options::default(), 100, dir2.path()).await;
     let long = format!(r#"{{"text": "{}"}}"#, "y".repeat(5000));
     let r = s2.post("/api/bots/shop/conversations/c1/messages", &long).await;
     assert_eq!(r.status(), 413);
@@ -160,7 +194,8 @@ async fn bad_requests_get_clear_4xx_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_bus_answers_503_with_retry_after() {
-    let s = start(Options { queue_capacity: 0, ..Options::default() }).await;
+    let dir = data_dir();
+    let s = start(Options::default(), 0, dir.path()).await;
     let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hi"}"#).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
@@ -168,11 +203,98 @@ async fn a_full_bus_answers_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_is_self_contained() {
-    let s = start(Options::default()).await;
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
     let page = s.client.get(format!("{}/", s.base)).send().await.expect("get").text().await.expect("html");
     assert!(page.contains("<title>botc</title>"));
     assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "the page loads nothing from outside");
     let bots: Value =
         s.client.get(format!("{}/api/bots", s.base)).send().await.expect("get").json().await.expect("json");
     assert_eq!(bots, json!({"bots": [{"id": "shop", "name": "Shop"}]}));
+}
+
+/// The whole transcript of a conversation, as the page would show it.
+async fn transcript(s: &Server, conv: &str) -> Vec<Value> {
+    s.messages(conv, 0, 0).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_conversations_and_pending_timers() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hello", "user": "Ada"}"#).await;
+    s.expect("c1", "Hi Ada! Which size?").await;
+    s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small"}"#).await;
+    // Stop as soon as the button is in the transcript: the 1 s timer is still pending.
+    s.expect_user("c1", "small").await;
+    let before = transcript(&s, "c1").await;
+    s.shut_down().await;
+
+    let s = start(Options::default(), 100, dir.path()).await;
+    assert_eq!(transcript(&s, "c1").await, before, "the transcript survives the restart");
+    // The timer set before the restart fires after it, and the session still knows the size.
+    let seen = s.expect("c1", "Your small order is ready, Ada.").await;
+    let seqs: Vec<u64> = seen.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "positions continue: {seqs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_whole_bus_changes_nothing() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    for conv in ["c1", "c2", "c3"] {
+        let url = format!("/api/bots/shop/conversations/{conv}/messages");
+        s.post(&url, r#"{"text": "hello", "user": "Ada"}"#).await;
+        s.expect(conv, "Hi Ada! Which size?").await;
+        s.post(&url, r#"{"button": "nope"}"#).await;
+        s.post(&url, r#"{"button": "large"}"#).await;
+        s.expect(conv, "The conversation has ended.").await;
+    }
+    let keys: Vec<String> = ["c1", "c2", "c3"].iter().map(|c| format!("shop/{c}")).collect();
+    let sessions = s.store.load(&keys).expect("sessions");
+    let mut transcripts = Vec::new();
+    for conv in ["c1", "c2", "c3"] {
+        transcripts.push(transcript(&s, conv).await);
+    }
+    s.shut_down().await;
+
+    // Deliver every event again, from the start of each partition.
+    let store = Embedded::open(dir.path(), 2, 100).expect("reopens");
+    let replayed = (0..store.partitions()).map(|p| store.committed(p).expect("position")).sum::<u64>();
+    // Per conversation: hello, nope, large and the `wait` timer.
+    assert_eq!(replayed, 12, "the bus holds every event of the conversations");
+    for p in 0..store.partitions() {
+        store.rewind(p, 0).await.expect("rewinds");
+    }
+    assert_eq!(store.depth(), replayed);
+    store.close();
+    drop(store);
+
+    let s = start(Options::default(), 100, dir.path()).await;
+    let mut waited = 0;
+    while s.store.depth() > 0 && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(s.store.depth(), 0, "the replay was consumed");
+    let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
+    assert!(metrics.lines().any(|l| l == format!("botc_replays_skipped_total {replayed}")), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "botc_steps_total 0"), "no event ran twice:\n{metrics}");
+    assert_eq!(s.store.load(&keys).expect("sessions"), sessions, "sessions are untouched");
+    for (conv, before) in ["c1", "c2", "c3"].iter().zip(&transcripts) {
+        assert_eq!(&transcript(&s, conv).await, before, "no message was sent twice in {conv}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_serves_one_botc_at_a_time_with_its_partition_count() {
+    let dir = data_dir();
+    let first = Embedded::open(dir.path(), 2, 100).expect("opens");
+    let e = Embedded::open(dir.path(), 2, 100).err().expect("a second open is refused").to_string();
+    assert!(e.contains("in use by another botc") && e.contains("--data-dir"), "{e}");
+    first.close();
+    drop(first);
+    let e = Embedded::open(dir.path(), 3, 100).err().expect("another partition count is refused").to_string();
+    assert!(e.contains("created with 2 bus partitions, not 3") && e.contains("partitions = 2"), "{e}");
+    Embedded::open(dir.path(), 2, 100).expect("the same count opens");
 }

@@ -1,0 +1,833 @@
+//! The embedded store: every port of `botc serve` on one redb file in the data directory.
+//!
+//! One writer thread owns every write. Gateways, workers, the timer scheduler and the
+//! outbox send it jobs; it applies all the jobs waiting at that moment in one transaction
+//! and commits it durably (group commit: one fsync for many events), then answers each job.
+//! So an event is acknowledged only once it is on disk, and a worker's batch (sessions, the
+//! partition's position, replies, timer changes, outbox items) lands all at once or not at
+//! all. Reads go straight to the database on the caller's thread (redb readers never wait
+//! for the writer).
+
+use super::Event;
+use super::ports::*;
+use super::transcript::{Entry, From};
+use crate::codec::{DecodeError, Reader, put_bytes, put_var};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::{Notify, oneshot};
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (partition, offset) → `Event::encode`.
+const LOG: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("log");
+/// partition → the offset after the last committed batch.
+const OFFSETS: TableDefinition<u32, u64> = TableDefinition::new("offsets");
+/// conversation key → applied offset, version, `Session::encode`.
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// (due at, conversation key, timer number) → the timer event.
+const TIMERS: TableDefinition<(u64, &str, u32), &[u8]> = TableDefinition::new("timers");
+/// (conversation key, timer number) → due at, to cancel by name.
+const TIMER_INDEX: TableDefinition<(&str, u32), u64> = TableDefinition::new("timer_index");
+/// (conversation key, position) → transcript entry.
+const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+/// item id → outbox item.
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+
+/// Committed events kept per partition after their batch, so a worker can be rewound and
+/// an operator can look back; older ones are deleted as batches commit.
+const RETAIN: u64 = 10_000;
+
+/// Most jobs applied in one transaction.
+const GROUP: usize = 2048;
+
+struct Part {
+    /// Offset the next appended event gets.
+    next: AtomicU64,
+    committed: AtomicU64,
+    ready: Notify,
+}
+
+struct Signals {
+    parts: Vec<Part>,
+    transcript: Notify,
+    timers: Notify,
+    outbox: Notify,
+}
+
+pub struct Embedded {
+    db: Arc<Database>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    signals: Arc<Signals>,
+    capacity: u64,
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+/// Why the data directory could not be opened, worded for the person starting botc.
+#[derive(Debug)]
+pub struct OpenError(pub String);
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+fn io(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Io(e.into().to_string())
+}
+
+impl Embedded {
+    /// Opens (or creates) the store in `dir`. One process at a time may use a directory; the
+    /// partition count is fixed when the directory is created, because sessions remember
+    /// positions within their partition.
+    pub fn open(dir: &Path, partitions: usize, capacity: usize) -> Result<Embedded, OpenError> {
+        let shown = dir.display();
+        std::fs::create_dir_all(dir).map_err(|e| OpenError(format!("cannot create data directory {shown}: {e}")))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(|e| OpenError(format!("cannot write in data directory {shown}: {e}")))?;
+        if lock.try_lock().is_err() {
+            return Err(OpenError(format!(
+                "data directory {shown} is in use by another botc; stop it, or give this one its own with --data-dir"
+            )));
+        }
+        let path = dir.join("botc.redb");
+        let db = Database::create(&path).map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
+        let fail = |e: StoreError| OpenError(format!("cannot open {}: {e}", path.display()));
+        let (next, committed) = init(&db, partitions).map_err(|e| match e {
+            StoreError::Conflict(msg) => OpenError(format!("{}: {msg}", path.display())),
+            e => fail(e),
+        })?;
+        let signals = Arc::new(Signals {
+            parts: next
+                .iter()
+                .zip(&committed)
+                .map(|(&n, &c)| Part { next: AtomicU64::new(n), committed: AtomicU64::new(c), ready: Notify::new() })
+                .collect(),
+            transcript: Notify::new(),
+            timers: Notify::new(),
+            outbox: Notify::new(),
+        });
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer { db: db.clone(), signals: signals.clone(), capacity: capacity as u64, next, committed };
+        let handle = std::thread::Builder::new()
+            .name("botc-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| OpenError(format!("cannot start the store's writer thread: {e}")))?;
+        Ok(Embedded {
+            db,
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            signals,
+            capacity: capacity as u64,
+            path,
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bus capacity per partition.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    async fn send(&self, kind: JobKind) -> Result<usize, StoreError> {
+        let (done, answer) = oneshot::channel();
+        let sent = match &*self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(tx) => tx.send(Job { kind, done }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(StoreError::Io("the store is closed".into()));
+        }
+        answer.await.unwrap_or_else(|_| Err(StoreError::Io("the store's writer stopped".into())))
+    }
+
+    /// Moves partition `partition`'s worker position back to `offset` (or the oldest event
+    /// still kept), so its events are delivered again. Sessions skip events they have already
+    /// applied, so this changes nothing; tests use it to prove that.
+    pub async fn rewind(&self, partition: usize, offset: u64) -> Result<(), StoreError> {
+        self.send(JobKind::Rewind { partition, offset }).await.map(|_| ())
+    }
+
+    /// Stops the writer after the jobs already sent; later calls fail with an error.
+    pub fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+
+    fn part(&self, p: usize) -> Result<&Part, StoreError> {
+        self.signals.parts.get(p).ok_or_else(|| StoreError::Io(format!("no bus partition {p}")))
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Creates the tables and reads each partition's next and committed offsets.
+fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>), StoreError> {
+    let txn = db.begin_write().map_err(io)?;
+    let (mut next, mut committed) = (vec![0; partitions], vec![0; partitions]);
+    {
+        let mut meta = txn.open_table(META).map_err(io)?;
+        let stored = meta.get("partitions").map_err(io)?.map(|v| v.value());
+        match stored {
+            Some(n) if n != partitions as u64 => {
+                return Err(StoreError::Conflict(format!(
+                    "this data directory was created with {n} bus partitions, not {partitions}; \
+                     set partitions = {n} under [limits], or use a new data directory"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                meta.insert("partitions", partitions as u64).map_err(io)?;
+            }
+        }
+        let log = txn.open_table(LOG).map_err(io)?;
+        let offsets = txn.open_table(OFFSETS).map_err(io)?;
+        for p in 0..partitions {
+            committed[p] = offsets.get(p as u32).map_err(io)?.map_or(0, |v| v.value());
+            let last = log.range((p as u32, 0)..=(p as u32, u64::MAX)).map_err(io)?.next_back();
+            next[p] = match last {
+                Some(r) => r.map_err(io)?.0.value().1 + 1,
+                None => 0,
+            }
+            .max(committed[p]);
+        }
+        txn.open_table(SESSIONS).map_err(io)?;
+        txn.open_table(TIMERS).map_err(io)?;
+        txn.open_table(TIMER_INDEX).map_err(io)?;
+        txn.open_table(MESSAGES).map_err(io)?;
+        txn.open_table(OUTBOX).map_err(io)?;
+    }
+    txn.commit().map_err(io)?;
+    Ok((next, committed))
+}
+
+pub fn partition_of(key: &str, partitions: usize) -> usize {
+    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher,
+    // because positions stored in sessions depend on it.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+    }
+    (h % partitions.max(1) as u64) as usize
+}
+
+struct Job {
+    kind: JobKind,
+    done: oneshot::Sender<Result<usize, StoreError>>,
+}
+
+enum JobKind {
+    /// `internal`: botc's own events (timers, http results), which are never refused.
+    Publish {
+        events: Vec<Event>,
+        internal: bool,
+    },
+    Commit(Box<Batch>),
+    FireTimers {
+        now: u64,
+    },
+    Complete {
+        id: String,
+        result: Box<Event>,
+    },
+    Rewind {
+        partition: usize,
+        offset: u64,
+    },
+}
+
+struct Writer {
+    db: Arc<Database>,
+    signals: Arc<Signals>,
+    capacity: u64,
+    next: Vec<u64>,
+    committed: Vec<u64>,
+}
+
+struct Tables<'t> {
+    log: redb::Table<'t, (u32, u64), &'static [u8]>,
+    offsets: redb::Table<'t, u32, u64>,
+    sessions: redb::Table<'t, &'static str, &'static [u8]>,
+    timers: redb::Table<'t, (u64, &'static str, u32), &'static [u8]>,
+    timer_index: redb::Table<'t, (&'static str, u32), u64>,
+    messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    outbox: redb::Table<'t, &'static str, &'static [u8]>,
+}
+
+/// What a group's transaction changed, for waking readers after it commits.
+#[derive(Default)]
+struct Touched {
+    parts: Vec<usize>,
+    transcript: bool,
+    timers: bool,
+    outbox: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let (next, committed) = (self.next.clone(), self.committed.clone());
+            let mut touched = Touched::default();
+            match self.group(&jobs, &mut touched) {
+                Ok(results) => {
+                    for (p, part) in self.signals.parts.iter().enumerate() {
+                        part.next.store(self.next[p], Ordering::Release);
+                        part.committed.store(self.committed[p], Ordering::Release);
+                    }
+                    for (job, result) in jobs.into_iter().zip(results) {
+                        let _ = job.done.send(result);
+                    }
+                    self.wake(&touched);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store write failed; the callers will retry");
+                    (self.next, self.committed) = (next, committed);
+                    for job in jobs {
+                        let _ = job.done.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn wake(&self, t: &Touched) {
+        for &p in &t.parts {
+            self.signals.parts[p].ready.notify_one();
+        }
+        if t.transcript {
+            self.signals.transcript.notify_waiters();
+        }
+        if t.timers {
+            self.signals.timers.notify_one();
+        }
+        if t.outbox {
+            self.signals.outbox.notify_one();
+        }
+    }
+
+    /// Applies every job in one transaction. A job refused for its own reasons (a full
+    /// partition, a conflict) checks before it writes, so it leaves nothing behind; a storage
+    /// error fails the whole group.
+    fn group(&mut self, jobs: &[Job], touched: &mut Touched) -> Result<Vec<Result<usize, StoreError>>, StoreError> {
+        let txn = self.db.begin_write().map_err(io)?;
+        let mut results = Vec::with_capacity(jobs.len());
+        {
+            let mut t = Tables {
+                log: txn.open_table(LOG).map_err(io)?,
+                offsets: txn.open_table(OFFSETS).map_err(io)?,
+                sessions: txn.open_table(SESSIONS).map_err(io)?,
+                timers: txn.open_table(TIMERS).map_err(io)?,
+                timer_index: txn.open_table(TIMER_INDEX).map_err(io)?,
+                messages: txn.open_table(MESSAGES).map_err(io)?,
+                outbox: txn.open_table(OUTBOX).map_err(io)?,
+            };
+            for job in jobs {
+                results.push(self.apply(&mut t, &job.kind, touched)?);
+            }
+        }
+        txn.commit().map_err(io)?;
+        Ok(results)
+    }
+
+    fn apply(
+        &mut self,
+        t: &mut Tables<'_>,
+        job: &JobKind,
+        touched: &mut Touched,
+    ) -> Result<Result<usize, StoreError>, StoreError> {
+        match job {
+            JobKind::Publish { events, internal } => {
+                if !internal {
+                    let mut adding = vec![0u64; self.next.len()];
+                    for e in events {
+                        adding[partition_of(&e.key(), self.next.len())] += 1;
+                    }
+                    let full = adding
+                        .iter()
+                        .enumerate()
+                        .any(|(p, &n)| n > 0 && self.next[p] - self.committed[p] + n > self.capacity);
+                    if full {
+                        return Ok(Err(StoreError::Full));
+                    }
+                }
+                for e in events {
+                    self.append(t, e, touched)?;
+                }
+                Ok(Ok(events.len()))
+            }
+            JobKind::Commit(batch) => self.commit(t, batch, touched),
+            JobKind::FireTimers { now } => {
+                let mut due = Vec::new();
+                for r in t.timers.range(..(now.saturating_add(1), "", 0u32)).map_err(io)? {
+                    let (k, v) = r.map_err(io)?;
+                    let (at, key, timer) = k.value();
+                    due.push((at, key.to_string(), timer, v.value().to_vec()));
+                }
+                for (at, key, timer, bytes) in &due {
+                    t.timers.remove((*at, key.as_str(), *timer)).map_err(io)?;
+                    t.timer_index.remove((key.as_str(), *timer)).map_err(io)?;
+                    match Event::decode(bytes) {
+                        Ok(e) => self.append(t, &e, touched)?,
+                        Err(e) => tracing::error!(conversation = %key, error = %e, "a stored timer is unreadable"),
+                    }
+                }
+                Ok(Ok(due.len()))
+            }
+            JobKind::Complete { id, result } => {
+                if t.outbox.remove(id.as_str()).map_err(io)?.is_none() {
+                    // Completed before (a retry after a crash): publish nothing twice.
+                    return Ok(Ok(0));
+                }
+                self.append(t, result, touched)?;
+                Ok(Ok(1))
+            }
+            JobKind::Rewind { partition, offset } => {
+                let Some(&next) = self.next.get(*partition) else {
+                    return Ok(Err(StoreError::Io(format!("no bus partition {partition}"))));
+                };
+                let p = *partition as u32;
+                let oldest = match t.log.range((p, 0)..=(p, u64::MAX)).map_err(io)?.next() {
+                    Some(r) => r.map_err(io)?.0.value().1,
+                    None => next,
+                };
+                let to = (*offset).clamp(oldest, self.committed[*partition]);
+                t.offsets.insert(p, to).map_err(io)?;
+                self.committed[*partition] = to;
+                Ok(Ok(0))
+            }
+        }
+    }
+
+    fn append(&mut self, t: &mut Tables<'_>, e: &Event, touched: &mut Touched) -> Result<(), StoreError> {
+        let p = partition_of(&e.key(), self.next.len());
+        t.log.insert((p as u32, self.next[p]), e.encode().as_slice()).map_err(io)?;
+        self.next[p] += 1;
+        if !touched.parts.contains(&p) {
+            touched.parts.push(p);
+        }
+        Ok(())
+    }
+
+    fn commit(
+        &mut self,
+        t: &mut Tables<'_>,
+        b: &Batch,
+        touched: &mut Touched,
+    ) -> Result<Result<usize, StoreError>, StoreError> {
+        let Some(&committed) = self.committed.get(b.partition) else {
+            return Ok(Err(StoreError::Io(format!("no bus partition {}", b.partition))));
+        };
+        // Compare-and-set: every session must still be at the version the worker loaded.
+        for w in &b.sessions {
+            let now = t.sessions.get(w.key.as_str()).map_err(io)?.map(|v| decode_stored(v.value()));
+            let version = match now {
+                None => None,
+                Some(Ok(s)) => Some(s.version),
+                Some(Err(_)) => Some(u64::MAX),
+            };
+            if version != w.expected {
+                return Ok(Err(StoreError::Conflict(w.key.clone())));
+            }
+        }
+        for w in &b.sessions {
+            t.sessions.insert(w.key.as_str(), encode_stored(&w.stored).as_slice()).map_err(io)?;
+        }
+        for m in &b.messages {
+            let k = m.key.as_str();
+            let last = match t.messages.range((k, 0)..=(k, u64::MAX)).map_err(io)?.next_back() {
+                Some(r) => r.map_err(io)?.0.value().1,
+                None => 0,
+            };
+            let entry = Entry { seq: last + 1, ..m.entry.clone() };
+            t.messages.insert((k, entry.seq), encode_entry(&entry).as_slice()).map_err(io)?;
+            touched.transcript = true;
+        }
+        for change in &b.timers {
+            match change {
+                TimerChange::Start { at, event } => {
+                    let key = event.key();
+                    let timer = match event.kind {
+                        crate::vm::Input::Timer { timer } => timer,
+                        _ => continue,
+                    };
+                    t.timers.insert((*at, key.as_str(), timer), event.encode().as_slice()).map_err(io)?;
+                    t.timer_index.insert((key.as_str(), timer), *at).map_err(io)?;
+                    touched.timers = true;
+                }
+                TimerChange::Cancel { key, timer } => {
+                    let at = t.timer_index.remove((key.as_str(), *timer)).map_err(io)?.map(|v| v.value());
+                    if let Some(at) = at {
+                        t.timers.remove((at, key.as_str(), *timer)).map_err(io)?;
+                    }
+                }
+            }
+        }
+        for item in &b.outbox {
+            t.outbox.insert(item.id.as_str(), encode_item(item).as_slice()).map_err(io)?;
+            touched.outbox = true;
+        }
+        let p = b.partition as u32;
+        let next = b.next_offset.max(committed);
+        t.offsets.insert(p, next).map_err(io)?;
+        // Forget events far enough behind the position.
+        let keep_from = next.saturating_sub(RETAIN);
+        if committed.saturating_sub(RETAIN) < keep_from {
+            t.log.retain_in((p, 0)..(p, keep_from), |_, _| false).map_err(io)?;
+        }
+        self.committed[b.partition] = next;
+        Ok(Ok(b.sessions.len()))
+    }
+}
+
+fn encode_stored(s: &Stored) -> Vec<u8> {
+    let mut out = vec![1u8];
+    put_var(&mut out, s.applied);
+    put_var(&mut out, s.version);
+    out.extend_from_slice(&s.session);
+    out
+}
+
+fn decode_stored(bytes: &[u8]) -> Result<Stored, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let v = r.u8()?;
+    if v != 1 {
+        return Err(DecodeError::Version(v));
+    }
+    let applied = r.var()?;
+    let version = r.var()?;
+    let rest = bytes.len() - r.remaining();
+    Ok(Stored { session: bytes[rest..].to_vec(), version, applied })
+}
+
+fn encode_entry(e: &Entry) -> Vec<u8> {
+    let mut out = vec![1u8];
+    put_bytes(&mut out, e.id.as_bytes());
+    out.push(match e.from {
+        From::User => 0,
+        From::Bot => 1,
+        From::System => 2,
+    });
+    put_bytes(&mut out, e.text.as_bytes());
+    put_var(&mut out, e.buttons.len() as u64);
+    for b in &e.buttons {
+        put_bytes(&mut out, b.label.as_bytes());
+        for part in [&b.value, &b.url] {
+            match part {
+                Some(s) => {
+                    out.push(1);
+                    put_bytes(&mut out, s.as_bytes());
+                }
+                None => out.push(0),
+            }
+        }
+    }
+    out
+}
+
+fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Entry, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let v = r.u8()?;
+    if v != 1 {
+        return Err(DecodeError::Version(v));
+    }
+    let id = r.string()?;
+    let from = match r.u8()? {
+        0 => From::User,
+        1 => From::Bot,
+        2 => From::System,
+        _ => return Err(DecodeError::Malformed("unknown sender")),
+    };
+    let text = r.string()?;
+    let n = r.count()?;
+    let mut buttons = Vec::with_capacity(n);
+    for _ in 0..n {
+        let label = r.string()?;
+        let mut opt = || -> Result<Option<String>, DecodeError> {
+            match r.u8()? {
+                0 => Ok(None),
+                _ => Ok(Some(r.string()?)),
+            }
+        };
+        let value = opt()?;
+        let url = opt()?;
+        buttons.push(crate::vm::Button { label, value, url });
+    }
+    Ok(Entry { seq, id, from, text, buttons })
+}
+
+fn encode_item(item: &OutboxItem) -> Vec<u8> {
+    let mut out = vec![1u8];
+    put_bytes(&mut out, item.id.as_bytes());
+    put_bytes(&mut out, item.request.method.as_bytes());
+    put_bytes(&mut out, item.request.url.as_bytes());
+    put_var(&mut out, item.request.headers.len() as u64);
+    for (k, v) in &item.request.headers {
+        put_bytes(&mut out, k.as_bytes());
+        put_bytes(&mut out, v.as_bytes());
+    }
+    match &item.request.body {
+        Some(b) => {
+            out.push(1);
+            put_bytes(&mut out, b.as_bytes());
+        }
+        None => out.push(0),
+    }
+    put_bytes(&mut out, &item.result.encode());
+    out
+}
+
+fn decode_item(bytes: &[u8]) -> Result<OutboxItem, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let v = r.u8()?;
+    if v != 1 {
+        return Err(DecodeError::Version(v));
+    }
+    let id = r.string()?;
+    let method = r.string()?;
+    let url = r.string()?;
+    let n = r.count()?;
+    let mut headers = Vec::with_capacity(n);
+    for _ in 0..n {
+        headers.push((r.string()?, r.string()?));
+    }
+    let body = match r.u8()? {
+        0 => None,
+        _ => Some(r.string()?),
+    };
+    let result = Event::decode(r.bytes()?)?;
+    Ok(OutboxItem { id, request: HttpRequest { method, url, headers, body }, result })
+}
+
+impl Bus for Embedded {
+    fn partitions(&self) -> usize {
+        self.signals.parts.len()
+    }
+
+    fn partition_of(&self, key: &str) -> usize {
+        partition_of(key, self.signals.parts.len())
+    }
+
+    fn publish(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.send(JobKind::Publish { events, internal: false }).await.map(|_| ()) })
+    }
+
+    fn committed(&self, partition: usize) -> Result<u64, StoreError> {
+        Ok(self.part(partition)?.committed.load(Ordering::Acquire))
+    }
+
+    fn fetch(&self, partition: usize, from: u64, max: usize) -> Fut<'_, Result<Vec<Delivery>, StoreError>> {
+        Box::pin(async move {
+            let part = self.part(partition)?;
+            loop {
+                if part.next.load(Ordering::Acquire) > from {
+                    let txn = self.db.begin_read().map_err(io)?;
+                    let log = txn.open_table(LOG).map_err(io)?;
+                    let p = partition as u32;
+                    let mut out = Vec::new();
+                    for r in log.range((p, from)..=(p, u64::MAX)).map_err(io)?.take(max) {
+                        let (k, v) = r.map_err(io)?;
+                        let offset = k.value().1;
+                        match Event::decode(v.value()) {
+                            Ok(event) => out.push(Delivery { offset, event }),
+                            // Not deliverable; the worker's position moves past it anyway.
+                            Err(e) => {
+                                tracing::error!(partition, offset, error = %e, "an event on the bus is unreadable");
+                                out.push(Delivery { offset, event: unreadable(offset) });
+                            }
+                        }
+                    }
+                    if !out.is_empty() {
+                        return Ok(out);
+                    }
+                }
+                part.ready.notified().await;
+            }
+        })
+    }
+
+    fn depth(&self) -> u64 {
+        self.signals
+            .parts
+            .iter()
+            .map(|p| p.next.load(Ordering::Acquire).saturating_sub(p.committed.load(Ordering::Acquire)))
+            .sum()
+    }
+}
+
+/// A placeholder for an event that could not be decoded: it belongs to no bot, so the
+/// worker passes over it.
+fn unreadable(offset: u64) -> Event {
+    Event {
+        id: format!("unreadable:{offset}"),
+        platform: String::new(),
+        bot: String::new(),
+        conversation: String::new(),
+        user_id: String::new(),
+        user_name: String::new(),
+        kind: crate::vm::Input::HandBack,
+        received_at: 0,
+    }
+}
+
+impl SessionStore for Embedded {
+    fn load(&self, keys: &[String]) -> Result<HashMap<String, Stored>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(SESSIONS).map_err(io)?;
+        let mut out = HashMap::with_capacity(keys.len());
+        for k in keys {
+            if let Some(v) = table.get(k.as_str()).map_err(io)? {
+                match decode_stored(v.value()) {
+                    Ok(s) => {
+                        out.insert(k.clone(), s);
+                    }
+                    Err(e) => {
+                        // Kept as it is so compare-and-set still protects it; the worker
+                        // starts the conversation over.
+                        tracing::error!(conversation = %k, error = %e, "a stored session is unreadable");
+                        out.insert(k.clone(), Stored { session: Vec::new(), version: u64::MAX, applied: 0 });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        txn.open_table(SESSIONS).map_err(io)?.len().map_err(io)
+    }
+}
+
+impl Committer for Embedded {
+    fn commit(&self, batch: Batch) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.send(JobKind::Commit(Box::new(batch))).await.map(|_| ()) })
+    }
+}
+
+impl TimerStore for Embedded {
+    fn fire_due(&self, now: u64) -> Fut<'_, Result<usize, StoreError>> {
+        Box::pin(self.send(JobKind::FireTimers { now }))
+    }
+
+    fn next_due(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(TIMERS).map_err(io)?;
+        Ok(table.first().map_err(io)?.map(|(k, _)| k.value().0))
+    }
+
+    fn pending(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        txn.open_table(TIMERS).map_err(io)?.len().map_err(io)
+    }
+
+    fn scheduled(&self) -> Fut<'_, ()> {
+        Box::pin(self.signals.timers.notified())
+    }
+}
+
+impl Transcript for Embedded {
+    fn after(&self, key: &str, seq: u64) -> Result<Vec<Entry>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(MESSAGES).map_err(io)?;
+        let mut out = Vec::new();
+        for r in table.range((key, seq.saturating_add(1))..=(key, u64::MAX)).map_err(io)? {
+            let (k, v) = r.map_err(io)?;
+            match decode_entry(k.value().1, v.value()) {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::error!(conversation = %key, error = %e, "a stored message is unreadable"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn changed(&self) -> Fut<'_, ()> {
+        Box::pin(self.signals.transcript.notified())
+    }
+}
+
+impl Outbox for Embedded {
+    fn pending(&self, max: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(OUTBOX).map_err(io)?;
+        let mut out = Vec::new();
+        for r in table.iter().map_err(io)?.take(max) {
+            let (k, v) = r.map_err(io)?;
+            match decode_item(v.value()) {
+                Ok(item) => out.push(item),
+                Err(e) => tracing::error!(item = %k.value(), error = %e, "a stored outbox item is unreadable"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn complete(&self, id: String, result: Event) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.send(JobKind::Complete { id, result: Box::new(result) }).await.map(|_| ()) })
+    }
+
+    fn added(&self) -> Fut<'_, ()> {
+        Box::pin(self.signals.outbox.notified())
+    }
+}
+
+impl InternalBus for Embedded {
+    fn publish_internal(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.send(JobKind::Publish { events, internal: true }).await.map(|_| ()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_and_items_round_trip() {
+        let e = Entry {
+            seq: 7,
+            id: "e:1".into(),
+            from: From::Bot,
+            text: "hi".into(),
+            buttons: vec![crate::vm::Button { label: "A".into(), value: Some("a".into()), url: None }],
+        };
+        assert_eq!(decode_entry(7, &encode_entry(&e)), Ok(e));
+        let s = Stored { session: vec![1, 2, 3], version: 9, applied: 12 };
+        assert_eq!(decode_stored(&encode_stored(&s)), Ok(s));
+    }
+
+    #[test]
+    fn partitions_are_stable_across_builds() {
+        // Sessions remember positions within a partition, so this mapping must never change.
+        // FNV-1a of the key, computed independently.
+        assert_eq!((partition_of("pizza/alice", 4), partition_of("pizza/alice", 7)), (2, 3));
+        assert_eq!((partition_of("shop/c1", 4), partition_of("shop/c1", 7)), (2, 1));
+        let spread: std::collections::HashSet<usize> = (0..100).map(|i| partition_of(&format!("bot/{i}"), 4)).collect();
+        assert_eq!(spread.len(), 4);
+    }
+}

@@ -1,0 +1,177 @@
+//! The runtime's ports: what the worker, gateway and timer roles need from the outside
+//! world, as traits. `botc serve` implements them on one redb file ([`super::Embedded`]);
+//! the distributed column implements the same traits on Kafka, Redis and Postgres without
+//! touching the roles.
+//!
+//! The contract that makes crashes and replays harmless:
+//! - [`Bus::publish`] returns only when the events are durable; that is when the gateway
+//!   acknowledges.
+//! - A worker writes a [`Batch`] (sessions, the partition's new position, replies, timer
+//!   changes, outbox items, history) with [`Committer::commit`]. The embedded store writes it
+//!   in one transaction; a distributed store writes the outbox and sessions first (with
+//!   compare-and-set on the session version) and the bus position last.
+//! - Every stored session remembers the bus position after the last event applied to it, so
+//!   an event delivered again (a replay after a crash, or a deliberate rewind) is skipped.
+
+use super::Event;
+use super::transcript::Entry;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// A bus partition holds as many events as it may; try again later.
+    Full,
+    /// A session changed under the writer (compare-and-set failed).
+    Conflict(String),
+    /// The storage itself failed: disk full, I/O error, corrupt file.
+    Io(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Full => write!(f, "the event bus is full"),
+            StoreError::Conflict(key) => write!(f, "the session of `{key}` changed under this worker"),
+            StoreError::Io(e) => write!(f, "storage failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// An event and its position in its bus partition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub offset: u64,
+    pub event: Event,
+}
+
+/// The event bus: partitioned by conversation key, ordered per key, bounded.
+pub trait Bus: Send + Sync {
+    fn partitions(&self) -> usize;
+    fn partition_of(&self, key: &str) -> usize;
+    /// Appends events durably. `Err(Full)` when a partition is at capacity: nothing of the
+    /// call was appended.
+    fn publish(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>>;
+    /// Where the partition's worker resumes: the offset after the last committed batch.
+    fn committed(&self, partition: usize) -> Result<u64, StoreError>;
+    /// Up to `max` events of `partition` from offset `from`, waiting for at least one.
+    fn fetch(&self, partition: usize, from: u64, max: usize) -> Fut<'_, Result<Vec<Delivery>, StoreError>>;
+    /// Events published and not yet committed, over all partitions.
+    fn depth(&self) -> u64;
+}
+
+/// botc's own events (due timers, http responses): never refused for a full partition,
+/// because refusing them would lose them.
+pub trait InternalBus: Send + Sync {
+    fn publish_internal(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>>;
+}
+
+/// A conversation's stored session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    /// `Session::encode` bytes.
+    pub session: Vec<u8>,
+    /// The session's version, for compare-and-set.
+    pub version: u64,
+    /// Events of the conversation's partition before this offset have been applied.
+    pub applied: u64,
+}
+
+pub trait SessionStore: Send + Sync {
+    /// The stored sessions of `keys`, in one call; keys without one are absent.
+    fn load(&self, keys: &[String]) -> Result<HashMap<String, Stored>, StoreError>;
+    fn count(&self) -> Result<u64, StoreError>;
+}
+
+/// A session to write; `expected` is the version loaded (None: there was none).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionWrite {
+    pub key: String,
+    pub expected: Option<u64>,
+    pub stored: Stored,
+}
+
+/// A message for a conversation's transcript (the web channel reads it from there).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub key: String,
+    pub entry: Entry,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TimerChange {
+    /// Fire `event` (an `Input::Timer`) at unix second `at`.
+    Start {
+        at: u64,
+        event: Event,
+    },
+    Cancel {
+        key: String,
+        timer: u32,
+    },
+}
+
+/// Work for something outside the store: an http request a flow makes. Its result comes
+/// back as `result` with the response filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxItem {
+    pub id: String,
+    pub request: HttpRequest,
+    /// The event to publish with the response (its `kind` is replaced).
+    pub result: Event,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+}
+
+/// Everything one worker batch changed, written all-or-nothing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    pub partition: usize,
+    /// The partition's position after this batch.
+    pub next_offset: u64,
+    pub sessions: Vec<SessionWrite>,
+    pub messages: Vec<Message>,
+    pub timers: Vec<TimerChange>,
+    pub outbox: Vec<OutboxItem>,
+}
+
+pub trait Committer: Send + Sync {
+    fn commit(&self, batch: Batch) -> Fut<'_, Result<(), StoreError>>;
+}
+
+pub trait TimerStore: Send + Sync {
+    /// Moves every timer due at `now` onto the bus, atomically; returns how many.
+    fn fire_due(&self, now: u64) -> Fut<'_, Result<usize, StoreError>>;
+    /// When the next timer falls due.
+    fn next_due(&self) -> Result<Option<u64>, StoreError>;
+    fn pending(&self) -> Result<u64, StoreError>;
+    /// Completes when a timer may have been scheduled since it was called.
+    fn scheduled(&self) -> Fut<'_, ()>;
+}
+
+pub trait Transcript: Send + Sync {
+    /// A conversation's entries after position `seq`.
+    fn after(&self, key: &str, seq: u64) -> Result<Vec<Entry>, StoreError>;
+    /// Completes when any transcript may have changed since it was called.
+    fn changed(&self) -> Fut<'_, ()>;
+}
+
+pub trait Outbox: Send + Sync {
+    /// Items not yet completed.
+    fn pending(&self, max: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Removes the item and publishes its result event, atomically.
+    fn complete(&self, id: String, result: Event) -> Fut<'_, Result<(), StoreError>>;
+    /// Completes when new items may be waiting.
+    fn added(&self) -> Fut<'_, ()>;
+}
