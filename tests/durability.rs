@@ -103,6 +103,31 @@ fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
             assert!(*k == 1 || line.contains("Say something"), "c{c}: {line} appears {k} times");
         }
     }
+    // The history is readable while botc runs, and was written once per message.
+    let dir = data.path().to_string_lossy().into_owned();
+    let last = format!("  bot    echo m0-{}\n", acked[0].saturating_sub(1));
+    let mut out = String::new();
+    // History is written just after the batch it belongs to.
+    for _ in 0..50 {
+        let o =
+            crate::botc(&["history", "--bot", "echo", "--conversation", "c0", "--data-dir", &dir, "--limit", "100000"]);
+        out = crate::stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
+        if out.contains(&last) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 1..acked[0] {
+        assert_eq!(out.matches(&format!("  bot    echo m0-{i}\n")).count(), 1, "echo m0-{i} once in:\n{out}");
+    }
+    let o = crate::botc(&["history", "--bot", "echo", "--user", "nobody", "--data-dir", &dir]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("no history for user `nobody` of bot `echo`; users of bot `echo`") && err.contains("web:c0"),
+        "{err}"
+    );
     let _ = server.kill();
     let _ = server.wait();
 }

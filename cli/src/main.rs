@@ -109,6 +109,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
     },
+    /// Print a conversation's history from `botc serve`'s data directory (also while it runs)
+    History {
+        /// The bot's id
+        #[arg(long)]
+        bot: String,
+        /// The user's id (web chat: `web:CONVERSATION`)
+        #[arg(long, required_unless_present = "conversation", conflicts_with = "conversation")]
+        user: Option<String>,
+        /// A conversation id instead of a user id
+        #[arg(long)]
+        conversation: Option<String>,
+        /// The data directory `botc serve` used
+        #[arg(long, default_value = "botc-data")]
+        data_dir: PathBuf,
+        /// Only the last N lines
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Human)]
+        format: HistoryFormat,
+    },
     /// Load-test a running `botc serve` at a fixed arrival rate (a benchmark tool)
     Load {
         /// Base URL of the server, e.g. http://127.0.0.1:8080
@@ -227,6 +247,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(format!("cannot listen on {listen}: {e}")),
             }
         }),
+        Command::History { bot, user, conversation, data_dir, limit, format } => {
+            let (who, by_conversation) = match (user, conversation) {
+                (_, Some(c)) => (c, true),
+                (Some(u), None) => (u, false),
+                (None, None) => return fail("give --user or --conversation"),
+            };
+            history_cmd(&bot, &who, by_conversation, &data_dir, limit, format)
+        }
         Command::Serve { paths, config, listen, data_dir, log_format } => {
             init_logs(log_format);
             serve_cmd(paths, config.as_deref(), listen, data_dir)
@@ -884,6 +912,10 @@ fn serve_cmd(
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     runtime.block_on(async move {
+        let history = match serve::SqliteHistory::open(&serve::history_path(&data_dir)).await {
+            Ok(h) => std::sync::Arc::new(h),
+            Err(e) => return fail(e),
+        };
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -910,12 +942,121 @@ fn serve_cmd(
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             tracing::info!("stopping: finishing requests in flight");
         };
-        let ports = serve::Ports::embedded(store.clone());
+        let ports = serve::Ports::embedded(store.clone(), history.clone());
         let result = serve::serve(listener, bots, options, ports, shutdown).await;
         store.close();
+        history.close().await;
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format!("server error: {e}")),
         }
     })
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum HistoryFormat {
+    Human,
+    /// One JSON object per line
+    Jsonl,
+}
+
+fn history_cmd(bot: &str, who: &str, by_conversation: bool, dir: &Path, limit: u32, format: HistoryFormat) -> ExitCode {
+    use botc_runtime::serve::{SqliteHistory, history_path, ports::Direction};
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async {
+        let history = match SqliteHistory::open_read_only(&history_path(dir)).await {
+            Ok(h) => h,
+            Err(e) => return fail(e),
+        };
+        let records = match history.transcript(bot, who, by_conversation, limit).await {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        if records.is_empty() {
+            let what = if by_conversation { "conversation" } else { "user" };
+            let users = history.users(bot, 10).await.unwrap_or_default();
+            let hint = if users.is_empty() {
+                let bots = history.bots().await.unwrap_or_default();
+                if bots.is_empty() {
+                    "this data directory has no history yet".to_string()
+                } else {
+                    format!("bot `{bot}` has none; bots with history: {}", bots.join(", "))
+                }
+            } else {
+                format!("users of bot `{bot}`, most recent first: {}", users.join(", "))
+            };
+            return fail(format!("no history for {what} `{who}` of bot `{bot}`; {hint}"));
+        }
+        for r in &records {
+            match format {
+                HistoryFormat::Jsonl => {
+                    let buttons: Vec<serde_json::Value> = r
+                        .buttons
+                        .iter()
+                        .map(|b| serde_json::json!({ "label": b.label, "value": b.value, "url": b.url }))
+                        .collect();
+                    let line = serde_json::json!({
+                        "id": r.id, "at": r.at, "conversation": r.conversation, "user": r.user_id,
+                        "platform": r.platform,
+                        "direction": if r.direction == Direction::In { "in" } else { "out" },
+                        "kind": r.kind, "text": r.text, "buttons": buttons,
+                    });
+                    outln!("{line}");
+                }
+                HistoryFormat::Human => {
+                    let who = match (r.direction, r.kind.as_str()) {
+                        (Direction::In, "text" | "button") => "user",
+                        (Direction::In, _) => "event",
+                        (Direction::Out, "note") => "botc",
+                        (Direction::Out, _) => "bot",
+                    };
+                    let mut text = r.text.replace('\n', "\n        ");
+                    if r.kind == "button" {
+                        text = format!("[{text}]");
+                    }
+                    outln!("{}  {who:<5}  {text}", render_time(r.at));
+                    if !r.buttons.is_empty() {
+                        let labels: Vec<String> = r.buttons.iter().map(|b| format!("[{}]", b.label)).collect();
+                        outln!("{:19}  {:<5}  {}", "", "", labels.join(" "));
+                    }
+                }
+            }
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn render_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_render_as_utc_dates_across_leap_years_and_centuries() {
+        for (secs, text) in [
+            (0, "1970-01-01 00:00:00"),
+            (951_782_400, "2000-02-29 00:00:00"),
+            (1_795_953_119, "2026-11-29 11:51:59"),
+            (4_107_542_399, "2100-02-28 23:59:59"),
+        ] {
+            assert_eq!(super::render_time(secs), text);
+        }
+    }
 }

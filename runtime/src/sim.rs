@@ -118,12 +118,7 @@ impl<'p> Conversation<'p> {
     /// The node the conversation waits at, by name, or `None` when it is not waiting.
     pub fn waiting_at(&self) -> Option<&str> {
         let p = self.program.program();
-        let node = match self.session.state {
-            State::Ask { ask } => p.asks.get(ask as usize)?.node,
-            State::Http { http } => p.https.get(http as usize)?.node,
-            State::Timer { pc } | State::Handoff { pc } => p.node_at(pc.saturating_sub(1))?,
-            State::New | State::Ended => return None,
-        };
+        let node = self.program.waiting_at(&self.session)?;
         Some(p.text(p.nodes.get(node as usize)?.name))
     }
 

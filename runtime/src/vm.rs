@@ -83,6 +83,18 @@ impl Loaded {
     pub fn new_session(&self) -> Session {
         Session::new(self.program().hash)
     }
+
+    /// The node (index into `program().nodes`) a session waits at, or `None` when it is not
+    /// waiting (new or ended). For a `wait` or a hand-off, the node that paused it.
+    pub fn waiting_at(&self, session: &Session) -> Option<u32> {
+        let p = self.program();
+        match session.state {
+            State::Ask { ask } => Some(p.asks.get(ask as usize)?.node),
+            State::Http { http } => Some(p.https.get(http as usize)?.node),
+            State::Timer { pc } | State::Handoff { pc } => p.node_at(pc.saturating_sub(1)),
+            State::New | State::Ended => None,
+        }
+    }
 }
 
 /// Who and what an event is about: the values of the built-ins.

@@ -33,6 +33,20 @@ try {
   await page.getByRole('textbox', { name: 'message' }).fill('olives');
   await page.getByRole('button', { name: 'Send' }).click();
   await page.getByText(/You have 1 so far/).waitFor({ timeout: 10000 });
+  // The flow view shows the node this conversation waits at.
+  await page.getByRole('button', { name: 'Show flow' }).click();
+  const here = page.locator('#graph g.node.here');
+  await here.waitFor({ timeout: 10000 });
+  const node = await here.getAttribute('data-node');
+  if (node !== 'ask_topping') throw new Error(`the flow view highlights ${node}, not ask_topping`);
+  const nodes = await page.locator('#graph g.node').count();
+  if (nodes < 20) throw new Error(`the flow view draws ${nodes} nodes`);
+  // Reloading the page continues the same conversation.
+  const conv = await page.locator('#conv').textContent();
+  await page.reload();
+  await page.getByRole('button', { name: 'pizza order' }).click();
+  await page.getByText(/You have 1 so far/).waitFor({ timeout: 10000 });
+  if (await page.locator('#conv').textContent() !== conv) throw new Error('a reload started a new conversation');
   if (external.length) throw new Error('the page loaded outside resources: ' + external.join(', '));
   console.log('browser chat: ok');
 } catch (e) {

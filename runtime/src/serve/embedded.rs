@@ -34,6 +34,8 @@ const TIMER_INDEX: TableDefinition<(&str, u32), u64> = TableDefinition::new("tim
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 /// item id → outbox item.
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+/// position → history record not yet shipped to the history sink.
+const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 
 /// Committed events kept per partition after their batch, so a worker can be rewound and
 /// an operator can look back; older ones are deleted as batches commit.
@@ -54,6 +56,7 @@ struct Signals {
     transcript: Notify,
     timers: Notify,
     outbox: Notify,
+    history: Notify,
 }
 
 pub struct Embedded {
@@ -103,7 +106,7 @@ impl Embedded {
         let path = dir.join("botc.redb");
         let db = Database::create(&path).map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
         let fail = |e: StoreError| OpenError(format!("cannot open {}: {e}", path.display()));
-        let (next, committed) = init(&db, partitions).map_err(|e| match e {
+        let (next, committed, history) = init(&db, partitions).map_err(|e| match e {
             StoreError::Conflict(msg) => OpenError(format!("{}: {msg}", path.display())),
             e => fail(e),
         })?;
@@ -116,10 +119,12 @@ impl Embedded {
             transcript: Notify::new(),
             timers: Notify::new(),
             outbox: Notify::new(),
+            history: Notify::new(),
         });
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
-        let writer = Writer { db: db.clone(), signals: signals.clone(), capacity: capacity as u64, next, committed };
+        let writer =
+            Writer { db: db.clone(), signals: signals.clone(), capacity: capacity as u64, next, committed, history };
         let handle = std::thread::Builder::new()
             .name("botc-store-writer".into())
             .spawn(move || writer.run(rx))
@@ -182,10 +187,12 @@ impl Drop for Embedded {
     }
 }
 
-/// Creates the tables and reads each partition's next and committed offsets.
-fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>), StoreError> {
+/// Creates the tables and reads each partition's next and committed offsets, and the next
+/// history position.
+fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64), StoreError> {
     let txn = db.begin_write().map_err(io)?;
     let (mut next, mut committed) = (vec![0; partitions], vec![0; partitions]);
+    let next_history;
     {
         let mut meta = txn.open_table(META).map_err(io)?;
         let stored = meta.get("partitions").map_err(io)?.map(|v| v.value());
@@ -217,9 +224,14 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>), StoreE
         txn.open_table(TIMER_INDEX).map_err(io)?;
         txn.open_table(MESSAGES).map_err(io)?;
         txn.open_table(OUTBOX).map_err(io)?;
+        let history = txn.open_table(HISTORY).map_err(io)?;
+        next_history = match history.last().map_err(io)? {
+            Some((k, _)) => k.value() + 1,
+            None => 1,
+        };
     }
     txn.commit().map_err(io)?;
-    Ok((next, committed))
+    Ok((next, committed, next_history))
 }
 
 pub fn partition_of(key: &str, partitions: usize) -> usize {
@@ -255,6 +267,10 @@ enum JobKind {
         partition: usize,
         offset: u64,
     },
+    /// History up to this position is in the history sink.
+    Shipped {
+        upto: u64,
+    },
 }
 
 struct Writer {
@@ -263,6 +279,8 @@ struct Writer {
     capacity: u64,
     next: Vec<u64>,
     committed: Vec<u64>,
+    /// Position the next history record gets.
+    history: u64,
 }
 
 struct Tables<'t> {
@@ -273,6 +291,7 @@ struct Tables<'t> {
     timer_index: redb::Table<'t, (&'static str, u32), u64>,
     messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     outbox: redb::Table<'t, &'static str, &'static [u8]>,
+    history: redb::Table<'t, u64, &'static [u8]>,
 }
 
 /// What a group's transaction changed, for waking readers after it commits.
@@ -282,6 +301,7 @@ struct Touched {
     transcript: bool,
     timers: bool,
     outbox: bool,
+    history: bool,
 }
 
 impl Writer {
@@ -294,7 +314,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (next, committed) = (self.next.clone(), self.committed.clone());
+            let (next, committed, history) = (self.next.clone(), self.committed.clone(), self.history);
             let mut touched = Touched::default();
             match self.group(&jobs, &mut touched) {
                 Ok(results) => {
@@ -309,7 +329,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "store write failed; the callers will retry");
-                    (self.next, self.committed) = (next, committed);
+                    (self.next, self.committed, self.history) = (next, committed, history);
                     for job in jobs {
                         let _ = job.done.send(Err(e.clone()));
                     }
@@ -331,6 +351,9 @@ impl Writer {
         if t.outbox {
             self.signals.outbox.notify_one();
         }
+        if t.history {
+            self.signals.history.notify_one();
+        }
     }
 
     /// Applies every job in one transaction. A job refused for its own reasons (a full
@@ -348,6 +371,7 @@ impl Writer {
                 timer_index: txn.open_table(TIMER_INDEX).map_err(io)?,
                 messages: txn.open_table(MESSAGES).map_err(io)?,
                 outbox: txn.open_table(OUTBOX).map_err(io)?,
+                history: txn.open_table(HISTORY).map_err(io)?,
             };
             for job in jobs {
                 results.push(self.apply(&mut t, &job.kind, touched)?);
@@ -423,6 +447,10 @@ impl Writer {
                 self.committed[*partition] = to;
                 Ok(Ok(0))
             }
+            JobKind::Shipped { upto } => {
+                t.history.retain_in(..=*upto, |_, _| false).map_err(io)?;
+                Ok(Ok(0))
+            }
         }
     }
 
@@ -494,6 +522,11 @@ impl Writer {
             t.outbox.insert(item.id.as_str(), encode_item(item).as_slice()).map_err(io)?;
             touched.outbox = true;
         }
+        for r in &b.history {
+            t.history.insert(self.history, encode_record(r).as_slice()).map_err(io)?;
+            self.history += 1;
+            touched.history = true;
+        }
         let p = b.partition as u32;
         let next = b.next_offset.max(committed);
         t.offsets.insert(p, next).map_err(io)?;
@@ -536,19 +569,7 @@ fn encode_entry(e: &Entry) -> Vec<u8> {
         From::System => 2,
     });
     put_bytes(&mut out, e.text.as_bytes());
-    put_var(&mut out, e.buttons.len() as u64);
-    for b in &e.buttons {
-        put_bytes(&mut out, b.label.as_bytes());
-        for part in [&b.value, &b.url] {
-            match part {
-                Some(s) => {
-                    out.push(1);
-                    put_bytes(&mut out, s.as_bytes());
-                }
-                None => out.push(0),
-            }
-        }
-    }
+    put_buttons(&mut out, &e.buttons);
     out
 }
 
@@ -566,6 +587,27 @@ fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Entry, DecodeError> {
         _ => return Err(DecodeError::Malformed("unknown sender")),
     };
     let text = r.string()?;
+    let buttons = read_buttons(&mut r)?;
+    Ok(Entry { seq, id, from, text, buttons })
+}
+
+fn put_buttons(out: &mut Vec<u8>, buttons: &[crate::vm::Button]) {
+    put_var(out, buttons.len() as u64);
+    for b in buttons {
+        put_bytes(out, b.label.as_bytes());
+        for part in [&b.value, &b.url] {
+            match part {
+                Some(s) => {
+                    out.push(1);
+                    put_bytes(out, s.as_bytes());
+                }
+                None => out.push(0),
+            }
+        }
+    }
+}
+
+fn read_buttons(r: &mut Reader<'_>) -> Result<Vec<crate::vm::Button>, DecodeError> {
     let n = r.count()?;
     let mut buttons = Vec::with_capacity(n);
     for _ in 0..n {
@@ -580,7 +622,39 @@ fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Entry, DecodeError> {
         let url = opt()?;
         buttons.push(crate::vm::Button { label, value, url });
     }
-    Ok(Entry { seq, id, from, text, buttons })
+    Ok(buttons)
+}
+
+fn encode_record(h: &HistoryRecord) -> Vec<u8> {
+    let mut out = vec![1u8];
+    for s in [&h.id, &h.bot, &h.conversation, &h.user_id, &h.platform, &h.kind, &h.text] {
+        put_bytes(&mut out, s.as_bytes());
+    }
+    out.push(match h.direction {
+        Direction::In => 0,
+        Direction::Out => 1,
+    });
+    put_buttons(&mut out, &h.buttons);
+    put_var(&mut out, h.at);
+    out
+}
+
+fn decode_record(bytes: &[u8]) -> Result<HistoryRecord, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let v = r.u8()?;
+    if v != 1 {
+        return Err(DecodeError::Version(v));
+    }
+    let (id, bot, conversation, user_id) = (r.string()?, r.string()?, r.string()?, r.string()?);
+    let (platform, kind, text) = (r.string()?, r.string()?, r.string()?);
+    let direction = match r.u8()? {
+        0 => Direction::In,
+        1 => Direction::Out,
+        _ => return Err(DecodeError::Malformed("unknown direction")),
+    };
+    let buttons = read_buttons(&mut r)?;
+    let at = r.var()?;
+    Ok(HistoryRecord { id, bot, conversation, user_id, platform, direction, kind, text, buttons, at })
 }
 
 fn encode_item(item: &OutboxItem) -> Vec<u8> {
@@ -724,6 +798,23 @@ impl SessionStore for Embedded {
         let txn = self.db.begin_read().map_err(io)?;
         txn.open_table(SESSIONS).map_err(io)?.len().map_err(io)
     }
+
+    fn scan(&self, prefix: &str, max: usize) -> Result<Vec<(String, Stored)>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(SESSIONS).map_err(io)?;
+        let mut out = Vec::new();
+        for r in table.range(prefix..).map_err(io)? {
+            let (k, v) = r.map_err(io)?;
+            let key = k.value();
+            if !key.starts_with(prefix) || out.len() >= max {
+                break;
+            }
+            if let Ok(s) = decode_stored(v.value()) {
+                out.push((key.to_string(), s));
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl Committer for Embedded {
@@ -797,6 +888,30 @@ impl Outbox for Embedded {
     }
 }
 
+impl HistoryQueue for Embedded {
+    fn unshipped(&self, max: usize) -> Result<Vec<(u64, HistoryRecord)>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(HISTORY).map_err(io)?;
+        let mut out = Vec::new();
+        for r in table.iter().map_err(io)?.take(max) {
+            let (k, v) = r.map_err(io)?;
+            match decode_record(v.value()) {
+                Ok(rec) => out.push((k.value(), rec)),
+                Err(e) => tracing::error!(position = k.value(), error = %e, "a stored history record is unreadable"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn shipped(&self, upto: u64) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.send(JobKind::Shipped { upto }).await.map(|_| ()) })
+    }
+
+    fn recorded(&self) -> Fut<'_, ()> {
+        Box::pin(self.signals.history.notified())
+    }
+}
+
 impl InternalBus for Embedded {
     fn publish_internal(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>> {
         Box::pin(async move { self.send(JobKind::Publish { events, internal: true }).await.map(|_| ()) })
@@ -816,9 +931,22 @@ mod tests {
             text: "hi".into(),
             buttons: vec![crate::vm::Button { label: "A".into(), value: Some("a".into()), url: None }],
         };
-        assert_eq!(decode_entry(7, &encode_entry(&e)), Ok(e));
+        assert_eq!(decode_entry(7, &encode_entry(&e)), Ok(e.clone()));
         let s = Stored { session: vec![1, 2, 3], version: 9, applied: 12 };
         assert_eq!(decode_stored(&encode_stored(&s)), Ok(s));
+        let h = HistoryRecord {
+            id: "e:1:0".into(),
+            bot: "b".into(),
+            conversation: "c".into(),
+            user_id: "u".into(),
+            platform: "web".into(),
+            direction: Direction::Out,
+            kind: "message".into(),
+            text: "hi".into(),
+            buttons: e.buttons.clone(),
+            at: 1_700_000_000,
+        };
+        assert_eq!(decode_record(&encode_record(&h)), Ok(h));
     }
 
     #[test]

@@ -55,8 +55,17 @@ pub async fn serve(
     let workers: Vec<_> = (0..shared.ports.bus.partitions())
         .map(|p| tokio::spawn(super::worker::run(shared.clone(), p, stopped.clone())))
         .collect();
-    let helpers =
-        [tokio::spawn(super::roles::timers(shared.clone())), tokio::spawn(super::roles::outbox(shared.clone()))];
+    for b in &shared.bots {
+        let p = b.program.program();
+        if let Err(e) = shared.ports.flows.register(b.id.clone(), p.hash, p.encode()).await {
+            tracing::error!(bot = %b.id, error = %e, "cannot record the flow version");
+        }
+    }
+    let helpers = [
+        tokio::spawn(super::roles::timers(shared.clone())),
+        tokio::spawn(super::roles::outbox(shared.clone())),
+        tokio::spawn(super::roles::history(shared.clone())),
+    ];
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -69,7 +78,7 @@ pub async fn serve(
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page; the API is under /api/bots") })
         // The message handler enforces the limit itself, with a JSON error.
         .layer(DefaultBodyLimit::disable())
-        .with_state(shared);
+        .with_state(shared.clone());
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     // Everything acknowledged is on disk already; finishing the current batches saves only
     // the work of doing them again at the next start.
@@ -77,6 +86,7 @@ pub async fn serve(
     for w in workers {
         let _ = w.await;
     }
+    super::roles::flush_history(&shared, std::time::Duration::from_secs(5)).await;
     for h in helpers {
         h.abort();
         let _ = h.await;
@@ -277,17 +287,72 @@ async fn hand_back(State(s): State<Arc<Shared>>, Path((bot, conversation)): Path
     publish(&s, event).await
 }
 
-/// The bot's flow as a node list with its edges, for the page's graph view.
-async fn graph(State(s): State<Arc<Shared>>, Path(bot): Path<String>) -> Response {
+/// Most sessions the graph view looks at to count where conversations wait.
+const GRAPH_SCAN: usize = 10_000;
+
+/// The bot's flow as a node list with its edges, for the page's graph view: where its start
+/// is, how many conversations wait at each node, and (with `?conversation=ID`) where that
+/// conversation waits.
+async fn graph(
+    State(s): State<Arc<Shared>>,
+    Path(bot): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let Some(b) = s.bots.iter().find(|b| b.id == bot) else {
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
     };
     let p = b.program.program();
+    let waiting_at = |stored: &super::ports::Stored| {
+        crate::session::Session::decode(&stored.session)
+            .ok()
+            .filter(|session| session.program == p.hash)
+            .and_then(|session| b.program.waiting_at(&session))
+    };
+    let mut waiting = vec![0u64; p.nodes.len()];
+    let sessions = match s.ports.sessions.scan(&format!("{bot}/"), GRAPH_SCAN) {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read sessions for the graph view");
+            Vec::new()
+        }
+    };
+    for (_, stored) in &sessions {
+        if let Some(n) = waiting_at(stored) {
+            waiting[n as usize] += 1;
+        }
+    }
     let nodes: Vec<Json> = p
         .nodes
         .iter()
-        .map(|n| json!({ "name": p.text(n.name), "flow": p.text(p.flows[n.flow as usize].name) }))
+        .zip(&waiting)
+        .map(|(n, w)| json!({ "name": p.text(n.name), "flow": p.text(p.flows[n.flow as usize].name), "waiting": w }))
         .collect();
     let edges: Vec<Json> = p.edges().iter().map(|(a, b)| json!([a, b])).collect();
-    axum::Json(json!({ "nodes": nodes, "edges": edges })).into_response()
+    // The main flow's start: its first node at or after its entry.
+    let entry = p.flows.first().map_or(0, |f| f.entry);
+    let start = p
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.flow == 0 && n.offset >= entry)
+        .min_by_key(|(_, n)| n.offset)
+        .map(|(i, _)| i);
+    let here = match q.get("conversation") {
+        Some(c) => s
+            .ports
+            .sessions
+            .load(&[format!("{bot}/{c}")])
+            .ok()
+            .and_then(|mut m| m.remove(&format!("{bot}/{c}")))
+            .and_then(|stored| waiting_at(&stored)),
+        None => None,
+    };
+    axum::Json(json!({
+        "nodes": nodes,
+        "edges": edges,
+        "start": start,
+        "waiting_at": here,
+        "counted": sessions.len(),
+    }))
+    .into_response()
 }

@@ -10,6 +10,7 @@
 
 mod embedded;
 mod event;
+mod history;
 mod http;
 mod metrics;
 pub mod ports;
@@ -19,6 +20,7 @@ mod worker;
 
 pub use embedded::{Embedded, OpenError, partition_of};
 pub use event::{EVENT_VERSION, Event};
+pub use history::{SqliteHistory, history_path};
 pub use metrics::Metrics;
 pub use transcript::{Entry, From};
 
@@ -60,10 +62,14 @@ pub struct Ports {
     pub outbox: Arc<dyn ports::Outbox>,
     /// Publishes botc's own events (due timers, http responses), which are never refused.
     pub internal: Arc<dyn ports::InternalBus>,
+    pub history_queue: Arc<dyn ports::HistoryQueue>,
+    pub history: Arc<dyn ports::HistorySink>,
+    pub flows: Arc<dyn ports::FlowRegistry>,
 }
 
 impl Ports {
-    pub fn embedded(store: Arc<Embedded>) -> Ports {
+    /// One machine: everything in the data directory, in redb and SQLite.
+    pub fn embedded(store: Arc<Embedded>, history: Arc<SqliteHistory>) -> Ports {
         Ports {
             bus: store.clone(),
             sessions: store.clone(),
@@ -71,7 +77,10 @@ impl Ports {
             timers: store.clone(),
             transcript: store.clone(),
             outbox: store.clone(),
-            internal: store,
+            internal: store.clone(),
+            history_queue: store,
+            history: history.clone(),
+            flows: history,
         }
     }
 }

@@ -86,6 +86,9 @@ pub trait SessionStore: Send + Sync {
     /// The stored sessions of `keys`, in one call; keys without one are absent.
     fn load(&self, keys: &[String]) -> Result<HashMap<String, Stored>, StoreError>;
     fn count(&self) -> Result<u64, StoreError>;
+    /// Up to `max` stored sessions whose keys start with `prefix` (for operators' views, not
+    /// for the data path).
+    fn scan(&self, prefix: &str, max: usize) -> Result<Vec<(String, Stored)>, StoreError>;
 }
 
 /// A session to write; `expected` is the version loaded (None: there was none).
@@ -144,6 +147,8 @@ pub struct Batch {
     pub messages: Vec<Message>,
     pub timers: Vec<TimerChange>,
     pub outbox: Vec<OutboxItem>,
+    /// What to add to the conversations' history (shipped to the [`HistorySink`] later).
+    pub history: Vec<HistoryRecord>,
 }
 
 pub trait Committer: Send + Sync {
@@ -174,4 +179,54 @@ pub trait Outbox: Send + Sync {
     fn complete(&self, id: String, result: Event) -> Fut<'_, Result<(), StoreError>>;
     /// Completes when new items may be waiting.
     fn added(&self) -> Fut<'_, ()>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// An event that reached the bot: a message, a button, a timer, an http response.
+    In,
+    /// Something the bot (or botc, for notes) sent.
+    Out,
+}
+
+/// One line of a conversation's history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRecord {
+    /// The event's id, or the reply's (derived from its event's), so storing a record twice
+    /// keeps one.
+    pub id: String,
+    pub bot: String,
+    pub conversation: String,
+    pub user_id: String,
+    pub platform: String,
+    pub direction: Direction,
+    /// `text`, `button`, `timer`, `http` or `handback` coming in; `message` or `note` going out.
+    pub kind: String,
+    pub text: String,
+    pub buttons: Vec<crate::vm::Button>,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+/// History records committed with their batch and not yet in the [`HistorySink`].
+pub trait HistoryQueue: Send + Sync {
+    /// The oldest records not shipped, with their positions.
+    fn unshipped(&self, max: usize) -> Result<Vec<(u64, HistoryRecord)>, StoreError>;
+    /// Forgets records up to and including position `upto`: the sink has them.
+    fn shipped(&self, upto: u64) -> Fut<'_, Result<(), StoreError>>;
+    /// Completes when new records may be waiting.
+    fn recorded(&self) -> Fut<'_, ()>;
+}
+
+/// Where history is kept for people to read (`botc history`). Storing a record whose id is
+/// already there keeps the first.
+pub trait HistorySink: Send + Sync {
+    fn record(&self, records: Vec<HistoryRecord>) -> Fut<'_, Result<(), StoreError>>;
+}
+
+/// Every flow version botc has run, by program hash, so a conversation pinned to an older
+/// version can still be understood (and migrated) after the flow changed.
+pub trait FlowRegistry: Send + Sync {
+    fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>) -> Fut<'_, Result<(), StoreError>>;
+    fn bytecode(&self, hash: [u8; 32]) -> Fut<'_, Result<Option<Vec<u8>>, StoreError>>;
 }

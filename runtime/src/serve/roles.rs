@@ -87,3 +87,50 @@ async fn perform(client: reqwest::Client, item: OutboxItem) -> (String, Event) {
     let event = Event { kind: crate::vm::Input::Http { status, body }, received_at: now(), ..item.result };
     (item.id, event)
 }
+
+/// Ships what is left of the history queue, for a clean stop (whatever is left after
+/// `within` is shipped at the next start).
+pub async fn flush_history(shared: &Shared, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        let records = match shared.ports.history_queue.unshipped(512) {
+            Ok(r) if !r.is_empty() => r,
+            _ => return,
+        };
+        let upto = records.last().map_or(0, |r| r.0);
+        let batch = records.into_iter().map(|(_, r)| r).collect();
+        if shared.ports.history.record(batch).await.is_err() || shared.ports.history_queue.shipped(upto).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Copies committed history records into the history sink, oldest first, and then lets the
+/// store forget them. A crash in between writes them again; the sink keeps one of each.
+pub async fn history(shared: Arc<Shared>) {
+    loop {
+        let recorded = shared.ports.history_queue.recorded();
+        let records = match shared.ports.history_queue.unshipped(512) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the history queue; retrying in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Some(&(upto, _)) = records.last() else {
+            let _ = tokio::time::timeout(Duration::from_secs(5), recorded).await;
+            continue;
+        };
+        let batch = records.into_iter().map(|(_, r)| r).collect();
+        let shipped = match shared.ports.history.record(batch).await {
+            Ok(()) => shared.ports.history_queue.shipped(upto).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = shipped {
+            tracing::error!(error = %e, "cannot write history; retrying in a second");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}

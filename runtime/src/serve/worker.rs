@@ -7,7 +7,10 @@
 //! replaying any suffix of the bus changes nothing.
 
 use super::http::Shared;
-use super::ports::{Batch, Delivery, HttpRequest, Message, OutboxItem, SessionWrite, StoreError, Stored, TimerChange};
+use super::ports::{
+    Batch, Delivery, Direction, HistoryRecord, HttpRequest, Message, OutboxItem, SessionWrite, StoreError, Stored,
+    TimerChange,
+};
 use super::transcript::{Entry, From};
 use super::{Event, now};
 use crate::session::{Session, State};
@@ -159,9 +162,43 @@ fn apply(shared: &Shared, bot: &super::Bot, event: &Event, session: &mut Session
     if session.state == State::Ended && matches!(event.kind, Input::Text(_) | Input::Button(_)) {
         *session = restart(bot, Some(session));
     }
+    let record =
+        |id: &str, direction: Direction, kind: &str, text: &str, buttons: &[vm::Button], at: u64| HistoryRecord {
+            id: id.to_string(),
+            bot: event.bot.clone(),
+            conversation: event.conversation.clone(),
+            user_id: event.user_id.clone(),
+            platform: event.platform.clone(),
+            direction,
+            kind: kind.to_string(),
+            text: text.to_string(),
+            buttons: buttons.to_vec(),
+            at,
+        };
+    // Everything said goes to the transcript and to the history.
     let say = |batch: &mut Batch, id: String, from: From, text: String, buttons: Vec<vm::Button>| {
+        let (direction, kind, at) = match from {
+            From::User => (
+                Direction::In,
+                if matches!(event.kind, Input::Button(_)) { "button" } else { "text" },
+                event.received_at,
+            ),
+            From::Bot => (Direction::Out, "message", now()),
+            From::System => (Direction::Out, "note", now()),
+        };
+        batch.history.push(record(&id, direction, kind, &text, &buttons, at));
         batch.messages.push(Message { key: key.clone(), entry: Entry { seq: 0, id, from, text, buttons } });
     };
+    // Events nobody typed are history too.
+    let unsaid = match &event.kind {
+        Input::Timer { timer } => Some(("timer", format!("timer {timer} fired"))),
+        Input::Http { status, .. } => Some(("http", format!("http response {status}"))),
+        Input::HandBack => Some(("handback", "an agent handed the conversation back".to_string())),
+        Input::Text(_) | Input::Button(_) => None,
+    };
+    if let Some((kind, text)) = unsaid {
+        batch.history.push(record(&event.id, Direction::In, kind, &text, &[], event.received_at));
+    }
     // The user's own message goes into the transcript before the bot's answer.
     if let Input::Text(t) | Input::Button(t) = &event.kind {
         say(batch, format!("{}:user", event.id), From::User, t.clone(), vec![]);

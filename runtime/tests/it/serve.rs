@@ -2,7 +2,7 @@
 
 use crate::load;
 use botc_runtime::serve::ports::{Bus, SessionStore};
-use botc_runtime::serve::{Bot, Embedded, Options, Ports, serve};
+use botc_runtime::serve::{Bot, Embedded, Options, Ports, SqliteHistory, history_path, serve};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -32,6 +32,7 @@ struct Server {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     store: Arc<Embedded>,
+    history: Arc<SqliteHistory>,
     client: reqwest::Client,
 }
 
@@ -50,14 +51,21 @@ fn data_dir() -> tempfile::TempDir {
 
 async fn start(options: Options, capacity: usize, dir: &std::path::Path) -> Server {
     let store = Arc::new(Embedded::open(dir, 2, capacity).expect("store opens"));
+    let history = Arc::new(SqliteHistory::open(&history_path(dir)).await.expect("history opens"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let bot = Bot { id: "shop".into(), name: "Shop".into(), program: Arc::new(load(FLOW)) };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, vec![bot], options, Ports::embedded(store.clone()), async move {
-        let _ = rx.await;
-    }));
-    Server { base, stop: Some(tx), task: Some(task), store, client: reqwest::Client::new() }
+    let task = tokio::spawn(serve(
+        listener,
+        vec![bot],
+        options,
+        Ports::embedded(store.clone(), history.clone()),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Server { base, stop: Some(tx), task: Some(task), store, history, client: reqwest::Client::new() }
 }
 
 impl Server {
@@ -71,6 +79,7 @@ impl Server {
             t.await.expect("serve task").expect("serve ends cleanly");
         }
         self.store.close();
+        self.history.close().await;
     }
 
     async fn post(&self, path: &str, body: &str) -> reqwest::Response {
@@ -122,6 +131,14 @@ async fn a_conversation_over_http_with_buttons_and_a_timer() {
         json!([{"label": "small", "value": "small", "url": null}, {"label": "large", "value": "large", "url": null}])
     );
     assert_eq!(seen[0], json!({"seq": 1, "from": "user", "text": "hello", "buttons": []}));
+    // The graph view knows where the conversation waits.
+    let url = format!("{}/api/bots/shop/graph?conversation=c1", s.base);
+    let g: Value = s.client.get(url).send().await.expect("get").json().await.expect("json");
+    let names: Vec<&str> = g["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["name"].as_str()).collect();
+    let ask = names.iter().position(|&n| n == "ask_size").expect("ask_size");
+    assert_eq!(g["waiting_at"], json!(ask), "{g}");
+    assert_eq!(g["nodes"][ask]["waiting"], json!(1), "{g}");
+    assert_eq!(g["start"], json!(ask), "{g}");
     let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "large"}"#).await;
     assert_eq!(r.status(), 202);
     // The `wait: 1s` reminder arrives through the timer scheduler and the bus.
@@ -270,6 +287,28 @@ async fn replaying_the_whole_bus_changes_nothing() {
     store.close();
     drop(store);
 
+    let history = SqliteHistory::open_read_only(&history_path(dir.path())).await.expect("history");
+    let recorded = history.count().await.expect("count");
+    // Per conversation: 4 events in (hello, an invalid answer, large, the timer) and 4 out.
+    let c1 = history.transcript("shop", "web:c1", false, 100).await.expect("transcript");
+    history.close().await;
+    let lines: Vec<String> = c1.iter().map(|r| format!("{:?} {} {}", r.direction, r.kind, r.text)).collect();
+    assert_eq!(
+        lines,
+        [
+            "In text hello",
+            "Out message Hi Ada! Which size?",
+            "In button nope",
+            "Out message Hi Ada! Which size?",
+            "In button large",
+            "In timer timer 1 fired",
+            "Out message Your large order is ready, Ada.",
+            "Out note The conversation has ended.",
+        ],
+        "{c1:#?}"
+    );
+    assert_eq!(recorded, 3 * lines.len() as u64);
+
     let s = start(Options::default(), 100, dir.path()).await;
     let mut waited = 0;
     while s.store.depth() > 0 && waited < 100 {
@@ -284,6 +323,9 @@ async fn replaying_the_whole_bus_changes_nothing() {
     for (conv, before) in ["c1", "c2", "c3"].iter().zip(&transcripts) {
         assert_eq!(&transcript(&s, conv).await, before, "no message was sent twice in {conv}");
     }
+    s.shut_down().await;
+    let history = SqliteHistory::open_read_only(&history_path(dir.path())).await.expect("history");
+    assert_eq!(history.count().await.expect("count"), recorded, "the replay added no history");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
