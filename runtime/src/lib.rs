@@ -4,6 +4,7 @@
 
 mod codec;
 pub mod migrate;
+pub mod platforms;
 pub mod serve;
 pub mod session;
 pub mod sim;

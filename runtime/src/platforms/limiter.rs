@@ -1,0 +1,258 @@
+//! Rate limits as GCRA (the generic cell rate algorithm: a token bucket kept as one
+//! "theoretical arrival time" per key, no background refill). A send usually has to pass
+//! several limits at once (Telegram: 30/s per bot and 1/s per chat); [`Gcra::acquire`]
+//! checks them all and writes them all, or writes nothing. A platform's 429 is written back
+//! with [`Gcra::penalize`], so every sender for that key waits as long as the platform asked.
+//!
+//! Time comes from a [`Clock`], so tests drive it by hand.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Monotonic time since an arbitrary start.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Duration;
+}
+
+/// The real clock.
+pub struct SystemClock(std::time::Instant);
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock(std::time::Instant::now())
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// At most `rate` sends per `period`, of which up to `burst` may go at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub rate: u32,
+    pub period: Duration,
+    pub burst: u32,
+}
+
+impl Limit {
+    /// `n` per second, bursts of `n`.
+    pub fn per_second(n: u32) -> Limit {
+        Limit { rate: n, period: Duration::from_secs(1), burst: n }
+    }
+
+    /// Time between two sends at the steady rate.
+    fn interval(&self) -> Duration {
+        self.period / self.rate.max(1)
+    }
+
+    /// How far ahead of now the arrival time may run.
+    fn tolerance(&self) -> Duration {
+        self.interval() * self.burst.max(1)
+    }
+}
+
+/// One limit of one send: the key names whose budget it is (`telegram:BOT:chat:ID`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub key: String,
+    pub limit: Limit,
+}
+
+pub struct Gcra<C: Clock> {
+    clock: C,
+    /// Theoretical arrival time per key.
+    tat: Mutex<HashMap<String, Duration>>,
+}
+
+/// Keys are forgotten once their arrival time has passed; this many at most are kept before
+/// a sweep.
+const SWEEP_AT: usize = 100_000;
+
+impl<C: Clock> Gcra<C> {
+    pub fn new(clock: C) -> Gcra<C> {
+        Gcra { clock, tat: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one send's budget from every check, or from none: `Err(wait)` says how long
+    /// until all of them would allow it.
+    pub fn acquire(&self, checks: &[Check]) -> Result<(), Duration> {
+        let now = self.clock.now();
+        let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wait = Duration::ZERO;
+        let mut next = Vec::with_capacity(checks.len());
+        for c in checks {
+            let current = tat.get(&c.key).copied().unwrap_or(now).max(now);
+            let new_tat = current + c.limit.interval();
+            let allow_at = new_tat.saturating_sub(c.limit.tolerance());
+            if allow_at > now {
+                wait = wait.max(allow_at - now);
+            }
+            next.push(new_tat);
+        }
+        if wait > Duration::ZERO {
+            return Err(wait);
+        }
+        if tat.len() > SWEEP_AT {
+            tat.retain(|_, t| *t > now);
+        }
+        for (c, t) in checks.iter().zip(next) {
+            tat.insert(c.key.clone(), t);
+        }
+        Ok(())
+    }
+
+    /// The platform said to wait `retry_after`: no send passes these checks before then.
+    pub fn penalize(&self, checks: &[Check], retry_after: Duration) {
+        let now = self.clock.now();
+        let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
+        for c in checks {
+            // The next send is allowed exactly when the wait is over.
+            let blocked = (now + retry_after + c.limit.tolerance()).saturating_sub(c.limit.interval());
+            let t = tat.entry(c.key.clone()).or_insert(now);
+            *t = (*t).max(blocked);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A clock the test moves.
+    #[derive(Default)]
+    struct Fake(AtomicU64);
+
+    impl Clock for &Fake {
+        fn now(&self) -> Duration {
+            Duration::from_micros(self.0.load(Ordering::SeqCst))
+        }
+    }
+
+    impl Fake {
+        fn at(&self, ms: u64) {
+            self.0.store(ms * 1000, Ordering::SeqCst);
+        }
+    }
+
+    fn check(key: &str, limit: Limit) -> Check {
+        Check { key: key.into(), limit }
+    }
+
+    /// Allowed sends out of `n` attempts at `times` (ms), one key at `limit`.
+    fn run(limit: Limit, times: &[u64]) -> Vec<bool> {
+        let clock = Fake::default();
+        let g = Gcra::new(&clock);
+        times
+            .iter()
+            .map(|&t| {
+                clock.at(t);
+                g.acquire(&[check("k", limit)]).is_ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_table_of_bursts_steady_rates_and_boundaries() {
+        let ten = Limit::per_second(10);
+        let cases: &[(&str, Limit, Vec<u64>, usize)] = &[
+            ("a burst takes the whole budget at once", ten, vec![0; 20], 10),
+            ("a steady 10/s always passes", ten, (0..50).map(|i| i * 100).collect(), 50),
+            // Sends by time t: at most (t + tolerance) / interval = (1950 + 1000) / 100.
+            ("20/s for 2 s: the burst, then 10/s", ten, (0..40).map(|i| i * 50).collect(), 29),
+            // Fixed windows let 2N through across a boundary; GCRA does not.
+            ("20 tries in 62 ms across a second boundary", ten, (0..20).map(|i| 969 + i * 3).collect(), 10),
+            ("1/s per chat: bursts of one", Limit::per_second(1), vec![0, 10, 999, 1000, 1500, 2000], 3),
+            (
+                "bursts smaller than the rate",
+                Limit { rate: 30, period: Duration::from_secs(1), burst: 5 },
+                vec![0; 10],
+                5,
+            ),
+        ];
+        for (name, limit, times, allowed) in cases {
+            let got = run(*limit, times).iter().filter(|&&ok| ok).count();
+            assert_eq!(got, *allowed, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_denied_send_says_how_long_to_wait_and_then_passes() {
+        let clock = Fake::default();
+        let g = Gcra::new(&clock);
+        let one = [check("chat", Limit::per_second(1))];
+        assert_eq!(g.acquire(&one), Ok(()));
+        clock.at(250);
+        assert_eq!(g.acquire(&one), Err(Duration::from_millis(750)));
+        clock.at(999);
+        assert_eq!(g.acquire(&one), Err(Duration::from_millis(1)));
+        clock.at(1000);
+        assert_eq!(g.acquire(&one), Ok(()));
+    }
+
+    #[test]
+    fn several_limits_are_all_or_nothing() {
+        let clock = Fake::default();
+        let g = Gcra::new(&clock);
+        let global = Limit::per_second(30);
+        let chat = Limit::per_second(1);
+        let send = |c: u32| [check("tg:bot", global), check(&format!("tg:bot:chat:{c}"), chat)];
+        // Five sends to one chat: one passes.
+        let one_chat: Vec<bool> = (0..5).map(|_| g.acquire(&send(1)).is_ok()).collect();
+        assert_eq!(one_chat, [true, false, false, false, false]);
+        // 40 sends to distinct chats: the bot's 30/s (one already used) lets 29 through.
+        let many = (2..42).filter(|&c| g.acquire(&send(c)).is_ok()).count();
+        assert_eq!(many, 29);
+        // A send the global limit denied took nothing from its chat: once the global budget
+        // is back, that chat can send at once.
+        clock.at(1000);
+        assert_eq!(g.acquire(&send(41)), Ok(()), "chat 41 was denied globally and kept its budget");
+    }
+
+    #[test]
+    fn a_429_blocks_the_key_for_exactly_its_retry_after() {
+        let clock = Fake::default();
+        let g = Gcra::new(&clock);
+        let limits = [check("discord:bot", Limit::per_second(50))];
+        assert_eq!(g.acquire(&limits), Ok(()));
+        g.penalize(&limits, Duration::from_millis(2500));
+        clock.at(1);
+        assert_eq!(g.acquire(&limits), Err(Duration::from_millis(2499)));
+        clock.at(2500);
+        assert_eq!(g.acquire(&limits), Ok(()));
+        // A shorter penalty never shortens a longer one.
+        g.penalize(&limits, Duration::from_secs(10));
+        g.penalize(&limits, Duration::from_secs(1));
+        clock.at(11_000);
+        assert!(g.acquire(&limits).is_err());
+        clock.at(12_500);
+        assert_eq!(g.acquire(&limits), Ok(()));
+    }
+
+    #[test]
+    fn in_any_window_the_sends_never_exceed_rate_plus_burst() {
+        // Attempts every millisecond for 5 s at 10/s: count passes in every sliding second.
+        let clock = Fake::default();
+        let g = Gcra::new(&clock);
+        let limit = [check("k", Limit::per_second(10))];
+        let mut passed = Vec::new();
+        for ms in 0..5000 {
+            clock.at(ms);
+            if g.acquire(&limit).is_ok() {
+                passed.push(ms);
+            }
+        }
+        for start in 0..4000 {
+            let n = passed.iter().filter(|&&t| t >= start && t < start + 1000).count();
+            // The first second holds the burst and the steady sends of that second.
+            assert!(n <= 20, "{n} sends in [{start}, {start}+1000)");
+            if start >= 1000 {
+                assert!(n <= 10, "{n} sends in [{start}, {start}+1000) after the burst");
+            }
+        }
+    }
+}
