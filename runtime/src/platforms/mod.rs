@@ -1,9 +1,166 @@
 //! Discord, Slack and Telegram: what botc needs to know about each platform's webhooks and
-//! APIs, as pure code (no I/O): verifying requests, turning payloads into [`Event`]s,
-//! building replies, reading their rate-limit answers. The gateway and the dispatcher in
-//! `serve` do the I/O around it.
-//!
-//! [`Event`]: crate::serve::Event
+//! APIs, as pure code (no I/O): verifying requests ([`verify`]), turning payloads into
+//! events, building the API calls that deliver a reply, reading the answers (including
+//! rate limits), and the limiter ([`limiter`]). The gateway and the dispatcher in `serve`
+//! do the I/O around it.
 
+pub mod discord;
 pub mod limiter;
+pub mod slack;
+pub mod telegram;
 pub mod verify;
+
+use crate::vm::{Button, Input};
+use serde_json::Value as Json;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Platform {
+    Web,
+    Discord,
+    Slack,
+    Telegram,
+}
+
+impl Platform {
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Web => "web",
+            Platform::Discord => "discord",
+            Platform::Slack => "slack",
+            Platform::Telegram => "telegram",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Platform> {
+        [Platform::Web, Platform::Discord, Platform::Slack, Platform::Telegram].into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// The HTTP answer the gateway gives the platform.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Json,
+}
+
+impl Answer {
+    pub fn json(status: u16, body: Json) -> Answer {
+        Answer { status, body }
+    }
+}
+
+/// A message or button press, normalized.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Incoming {
+    /// The platform's own id for it, prefixed with platform and bot: the dedupe key and the
+    /// event id (reply ids derive from it).
+    pub id: String,
+    pub conversation: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub input: Input,
+    /// Where replies go, in the platform module's own format.
+    pub reply_to: String,
+}
+
+/// What a verified webhook request is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inbound {
+    /// Something for a bot: publish it, then answer.
+    Event { incoming: Incoming, answer: Answer },
+    /// The platform checking the endpoint (Discord's PING, Slack's url_verification).
+    Answer(Answer),
+    /// Valid, but nothing a bot acts on (edits, the bot's own messages): acknowledge it.
+    Ignore { reason: &'static str, answer: Answer },
+}
+
+/// A message to deliver through a platform's API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub reply_to: String,
+    pub text: String,
+    pub buttons: Vec<Button>,
+    /// The first message answering its event (Telegram answers the button press with it;
+    /// Discord edits the deferred response with it).
+    pub first: bool,
+}
+
+/// One HTTP request to a platform's API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Json,
+}
+
+impl Call {
+    fn post(url: String, body: Json) -> Call {
+        Call { method: "POST", url, headers: Vec::new(), body }
+    }
+}
+
+/// What a platform's answer to a [`Call`] means.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Sent,
+    /// 429: wait this long (the platform's own figure), then send again.
+    RateLimited(Duration),
+    /// A server error or an unreachable server: send again after a back-off.
+    Retry(String),
+    /// An error that sending again cannot fix (bad token, unknown chat).
+    Failed(String),
+}
+
+fn json_str(v: &Json, key: &str) -> Option<String> {
+    v.get(key).and_then(Json::as_str).map(str::to_string)
+}
+
+/// Splits `text` into parts of at most `max` characters, preferring paragraph breaks, then
+/// line breaks, then spaces; a single word longer than `max` is cut.
+pub fn split(text: &str, max: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while rest.chars().count() > max {
+        let end = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..end];
+        let cut = ["\n\n", "\n", " "]
+            .iter()
+            .find_map(|sep| window.rfind(sep).filter(|&i| i > 0).map(|i| (i, sep.len())))
+            .unwrap_or((end, 0));
+        parts.push(rest[..cut.0].trim_end().to_string());
+        rest = rest[cut.0 + cut.1..].trim_start_matches([' ', '\n']);
+    }
+    parts.push(rest.to_string());
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn long_text_splits_at_paragraphs_then_lines_then_words() {
+        let text = format!("{}\n\n{}", "a".repeat(8), "b".repeat(8));
+        assert_eq!(split(&text, 12), ["aaaaaaaa", "bbbbbbbb"]);
+        assert_eq!(split("one two three", 8), ["one two", "three"]);
+        assert_eq!(split("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(split("short", 10), ["short"]);
+        assert_eq!(split("ééééé", 2), ["éé", "éé", "é"]);
+    }
+
+    proptest! {
+        #[test]
+        fn parts_fit_and_keep_every_word(words in prop::collection::vec("[a-zé]{1,12}", 0..60), max in 12usize..40) {
+            let text = words.join(" ");
+            let parts = split(&text, max);
+            for p in &parts {
+                prop_assert!(p.chars().count() <= max, "{p:?} over {max}");
+            }
+            let rejoined: Vec<&str> = parts.iter().flat_map(|p| p.split(' ')).filter(|w| !w.is_empty()).collect();
+            prop_assert_eq!(rejoined, words.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+}

@@ -768,6 +768,7 @@ fn unreadable(offset: u64) -> Event {
         user_name: String::new(),
         kind: crate::vm::Input::HandBack,
         received_at: 0,
+        reply_to: String::new(),
     }
 }
 

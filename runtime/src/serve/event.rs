@@ -5,7 +5,8 @@ use crate::codec::{DecodeError, Reader, put_bytes, put_var};
 use crate::vm::Input;
 
 /// Version of the encoding below; bump it with any layout change and keep reading the old.
-pub const EVENT_VERSION: u8 = 1;
+/// Version 2 added `reply_to`.
+pub const EVENT_VERSION: u8 = 2;
 
 /// A normalized inbound event: what happened, to which conversation of which bot.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +23,9 @@ pub struct Event {
     pub kind: Input,
     /// Unix seconds.
     pub received_at: u64,
+    /// Where the platform wants replies sent (chat, channel, interaction token), as the
+    /// platform module wrote it; empty for the web channel.
+    pub reply_to: String,
 }
 
 impl Event {
@@ -36,6 +40,7 @@ impl Event {
             put_bytes(&mut out, s.as_bytes());
         }
         put_var(&mut out, self.received_at);
+        put_bytes(&mut out, self.reply_to.as_bytes());
         match &self.kind {
             Input::Text(t) => {
                 out.push(0);
@@ -62,7 +67,7 @@ impl Event {
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         let mut r = Reader::new(bytes);
         let v = r.u8()?;
-        if v != EVENT_VERSION {
+        if v != 1 && v != EVENT_VERSION {
             return Err(DecodeError::Version(v));
         }
         let id = r.string()?;
@@ -72,6 +77,7 @@ impl Event {
         let user_id = r.string()?;
         let user_name = r.string()?;
         let received_at = r.var()?;
+        let reply_to = if v >= 2 { r.string()? } else { String::new() };
         let kind = match r.u8()? {
             0 => Input::Text(r.string()?),
             1 => Input::Button(r.string()?),
@@ -87,7 +93,7 @@ impl Event {
         if !r.done() {
             return Err(DecodeError::Malformed("trailing bytes"));
         }
-        Ok(Event { id, platform, bot, conversation, user_id, user_name, kind, received_at })
+        Ok(Event { id, platform, bot, conversation, user_id, user_name, kind, received_at, reply_to })
     }
 }
 
@@ -108,8 +114,8 @@ mod tests {
     }
 
     fn event() -> impl Strategy<Value = Event> {
-        (".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}", input(), any::<u64>()).prop_map(
-            |(id, bot, conversation, user_id, user_name, kind, received_at)| Event {
+        (".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}", input(), any::<u64>(), ".{0,12}").prop_map(
+            |(id, bot, conversation, user_id, user_name, kind, received_at, reply_to)| Event {
                 id,
                 platform: "web".into(),
                 bot,
@@ -118,6 +124,7 @@ mod tests {
                 user_name,
                 kind,
                 received_at,
+                reply_to,
             },
         )
     }
@@ -139,6 +146,20 @@ mod tests {
             damaged[n] ^= flip;
             let _ = Event::decode(&damaged);
         }
+    }
+
+    #[test]
+    fn version_1_events_still_decode() {
+        // Written by the previous build: no reply_to.
+        let mut v1 = vec![1u8];
+        for s in ["e1", "web", "shop", "c1", "web:c1", "Ada"] {
+            put_bytes(&mut v1, s.as_bytes());
+        }
+        put_var(&mut v1, 7);
+        v1.push(0);
+        put_bytes(&mut v1, b"hi");
+        let e = Event::decode(&v1).expect("decodes");
+        assert_eq!((e.id.as_str(), e.kind, e.reply_to.as_str()), ("e1", Input::Text("hi".into()), ""));
     }
 
     #[test]

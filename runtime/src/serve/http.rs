@@ -207,6 +207,7 @@ async fn post_message(
         user_name,
         kind: input,
         received_at: now(),
+        reply_to: String::new(),
     };
     s.names.lock().unwrap_or_else(|e| e.into_inner()).insert(event.key(), event.user_name.clone());
     publish(&s, event).await
@@ -283,6 +284,7 @@ async fn hand_back(State(s): State<Arc<Shared>>, Path((bot, conversation)): Path
         user_name,
         kind: crate::vm::Input::HandBack,
         received_at: now(),
+        reply_to: String::new(),
     };
     publish(&s, event).await
 }
