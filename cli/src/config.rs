@@ -14,8 +14,48 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub limits: Limits,
+    /// Where the platforms' APIs are (tests point them at a fake server).
+    #[serde(default)]
+    pub platforms: Apis,
+    #[serde(default)]
+    pub plans: Plans,
     #[serde(default)]
     pub bots: Vec<BotConfig>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Apis {
+    pub discord_api: Option<String>,
+    pub slack_api: Option<String>,
+    pub telegram_api: Option<String>,
+}
+
+/// Send budgets per plan, on top of each platform's own limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plans {
+    #[serde(default = "free_plan")]
+    pub free: PlanLimits,
+    #[serde(default)]
+    pub premium: PlanLimits,
+}
+
+impl Default for Plans {
+    fn default() -> Self {
+        Plans { free: free_plan(), premium: PlanLimits::default() }
+    }
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct PlanLimits {
+    /// Messages a bot on this plan may send per second (unset: only the platform's limit).
+    pub messages_per_second: Option<u32>,
+}
+
+fn free_plan() -> PlanLimits {
+    PlanLimits { messages_per_second: Some(10) }
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +115,18 @@ pub struct BotConfig {
     pub tenant: Option<String>,
     #[serde(default)]
     pub plan: Plan,
+    /// Names of environment variables holding the bot's credentials (never the values).
+    pub token_env: Option<String>,
+    pub public_key_env: Option<String>,
+    pub signing_secret_env: Option<String>,
+    pub webhook_secret_env: Option<String>,
+    /// This bot's own send budget, below its plan's and platform's.
+    pub messages_per_second: Option<u32>,
+    /// Messages per second into one conversation (default: the platform's, e.g. Telegram's 1).
+    pub conversation_messages_per_second: Option<u32>,
+    /// The credentials, read from the environment by [`load`].
+    #[serde(skip)]
+    pub secrets: botc_runtime::serve::Secrets,
 }
 
 fn default_platform() -> Platform {
@@ -113,12 +165,11 @@ pub fn load(path: &Path) -> Result<Config, String> {
             ));
         }
         seen.push(&bot.id);
-        if bot.platform != Platform::Web {
+        if bot.messages_per_second == Some(0) || bot.conversation_messages_per_second == Some(0) {
             return Err(format!(
-                "{shown}{}: bot `{}` uses platform {:?}, which this version cannot serve yet; use platform = \"web\"",
-                line_of("platform"),
-                bot.id,
-                bot.platform
+                "{shown}{}: bot `{}`: a send budget of 0 would never send; remove it or give at least 1",
+                line_of("messages_per_second"),
+                bot.id
             ));
         }
         if !base.join(&bot.flow).exists() {
@@ -138,7 +189,80 @@ pub fn load(path: &Path) -> Result<Config, String> {
     }
     for bot in &mut config.bots {
         bot.flow = base.join(&bot.flow);
+        let at = line_of(&format!("\"{}\"", bot.id));
+        bot.secrets = secrets(bot).map_err(|e| format!("{shown}{at}: bot `{}`: {e}", bot.id))?;
+    }
+    for plan in [config.plans.free, config.plans.premium] {
+        if plan.messages_per_second == Some(0) {
+            return Err(format!("{shown}{}: a plan's messages_per_second must be at least 1", line_of("[plans")));
+        }
     }
     config.data_dir = config.data_dir.map(|d| base.join(d));
     Ok(config)
+}
+
+/// Reads a bot's credentials from the environment variables its config names, checking each
+/// is there and well-formed. Errors name the variable, never its value.
+fn secrets(bot: &BotConfig) -> Result<botc_runtime::serve::Secrets, String> {
+    use botc_runtime::serve::{Secret, Secrets};
+    let read = |field: &str, var: &Option<String>, what: &str| -> Result<Secret, String> {
+        let Some(name) = var else {
+            return Err(format!(
+                "a {:?} bot needs {field} = \"NAME\": the environment variable holding {what}",
+                bot.platform
+            ));
+        };
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim().to_string())),
+            Ok(_) => Err(format!("environment variable {name} ({field}) is empty; set it to {what}")),
+            Err(_) => Err(format!("environment variable {name} ({field}) is not set; set it to {what}")),
+        }
+    };
+    let extra = |field: &str, var: &Option<String>| match var {
+        Some(_) => Err(format!("{field} does not apply to a {:?} bot; remove it", bot.platform)),
+        None => Ok(()),
+    };
+    let mut s = Secrets::default();
+    match bot.platform {
+        Platform::Web => {
+            for (field, var) in [
+                ("token_env", &bot.token_env),
+                ("public_key_env", &bot.public_key_env),
+                ("signing_secret_env", &bot.signing_secret_env),
+                ("webhook_secret_env", &bot.webhook_secret_env),
+            ] {
+                extra(field, var)?;
+            }
+        }
+        Platform::Telegram => {
+            extra("public_key_env", &bot.public_key_env)?;
+            extra("signing_secret_env", &bot.signing_secret_env)?;
+            s.token = Some(read("token_env", &bot.token_env, "the bot token from @BotFather")?);
+            let secret = read("webhook_secret_env", &bot.webhook_secret_env, "the secret_token given to setWebhook")?;
+            let v = secret.expose();
+            if v.len() > 256 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(format!(
+                    "the value of {} (webhook_secret_env) is not a valid Telegram secret_token: use 1-256 of A-Z, a-z, 0-9, _ and -",
+                    bot.webhook_secret_env.as_deref().unwrap_or_default()
+                ));
+            }
+            s.webhook_secret = Some(secret);
+        }
+        Platform::Slack => {
+            extra("public_key_env", &bot.public_key_env)?;
+            extra("webhook_secret_env", &bot.webhook_secret_env)?;
+            s.token = Some(read("token_env", &bot.token_env, "the bot user OAuth token (xoxb-...)")?);
+            s.signing_secret = Some(read("signing_secret_env", &bot.signing_secret_env, "the app's signing secret")?);
+        }
+        Platform::Discord => {
+            extra("signing_secret_env", &bot.signing_secret_env)?;
+            extra("webhook_secret_env", &bot.webhook_secret_env)?;
+            s.token = Some(read("token_env", &bot.token_env, "the bot token")?);
+            let key = read("public_key_env", &bot.public_key_env, "the application's public key")?;
+            s.discord_key = Some(botc_runtime::platforms::verify::DiscordKey::parse(key.expose()).map_err(|e| {
+                format!("the value of {} (public_key_env): {e}", bot.public_key_env.as_deref().unwrap_or_default())
+            })?);
+        }
+    }
+    Ok(s)
 }

@@ -846,12 +846,22 @@ fn serve_cmd(
     use botc_runtime::serve;
     let mut options = serve::Options::default();
     let (mut partitions, mut capacity) = (serve::DEFAULT_PARTITIONS, serve::DEFAULT_QUEUE_CAPACITY);
-    let mut declared: Vec<(String, Option<String>, PathBuf)> = Vec::new();
+    let mut declared: Vec<&config::BotConfig> = Vec::new();
     if let Some(c) = &config {
         options.body_limit = c.limits.body_limit;
         capacity = c.limits.queue_capacity;
         partitions = c.limits.partitions;
-        declared = c.bots.iter().map(|b| (b.id.clone(), b.name.clone(), b.flow.clone())).collect();
+        let apis = &c.platforms;
+        for (base, set) in [
+            (&apis.discord_api, &mut options.api.discord),
+            (&apis.slack_api, &mut options.api.slack),
+            (&apis.telegram_api, &mut options.api.telegram),
+        ] {
+            if let Some(b) = base {
+                *set = b.trim_end_matches('/').to_string();
+            }
+        }
+        declared = c.bots.iter().collect();
         for b in &c.bots {
             tracing::info!(bot = %b.id, platform = ?b.platform, tenant = b.tenant.as_deref().unwrap_or("-"), plan = ?b.plan, "bot declared");
         }
@@ -872,16 +882,44 @@ fn serve_cmd(
     // Every flow found becomes a bot named after its file; a flow's YAML and DSL twins are
     // one bot. Bots declared in the config come first, with their own ids and names.
     let mut bots: Vec<serve::Bot> = Vec::new();
-    for (id, name, path) in &declared {
-        let program = match load_flow(path) {
+    for b in &declared {
+        let program = match load_flow(&b.flow) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("error: bot `{id}`: {e}; nothing was started");
+                eprintln!("error: bot `{}`: {e}; nothing was started", b.id);
                 return ExitCode::from(EXIT_FINDINGS);
             }
         };
-        let name = name.clone().unwrap_or_else(|| program.program().name.replace('_', " "));
-        bots.push(serve::Bot { id: id.clone(), name, program: std::sync::Arc::new(program) });
+        let name = b.name.clone().unwrap_or_else(|| program.program().name.replace('_', " "));
+        let platform = match b.platform {
+            config::Platform::Web => serve::Platform::Web,
+            config::Platform::Discord => serve::Platform::Discord,
+            config::Platform::Slack => serve::Platform::Slack,
+            config::Platform::Telegram => serve::Platform::Telegram,
+        };
+        let (mut per_bot, mut per_conversation) = platform.limits();
+        let plans = &config.as_ref().map(|c| (c.plans.free, c.plans.premium));
+        let plan = match (b.plan, plans) {
+            (config::Plan::Free, Some((free, _))) => free.messages_per_second,
+            (config::Plan::Premium, Some((_, premium))) => premium.messages_per_second,
+            _ => None,
+        };
+        if platform != serve::Platform::Web {
+            for cap in [plan, b.messages_per_second].into_iter().flatten() {
+                if cap < per_bot.rate {
+                    per_bot = botc_runtime::platforms::limiter::Limit::per_second(cap);
+                }
+            }
+            if let Some(n) = b.conversation_messages_per_second {
+                per_conversation = botc_runtime::platforms::limiter::Limit::per_second(n);
+            }
+        }
+        let mut bot = serve::Bot::web(&b.id, &name, std::sync::Arc::new(program));
+        bot.platform = platform;
+        bot.secrets = b.secrets.clone();
+        bot.per_bot = per_bot;
+        bot.per_conversation = per_conversation;
+        bots.push(bot);
     }
     for path in &files {
         let program = match load_flow(path) {
@@ -899,7 +937,7 @@ fn serve_cmd(
             continue;
         }
         let name = program.program().name.replace('_', " ");
-        bots.push(serve::Bot { id, name, program: std::sync::Arc::new(program) });
+        bots.push(serve::Bot::web(&id, &name, std::sync::Arc::new(program)));
     }
     let data_dir =
         data_dir.or(config.as_ref().and_then(|c| c.data_dir.clone())).unwrap_or_else(|| PathBuf::from("botc-data"));

@@ -32,6 +32,20 @@ impl Platform {
         }
     }
 
+    /// The platform's own send limits: per bot, and per conversation (PLATFORMS.md):
+    /// Telegram 30/s per bot and about 1/s per chat, short bursts allowed; Slack about 1/s
+    /// per channel; Discord 50/s per bot token.
+    pub fn limits(self) -> (limiter::Limit, limiter::Limit) {
+        use limiter::Limit;
+        let chat = Limit { rate: 1, period: Duration::from_secs(1), burst: 3 };
+        match self {
+            Platform::Telegram => (Limit::per_second(30), chat),
+            Platform::Slack => (Limit::per_second(50), chat),
+            Platform::Discord => (Limit::per_second(50), Limit::per_second(5)),
+            Platform::Web => (Limit::per_second(1000), Limit::per_second(1000)),
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Platform> {
         [Platform::Web, Platform::Discord, Platform::Slack, Platform::Telegram].into_iter().find(|p| p.name() == name)
     }

@@ -34,6 +34,12 @@ const TIMER_INDEX: TableDefinition<(&str, u32), u64> = TableDefinition::new("tim
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 /// item id → outbox item.
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+/// event id → when its dedupe mark expires (unix seconds).
+const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("dedupe");
+/// (expires, event id), to sweep expired marks.
+const DEDUPE_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedupe_expiry");
+/// (bot, position) → a reply waiting for the dispatcher.
+const REPLIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("replies");
 /// position → history record not yet shipped to the history sink.
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 
@@ -57,6 +63,7 @@ struct Signals {
     timers: Notify,
     outbox: Notify,
     history: Notify,
+    replies: Notify,
 }
 
 pub struct Embedded {
@@ -106,7 +113,7 @@ impl Embedded {
         let path = dir.join("botc.redb");
         let db = Database::create(&path).map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
         let fail = |e: StoreError| OpenError(format!("cannot open {}: {e}", path.display()));
-        let (next, committed, history) = init(&db, partitions).map_err(|e| match e {
+        let (next, committed, history, replies) = init(&db, partitions).map_err(|e| match e {
             StoreError::Conflict(msg) => OpenError(format!("{}: {msg}", path.display())),
             e => fail(e),
         })?;
@@ -120,11 +127,19 @@ impl Embedded {
             timers: Notify::new(),
             outbox: Notify::new(),
             history: Notify::new(),
+            replies: Notify::new(),
         });
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
-        let writer =
-            Writer { db: db.clone(), signals: signals.clone(), capacity: capacity as u64, next, committed, history };
+        let writer = Writer {
+            db: db.clone(),
+            signals: signals.clone(),
+            capacity: capacity as u64,
+            next,
+            committed,
+            history,
+            replies,
+        };
         let handle = std::thread::Builder::new()
             .name("botc-store-writer".into())
             .spawn(move || writer.run(rx))
@@ -189,10 +204,11 @@ impl Drop for Embedded {
 
 /// Creates the tables and reads each partition's next and committed offsets, and the next
 /// history position.
-fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64), StoreError> {
+#[allow(clippy::type_complexity)]
+fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u64), StoreError> {
     let txn = db.begin_write().map_err(io)?;
     let (mut next, mut committed) = (vec![0; partitions], vec![0; partitions]);
-    let next_history;
+    let (next_history, next_reply);
     {
         let mut meta = txn.open_table(META).map_err(io)?;
         let stored = meta.get("partitions").map_err(io)?.map(|v| v.value());
@@ -229,9 +245,18 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64), S
             Some((k, _)) => k.value() + 1,
             None => 1,
         };
+        txn.open_table(DEDUPE).map_err(io)?;
+        txn.open_table(DEDUPE_EXPIRY).map_err(io)?;
+        let replies = txn.open_table(REPLIES).map_err(io)?;
+        // Positions are global, so the largest one is the last in some bot's range.
+        let mut last = 0;
+        for r in replies.iter().map_err(io)? {
+            last = last.max(r.map_err(io)?.0.value().1);
+        }
+        next_reply = last + 1;
     }
     txn.commit().map_err(io)?;
-    Ok((next, committed, next_history))
+    Ok((next, committed, next_history, next_reply))
 }
 
 pub fn partition_of(key: &str, partitions: usize) -> usize {
@@ -255,6 +280,12 @@ enum JobKind {
         events: Vec<Event>,
         internal: bool,
     },
+    /// Publish unless the event's id has an unexpired dedupe mark; then mark it.
+    PublishOnce {
+        event: Box<Event>,
+        now: u64,
+        expires: u64,
+    },
     Commit(Box<Batch>),
     FireTimers {
         now: u64,
@@ -271,6 +302,10 @@ enum JobKind {
     Shipped {
         upto: u64,
     },
+    Delivered {
+        bot: String,
+        position: u64,
+    },
 }
 
 struct Writer {
@@ -281,6 +316,8 @@ struct Writer {
     committed: Vec<u64>,
     /// Position the next history record gets.
     history: u64,
+    /// Position the next reply gets.
+    replies: u64,
 }
 
 struct Tables<'t> {
@@ -292,6 +329,9 @@ struct Tables<'t> {
     messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     outbox: redb::Table<'t, &'static str, &'static [u8]>,
     history: redb::Table<'t, u64, &'static [u8]>,
+    dedupe: redb::Table<'t, &'static str, u64>,
+    dedupe_expiry: redb::Table<'t, (u64, &'static str), ()>,
+    replies: redb::Table<'t, (&'static str, u64), &'static [u8]>,
 }
 
 /// What a group's transaction changed, for waking readers after it commits.
@@ -302,6 +342,7 @@ struct Touched {
     timers: bool,
     outbox: bool,
     history: bool,
+    replies: bool,
 }
 
 impl Writer {
@@ -314,7 +355,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (next, committed, history) = (self.next.clone(), self.committed.clone(), self.history);
+            let (next, committed, history, replies) =
+                (self.next.clone(), self.committed.clone(), self.history, self.replies);
             let mut touched = Touched::default();
             match self.group(&jobs, &mut touched) {
                 Ok(results) => {
@@ -329,7 +371,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "store write failed; the callers will retry");
-                    (self.next, self.committed, self.history) = (next, committed, history);
+                    (self.next, self.committed, self.history, self.replies) = (next, committed, history, replies);
                     for job in jobs {
                         let _ = job.done.send(Err(e.clone()));
                     }
@@ -354,6 +396,9 @@ impl Writer {
         if t.history {
             self.signals.history.notify_one();
         }
+        if t.replies {
+            self.signals.replies.notify_waiters();
+        }
     }
 
     /// Applies every job in one transaction. A job refused for its own reasons (a full
@@ -372,6 +417,9 @@ impl Writer {
                 messages: txn.open_table(MESSAGES).map_err(io)?,
                 outbox: txn.open_table(OUTBOX).map_err(io)?,
                 history: txn.open_table(HISTORY).map_err(io)?,
+                dedupe: txn.open_table(DEDUPE).map_err(io)?,
+                dedupe_expiry: txn.open_table(DEDUPE_EXPIRY).map_err(io)?,
+                replies: txn.open_table(REPLIES).map_err(io)?,
             };
             for job in jobs {
                 results.push(self.apply(&mut t, &job.kind, touched)?);
@@ -407,6 +455,23 @@ impl Writer {
                 }
                 Ok(Ok(events.len()))
             }
+            JobKind::PublishOnce { event, now, expires } => {
+                let seen = t.dedupe.get(event.id.as_str()).map_err(io)?.map(|v| v.value());
+                if seen.is_some_and(|until| until > *now) {
+                    return Ok(Ok(0));
+                }
+                let p = partition_of(&event.key(), self.next.len());
+                if self.next[p] - self.committed[p] >= self.capacity {
+                    return Ok(Err(StoreError::Full));
+                }
+                if let Some(old) = seen {
+                    t.dedupe_expiry.remove((old, event.id.as_str())).map_err(io)?;
+                }
+                t.dedupe.insert(event.id.as_str(), *expires).map_err(io)?;
+                t.dedupe_expiry.insert((*expires, event.id.as_str()), ()).map_err(io)?;
+                self.append(t, event, touched)?;
+                Ok(Ok(1))
+            }
             JobKind::Commit(batch) => self.commit(t, batch, touched),
             JobKind::FireTimers { now } => {
                 let mut due = Vec::new();
@@ -422,6 +487,17 @@ impl Writer {
                         Ok(e) => self.append(t, &e, touched)?,
                         Err(e) => tracing::error!(conversation = %key, error = %e, "a stored timer is unreadable"),
                     }
+                }
+                // Dedupe marks that have expired go too (a bounded number per call).
+                let mut expired = Vec::new();
+                for r in t.dedupe_expiry.range(..(now.saturating_add(1), "")).map_err(io)?.take(10_000) {
+                    let (k, _) = r.map_err(io)?;
+                    let (at, id) = k.value();
+                    expired.push((at, id.to_string()));
+                }
+                for (at, id) in &expired {
+                    t.dedupe_expiry.remove((*at, id.as_str())).map_err(io)?;
+                    t.dedupe.remove(id.as_str()).map_err(io)?;
                 }
                 Ok(Ok(due.len()))
             }
@@ -445,6 +521,10 @@ impl Writer {
                 let to = (*offset).clamp(oldest, self.committed[*partition]);
                 t.offsets.insert(p, to).map_err(io)?;
                 self.committed[*partition] = to;
+                Ok(Ok(0))
+            }
+            JobKind::Delivered { bot, position } => {
+                t.replies.remove((bot.as_str(), *position)).map_err(io)?;
                 Ok(Ok(0))
             }
             JobKind::Shipped { upto } => {
@@ -526,6 +606,11 @@ impl Writer {
             t.history.insert(self.history, encode_record(r).as_slice()).map_err(io)?;
             self.history += 1;
             touched.history = true;
+        }
+        for r in &b.replies {
+            t.replies.insert((r.bot.as_str(), self.replies), encode_reply(r).as_slice()).map_err(io)?;
+            self.replies += 1;
+            touched.replies = true;
         }
         let p = b.partition as u32;
         let next = b.next_offset.max(committed);
@@ -657,6 +742,28 @@ fn decode_record(bytes: &[u8]) -> Result<HistoryRecord, DecodeError> {
     Ok(HistoryRecord { id, bot, conversation, user_id, platform, direction, kind, text, buttons, at })
 }
 
+fn encode_reply(r: &QueuedReply) -> Vec<u8> {
+    let mut out = vec![1u8];
+    for s in [&r.id, &r.bot, &r.key, &r.reply.reply_to, &r.reply.text] {
+        put_bytes(&mut out, s.as_bytes());
+    }
+    put_buttons(&mut out, &r.reply.buttons);
+    out.push(u8::from(r.reply.first));
+    out
+}
+
+fn decode_reply(bytes: &[u8]) -> Result<QueuedReply, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let v = r.u8()?;
+    if v != 1 {
+        return Err(DecodeError::Version(v));
+    }
+    let (id, bot, key, reply_to, text) = (r.string()?, r.string()?, r.string()?, r.string()?, r.string()?);
+    let buttons = read_buttons(&mut r)?;
+    let first = r.u8()? != 0;
+    Ok(QueuedReply { id, bot, key, reply: crate::platforms::Reply { reply_to, text, buttons, first } })
+}
+
 fn encode_item(item: &OutboxItem) -> Vec<u8> {
     let mut out = vec![1u8];
     put_bytes(&mut out, item.id.as_bytes());
@@ -711,6 +818,14 @@ impl Bus for Embedded {
 
     fn publish(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>> {
         Box::pin(async move { self.send(JobKind::Publish { events, internal: false }).await.map(|_| ()) })
+    }
+
+    fn publish_once(&self, event: Event, ttl: std::time::Duration) -> Fut<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let now = super::now();
+            let expires = now.saturating_add(ttl.as_secs().max(1));
+            self.send(JobKind::PublishOnce { event: Box::new(event), now, expires }).await.map(|n| n == 1)
+        })
     }
 
     fn committed(&self, partition: usize) -> Result<u64, StoreError> {
@@ -910,6 +1025,36 @@ impl HistoryQueue for Embedded {
 
     fn recorded(&self) -> Fut<'_, ()> {
         Box::pin(self.signals.history.notified())
+    }
+}
+
+impl ReplyQueue for Embedded {
+    fn waiting(&self, bot: &str, max: usize) -> Result<Vec<(u64, QueuedReply)>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(REPLIES).map_err(io)?;
+        let mut out = Vec::new();
+        for r in table.range((bot, 0)..=(bot, u64::MAX)).map_err(io)?.take(max) {
+            let (k, v) = r.map_err(io)?;
+            let position = k.value().1;
+            match decode_reply(v.value()) {
+                Ok(reply) => out.push((position, reply)),
+                Err(e) => tracing::error!(bot, position, error = %e, "a stored reply is unreadable"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn delivered(&self, bot: String, position: u64) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.send(JobKind::Delivered { bot, position }).await.map(|_| ()) })
+    }
+
+    fn queued(&self) -> Fut<'_, ()> {
+        Box::pin(self.signals.replies.notified())
+    }
+
+    fn depth(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        txn.open_table(REPLIES).map_err(io)?.len().map_err(io)
     }
 }
 

@@ -13,8 +13,8 @@ pub const EVENT_VERSION: u8 = 2;
 pub struct Event {
     /// Unique per event; replies derive their ids from it.
     pub id: String,
-    /// The channel it came from: `web`, `discord`, `slack`, `telegram`, or `botc` for
-    /// events botc makes itself (timers, http responses).
+    /// The channel it came from: `web`, `discord`, `slack` or `telegram`. Events botc makes
+    /// itself (timers, http responses) carry their conversation's.
     pub platform: String,
     pub bot: String,
     pub conversation: String,

@@ -24,10 +24,11 @@ pub struct Shared {
     /// The user's display name per conversation, for events that do not carry one
     /// (hand-backs).
     pub names: std::sync::Mutex<HashMap<String, String>>,
+    pub api: super::ApiBases,
     next_event: AtomicU64,
     /// Makes event ids unique across restarts of the process.
     boot: u128,
-    body_limit: usize,
+    pub(super) body_limit: usize,
 }
 
 const PAGE: &str = include_str!("page.html");
@@ -47,6 +48,7 @@ pub async fn serve(
         ports,
         metrics: super::Metrics::default(),
         names: std::sync::Mutex::new(HashMap::new()),
+        api: options.api.clone(),
         next_event: AtomicU64::new(1),
         boot,
         body_limit: options.body_limit,
@@ -61,11 +63,16 @@ pub async fn serve(
             tracing::error!(bot = %b.id, error = %e, "cannot record the flow version");
         }
     }
-    let helpers = [
+    let mut helpers = vec![
         tokio::spawn(super::roles::timers(shared.clone())),
         tokio::spawn(super::roles::outbox(shared.clone())),
         tokio::spawn(super::roles::history(shared.clone())),
     ];
+    for (i, b) in shared.bots.iter().enumerate() {
+        if b.platform != super::Platform::Web {
+            helpers.push(tokio::spawn(super::dispatch::run(shared.clone(), i)));
+        }
+    }
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -75,6 +82,7 @@ pub async fn serve(
         .route("/api/bots/{bot}/conversations/{conversation}/messages", post(post_message).get(get_messages))
         .route("/api/bots/{bot}/conversations/{conversation}/handback", post(hand_back))
         .route("/api/bots/{bot}/graph", get(graph))
+        .route("/webhooks/{platform}/{bot}", post(super::webhook::webhook))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page; the API is under /api/bots") })
         // The message handler enforces the limit itself, with a JSON error.
         .layer(DefaultBodyLimit::disable())
@@ -118,7 +126,7 @@ async fn publish(s: &Shared, event: Event) -> Response {
     r
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
@@ -128,6 +136,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         ("botc_bus_depth", "Events waiting on the bus.", p.bus.depth()),
         ("botc_timers_pending", "Timers scheduled and not yet due.", p.timers.pending().unwrap_or(0)),
         ("botc_sessions", "Conversations with a stored session.", p.sessions.count().unwrap_or(0)),
+        ("botc_replies_waiting", "Platform replies waiting for delivery.", p.replies.depth().unwrap_or(0)),
     ];
     let mut r = s.metrics.render(&gauges).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));

@@ -23,11 +23,44 @@ pub struct Metrics {
     latency_sum_ns: AtomicU64,
     /// Node visits by (bot, node name).
     visits: Mutex<BTreeMap<(String, String), u64>>,
+    /// Platform traffic: (metric, platform) → count.
+    platform: Mutex<BTreeMap<(Platformed, &'static str), u64>>,
+}
+
+/// Counters kept per platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Platformed {
+    /// Webhooks that were redeliveries of an event already taken.
+    Duplicates,
+    /// Replies the platform accepted.
+    Delivered,
+    /// Replies the platform refused for good (after which botc gives up on them).
+    Failed,
+    /// 429 answers.
+    RateLimited,
+    /// Server errors and unreachable servers, retried with back-off.
+    Retried,
+}
+
+impl Platformed {
+    fn name(self) -> (&'static str, &'static str) {
+        match self {
+            Platformed::Duplicates => ("botc_webhook_duplicates_total", "Webhook deliveries of events already taken."),
+            Platformed::Delivered => ("botc_replies_delivered_total", "Replies a platform accepted."),
+            Platformed::Failed => ("botc_replies_failed_total", "Replies a platform refused for good."),
+            Platformed::RateLimited => ("botc_platform_rate_limited_total", "429 answers from platforms."),
+            Platformed::Retried => ("botc_replies_retried_total", "Sends retried after a server error."),
+        }
+    }
 }
 
 impl Metrics {
     pub fn reject(&self, reason: &'static str) {
         *self.rejected.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    pub fn count(&self, what: Platformed, platform: &'static str) {
+        *self.platform.lock().unwrap_or_else(|e| e.into_inner()).entry((what, platform)).or_default() += 1;
     }
 
     pub fn step_took(&self, d: std::time::Duration) {
@@ -94,6 +127,17 @@ impl Metrics {
         let _ = writeln!(out, "botc_step_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "botc_step_seconds_sum {}", self.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9);
         let _ = writeln!(out, "botc_step_seconds_count {cumulative}");
+        let platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = None;
+        for ((what, p), n) in platform.iter() {
+            let (name, help) = what.name();
+            if last != Some(*what) {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                last = Some(*what);
+            }
+            let _ = writeln!(out, "{name}{{platform=\"{p}\"}} {n}");
+        }
+        drop(platform);
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

@@ -57,6 +57,11 @@ pub trait Bus: Send + Sync {
     /// Appends events durably. `Err(Full)` when a partition is at capacity: nothing of the
     /// call was appended.
     fn publish(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>>;
+    /// Publishes `event` unless an event with the same id was published less than `ttl`
+    /// ago (platforms redeliver): `Ok(false)` for such a duplicate. The check and the
+    /// append are one step, so a refused publish (`Full`) leaves no mark and the platform's
+    /// retry is taken.
+    fn publish_once(&self, event: Event, ttl: std::time::Duration) -> Fut<'_, Result<bool, StoreError>>;
     /// Where the partition's worker resumes: the offset after the last committed batch.
     fn committed(&self, partition: usize) -> Result<u64, StoreError>;
     /// Up to `max` events of `partition` from offset `from`, waiting for at least one.
@@ -149,6 +154,30 @@ pub struct Batch {
     pub outbox: Vec<OutboxItem>,
     /// What to add to the conversations' history (shipped to the [`HistorySink`] later).
     pub history: Vec<HistoryRecord>,
+    /// Messages for platform users, for the dispatcher.
+    pub replies: Vec<QueuedReply>,
+}
+
+/// A message waiting to be delivered through a platform's API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedReply {
+    /// Derived from the event's id and the effect's index: the same reply has the same id.
+    pub id: String,
+    pub bot: String,
+    /// The conversation key: a conversation's replies are delivered in order.
+    pub key: String,
+    pub reply: crate::platforms::Reply,
+}
+
+/// Replies waiting for delivery, per bot, in the order they were committed.
+pub trait ReplyQueue: Send + Sync {
+    /// The bot's oldest waiting replies, with their positions.
+    fn waiting(&self, bot: &str, max: usize) -> Result<Vec<(u64, QueuedReply)>, StoreError>;
+    /// The reply at this position was delivered (or can never be): forget it.
+    fn delivered(&self, bot: String, position: u64) -> Fut<'_, Result<(), StoreError>>;
+    /// Completes when replies may have been queued since it was called.
+    fn queued(&self) -> Fut<'_, ()>;
+    fn depth(&self) -> Result<u64, StoreError>;
 }
 
 pub trait Committer: Send + Sync {
@@ -229,4 +258,33 @@ pub trait HistorySink: Send + Sync {
 pub trait FlowRegistry: Send + Sync {
     fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>) -> Fut<'_, Result<(), StoreError>>;
     fn bytecode(&self, hash: [u8; 32]) -> Fut<'_, Result<Option<Vec<u8>>, StoreError>>;
+}
+
+/// Send budgets ([`crate::platforms::limiter`]): all checks of a send pass together or none
+/// is charged; a platform's 429 is written back.
+pub trait RateLimiter: Send + Sync {
+    fn acquire(&self, checks: &[crate::platforms::limiter::Check]) -> Result<(), std::time::Duration>;
+    fn penalize(&self, checks: &[crate::platforms::limiter::Check], retry_after: std::time::Duration);
+}
+
+impl<C: crate::platforms::limiter::Clock> RateLimiter for crate::platforms::limiter::Gcra<C> {
+    fn acquire(&self, checks: &[crate::platforms::limiter::Check]) -> Result<(), std::time::Duration> {
+        crate::platforms::limiter::Gcra::acquire(self, checks)
+    }
+    fn penalize(&self, checks: &[crate::platforms::limiter::Check], retry_after: std::time::Duration) {
+        crate::platforms::limiter::Gcra::penalize(self, checks, retry_after)
+    }
+}
+
+/// A platform API's answer, as much of it as botc reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Performs platform API calls. `Err` is a transport failure (no answer): retried.
+pub trait PlatformClient: Send + Sync {
+    fn call(&self, call: crate::platforms::Call) -> Fut<'_, Result<ApiResponse, String>>;
 }

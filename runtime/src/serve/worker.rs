@@ -8,8 +8,8 @@
 
 use super::http::Shared;
 use super::ports::{
-    Batch, Delivery, Direction, HistoryRecord, HttpRequest, Message, OutboxItem, SessionWrite, StoreError, Stored,
-    TimerChange,
+    Batch, Delivery, Direction, HistoryRecord, HttpRequest, Message, OutboxItem, QueuedReply, SessionWrite, StoreError,
+    Stored, TimerChange,
 };
 use super::transcript::{Entry, From};
 use super::{Event, now};
@@ -238,6 +238,7 @@ fn apply(shared: &Shared, bot: &super::Bot, event: &Event, session: &mut Session
         &bot.id,
         step.visited.iter().filter_map(|&n| p.nodes.get(n as usize)).map(|n| p.text(n.name).to_string()),
     );
+    let mut first = true;
     for (i, effect) in step.effects.into_iter().enumerate() {
         let id = format!("{}:{i}", event.id);
         match effect {
@@ -247,12 +248,23 @@ fn apply(shared: &Shared, bot: &super::Bot, event: &Event, session: &mut Session
                     None => text,
                 };
                 shared.metrics.replies.fetch_add(1, Ordering::Relaxed);
+                // Replies go back the way the conversation came: a platform bot can also be
+                // tried out in the web chat, and then answers there.
+                if bot.platform != super::Platform::Web && event.platform == bot.platform.name() {
+                    let reply = crate::platforms::Reply {
+                        reply_to: event.reply_to.clone(),
+                        text: text.clone(),
+                        buttons: buttons.clone(),
+                        first,
+                    };
+                    batch.replies.push(QueuedReply { id: id.clone(), bot: bot.id.clone(), key: key.clone(), reply });
+                    first = false;
+                }
                 say(batch, id, From::Bot, text, buttons);
             }
             Effect::StartTimer { timer, at } => {
                 let event = Event {
                     id: format!("timer:{key}:{timer}"),
-                    platform: "botc".into(),
                     kind: Input::Timer { timer },
                     received_at: at,
                     ..event.clone()
@@ -261,7 +273,7 @@ fn apply(shared: &Shared, bot: &super::Bot, event: &Event, session: &mut Session
             }
             Effect::CancelTimer { timer } => batch.timers.push(TimerChange::Cancel { key: key.clone(), timer }),
             Effect::Http { method, url, headers, body } => {
-                let result = Event { id: format!("{}:http", event.id), platform: "botc".into(), ..event.clone() };
+                let result = Event { id: format!("{}:http", event.id), ..event.clone() };
                 let request = HttpRequest { method: method.name().to_string(), url, headers, body };
                 batch.outbox.push(OutboxItem { id, request, result });
             }

@@ -3,6 +3,7 @@
 
 mod conversations;
 mod migration;
+mod platforms;
 mod robustness;
 mod serve;
 

@@ -54,7 +54,7 @@ async fn start(options: Options, capacity: usize, dir: &std::path::Path) -> Serv
     let history = Arc::new(SqliteHistory::open(&history_path(dir)).await.expect("history opens"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let bot = Bot { id: "shop".into(), name: "Shop".into(), program: Arc::new(load(FLOW)) };
+    let bot = Bot::web("shop", "Shop", Arc::new(load(FLOW)));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(
         listener,
@@ -174,7 +174,7 @@ async fn a_conversation_over_http_with_buttons_and_a_timer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_4xx_answers() {
     let (dir, dir2) = (data_dir(), data_dir());
-    let s = start(Options { body_limit: 1024 }, 100, dir.path()).await;
+    let s = start(Options { body_limit: 1024, ..Options::default() }, 100, dir.path()).await;
     for (path, body, status, needle) in [
         ("/api/bots/nope/conversations/c1/messages", "{}", 404, "no bot `nope`"),
         ("/api/bots/shop/conversations/c1/messages", "not json", 400, "not JSON"),

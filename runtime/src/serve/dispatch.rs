@@ -1,0 +1,216 @@
+//! The dispatcher: delivers platform replies from the reply queue through each platform's
+//! API, within its rate limits.
+//!
+//! One task per platform bot, so a bot that is over its budget (or whose platform answers
+//! 429) waits while every other bot keeps sending. Within a bot, a conversation's replies
+//! go out in order, one at a time; different conversations go out concurrently. A reply
+//! leaves the queue only once the platform accepted it (or refused it for good), so nothing
+//! is dropped, and a delivered reply is never sent again. 5xx answers and unreachable servers
+//! are retried with exponential back-off and jitter.
+
+use super::http::Shared;
+use super::metrics::Platformed;
+use super::ports::{ApiResponse, Fut, PlatformClient, QueuedReply};
+use super::{Bot, now};
+use crate::platforms::limiter::Check;
+use crate::platforms::{self, Call, Outcome, Platform};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sends in flight per bot.
+const IN_FLIGHT: usize = 16;
+/// Waiting replies a bot's task looks at per round.
+const WINDOW: usize = 512;
+
+/// Calls platform APIs over HTTP(S).
+pub struct HttpClient(reqwest::Client);
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        HttpClient(reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap_or_default())
+    }
+}
+
+impl PlatformClient for HttpClient {
+    fn call(&self, call: Call) -> Fut<'_, Result<ApiResponse, String>> {
+        Box::pin(async move {
+            let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| e.to_string())?;
+            let mut req = self.0.request(method, &call.url).json(&call.body);
+            for (k, v) in &call.headers {
+                req = req.header(*k, v);
+            }
+            // Errors are described without the URL: Telegram's carries the bot token.
+            let resp = req.send().await.map_err(describe)?;
+            let status = resp.status().as_u16();
+            let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let body = resp.bytes().await.map_err(describe)?.to_vec();
+            Ok(ApiResponse { status, retry_after, body })
+        })
+    }
+}
+
+fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", e.without_url())
+}
+
+/// The budgets one reply must fit in: the bot's and its conversation's.
+pub fn checks(bot: &Bot, key: &str) -> [Check; 2] {
+    let p = bot.platform.name();
+    [
+        Check { key: format!("{p}:{}", bot.id), limit: bot.per_bot },
+        Check { key: format!("{p}:{key}"), limit: bot.per_conversation },
+    ]
+}
+
+/// Delivers one bot's replies, forever.
+pub async fn run(shared: Arc<Shared>, bot: usize) {
+    let b = &shared.bots[bot];
+    let platform = b.platform.name();
+    let mut tasks = tokio::task::JoinSet::new();
+    // Conversations with a send in flight, and how earlier attempts at a reply went.
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut progress: HashMap<u64, Progress> = HashMap::new();
+    loop {
+        let queued = shared.ports.replies.queued();
+        let mut wake = Instant::now() + Duration::from_secs(5);
+        match shared.ports.replies.waiting(&b.id, WINDOW) {
+            Ok(waiting) => {
+                let mut seen: HashSet<&str> = HashSet::new();
+                for (position, r) in &waiting {
+                    // Only a conversation's oldest reply may go, and only when none is out.
+                    if !seen.insert(r.key.as_str()) || busy.contains(&r.key) || tasks.len() >= IN_FLIGHT {
+                        continue;
+                    }
+                    if let Some(t) = progress.get(position).and_then(|p| p.not_before)
+                        && t > Instant::now()
+                    {
+                        wake = wake.min(t);
+                        continue;
+                    }
+                    let checks = checks(b, &r.key);
+                    match shared.ports.limiter.acquire(&checks) {
+                        Ok(()) => {
+                            busy.insert(r.key.clone());
+                            let skip = progress.get(position).map_or(0, |p| p.made);
+                            tasks.spawn(deliver(shared.clone(), bot, *position, r.clone(), skip));
+                        }
+                        Err(wait) => wake = wake.min(Instant::now() + wait),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read the reply queue"),
+        }
+        tokio::select! {
+            _ = queued => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            Some(Ok((position, reply, done, outcome))) = tasks.join_next() => {
+                busy.remove(&reply.key);
+                match outcome {
+                    Outcome::Sent => {
+                        shared.metrics.count(Platformed::Delivered, platform);
+                        forget(&shared, b, position).await;
+                        progress.remove(&position);
+                    }
+                    Outcome::RateLimited(wait) => {
+                        shared.metrics.count(Platformed::RateLimited, platform);
+                        tracing::warn!(bot = %b.id, wait_ms = wait.as_millis() as u64, "the platform asked to slow down");
+                        shared.ports.limiter.penalize(&checks(b, &reply.key), wait);
+                        progress.entry(position).or_default().made = done;
+                    }
+                    Outcome::Retry(why) => {
+                        shared.metrics.count(Platformed::Retried, platform);
+                        let p = progress.entry(position).or_default();
+                        p.tries += 1;
+                        p.made = done;
+                        let delay = backoff(p.tries);
+                        p.not_before = Some(Instant::now() + delay);
+                        tracing::warn!(bot = %b.id, reply = %reply.id, attempt = p.tries, error = %why, retry_in_ms = delay.as_millis() as u64, "reply not delivered; retrying");
+                    }
+                    Outcome::Failed(why) => {
+                        shared.metrics.count(Platformed::Failed, platform);
+                        tracing::error!(bot = %b.id, reply = %reply.id, error = %why, "the platform refused a reply for good; it is dropped");
+                        forget(&shared, b, position).await;
+                        progress.remove(&position);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How earlier attempts at one reply went.
+#[derive(Default)]
+struct Progress {
+    /// Calls already made (a retry does not repeat the parts that went out).
+    made: usize,
+    /// Failed attempts (server errors, unreachable).
+    tries: u32,
+    not_before: Option<Instant>,
+}
+
+/// Removes a reply from the queue, retrying until the store takes it: a reply that stays
+/// would be sent again.
+async fn forget(shared: &Shared, bot: &Bot, position: u64) {
+    while let Err(e) = shared.ports.replies.delivered(bot.id.clone(), position).await {
+        tracing::error!(bot = %bot.id, error = %e, "cannot mark a reply delivered; retrying");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// 0.5 s, 1 s, 2 s … up to a minute, each ±50% at random so retries do not bunch up.
+fn backoff(attempt: u32) -> Duration {
+    let base =
+        Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(7)).min(Duration::from_secs(60));
+    base.mul_f64(0.5 + fastrand::f64())
+}
+
+/// Makes a reply's calls in order, skipping the first `skip` (made by an earlier attempt).
+/// Returns how many calls have been made in all, and how the last one went.
+async fn deliver(
+    shared: Arc<Shared>,
+    bot: usize,
+    position: u64,
+    r: QueuedReply,
+    skip: usize,
+) -> (u64, QueuedReply, usize, Outcome) {
+    let b = &shared.bots[bot];
+    let token = b.secrets.token.as_ref().map(|t| t.expose()).unwrap_or_default();
+    let api = &shared.api;
+    let calls = match b.platform {
+        Platform::Telegram => platforms::telegram::calls(&api.telegram, token, &r.reply),
+        Platform::Slack => platforms::slack::calls(&api.slack, token, &r.reply),
+        Platform::Discord => platforms::discord::calls(&api.discord, token, &r.reply, now()),
+        Platform::Web => Ok(Vec::new()),
+    };
+    let calls = match calls {
+        Ok(c) => c,
+        Err(e) => return (position, r, skip, Outcome::Failed(e)),
+    };
+    let mut done = skip;
+    for call in calls.into_iter().skip(skip) {
+        let outcome = match shared.ports.client.call(call).await {
+            Ok(resp) => {
+                let header = resp.retry_after.as_deref();
+                match b.platform {
+                    Platform::Telegram => platforms::telegram::outcome(resp.status, header, &resp.body),
+                    Platform::Slack => platforms::slack::outcome(resp.status, header, &resp.body),
+                    Platform::Discord | Platform::Web => platforms::discord::outcome(resp.status, header, &resp.body),
+                }
+            }
+            Err(e) => Outcome::Retry(e),
+        };
+        if outcome != Outcome::Sent {
+            return (position, r, done, outcome);
+        }
+        done += 1;
+    }
+    (position, r, done, Outcome::Sent)
+}

@@ -1,0 +1,204 @@
+//! A stand-in for the Discord, Slack and Telegram APIs on loopback, for tests and for trying
+//! a bot without a real platform account. It answers the calls botc makes the way the
+//! platforms document them (including their 401s), records every call, and can be told to
+//! answer the next calls with a 429 (each platform's own retry-after shape) or a 5xx.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value as Json, json};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One call the fake received.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    pub method: String,
+    /// The path, with Telegram's bot token replaced by `TOKEN`.
+    pub path: String,
+    pub body: Json,
+    /// When it arrived, since the fake started.
+    pub at: Duration,
+}
+
+/// How to answer a coming call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Trouble {
+    /// 429 asking to wait this long.
+    TooMany(Duration),
+    /// 500.
+    ServerError,
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Vec<Received>,
+    /// Answers for the next calls, in order, before normal service resumes.
+    trouble: VecDeque<Trouble>,
+    tokens: Tokens,
+    /// Calls answered with an error (trouble or a bad token), for tests to count.
+    refused: Vec<Received>,
+}
+
+/// The credentials the fake accepts.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    pub telegram: String,
+    pub slack: String,
+    pub discord: String,
+}
+
+pub struct FakePlatform {
+    pub base: String,
+    inner: Arc<Mutex<Inner>>,
+    started: Instant,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for FakePlatform {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+type Shared = (Arc<Mutex<Inner>>, Instant);
+
+impl FakePlatform {
+    /// Serves on a free loopback port. Point `ApiBases` at `base` (the same base serves all
+    /// three platforms: their paths do not overlap).
+    pub async fn start(tokens: Tokens) -> std::io::Result<FakePlatform> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let inner = Arc::new(Mutex::new(Inner { tokens, ..Inner::default() }));
+        let started = Instant::now();
+        let app = Router::new().fallback(answer).with_state((inner.clone(), started));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(FakePlatform { base, inner, started, stop: Some(stop) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers the next calls with these troubles, in order.
+    pub fn trouble(&self, troubles: &[Trouble]) {
+        self.lock().trouble.extend(troubles.iter().copied());
+    }
+
+    /// Every call answered successfully, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.lock().received.clone()
+    }
+
+    /// Every call answered with an error.
+    pub fn refused(&self) -> Vec<Received> {
+        self.lock().refused.clone()
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits until `n` calls have been answered successfully (or `within` passes).
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.received();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn answer(
+    State((inner, started)): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let body: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+    let tokens = inner.tokens.clone();
+    let (platform, shown, authorized) = if let Some(rest) = path.strip_prefix("/bot") {
+        let (token, method_name) = rest.split_once('/').unwrap_or((rest, ""));
+        ("telegram", format!("/botTOKEN/{method_name}"), token == tokens.telegram)
+    } else if path.starts_with("/chat.") {
+        ("slack", path.clone(), auth == format!("Bearer {}", tokens.slack))
+    } else if path.starts_with("/channels/") {
+        ("discord", path.clone(), auth == format!("Bot {}", tokens.discord))
+    } else if path.starts_with("/webhooks/") {
+        // Interaction webhooks are authorized by the token in their path.
+        ("discord", path.clone(), true)
+    } else {
+        return (StatusCode::NOT_FOUND, "no such API").into_response();
+    };
+    let received = Received { method: method.to_string(), path: shown, body, at: started.elapsed() };
+    if !authorized {
+        inner.refused.push(received);
+        return match platform {
+            "telegram" => (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"ok": false, "error_code": 401, "description": "Unauthorized"})),
+            )
+                .into_response(),
+            "slack" => axum::Json(json!({"ok": false, "error": "invalid_auth"})).into_response(),
+            _ => (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "401: Unauthorized", "code": 0})))
+                .into_response(),
+        };
+    }
+    if let Some(t) = inner.trouble.pop_front() {
+        inner.refused.push(received);
+        return match (platform, t) {
+            ("telegram", Trouble::TooMany(d)) => {
+                let secs = d.as_secs().max(1);
+                let body = json!({"ok": false, "error_code": 429, "description": format!("Too Many Requests: retry after {secs}"), "parameters": {"retry_after": secs}});
+                (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
+            }
+            ("slack", Trouble::TooMany(d)) => {
+                let mut r = (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({"ok": false, "error": "ratelimited"})))
+                    .into_response();
+                let secs = d.as_secs().max(1).to_string();
+                r.headers_mut().insert(header::RETRY_AFTER, secs.parse().expect("a number is a header value"));
+                r
+            }
+            (_, Trouble::TooMany(d)) => {
+                let body =
+                    json!({"message": "You are being rate limited.", "retry_after": d.as_secs_f64(), "global": false});
+                let mut r = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                let secs = d.as_secs_f64().ceil().to_string();
+                r.headers_mut().insert(header::RETRY_AFTER, secs.parse().expect("a number is a header value"));
+                r
+            }
+            ("telegram", Trouble::ServerError) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"ok": false, "error_code": 500, "description": "Internal Server Error"})),
+            )
+                .into_response(),
+            (_, Trouble::ServerError) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+        };
+    }
+    let n = inner.received.len() + 1;
+    inner.received.push(received);
+    match platform {
+        "telegram" => axum::Json(json!({"ok": true, "result": {"message_id": n}})).into_response(),
+        "slack" => axum::Json(json!({"ok": true, "ts": format!("{n}.000")})).into_response(),
+        _ => axum::Json(json!({"id": n.to_string()})).into_response(),
+    }
+}
