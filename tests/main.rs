@@ -9,6 +9,7 @@ mod conversation;
 mod durability;
 mod fixtures;
 mod forms;
+mod platforms;
 mod schema;
 
 use std::path::{Path, PathBuf};

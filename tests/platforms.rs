@@ -1,0 +1,113 @@
+//! The real binary with platform bots: credentials come from environment variables named in
+//! botc.toml, mistakes are reported before anything binds (naming the variable, never the
+//! value), and no secret ever reaches a log line, even when requests and sends fail.
+
+use crate::{banner_url, root};
+use botc_runtime::serve::fake::{FakePlatform, Tokens};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "987654:Secret-Bot-Token-Value";
+const SECRET: &str = "Webhook_Secret_Value-123";
+
+fn write_config(dir: &std::path::Path, api: &str, extra: &str) -> std::path::PathBuf {
+    let flow = root().join("flows/examples/pizza_order.yaml");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\n[platforms]\ntelegram_api = \"{api}\"\n\n[[bots]]\nid = \"pizza\"\nflow = \"{}\"\nplatform = \"telegram\"\ntoken_env = \"PIZZA_TG_TOKEN\"\nwebhook_secret_env = \"PIZZA_TG_SECRET\"\n{extra}",
+        flow.display()
+    );
+    let path = dir.join("botc.toml");
+    std::fs::write(&path, config).expect("write");
+    path
+}
+
+fn serve_with(config: &std::path::Path, data: &std::path::Path, env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_botc"));
+    c.args(["serve", "--log-format", "json", "--config"]).arg(config).arg("--data-dir").arg(data);
+    c.env_remove("PIZZA_TG_TOKEN").env_remove("PIZZA_TG_SECRET");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+#[test]
+fn credentials_are_checked_before_binding_and_named_not_shown() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), "http://127.0.0.1:9", "");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("PIZZA_TG_SECRET", SECRET)], "environment variable PIZZA_TG_TOKEN (token_env) is not set"),
+        (&[("PIZZA_TG_TOKEN", TOKEN)], "environment variable PIZZA_TG_SECRET (webhook_secret_env) is not set"),
+        (&[("PIZZA_TG_TOKEN", TOKEN), ("PIZZA_TG_SECRET", "   ")], "PIZZA_TG_SECRET (webhook_secret_env) is empty"),
+        (
+            &[("PIZZA_TG_TOKEN", TOKEN), ("PIZZA_TG_SECRET", "has spaces and $ymbols")],
+            "not a valid Telegram secret_token: use 1-256 of A-Z, a-z, 0-9, _ and -",
+        ),
+    ];
+    for (env, expected) in cases {
+        let o = serve_with(&config, dir.path(), env).output().expect("runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("botc.toml:") && err.contains("bot `pizza`") && err.contains(expected), "{err}");
+        assert!(!err.contains(TOKEN) && !err.contains("has spaces"), "a secret was printed: {err}");
+        assert!(o.stdout.is_empty(), "nothing was served");
+    }
+    let wrong = write_config(dir.path(), "http://127.0.0.1:9", "signing_secret_env = \"X\"\n");
+    let o = serve_with(&wrong, dir.path(), &[]).output().expect("runs");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("signing_secret_env does not apply to a Telegram bot; remove it")
+    );
+}
+
+#[test]
+fn a_telegram_bot_answers_through_the_api_and_no_secret_reaches_the_logs() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // The fake platform knows another token, so botc's sends are refused with 401: the
+    // failure is logged, and the log must still not show the token.
+    let fake = rt
+        .block_on(FakePlatform::start(Tokens { telegram: "another:token".into(), ..Tokens::default() }))
+        .expect("fake");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), &fake.base, "");
+    let mut server = serve_with(&config, dir.path(), &[("PIZZA_TG_TOKEN", TOKEN), ("PIZZA_TG_SECRET", SECRET)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("stdout")), &mut banner)
+        .expect("banner");
+    let base = banner_url(&banner).expect("url");
+    let client = reqwest::Client::new();
+    let update = r#"{"update_id":5,"message":{"message_id":1,"from":{"id":42,"first_name":"Ada"},"chat":{"id":42,"type":"private"},"text":"hi"}}"#;
+    let post = |secret: &'static str| {
+        let (client, url) = (client.clone(), format!("{base}/webhooks/telegram/pizza"));
+        async move {
+            client
+                .post(url)
+                .header("x-telegram-bot-api-secret-token", secret)
+                .body(update)
+                .send()
+                .await
+                .expect("post")
+                .status()
+        }
+    };
+    assert_eq!(rt.block_on(post("wrong-secret")), 401);
+    assert_eq!(rt.block_on(post(SECRET)), 200);
+    // The send is refused by the platform (wrong token) and logged.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.refused().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!fake.refused().is_empty(), "botc called the platform");
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let out = server.wait_with_output().expect("exits");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("webhook refused") && logs.contains("refused a reply for good"), "{logs}");
+    assert!(
+        !logs.contains(TOKEN) && !logs.contains("987654") && !logs.contains(SECRET),
+        "a secret reached the logs:\n{logs}"
+    );
+}
