@@ -111,3 +111,75 @@ fn a_telegram_bot_answers_through_the_api_and_no_secret_reaches_the_logs() {
         "a secret reached the logs:\n{logs}"
     );
 }
+
+#[test]
+fn load_signs_telegram_updates_and_the_fake_platform_prints_the_replies() {
+    use std::io::BufRead;
+    /// Kills the process when the test ends, also when it fails.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut fake = Kill(
+        Command::new(env!("CARGO_BIN_EXE_botc"))
+            .args(["fake-platform", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("fake starts"),
+    );
+    let mut lines = std::io::BufReader::new(fake.0.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("banner").expect("line");
+    let api = banner_url(&first).expect("the banner names the URL");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), &api, "");
+    let mut server = Kill(
+        serve_with(&config, dir.path(), &[("PIZZA_TG_TOKEN", TOKEN), ("PIZZA_TG_SECRET", SECRET)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().expect("stdout")), &mut banner)
+        .expect("banner");
+    let base = banner_url(&banner).expect("url");
+    let o = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["load", &base, "--bot", "pizza", "--platform", "telegram", "--secret-env", "LOAD_SECRET"])
+        .args(["--rate", "50", "--duration", "1", "--conversations", "5"])
+        .env("LOAD_SECRET", SECRET)
+        .output()
+        .expect("load runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("sent 50 in") && out.contains("accepted 50, errors 0"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Five new conversations: each greeted by the pizza bot through sendMessage.
+    let mut greeted = std::collections::HashSet::new();
+    // Read on another thread, so a missing line fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        if v["path"] == "/botTOKEN/sendMessage"
+            && v["body"]["text"].as_str().is_some_and(|t| t.starts_with("Ciao Load!"))
+        {
+            greeted.insert(v["body"]["chat_id"].to_string());
+        }
+        if greeted.len() == 5 {
+            break;
+        }
+    }
+    drop((server, fake));
+    assert_eq!(greeted.len(), 5);
+}

@@ -120,7 +120,8 @@ pub struct BotConfig {
     pub public_key_env: Option<String>,
     pub signing_secret_env: Option<String>,
     pub webhook_secret_env: Option<String>,
-    /// This bot's own send budget, below its plan's and platform's.
+    /// This bot's send budget per second, instead of its platform's usual one (capped by
+    /// its plan's).
     pub messages_per_second: Option<u32>,
     /// Messages per second into one conversation (default: the platform's, e.g. Telegram's 1).
     pub conversation_messages_per_second: Option<u32>,

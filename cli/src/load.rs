@@ -34,9 +34,69 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// What the generator sends.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Web-chat messages (answered 202).
+    Web,
+    /// Telegram updates with the webhook secret (answered 200).
+    Telegram { secret: String },
+    /// Slack events signed with the signing secret (answered 200).
+    Slack { secret: String },
+}
+
+impl Target {
+    /// The request for message `i` of a run, to conversation `c`, and the status that
+    /// means it was accepted.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        bot: &str,
+        run: u64,
+        i: u64,
+        c: u64,
+    ) -> (reqwest::RequestBuilder, u16) {
+        match self {
+            Target::Web => (
+                client.post(format!("{base}/api/bots/{bot}/conversations/load-{c}/messages")).body(r#"{"text": "hi"}"#),
+                202,
+            ),
+            Target::Telegram { secret } => {
+                let body = format!(
+                    r#"{{"update_id":{},"message":{{"message_id":{i},"from":{{"id":{c},"first_name":"Load"}},"chat":{{"id":{c},"type":"private"}},"text":"hi"}}}}"#,
+                    run * 1_000_000_000 + i
+                );
+                let req = client
+                    .post(format!("{base}/webhooks/telegram/{bot}"))
+                    .header("x-telegram-bot-api-secret-token", secret.as_str())
+                    .body(body);
+                (req, 200)
+            }
+            Target::Slack { secret } => {
+                let body = format!(
+                    r#"{{"type":"event_callback","event_id":"Ev{run}x{i}","event":{{"type":"message","channel":"D{c}","channel_type":"im","user":"U{c}","text":"hi"}}}}"#
+                );
+                let ts = botc_runtime::serve::now().to_string();
+                let sig = botc_runtime::platforms::verify::slack_sign(secret.as_bytes(), &ts, body.as_bytes());
+                let req = client
+                    .post(format!("{base}/webhooks/slack/{bot}"))
+                    .header("x-slack-request-timestamp", ts)
+                    .header("x-slack-signature", sig)
+                    .body(body);
+                (req, 200)
+            }
+        }
+    }
+}
+
 /// Sends `rate` requests per second for `secs` seconds to `base` (a botc serve URL),
 /// spread over `conversations` conversations of `bot`.
-pub async fn run(base: &str, bot: &str, rate: u64, secs: u64, conversations: u64) -> Report {
+pub async fn run(base: &str, bot: &str, target: Target, rate: u64, secs: u64, conversations: u64) -> Report {
+    // Distinct per run (the clock's milliseconds, cut to nine digits so run × 10⁹ + i fits
+    // Telegram's 64-bit update_id), so platform event ids are new each time.
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        % 1_000_000_000;
     let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("an http client");
     let total = (rate * secs) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
@@ -47,12 +107,11 @@ pub async fn run(base: &str, bot: &str, rate: u64, secs: u64, conversations: u64
     for i in 0..total {
         let scheduled = start + interval * i as u32;
         tokio::time::sleep_until(scheduled.into()).await;
-        let url = format!("{base}/api/bots/{bot}/conversations/load-{}/messages", i as u64 % conversations.max(1));
-        let (client, latencies, errors) = (client.clone(), latencies.clone(), errors.clone());
+        let (req, ok) = target.request(&client, base, bot, run, i as u64, i as u64 % conversations.max(1));
+        let (latencies, errors) = (latencies.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
-            let r = client.post(url).body(r#"{"text": "hi"}"#).send().await;
-            match r {
-                Ok(resp) if resp.status().as_u16() == 202 => latencies.lock().await.push(scheduled.elapsed()),
+            match req.send().await {
+                Ok(resp) if resp.status().as_u16() == ok => latencies.lock().await.push(scheduled.elapsed()),
                 _ => {
                     errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -81,9 +140,11 @@ pub async fn run(base: &str, bot: &str, rate: u64, secs: u64, conversations: u64
 /// A server that acknowledges every message and does nothing else: the baseline.
 pub async fn baseline(listener: tokio::net::TcpListener) -> std::io::Result<()> {
     use axum::routing::post;
-    let app = axum::Router::new().route(
-        "/api/bots/{bot}/conversations/{conversation}/messages",
-        post(|| async { (axum::http::StatusCode::ACCEPTED, "{\"event\":\"baseline\"}") }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/api/bots/{bot}/conversations/{conversation}/messages",
+            post(|| async { (axum::http::StatusCode::ACCEPTED, "{\"event\":\"baseline\"}") }),
+        )
+        .route("/webhooks/{platform}/{bot}", post(|| async { "{}" }));
     axum::serve(listener, app).await
 }

@@ -144,6 +144,19 @@ enum Command {
         /// Conversations to spread the requests over
         #[arg(long, default_value_t = 1000)]
         conversations: u64,
+        /// Send web-chat messages, or signed Telegram updates or Slack events to the bot's
+        /// webhook (the secret comes from --secret-env)
+        #[arg(long, value_enum, default_value_t = LoadPlatform::Web)]
+        platform: LoadPlatform,
+        /// Environment variable holding the webhook secret or signing secret
+        #[arg(long)]
+        secret_env: Option<String>,
+    },
+    /// Run a stand-in for the Discord, Slack and Telegram APIs, printing each call it gets as
+    /// a JSON line (point botc.toml's [platforms] at it to try bots without an account)
+    FakePlatform {
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        listen: std::net::SocketAddr,
     },
     /// A server that only acknowledges messages: the baseline for `botc load`
     #[command(hide = true)]
@@ -230,10 +243,42 @@ fn main() -> ExitCode {
         Command::Disasm { file } => disasm(&file),
         Command::Test { paths, format, coverage } => test_cmd(&paths, format, coverage),
         Command::Diff { old, new, format } => diff_cmd(&old, &new, format),
-        Command::Load { url, bot, rate, duration, conversations } => with_runtime(async move {
-            let report = load::run(url.trim_end_matches('/'), &bot, rate, duration, conversations).await;
+        Command::Load { url, bot, rate, duration, conversations, platform, secret_env } => with_runtime(async move {
+            let secret = match (&platform, secret_env) {
+                (LoadPlatform::Web, _) => String::new(),
+                (_, Some(var)) => match std::env::var(&var) {
+                    Ok(s) => s,
+                    Err(_) => return fail(format!("environment variable {var} (--secret-env) is not set")),
+                },
+                (_, None) => return fail("signed webhooks need --secret-env NAME"),
+            };
+            let target = match platform {
+                LoadPlatform::Web => load::Target::Web,
+                LoadPlatform::Telegram => load::Target::Telegram { secret },
+                LoadPlatform::Slack => load::Target::Slack { secret },
+            };
+            let report = load::run(url.trim_end_matches('/'), &bot, target, rate, duration, conversations).await;
             outln!("{report}");
             ExitCode::SUCCESS
+        }),
+        Command::FakePlatform { listen } => with_runtime(async move {
+            use botc_runtime::serve::fake::{FakePlatform, Tokens};
+            let fake = match FakePlatform::start_at(listen, Tokens::default()).await {
+                Ok(f) => f,
+                Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
+            };
+            outln!("fake platform APIs at {} (Ctrl-C stops it)", fake.base);
+            let mut seen = 0;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                for r in fake.received_from(seen) {
+                    seen += 1;
+                    let line = serde_json::json!({
+                        "at_ms": r.at.as_secs_f64() * 1e3, "method": r.method, "path": r.path, "body": r.body,
+                    });
+                    outln!("{line}");
+                }
+            }
         }),
         Command::LoadBaseline { listen } => with_runtime(async move {
             match tokio::net::TcpListener::bind(listen).await {
@@ -905,10 +950,15 @@ fn serve_cmd(
             _ => None,
         };
         if platform != serve::Platform::Web {
-            for cap in [plan, b.messages_per_second].into_iter().flatten() {
-                if cap < per_bot.rate {
-                    per_bot = botc_runtime::platforms::limiter::Limit::per_second(cap);
-                }
+            // The bot's own figure replaces the platform's (a platform may grant more); the
+            // plan's caps it.
+            if let Some(n) = b.messages_per_second {
+                per_bot = botc_runtime::platforms::limiter::Limit::per_second(n);
+            }
+            if let Some(cap) = plan
+                && cap < per_bot.rate
+            {
+                per_bot = botc_runtime::platforms::limiter::Limit::per_second(cap);
             }
             if let Some(n) = b.conversation_messages_per_second {
                 per_conversation = botc_runtime::platforms::limiter::Limit::per_second(n);
@@ -989,6 +1039,13 @@ fn serve_cmd(
             Err(e) => fail(format!("server error: {e}")),
         }
     })
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LoadPlatform {
+    Web,
+    Telegram,
+    Slack,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
