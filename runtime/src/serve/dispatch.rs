@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Sends in flight per bot.
-const IN_FLIGHT: usize = 16;
+const IN_FLIGHT: usize = 64;
 /// Waiting replies a bot's task looks at per round.
 const WINDOW: usize = 512;
 
@@ -78,68 +78,85 @@ pub async fn run(shared: Arc<Shared>, bot: usize) {
     // Conversations with a send in flight, and how earlier attempts at a reply went.
     let mut busy: HashSet<String> = HashSet::new();
     let mut progress: HashMap<u64, Progress> = HashMap::new();
+    // The oldest waiting replies, read from the queue when it may have changed.
+    let mut window: Vec<(u64, QueuedReply)> = Vec::new();
+    let mut stale = true;
+    let mut full = false;
     loop {
         let queued = shared.ports.replies.queued();
-        let mut wake = Instant::now() + Duration::from_secs(5);
-        match shared.ports.replies.waiting(&b.id, WINDOW) {
-            Ok(waiting) => {
-                let mut seen: HashSet<&str> = HashSet::new();
-                for (position, r) in &waiting {
-                    // Only a conversation's oldest reply may go, and only when none is out.
-                    if !seen.insert(r.key.as_str()) || busy.contains(&r.key) || tasks.len() >= IN_FLIGHT {
-                        continue;
-                    }
-                    if let Some(t) = progress.get(position).and_then(|p| p.not_before)
-                        && t > Instant::now()
-                    {
-                        wake = wake.min(t);
-                        continue;
-                    }
-                    let checks = checks(b, &r.key);
-                    match shared.ports.limiter.acquire(&checks) {
-                        Ok(()) => {
-                            busy.insert(r.key.clone());
-                            let skip = progress.get(position).map_or(0, |p| p.made);
-                            tasks.spawn(deliver(shared.clone(), bot, *position, r.clone(), skip));
-                        }
-                        Err(wait) => wake = wake.min(Instant::now() + wait),
-                    }
+        if stale {
+            match shared.ports.replies.waiting(&b.id, WINDOW) {
+                Ok(w) => {
+                    full = w.len() == WINDOW;
+                    window = w;
+                    stale = false;
                 }
+                Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read the reply queue"),
             }
-            Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read the reply queue"),
+        }
+        let mut wake = Instant::now() + Duration::from_secs(5);
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (position, r) in &window {
+            // Only a conversation's oldest reply may go, and only when none is out.
+            if !seen.insert(r.key.as_str()) || busy.contains(&r.key) || tasks.len() >= IN_FLIGHT {
+                continue;
+            }
+            if let Some(t) = progress.get(position).and_then(|p| p.not_before)
+                && t > Instant::now()
+            {
+                wake = wake.min(t);
+                continue;
+            }
+            match shared.ports.limiter.acquire(&checks(b, &r.key)) {
+                Ok(()) => {
+                    busy.insert(r.key.clone());
+                    let skip = progress.get(position).map_or(0, |p| p.made);
+                    tasks.spawn(deliver(shared.clone(), bot, *position, r.clone(), skip));
+                }
+                Err(wait) => wake = wake.min(Instant::now() + wait),
+            }
         }
         tokio::select! {
-            _ = queued => {}
+            _ = queued => stale = true,
             _ = tokio::time::sleep_until(wake.into()) => {}
-            Some(Ok((position, reply, done, outcome))) = tasks.join_next() => {
-                busy.remove(&reply.key);
-                match outcome {
-                    Outcome::Sent => {
-                        shared.metrics.count(Platformed::Delivered, platform);
-                        forget(&shared, b, position).await;
-                        progress.remove(&position);
+            Some(first) = tasks.join_next() => {
+                // Take every finished send at once, then look at the window again.
+                let mut finished = vec![first];
+                while let Some(more) = tasks.try_join_next() {
+                    finished.push(more);
+                }
+                for (position, reply, done, outcome) in finished.into_iter().flatten() {
+                    busy.remove(&reply.key);
+                    match outcome {
+                        Outcome::Sent | Outcome::Failed(_) => {
+                            let metric = if outcome == Outcome::Sent { Platformed::Delivered } else { Platformed::Failed };
+                            shared.metrics.count(metric, platform);
+                            if let Outcome::Failed(why) = &outcome {
+                                tracing::error!(bot = %b.id, reply = %reply.id, error = %why, "the platform refused a reply for good; it is dropped");
+                            }
+                            progress.remove(&position);
+                            window.retain(|(p, _)| *p != position);
+                        }
+                        Outcome::RateLimited(wait) => {
+                            shared.metrics.count(Platformed::RateLimited, platform);
+                            tracing::warn!(bot = %b.id, wait_ms = wait.as_millis() as u64, "the platform asked to slow down");
+                            shared.ports.limiter.penalize(&checks(b, &reply.key), wait);
+                            progress.entry(position).or_default().made = done;
+                        }
+                        Outcome::Retry(why) => {
+                            shared.metrics.count(Platformed::Retried, platform);
+                            let p = progress.entry(position).or_default();
+                            p.tries += 1;
+                            p.made = done;
+                            let delay = backoff(p.tries);
+                            p.not_before = Some(Instant::now() + delay);
+                            tracing::warn!(bot = %b.id, reply = %reply.id, attempt = p.tries, error = %why, retry_in_ms = delay.as_millis() as u64, "reply not delivered; retrying");
+                        }
                     }
-                    Outcome::RateLimited(wait) => {
-                        shared.metrics.count(Platformed::RateLimited, platform);
-                        tracing::warn!(bot = %b.id, wait_ms = wait.as_millis() as u64, "the platform asked to slow down");
-                        shared.ports.limiter.penalize(&checks(b, &reply.key), wait);
-                        progress.entry(position).or_default().made = done;
-                    }
-                    Outcome::Retry(why) => {
-                        shared.metrics.count(Platformed::Retried, platform);
-                        let p = progress.entry(position).or_default();
-                        p.tries += 1;
-                        p.made = done;
-                        let delay = backoff(p.tries);
-                        p.not_before = Some(Instant::now() + delay);
-                        tracing::warn!(bot = %b.id, reply = %reply.id, attempt = p.tries, error = %why, retry_in_ms = delay.as_millis() as u64, "reply not delivered; retrying");
-                    }
-                    Outcome::Failed(why) => {
-                        shared.metrics.count(Platformed::Failed, platform);
-                        tracing::error!(bot = %b.id, reply = %reply.id, error = %why, "the platform refused a reply for good; it is dropped");
-                        forget(&shared, b, position).await;
-                        progress.remove(&position);
-                    }
+                }
+                // More may wait behind a window that was full.
+                if full && window.len() < WINDOW / 2 {
+                    stale = true;
                 }
             }
         }
@@ -192,7 +209,10 @@ async fn deliver(
     };
     let calls = match calls {
         Ok(c) => c,
-        Err(e) => return (position, r, skip, Outcome::Failed(e)),
+        Err(e) => {
+            forget(&shared, b, position).await;
+            return (position, r, skip, Outcome::Failed(e));
+        }
     };
     let mut done = skip;
     for call in calls.into_iter().skip(skip) {
@@ -208,9 +228,14 @@ async fn deliver(
             Err(e) => Outcome::Retry(e),
         };
         if outcome != Outcome::Sent {
+            if let Outcome::Failed(_) = outcome {
+                forget(&shared, b, position).await;
+            }
             return (position, r, done, outcome);
         }
         done += 1;
     }
+    // Forgotten here, so many sends' queue updates share one store commit.
+    forget(&shared, b, position).await;
     (position, r, done, Outcome::Sent)
 }
