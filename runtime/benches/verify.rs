@@ -16,10 +16,14 @@ fn verification(c: &mut Criterion) {
     let ts = "1531420618";
     let sig = slack_sign(secret, ts, body);
     c.bench_function("verify_slack_hmac", |b| {
-        b.iter(|| verify::slack(black_box(secret), Some(ts.as_bytes()), Some(sig.as_bytes()), black_box(body), 1_531_420_620))
+        b.iter(|| {
+            verify::slack(black_box(secret), Some(ts.as_bytes()), Some(sig.as_bytes()), black_box(body), 1_531_420_620)
+        })
     });
     let token = b"Webhook_Secret_Value-123";
-    c.bench_function("verify_telegram_token", |b| b.iter(|| verify::telegram(black_box(token), Some(black_box(token)))));
+    c.bench_function("verify_telegram_token", |b| {
+        b.iter(|| verify::telegram(black_box(token), Some(black_box(token))))
+    });
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let public: String = key.verifying_key().to_bytes().iter().map(|b| format!("{b:02x}")).collect();
     let parsed = DiscordKey::parse(&public).expect("key");

@@ -178,3 +178,62 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Payloads shaped like each platform's, with fields dropped, retyped or garbled.
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        let seeds = [
+            r#"{"update_id":1,"message":{"message_id":1,"from":{"id":4,"first_name":"A"},"chat":{"id":4,"type":"private"},"text":"hi"}}"#,
+            r#"{"update_id":2,"callback_query":{"id":"q","from":{"id":4},"message":{"chat":{"id":4}},"data":"x"}}"#,
+            r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message","channel":"D1","user":"U1","text":"<@U2> hi"}}"#,
+            r#"{"type":"url_verification","challenge":"c"}"#,
+            r#"payload=%7B%22type%22%3A%22block_actions%22%2C%22actions%22%3A%5B%7B%22value%22%3A%22v%22%7D%5D%7D"#,
+            r#"{"type":2,"id":"9","application_id":"A","token":"T","channel_id":"C","user":{"id":"U"},"data":{"name":"o","options":[{"value":1}]}}"#,
+            r#"{"type":3,"id":"9","application_id":"A","token":"T","channel":{"id":"C"},"member":{"user":{"id":"U"}},"data":{"custom_id":"x"}}"#,
+        ];
+        (prop::sample::select(seeds.to_vec()), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6))
+            .prop_map(|(seed, edits)| {
+                let mut bytes = seed.as_bytes().to_vec();
+                for (at, b) in edits {
+                    let i = at.index(bytes.len());
+                    match b % 3 {
+                        0 => bytes[i] = b,
+                        1 => {
+                            bytes.remove(i);
+                        }
+                        _ => bytes.insert(i, b),
+                    }
+                }
+                bytes
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn no_payload_makes_a_parser_panic(body in payload()) {
+            let _ = telegram::inbound("b", &body);
+            let _ = slack::inbound("b", &body);
+            let _ = discord::inbound("b", &body, 0);
+        }
+
+        #[test]
+        fn random_bytes_are_errors_or_answers(body in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = telegram::inbound("b", &body);
+            let _ = slack::inbound("b", &body);
+            let _ = discord::inbound("b", &body, 0);
+        }
+
+        #[test]
+        fn replies_to_any_address_build_or_fail_cleanly(to in ".{0,40}", text in ".{0,50}") {
+            let reply = Reply { reply_to: to, text, buttons: vec![], first: true };
+            let _ = telegram::calls("b", "t", &reply);
+            let _ = slack::calls("b", "t", &reply);
+            let _ = discord::calls("b", "t", &reply, 0);
+        }
+    }
+}

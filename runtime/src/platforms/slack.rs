@@ -58,15 +58,10 @@ pub fn inbound(bot: &str, body: &[u8]) -> Result<Inbound, String> {
             let user = json_str(e, "user").ok_or("the event has no user")?;
             let text = strip_mentions(&json_str(e, "text").unwrap_or_default());
             let direct = json_str(e, "channel_type").as_deref() == Some("im");
+            // Events carry no display name; a mention shows as one in Slack.
+            let name = format!("<@{user}>");
             Ok(Inbound::Event {
-                incoming: incoming(
-                    format!("slack:{bot}:{event_id}"),
-                    &channel,
-                    direct,
-                    &user,
-                    String::new(),
-                    Input::Text(text),
-                ),
+                incoming: incoming(format!("slack:{bot}:{event_id}"), &channel, direct, &user, name, Input::Text(text)),
                 answer: ok,
             })
         }

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub replies: AtomicU64,
     /// Events delivered again (a replay) and skipped because their session had them.
     pub replays_skipped: AtomicU64,
+    /// Timers that fell due and went onto the bus.
+    pub timers_fired: AtomicU64,
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
     /// Node visits by (bot, node name).
@@ -110,6 +112,12 @@ impl Metrics {
             self.step_errors.load(Ordering::Relaxed),
         );
         counter(&mut out, "botc_replies_sent_total", "Messages sent to users.", self.replies.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "botc_timers_fired_total",
+            "Timers that fell due and went onto the bus.",
+            self.timers_fired.load(Ordering::Relaxed),
+        );
         counter(
             &mut out,
             "botc_replays_skipped_total",

@@ -16,8 +16,11 @@ pub async fn timers(shared: Arc<Shared>) {
     loop {
         // Listen before looking, so a timer scheduled meanwhile is not missed.
         let scheduled = shared.ports.timers.scheduled();
-        if let Err(e) = shared.ports.timers.fire_due(now()).await {
-            tracing::error!(error = %e, "cannot fire due timers; retrying in a second");
+        match shared.ports.timers.fire_due(now()).await {
+            Ok(n) => {
+                shared.metrics.timers_fired.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot fire due timers; retrying in a second"),
         }
         let wait = match shared.ports.timers.next_due() {
             Ok(Some(at)) => Duration::from_secs(at.saturating_sub(now())).clamp(Duration::from_millis(200), HOUR),

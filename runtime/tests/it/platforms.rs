@@ -340,3 +340,46 @@ async fn replies_waiting_at_a_stop_are_delivered_after_the_restart() {
     assert_eq!(texts(&got), ["/botTOKEN/sendMessage Hi Ada! Which size?"]);
     s.shut_down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_and_discord_429s_and_5xx_are_waited_out_in_their_own_shapes() {
+    let fake = FakePlatform::start(tokens()).await.expect("fake");
+    let dir = tempfile::tempdir().expect("dir");
+    let s = start(vec![bot("sl", Platform::Slack), bot("dc", Platform::Discord)], &fake, dir.path()).await;
+    // Slack's 429 says Retry-After: 1 (header); then a 500.
+    fake.trouble(&[Trouble::TooMany(Duration::from_secs(1)), Trouble::ServerError]);
+    let now = botc_runtime::serve::now().to_string();
+    let event = r#"{"type":"event_callback","event_id":"Ev9","event":{"type":"message","channel":"D1","channel_type":"im","user":"U1","text":"hi"}}"#;
+    let headers = [
+        ("x-slack-request-timestamp", now.clone()),
+        ("x-slack-signature", slack_sign(SLACK_SECRET.as_bytes(), &now, event.as_bytes())),
+    ];
+    assert_eq!(s.post("/webhooks/slack/sl", &headers, event).await.0, 200);
+    let got = fake.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(texts(&got), ["/chat.postMessage Hi <@U1>! Which size?"]);
+    let refused = fake.refused();
+    assert_eq!(refused.len(), 2);
+    assert!(got[0].at >= refused[0].at + Duration::from_millis(950), "Slack's Retry-After was kept");
+    // Discord's 429 carries retry_after in the body (fractions of a second).
+    fake.trouble(&[Trouble::TooMany(Duration::from_millis(1500))]);
+    let key = discord_signer();
+    let command = r#"{"type":2,"id":"77","application_id":"A","token":"T","channel_id":"C","user":{"id":"U","username":"m"},"data":{"name":"order"}}"#;
+    let ts = "1700000000".to_string();
+    let sig: String =
+        key.sign(format!("{ts}{command}").as_bytes()).to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let headers = [("x-signature-timestamp", ts), ("x-signature-ed25519", sig)];
+    assert_eq!(s.post("/webhooks/discord/dc", &headers, command).await.0, 200);
+    let got = fake.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    let refused = fake.refused();
+    assert_eq!(refused.len(), 3);
+    assert!(
+        got[1].at >= refused[2].at + Duration::from_millis(1450),
+        "Discord's 1.5 s was kept: {:?} {:?}",
+        refused[2].at,
+        got[1].at
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.received().len(), 2, "each reply once");
+    s.shut_down().await;
+}

@@ -166,6 +166,7 @@ async fn a_conversation_over_http_with_buttons_and_a_timer() {
         "botc_replies_sent_total 4",
         "botc_node_visits_total{bot=\"shop\",node=\"ask_size\"} 2",
         "botc_node_visits_total{bot=\"shop\",node=\"remind\"} 2",
+        "botc_timers_fired_total 2",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
     }
