@@ -625,10 +625,12 @@ impl Writer {
     }
 }
 
+/// Version 2 added the user's name.
 fn encode_stored(s: &Stored) -> Vec<u8> {
-    let mut out = vec![1u8];
+    let mut out = vec![2u8];
     put_var(&mut out, s.applied);
     put_var(&mut out, s.version);
+    put_bytes(&mut out, s.name.as_bytes());
     out.extend_from_slice(&s.session);
     out
 }
@@ -636,13 +638,14 @@ fn encode_stored(s: &Stored) -> Vec<u8> {
 fn decode_stored(bytes: &[u8]) -> Result<Stored, DecodeError> {
     let mut r = Reader::new(bytes);
     let v = r.u8()?;
-    if v != 1 {
+    if v != 1 && v != 2 {
         return Err(DecodeError::Version(v));
     }
     let applied = r.var()?;
     let version = r.var()?;
+    let name = if v >= 2 { r.string()? } else { String::new() };
     let rest = bytes.len() - r.remaining();
-    Ok(Stored { session: bytes[rest..].to_vec(), version, applied })
+    Ok(Stored { session: bytes[rest..].to_vec(), version, applied, name })
 }
 
 fn encode_entry(e: &Entry) -> Vec<u8> {
@@ -902,7 +905,10 @@ impl SessionStore for Embedded {
                         // Kept as it is so compare-and-set still protects it; the worker
                         // starts the conversation over.
                         tracing::error!(conversation = %k, error = %e, "a stored session is unreadable");
-                        out.insert(k.clone(), Stored { session: Vec::new(), version: u64::MAX, applied: 0 });
+                        out.insert(
+                            k.clone(),
+                            Stored { session: Vec::new(), version: u64::MAX, applied: 0, name: String::new() },
+                        );
                     }
                 }
             }
@@ -1078,7 +1084,7 @@ mod tests {
             buttons: vec![crate::vm::Button { label: "A".into(), value: Some("a".into()), url: None }],
         };
         assert_eq!(decode_entry(7, &encode_entry(&e)), Ok(e.clone()));
-        let s = Stored { session: vec![1, 2, 3], version: 9, applied: 12 };
+        let s = Stored { session: vec![1, 2, 3], version: 9, applied: 12, name: "Ada".into() };
         assert_eq!(decode_stored(&encode_stored(&s)), Ok(s));
         let h = HistoryRecord {
             id: "e:1:0".into(),

@@ -230,6 +230,16 @@ impl FlowRegistry for SqliteHistory {
         })
     }
 
+    fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT bytecode FROM flows WHERE bot = ? ORDER BY first_served")
+                .bind(bot)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)
+        })
+    }
+
     fn bytecode(&self, hash: [u8; 32]) -> Fut<'_, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move {
             sqlx::query_scalar("SELECT bytecode FROM flows WHERE hash = ?")

@@ -21,10 +21,10 @@ pub struct Shared {
     pub bots: Vec<Bot>,
     pub ports: Ports,
     pub metrics: super::Metrics,
-    /// The user's display name per conversation, for events that do not carry one
-    /// (hand-backs).
-    pub names: std::sync::Mutex<HashMap<String, String>>,
     pub api: super::ApiBases,
+    /// Earlier versions of each bot's flow (by bot id, then program hash), to move waiting
+    /// conversations onto the current one.
+    pub previous: HashMap<String, HashMap<[u8; 32], crate::vm::Loaded>>,
     next_event: AtomicU64,
     /// Makes event ids unique across restarts of the process.
     boot: u128,
@@ -43,12 +43,36 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+    // Record this run's flow versions and load the earlier ones.
+    let mut previous = HashMap::new();
+    for b in &bots {
+        let p = b.program.program();
+        if let Err(e) = ports.flows.register(b.id.clone(), p.hash, p.encode()).await {
+            tracing::error!(bot = %b.id, error = %e, "cannot record the flow version");
+        }
+        let mut versions = HashMap::new();
+        match ports.flows.versions(b.id.clone()).await {
+            Ok(list) => {
+                for bytes in list {
+                    match crate::vm::Loaded::from_bytes(&bytes) {
+                        Ok(old) if old.program().hash != p.hash => {
+                            versions.insert(old.program().hash, old);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(bot = %b.id, error = %e, "an earlier flow version does not load"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read earlier flow versions"),
+        }
+        previous.insert(b.id.clone(), versions);
+    }
     let shared = Arc::new(Shared {
         bots,
         ports,
         metrics: super::Metrics::default(),
-        names: std::sync::Mutex::new(HashMap::new()),
         api: options.api.clone(),
+        previous,
         next_event: AtomicU64::new(1),
         boot,
         body_limit: options.body_limit,
@@ -57,12 +81,6 @@ pub async fn serve(
     let workers: Vec<_> = (0..shared.ports.bus.partitions())
         .map(|p| tokio::spawn(super::worker::run(shared.clone(), p, stopped.clone())))
         .collect();
-    for b in &shared.bots {
-        let p = b.program.program();
-        if let Err(e) = shared.ports.flows.register(b.id.clone(), p.hash, p.encode()).await {
-            tracing::error!(bot = %b.id, error = %e, "cannot record the flow version");
-        }
-    }
     let mut helpers = vec![
         tokio::spawn(super::roles::timers(shared.clone())),
         tokio::spawn(super::roles::outbox(shared.clone())),
@@ -195,17 +213,9 @@ async fn post_message(
             return error(StatusCode::BAD_REQUEST, "send {\"text\": \"...\"} or {\"button\": \"value\"}");
         }
     };
-    // A name given once is remembered for the conversation.
-    let user_name = match value.get("user").and_then(Json::as_str) {
-        Some(u) => u.chars().take(100).collect::<String>(),
-        None => s
-            .names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&format!("{bot}/{conversation}"))
-            .cloned()
-            .unwrap_or_else(|| "Web visitor".into()),
-    };
+    // A name given once is remembered with the conversation's session (the worker fills
+    // it in for events without one).
+    let user_name = value.get("user").and_then(Json::as_str).map(|u| u.chars().take(100).collect()).unwrap_or_default();
     let n = s.next_event.fetch_add(1, Ordering::Relaxed);
     let event = Event {
         id: format!("web:{}:{n}", s.boot),
@@ -218,7 +228,6 @@ async fn post_message(
         received_at: now(),
         reply_to: String::new(),
     };
-    s.names.lock().unwrap_or_else(|e| e.into_inner()).insert(event.key(), event.user_name.clone());
     publish(&s, event).await
 }
 
@@ -276,13 +285,7 @@ async fn hand_back(State(s): State<Arc<Shared>>, Path((bot, conversation)): Path
         s.metrics.reject("bad_request");
         return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
     }
-    let user_name = s
-        .names
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&format!("{bot}/{conversation}"))
-        .cloned()
-        .unwrap_or_default();
+    let user_name = String::new();
     let n = s.next_event.fetch_add(1, Ordering::Relaxed);
     let event = Event {
         id: format!("agent:{}:{n}", s.boot),

@@ -85,6 +85,9 @@ pub struct Stored {
     pub version: u64,
     /// Events of the conversation's partition before this offset have been applied.
     pub applied: u64,
+    /// The user's display name, as last given, for events that carry none (timers,
+    /// hand-backs, web messages without `user`).
+    pub name: String,
 }
 
 pub trait SessionStore: Send + Sync {
@@ -258,6 +261,8 @@ pub trait HistorySink: Send + Sync {
 pub trait FlowRegistry: Send + Sync {
     fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>) -> Fut<'_, Result<(), StoreError>>;
     fn bytecode(&self, hash: [u8; 32]) -> Fut<'_, Result<Option<Vec<u8>>, StoreError>>;
+    /// Every version of a bot's flow ever served, as bytecode.
+    fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>>;
 }
 
 /// Send budgets ([`crate::platforms::limiter`]): all checks of a send pass together or none

@@ -89,7 +89,13 @@ struct Live {
     session: Session,
     expected: Option<u64>,
     applied: u64,
+    name: String,
     touched: bool,
+}
+
+/// What to call a user who never said their name.
+fn default_name(platform: &str) -> String {
+    if platform == "web" { "Web visitor".into() } else { String::new() }
 }
 
 fn build(shared: &Shared, partition: usize, next: u64, deliveries: &[Delivery]) -> Result<Batch, StoreError> {
@@ -105,35 +111,66 @@ fn build(shared: &Shared, partition: usize, next: u64, deliveries: &[Delivery]) 
             continue;
         };
         let key = d.event.key();
-        let conv = live.entry(key.clone()).or_insert_with(|| hydrate(bot, &key, stored.remove(&key)));
+        let conv = live.entry(key.clone()).or_insert_with(|| hydrate(shared, bot, &key, stored.remove(&key)));
         if d.offset < conv.applied {
             shared.metrics.replays_skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        apply(shared, bot, &d.event, &mut conv.session, &mut batch);
+        // The name given last stands for events that carry none.
+        let mut event = d.event.clone();
+        if event.user_name.is_empty() {
+            event.user_name = if conv.name.is_empty() { default_name(&event.platform) } else { conv.name.clone() };
+        } else {
+            conv.name.clone_from(&event.user_name);
+        }
+        apply(shared, bot, &event, &mut conv.session, &mut batch);
         conv.applied = d.offset + 1;
         conv.touched = true;
     }
     for (key, conv) in live {
         if conv.touched {
-            let stored =
-                Stored { session: conv.session.encode(), version: conv.session.version, applied: conv.applied };
+            let stored = Stored {
+                session: conv.session.encode(),
+                version: conv.session.version,
+                applied: conv.applied,
+                name: conv.name,
+            };
             batch.sessions.push(SessionWrite { key, expected: conv.expected, stored });
         }
     }
     Ok(batch)
 }
 
-fn hydrate(bot: &super::Bot, key: &str, stored: Option<Stored>) -> Live {
+fn hydrate(shared: &Shared, bot: &super::Bot, key: &str, stored: Option<Stored>) -> Live {
     let Some(s) = stored else {
-        return Live { session: bot.program.new_session(), expected: None, applied: 0, touched: false };
+        return Live {
+            session: bot.program.new_session(),
+            expected: None,
+            applied: 0,
+            name: String::new(),
+            touched: false,
+        };
     };
     let session = match Session::decode(&s.session) {
         Ok(session) if session.program == bot.program.program().hash => session,
-        Ok(_) => {
-            tracing::info!(conversation = %key, "the bot's flow changed; the conversation starts over");
-            restart(bot, None)
-        }
+        // The flow changed since this conversation last moved: carry it over to the new
+        // version when its position and variables still fit (as `botc diff` predicts).
+        Ok(old) => match shared.previous.get(&bot.id).and_then(|v| v.get(&old.program)) {
+            Some(prev) => match crate::migrate::migrate(prev.program(), &bot.program, &old, &Default::default()) {
+                Ok(moved) => {
+                    tracing::info!(conversation = %key, "moved to the new version of the flow");
+                    moved
+                }
+                Err(why) => {
+                    tracing::info!(conversation = %key, reason = %why, "the flow changed under this conversation; it starts over");
+                    restart(bot, Some(&old))
+                }
+            },
+            None => {
+                tracing::info!(conversation = %key, "the conversation's flow version is unknown; it starts over");
+                restart(bot, Some(&old))
+            }
+        },
         Err(e) => {
             tracing::error!(conversation = %key, error = %e, "stored session is unreadable; starting over");
             restart(bot, None)
@@ -142,7 +179,7 @@ fn hydrate(bot: &super::Bot, key: &str, stored: Option<Stored>) -> Live {
     // The version keeps growing across restarts so compare-and-set stays meaningful.
     let mut session = session;
     session.version = session.version.max(s.version);
-    Live { session, expected: Some(s.version), applied: s.applied, touched: false }
+    Live { session, expected: Some(s.version), applied: s.applied, name: s.name, touched: false }
 }
 
 fn restart(bot: &super::Bot, old: Option<&Session>) -> Session {

@@ -50,11 +50,15 @@ fn data_dir() -> tempfile::TempDir {
 }
 
 async fn start(options: Options, capacity: usize, dir: &std::path::Path) -> Server {
+    start_flow(FLOW, options, capacity, dir).await
+}
+
+async fn start_flow(flow: &str, options: Options, capacity: usize, dir: &std::path::Path) -> Server {
     let store = Arc::new(Embedded::open(dir, 2, capacity).expect("store opens"));
     let history = Arc::new(SqliteHistory::open(&history_path(dir)).await.expect("history opens"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let bot = Bot::web("shop", "Shop", Arc::new(load(FLOW)));
+    let bot = Bot::web("shop", "Shop", Arc::new(load(flow)));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(
         listener,
@@ -340,4 +344,40 @@ async fn a_data_directory_serves_one_botc_at_a_time_with_its_partition_count() {
     let e = Embedded::open(dir.path(), 3, 100).err().expect("another partition count is refused").to_string();
     assert!(e.contains("created with 2 bus partitions, not 3") && e.contains("partitions = 2"), "{e}");
     Embedded::open(dir.path(), 2, 100).expect("the same count opens");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_flow_version_carries_waiting_conversations_over() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    for conv in ["c1", "c2"] {
+        let url = format!("/api/bots/shop/conversations/{conv}/messages");
+        s.post(&url, r#"{"text": "hello", "user": "Ada"}"#).await;
+        s.expect(conv, "Hi Ada! Which size?").await;
+    }
+    s.shut_down().await;
+
+    // Deploy a version with new wording: both conversations wait at ask_size, which is
+    // still there, so they carry on where they were.
+    let v2 = FLOW.replace("Your {{ size }} order is ready", "Your {{ size }} order is ready for pickup");
+    let s = start_flow(&v2, Options::default(), 100, dir.path()).await;
+    s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small"}"#).await;
+    let seen = s.expect("c1", "Your small order is ready for pickup, Ada.").await;
+    assert_eq!(seen.iter().filter(|m| m["text"] == "Hi Ada! Which size?").count(), 1, "no restart: {seen:#?}");
+    s.shut_down().await;
+
+    // A version without the node c2 waits at: c2 starts over.
+    let v3 = FLOW.replace("ask_size", "pick_size");
+    let s = start_flow(&v3, Options::default(), 100, dir.path()).await;
+    s.post("/api/bots/shop/conversations/c2/messages", r#"{"button": "large"}"#).await;
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        seen = transcript(&s, "c2").await;
+        if seen.iter().filter(|m| m["text"] == "Hi Ada! Which size?").count() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.iter().filter(|m| m["text"] == "Hi Ada! Which size?").count(), 2, "asked again: {seen:#?}");
+    s.shut_down().await;
 }
