@@ -865,6 +865,17 @@ impl Bus for Embedded {
         })
     }
 
+    fn ready(&self) -> Result<(), StoreError> {
+        let open = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let writing = self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|h| !h.is_finished());
+        if !(open && writing) {
+            return Err(StoreError::Io("the store is closed".into()));
+        }
+        let txn = self.db.begin_read().map_err(io)?;
+        txn.open_table(OFFSETS).map_err(io)?;
+        Ok(())
+    }
+
     fn depth(&self) -> u64 {
         self.signals
             .parts

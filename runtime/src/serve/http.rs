@@ -94,7 +94,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/bots", get(list_bots))
         .route("/api/bots/{bot}/conversations/{conversation}/messages", post(post_message).get(get_messages))
@@ -146,6 +146,14 @@ async fn publish(s: &Shared, event: Event) -> Response {
 
 pub(super) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+/// Ready when events can be stored: a load balancer stops sending while they cannot.
+async fn ready(State(s): State<Arc<Shared>>) -> Response {
+    match s.ports.bus.ready() {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
+    }
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {

@@ -68,6 +68,8 @@ pub trait Bus: Send + Sync {
     fn fetch(&self, partition: usize, from: u64, max: usize) -> Fut<'_, Result<Vec<Delivery>, StoreError>>;
     /// Events published and not yet committed, over all partitions.
     fn depth(&self) -> u64;
+    /// Whether publishing can work now (for `/readyz`): `Err` says why not.
+    fn ready(&self) -> Result<(), StoreError>;
 }
 
 /// botc's own events (due timers, http responses): never refused for a full partition,

@@ -381,3 +381,21 @@ async fn a_new_flow_version_carries_waiting_conversations_over() {
     assert_eq!(seen.iter().filter(|m| m["text"] == "Hi Ada! Which size?").count(), 2, "asked again: {seen:#?}");
     s.shut_down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_store_stops_events_get_503_and_readyz_says_so() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    let ready = s.client.get(format!("{}/readyz", s.base)).send().await.expect("get");
+    assert_eq!(ready.status(), 200);
+    s.store.close();
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hi"}"#).await;
+    assert_eq!(r.status(), 503, "an event that cannot be stored is not acknowledged");
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert!(r.text().await.expect("body").contains("cannot store events right now"));
+    let ready = s.client.get(format!("{}/readyz", s.base)).send().await.expect("get");
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.expect("body").contains("the store is closed"));
+    let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
+    assert!(metrics.lines().any(|l| l == "botc_events_rejected_total{reason=\"store_error\"} 1"), "{metrics}");
+}
