@@ -21,6 +21,7 @@ mod transcript;
 mod webhook;
 mod worker;
 
+pub use dispatch::HttpClient;
 pub use embedded::{Embedded, OpenError, partition_of};
 pub use event::{EVENT_VERSION, Event};
 pub use history::{SqliteHistory, history_path};

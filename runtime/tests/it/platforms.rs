@@ -383,3 +383,33 @@ async fn slack_and_discord_429s_and_5xx_are_waited_out_in_their_own_shapes() {
     assert_eq!(fake.received().len(), 2, "each reply once");
     s.shut_down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_apis_are_called_over_tls() {
+    use botc_runtime::serve::HttpClient;
+    use botc_runtime::serve::ports::PlatformClient;
+    use tokio::io::AsyncReadExt;
+    // A plain TCP listener: it records what the client says first, then hangs up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let port = listener.local_addr().expect("addr").port();
+    let first = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.expect("a connection");
+        let mut buf = [0u8; 6];
+        conn.read_exact(&mut buf).await.expect("bytes");
+        buf
+    });
+    let call = botc_runtime::platforms::Call {
+        method: "POST",
+        url: format!("https://127.0.0.1:{port}/bot{TG_TOKEN}/sendMessage"),
+        headers: vec![],
+        body: json!({"chat_id": 1, "text": "hi"}),
+    };
+    let err = HttpClient::default().call(call).await.expect_err("the handshake cannot succeed");
+    let hello = tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("the client connected (an https URL is not refused outright)")
+        .expect("listener");
+    // A TLS record of type handshake (22) carrying a ClientHello (1).
+    assert_eq!((hello[0], hello[5]), (22, 1), "the client opened with TLS: {hello:?}");
+    assert!(!err.contains(TG_TOKEN), "the error does not show the URL with its token: {err}");
+}
