@@ -179,18 +179,24 @@ fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// Counts an inbound request and reads its body up to the limit (413 with a JSON error
+/// beyond it).
+pub(super) async fn receive(s: &Shared, body: axum::body::Body) -> Result<Bytes, Response> {
+    s.metrics.received.fetch_add(1, Ordering::Relaxed);
+    axum::body::to_bytes(body, s.body_limit).await.map_err(|_| {
+        s.metrics.reject("too_large");
+        error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over the {} byte limit", s.body_limit))
+    })
+}
+
 async fn post_message(
     State(s): State<Arc<Shared>>,
     Path((bot, conversation)): Path<(String, String)>,
     body: axum::body::Body,
 ) -> Response {
-    s.metrics.received.fetch_add(1, Ordering::Relaxed);
-    let body: Bytes = match axum::body::to_bytes(body, s.body_limit).await {
+    let body = match receive(&s, body).await {
         Ok(b) => b,
-        Err(_) => {
-            s.metrics.reject("too_large");
-            return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over the {} byte limit", s.body_limit));
-        }
+        Err(r) => return r,
     };
     if !s.bots.iter().any(|b| b.id == bot) {
         s.metrics.reject("unknown_bot");

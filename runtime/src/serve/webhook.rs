@@ -7,7 +7,6 @@ use super::metrics::Platformed;
 use super::ports::StoreError;
 use super::{Event, now};
 use crate::platforms::{self, Inbound, Platform, verify};
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,13 +29,9 @@ pub async fn webhook(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    s.metrics.received.fetch_add(1, Ordering::Relaxed);
-    let body: Bytes = match axum::body::to_bytes(body, s.body_limit).await {
+    let body = match super::http::receive(&s, body).await {
         Ok(b) => b,
-        Err(_) => {
-            s.metrics.reject("too_large");
-            return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over the {} byte limit", s.body_limit));
-        }
+        Err(r) => return r,
     };
     let Some(p) = Platform::parse(&platform).filter(|p| *p != Platform::Web) else {
         s.metrics.reject("unknown_bot");

@@ -2,6 +2,7 @@
 //! compiler.
 
 mod conversations;
+mod harness;
 mod migration;
 mod platforms;
 mod robustness;

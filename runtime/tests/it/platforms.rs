@@ -2,13 +2,12 @@
 //! step, and the reply at a fake platform API on loopback that answers like the real one,
 //! including 429s and 5xx.
 
+use crate::harness::Server;
 use crate::load;
 use botc_runtime::platforms::limiter::Limit;
 use botc_runtime::platforms::verify::{DiscordKey, slack_sign};
 use botc_runtime::serve::fake::{FakePlatform, Received, Tokens, Trouble};
-use botc_runtime::serve::{
-    ApiBases, Bot, Embedded, Options, Platform, Ports, Secret, SqliteHistory, history_path, serve,
-};
+use botc_runtime::serve::{ApiBases, Bot, Options, Platform, Secret};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -67,61 +66,20 @@ fn bot(id: &str, platform: Platform) -> Bot {
     b
 }
 
-struct Server {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    store: Arc<Embedded>,
-    history: Arc<SqliteHistory>,
-    client: reqwest::Client,
-}
-
 async fn start(bots: Vec<Bot>, fake: &FakePlatform, dir: &std::path::Path) -> Server {
-    let store = Arc::new(Embedded::open(dir, 2, 1000).expect("store"));
-    let history = Arc::new(SqliteHistory::open(&history_path(dir)).await.expect("history"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
     let api = ApiBases { discord: fake.base.clone(), slack: fake.base.clone(), telegram: fake.base.clone() };
-    let options = Options { api, ..Options::default() };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let ports = Ports::embedded(store.clone(), history.clone());
-    let task = tokio::spawn(serve(listener, bots, options, ports, async move {
-        let _ = rx.await;
-    }));
-    Server { base, stop: Some(tx), task: Some(task), store, history, client: reqwest::Client::new() }
+    crate::harness::start(bots, Options { api, ..Options::default() }, 1000, dir).await
 }
 
-impl Server {
-    async fn shut_down(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.expect("serve task").expect("serve ends cleanly");
-        }
-        self.store.close();
-        self.history.close().await;
-    }
+/// A webhook request: its status and body.
+async fn hook(s: &Server, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
+    let r = s.post_with(path, headers, body).await;
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
 
-    async fn post(&self, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
-        let mut req = self.client.post(format!("{}{path}", self.base)).body(body.to_string());
-        for (k, v) in headers {
-            req = req.header(*k, v);
-        }
-        let r = req.send().await.expect("request");
-        (r.status().as_u16(), r.text().await.expect("body"))
-    }
-
-    async fn telegram(&self, bot: &str, secret: &str, update: &Value) -> (u16, String) {
-        let headers = [("x-telegram-bot-api-secret-token", secret.to_string())];
-        self.post(&format!("/webhooks/telegram/{bot}"), &headers, &update.to_string()).await
-    }
-
-    async fn metric(&self, line: &str) -> bool {
-        let m =
-            self.client.get(format!("{}/metrics", self.base)).send().await.expect("get").text().await.expect("text");
-        m.lines().any(|l| l == line)
-    }
+async fn telegram(s: &Server, bot: &str, secret: &str, update: &Value) -> (u16, String) {
+    let headers = [("x-telegram-bot-api-secret-token", secret.to_string())];
+    hook(s, &format!("/webhooks/telegram/{bot}"), &headers, &update.to_string()).await
 }
 
 fn tg_message(update_id: i64, chat: i64, text: &str) -> Value {
@@ -145,7 +103,7 @@ async fn telegram_webhook_to_reply_with_buttons_duplicates_and_bad_secrets() {
     let fake = FakePlatform::start(tokens()).await.expect("fake");
     let dir = tempfile::tempdir().expect("dir");
     let s = start(vec![bot("tg", Platform::Telegram)], &fake, dir.path()).await;
-    assert_eq!(s.telegram("tg", TG_SECRET, &tg_message(1, 42, "hi")).await, (200, "{}".into()));
+    assert_eq!(telegram(&s, "tg", TG_SECRET, &tg_message(1, 42, "hi")).await, (200, "{}".into()));
     let got = fake.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(got[0].path, "/botTOKEN/sendMessage");
     assert_eq!(
@@ -154,8 +112,8 @@ async fn telegram_webhook_to_reply_with_buttons_duplicates_and_bad_secrets() {
             [{"text": "small", "callback_data": "small"}], [{"text": "large", "callback_data": "large"}]]}})
     );
     // Telegram redelivers an update it thinks failed: the same update_id is taken once.
-    assert_eq!(s.telegram("tg", TG_SECRET, &tg_message(1, 42, "hi")).await.0, 200);
-    assert_eq!(s.telegram("tg", TG_SECRET, &tg_press(2, 42, "large")).await.0, 200);
+    assert_eq!(telegram(&s, "tg", TG_SECRET, &tg_message(1, 42, "hi")).await.0, 200);
+    assert_eq!(telegram(&s, "tg", TG_SECRET, &tg_press(2, 42, "large")).await.0, 200);
     let got = fake.wait_for(3, Duration::from_secs(5)).await;
     assert_eq!(
         texts(&got),
@@ -169,12 +127,12 @@ async fn telegram_webhook_to_reply_with_buttons_duplicates_and_bad_secrets() {
     assert!(s.metric("botc_webhook_duplicates_total{platform=\"telegram\"} 1").await);
     // A wrong or missing secret token is refused, and nothing reaches the flow.
     for secret in ["wrong", "", "wh_secret-", "wh_secret-11"] {
-        assert_eq!(s.telegram("tg", secret, &tg_message(3, 42, "hi")).await.0, 401, "{secret:?}");
+        assert_eq!(telegram(&s, "tg", secret, &tg_message(3, 42, "hi")).await.0, 401, "{secret:?}");
     }
-    let (status, _) = s.post("/webhooks/telegram/tg", &[], &tg_message(3, 42, "hi").to_string()).await;
+    let (status, _) = hook(&s, "/webhooks/telegram/tg", &[], &tg_message(3, 42, "hi").to_string()).await;
     assert_eq!(status, 401);
-    assert_eq!(s.post("/webhooks/telegram/nobot", &[], "{}").await.0, 404);
-    assert_eq!(s.telegram("tg", TG_SECRET, &json!({"no": "update_id"})).await.0, 400);
+    assert_eq!(hook(&s, "/webhooks/telegram/nobot", &[], "{}").await.0, 404);
+    assert_eq!(telegram(&s, "tg", TG_SECRET, &json!({"no": "update_id"})).await.0, 400);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fake.received().len(), 3, "refused requests caused no replies");
     assert!(s.metric("botc_events_rejected_total{reason=\"bad_signature\"} 5").await);
@@ -196,15 +154,15 @@ async fn slack_challenge_events_retries_and_clicks() {
     let now = botc_runtime::serve::now();
     let challenge = r#"{"token":"t","challenge":"abc123","type":"url_verification"}"#;
     assert_eq!(
-        s.post("/webhooks/slack/sl", &signed(challenge, now), challenge).await,
+        hook(&s, "/webhooks/slack/sl", &signed(challenge, now), challenge).await,
         (200, r#"{"challenge":"abc123"}"#.into())
     );
     let event = r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message","channel":"D1","channel_type":"im","user":"U1","text":"hello"}}"#;
-    assert_eq!(s.post("/webhooks/slack/sl", &signed(event, now), event).await.0, 200);
+    assert_eq!(hook(&s, "/webhooks/slack/sl", &signed(event, now), event).await.0, 200);
     // Slack's retry of the same event (X-Slack-Retry-Num) is taken once.
     let mut retry = signed(event, now);
     retry.push(("x-slack-retry-num", "1".into()));
-    assert_eq!(s.post("/webhooks/slack/sl", &retry, event).await.0, 200);
+    assert_eq!(hook(&s, "/webhooks/slack/sl", &retry, event).await.0, 200);
     let got = fake.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(got[0].path, "/chat.postMessage");
     assert_eq!(got[0].body["channel"], "D1");
@@ -212,16 +170,16 @@ async fn slack_challenge_events_retries_and_clicks() {
     // A button click arrives form-encoded.
     let payload = json!({"type": "block_actions", "trigger_id": "t1", "user": {"id": "U1", "name": "ada"}, "channel": {"id": "D1"}, "actions": [{"action_id": "botc_0", "value": "small"}]});
     let form = format!("payload={}", payload.to_string().bytes().map(|b| format!("%{b:02X}")).collect::<String>());
-    assert_eq!(s.post("/webhooks/slack/sl", &signed(&form, now), &form).await.0, 200);
+    assert_eq!(hook(&s, "/webhooks/slack/sl", &signed(&form, now), &form).await.0, 200);
     let got = fake.wait_for(2, Duration::from_secs(5)).await;
     assert_eq!(texts(&got)[1], "/chat.postMessage A small it is.");
     assert!(s.metric("botc_webhook_duplicates_total{platform=\"slack\"} 1").await);
     // Stale, future and wrongly signed requests are refused.
-    assert_eq!(s.post("/webhooks/slack/sl", &signed(event, now - 301), event).await.0, 401);
-    assert_eq!(s.post("/webhooks/slack/sl", &signed(event, now + 301), event).await.0, 401);
+    assert_eq!(hook(&s, "/webhooks/slack/sl", &signed(event, now - 301), event).await.0, 401);
+    assert_eq!(hook(&s, "/webhooks/slack/sl", &signed(event, now + 301), event).await.0, 401);
     let mut forged = signed(event, now);
     forged[1].1 = slack_sign(b"not the secret", &now.to_string(), event.as_bytes());
-    assert_eq!(s.post("/webhooks/slack/sl", &forged, event).await.0, 401);
+    assert_eq!(hook(&s, "/webhooks/slack/sl", &forged, event).await.0, 401);
     s.shut_down().await;
 }
 
@@ -238,25 +196,25 @@ async fn discord_ping_commands_and_clicks() {
         vec![("x-signature-timestamp", ts), ("x-signature-ed25519", hex)]
     };
     let ping = r#"{"type":1,"id":"1","application_id":"A"}"#;
-    assert_eq!(s.post("/webhooks/discord/dc", &signed(ping), ping).await, (200, r#"{"type":1}"#.into()));
+    assert_eq!(hook(&s, "/webhooks/discord/dc", &signed(ping), ping).await, (200, r#"{"type":1}"#.into()));
     // Discord probes with bad signatures and drops endpoints that accept them.
     let mut bad = signed(ping);
     let flipped = if bad[1].1.starts_with("00") { "11" } else { "00" };
     bad[1].1.replace_range(0..2, flipped);
-    assert_eq!(s.post("/webhooks/discord/dc", &bad, ping).await.0, 401);
+    assert_eq!(hook(&s, "/webhooks/discord/dc", &bad, ping).await.0, 401);
     assert_eq!(
-        s.post("/webhooks/discord/dc", &signed(ping), r#"{"type":1,"id":"2","application_id":"A"}"#).await.0,
+        hook(&s, "/webhooks/discord/dc", &signed(ping), r#"{"type":1,"id":"2","application_id":"A"}"#).await.0,
         401
     );
-    assert_eq!(s.post("/webhooks/discord/dc", &[], ping).await.0, 401);
+    assert_eq!(hook(&s, "/webhooks/discord/dc", &[], ping).await.0, 401);
     let command = r#"{"type":2,"id":"9","application_id":"A","token":"T","channel_id":"C","user":{"id":"U","username":"miles","global_name":"Miles"},"data":{"name":"order"}}"#;
-    assert_eq!(s.post("/webhooks/discord/dc", &signed(command), command).await, (200, r#"{"type":5}"#.into()));
+    assert_eq!(hook(&s, "/webhooks/discord/dc", &signed(command), command).await, (200, r#"{"type":5}"#.into()));
     let got = fake.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("PATCH", "/webhooks/A/T/messages/@original"));
     assert_eq!(got[0].body["content"], "Hi Miles! Which size?");
     assert_eq!(got[0].body["components"][0]["components"][1]["custom_id"], "large");
     let click = r#"{"type":3,"id":"10","application_id":"A","token":"T2","channel_id":"C","user":{"id":"U","username":"miles"},"data":{"custom_id":"large","component_type":2}}"#;
-    assert_eq!(s.post("/webhooks/discord/dc", &signed(click), click).await, (200, r#"{"type":6}"#.into()));
+    assert_eq!(hook(&s, "/webhooks/discord/dc", &signed(click), click).await, (200, r#"{"type":6}"#.into()));
     let got = fake.wait_for(2, Duration::from_secs(5)).await;
     assert_eq!((got[1].method.as_str(), got[1].path.as_str()), ("POST", "/webhooks/A/T2"));
     assert_eq!(got[1].body["content"], "A large it is.");
@@ -273,8 +231,8 @@ async fn a_429_storm_and_server_errors_delay_replies_but_lose_and_repeat_none() 
         Trouble::ServerError,
         Trouble::TooMany(Duration::from_secs(1)),
     ]);
-    assert_eq!(s.telegram("tg", TG_SECRET, &tg_message(1, 42, "hi")).await.0, 200);
-    assert_eq!(s.telegram("tg", TG_SECRET, &tg_press(2, 42, "small")).await.0, 200);
+    assert_eq!(telegram(&s, "tg", TG_SECRET, &tg_message(1, 42, "hi")).await.0, 200);
+    assert_eq!(telegram(&s, "tg", TG_SECRET, &tg_press(2, 42, "small")).await.0, 200);
     let got = fake.wait_for(3, Duration::from_secs(15)).await;
     assert_eq!(
         texts(&got),
@@ -305,9 +263,9 @@ async fn a_bot_over_budget_waits_while_another_keeps_sending() {
     slow.per_bot = Limit::per_second(2);
     let s = start(vec![slow, bot("fast", Platform::Telegram)], &fake, dir.path()).await;
     for chat in 1..=8 {
-        assert_eq!(s.telegram("slow", TG_SECRET, &tg_message(chat, chat, "hi")).await.0, 200);
+        assert_eq!(telegram(&s, "slow", TG_SECRET, &tg_message(chat, chat, "hi")).await.0, 200);
     }
-    assert_eq!(s.telegram("fast", TG_SECRET, &tg_message(100, 100, "hi")).await.0, 200);
+    assert_eq!(telegram(&s, "fast", TG_SECRET, &tg_message(100, 100, "hi")).await.0, 200);
     let got = fake.wait_for(9, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 9);
     let fast = got.iter().position(|r| r.body["chat_id"] == 100).expect("the fast bot's reply");
@@ -329,7 +287,7 @@ async fn replies_waiting_at_a_stop_are_delivered_after_the_restart() {
     let s = start(vec![bot("tg", Platform::Telegram)], &fake, dir.path()).await;
     // The platform is down: the reply waits in the queue.
     fake.trouble(&[Trouble::ServerError; 50]);
-    assert_eq!(s.telegram("tg", TG_SECRET, &tg_message(1, 42, "hi")).await.0, 200);
+    assert_eq!(telegram(&s, "tg", TG_SECRET, &tg_message(1, 42, "hi")).await.0, 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(fake.received().is_empty() && !fake.refused().is_empty());
     assert!(s.metric("botc_replies_waiting 1").await);
@@ -354,7 +312,7 @@ async fn slack_and_discord_429s_and_5xx_are_waited_out_in_their_own_shapes() {
         ("x-slack-request-timestamp", now.clone()),
         ("x-slack-signature", slack_sign(SLACK_SECRET.as_bytes(), &now, event.as_bytes())),
     ];
-    assert_eq!(s.post("/webhooks/slack/sl", &headers, event).await.0, 200);
+    assert_eq!(hook(&s, "/webhooks/slack/sl", &headers, event).await.0, 200);
     let got = fake.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(texts(&got), ["/chat.postMessage Hi <@U1>! Which size?"]);
     let refused = fake.refused();
@@ -368,7 +326,7 @@ async fn slack_and_discord_429s_and_5xx_are_waited_out_in_their_own_shapes() {
     let sig: String =
         key.sign(format!("{ts}{command}").as_bytes()).to_bytes().iter().map(|b| format!("{b:02x}")).collect();
     let headers = [("x-signature-timestamp", ts), ("x-signature-ed25519", sig)];
-    assert_eq!(s.post("/webhooks/discord/dc", &headers, command).await.0, 200);
+    assert_eq!(hook(&s, "/webhooks/discord/dc", &headers, command).await.0, 200);
     let got = fake.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 2);
     let refused = fake.refused();

@@ -1,8 +1,9 @@
 //! `botc serve`'s web chat through real HTTP on loopback.
 
+use crate::harness::Server;
 use crate::load;
 use botc_runtime::serve::ports::{Bus, SessionStore};
-use botc_runtime::serve::{Bot, Embedded, Options, Ports, SqliteHistory, history_path, serve};
+use botc_runtime::serve::{Bot, Embedded, Options, SqliteHistory, history_path};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -27,23 +28,6 @@ nodes:
     end:
 "#;
 
-struct Server {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    store: Arc<Embedded>,
-    history: Arc<SqliteHistory>,
-    client: reqwest::Client,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
 /// A fresh data directory per test.
 fn data_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
@@ -54,42 +38,10 @@ async fn start(options: Options, capacity: usize, dir: &std::path::Path) -> Serv
 }
 
 async fn start_flow(flow: &str, options: Options, capacity: usize, dir: &std::path::Path) -> Server {
-    let store = Arc::new(Embedded::open(dir, 2, capacity).expect("store opens"));
-    let history = Arc::new(SqliteHistory::open(&history_path(dir)).await.expect("history opens"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let bot = Bot::web("shop", "Shop", Arc::new(load(flow)));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(
-        listener,
-        vec![bot],
-        options,
-        Ports::embedded(store.clone(), history.clone()),
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    Server { base, stop: Some(tx), task: Some(task), store, history, client: reqwest::Client::new() }
+    crate::harness::start(vec![Bot::web("shop", "Shop", Arc::new(load(flow)))], options, capacity, dir).await
 }
 
 impl Server {
-    /// Stops the server the way SIGTERM does and closes its store, so the directory can be
-    /// opened again.
-    async fn shut_down(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.expect("serve task").expect("serve ends cleanly");
-        }
-        self.store.close();
-        self.history.close().await;
-    }
-
-    async fn post(&self, path: &str, body: &str) -> reqwest::Response {
-        self.client.post(format!("{}{path}", self.base)).body(body.to_string()).send().await.expect("request")
-    }
-
     /// Messages after `after`, waiting up to `wait` seconds for the first.
     async fn messages(&self, conv: &str, after: u64, wait: u64) -> Vec<Value> {
         let url = format!("{}/api/bots/shop/conversations/{conv}/messages?after={after}&wait={wait}", self.base);

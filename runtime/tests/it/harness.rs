@@ -1,0 +1,73 @@
+//! `botc serve` in-process on a data directory, for the integration tests: start it, talk
+//! to it over loopback HTTP, stop it the way SIGTERM does.
+
+use botc_runtime::serve::{Bot, Embedded, Options, Ports, SqliteHistory, history_path, serve};
+use std::sync::Arc;
+
+pub struct Server {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub store: Arc<Embedded>,
+    pub history: Arc<SqliteHistory>,
+    pub client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Serves `bots` on a free loopback port with its store in `dir` (2 bus partitions of
+/// `capacity` events each).
+pub async fn start(bots: Vec<Bot>, options: Options, capacity: usize, dir: &std::path::Path) -> Server {
+    let store = Arc::new(Embedded::open(dir, 2, capacity).expect("store opens"));
+    let history = Arc::new(SqliteHistory::open(&history_path(dir)).await.expect("history opens"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let ports = Ports::embedded(store.clone(), history.clone());
+    let task = tokio::spawn(serve(listener, bots, options, ports, async move {
+        let _ = rx.await;
+    }));
+    Server { base, stop: Some(tx), task: Some(task), store, history, client: reqwest::Client::new() }
+}
+
+impl Server {
+    /// Stops the server the way SIGTERM does and closes its store, so the directory can be
+    /// opened again.
+    pub async fn shut_down(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("serve task").expect("serve ends cleanly");
+        }
+        self.store.close();
+        self.history.close().await;
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.post_with(path, &[], body).await
+    }
+
+    pub async fn post_with(&self, path: &str, headers: &[(&str, String)], body: &str) -> reqwest::Response {
+        let mut req = self.client.post(format!("{}{path}", self.base)).body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Whether `/metrics` has exactly this line.
+    pub async fn metric(&self, line: &str) -> bool {
+        self.metrics().await.lines().any(|l| l == line)
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client.get(format!("{}/metrics", self.base)).send().await.expect("get").text().await.expect("text")
+    }
+}
