@@ -67,11 +67,19 @@ pub struct Limits {
     pub queue_capacity: usize,
     #[serde(default = "default_partitions")]
     pub partitions: usize,
+    /// Conversations idle this many days are forgotten (0: never); history stays.
+    #[serde(default = "default_forget")]
+    pub forget_idle_days: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { body_limit: default_body_limit(), queue_capacity: default_queue(), partitions: default_partitions() }
+        Limits {
+            body_limit: default_body_limit(),
+            queue_capacity: default_queue(),
+            partitions: default_partitions(),
+            forget_idle_days: default_forget(),
+        }
     }
 }
 
@@ -83,6 +91,9 @@ fn default_queue() -> usize {
 }
 fn default_partitions() -> usize {
     4
+}
+fn default_forget() -> u64 {
+    30
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -894,6 +894,8 @@ fn serve_cmd(
     let mut declared: Vec<&config::BotConfig> = Vec::new();
     if let Some(c) = &config {
         options.body_limit = c.limits.body_limit;
+        options.forget_idle = (c.limits.forget_idle_days > 0)
+            .then(|| std::time::Duration::from_secs(c.limits.forget_idle_days.saturating_mul(86_400)));
         capacity = c.limits.queue_capacity;
         partitions = c.limits.partitions;
         let apis = &c.platforms;

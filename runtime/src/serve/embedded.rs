@@ -26,6 +26,8 @@ const LOG: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("log");
 const OFFSETS: TableDefinition<u32, u64> = TableDefinition::new("offsets");
 /// conversation key → applied offset, version, `Session::encode`.
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// (last touched, conversation key): sessions by age, to forget idle conversations.
+const TOUCHED: TableDefinition<(u64, &str), ()> = TableDefinition::new("touched");
 /// (due at, conversation key, timer number) → the timer event.
 const TIMERS: TableDefinition<(u64, &str, u32), &[u8]> = TableDefinition::new("timers");
 /// (conversation key, timer number) → due at, to cancel by name.
@@ -236,6 +238,7 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
             .max(committed[p]);
         }
         txn.open_table(SESSIONS).map_err(io)?;
+        txn.open_table(TOUCHED).map_err(io)?;
         txn.open_table(TIMERS).map_err(io)?;
         txn.open_table(TIMER_INDEX).map_err(io)?;
         txn.open_table(MESSAGES).map_err(io)?;
@@ -298,6 +301,11 @@ enum JobKind {
         partition: usize,
         offset: u64,
     },
+    /// Forget conversations idle since `before`, at most `max`.
+    Forget {
+        before: u64,
+        max: usize,
+    },
     /// History up to this position is in the history sink.
     Shipped {
         upto: u64,
@@ -324,6 +332,7 @@ struct Tables<'t> {
     log: redb::Table<'t, (u32, u64), &'static [u8]>,
     offsets: redb::Table<'t, u32, u64>,
     sessions: redb::Table<'t, &'static str, &'static [u8]>,
+    touched: redb::Table<'t, (u64, &'static str), ()>,
     timers: redb::Table<'t, (u64, &'static str, u32), &'static [u8]>,
     timer_index: redb::Table<'t, (&'static str, u32), u64>,
     messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
@@ -412,6 +421,7 @@ impl Writer {
                 log: txn.open_table(LOG).map_err(io)?,
                 offsets: txn.open_table(OFFSETS).map_err(io)?,
                 sessions: txn.open_table(SESSIONS).map_err(io)?,
+                touched: txn.open_table(TOUCHED).map_err(io)?,
                 timers: txn.open_table(TIMERS).map_err(io)?,
                 timer_index: txn.open_table(TIMER_INDEX).map_err(io)?,
                 messages: txn.open_table(MESSAGES).map_err(io)?,
@@ -527,6 +537,30 @@ impl Writer {
                 t.replies.remove((bot.as_str(), *position)).map_err(io)?;
                 Ok(Ok(0))
             }
+            JobKind::Forget { before, max } => {
+                let mut idle = Vec::new();
+                for r in t.touched.range(..(*before, "")).map_err(io)?.take(*max) {
+                    let (k, _) = r.map_err(io)?;
+                    let (at, key) = k.value();
+                    idle.push((at, key.to_string()));
+                }
+                for (at, key) in &idle {
+                    let k = key.as_str();
+                    t.touched.remove((*at, k)).map_err(io)?;
+                    t.sessions.remove(k).map_err(io)?;
+                    t.messages.retain_in((k, 0)..=(k, u64::MAX), |_, _| false).map_err(io)?;
+                    let mut timers = Vec::new();
+                    for r in t.timer_index.range((k, 0)..=(k, u32::MAX)).map_err(io)? {
+                        let (tk, due) = r.map_err(io)?;
+                        timers.push((tk.value().1, due.value()));
+                    }
+                    for (timer, due) in timers {
+                        t.timer_index.remove((k, timer)).map_err(io)?;
+                        t.timers.remove((due, k, timer)).map_err(io)?;
+                    }
+                }
+                Ok(Ok(idle.len()))
+            }
             JobKind::Shipped { upto } => {
                 t.history.retain_in(..=*upto, |_, _| false).map_err(io)?;
                 Ok(Ok(0))
@@ -554,19 +588,26 @@ impl Writer {
             return Ok(Err(StoreError::Io(format!("no bus partition {}", b.partition))));
         };
         // Compare-and-set: every session must still be at the version the worker loaded.
+        let mut was_touched = Vec::with_capacity(b.sessions.len());
         for w in &b.sessions {
             let now = t.sessions.get(w.key.as_str()).map_err(io)?.map(|v| decode_stored(v.value()));
-            let version = match now {
-                None => None,
-                Some(Ok(s)) => Some(s.version),
-                Some(Err(_)) => Some(u64::MAX),
+            let (version, at) = match now {
+                None => (None, None),
+                Some(Ok(s)) => (Some(s.version), Some(s.touched_at)),
+                Some(Err(_)) => (Some(u64::MAX), None),
             };
             if version != w.expected {
                 return Ok(Err(StoreError::Conflict(w.key.clone())));
             }
+            was_touched.push(at);
         }
-        for w in &b.sessions {
-            t.sessions.insert(w.key.as_str(), encode_stored(&w.stored).as_slice()).map_err(io)?;
+        for (w, at) in b.sessions.iter().zip(was_touched) {
+            let k = w.key.as_str();
+            t.sessions.insert(k, encode_stored(&w.stored).as_slice()).map_err(io)?;
+            if let Some(at) = at {
+                t.touched.remove((at, k)).map_err(io)?;
+            }
+            t.touched.insert((w.stored.touched_at, k), ()).map_err(io)?;
         }
         for m in &b.messages {
             let k = m.key.as_str();
@@ -625,12 +666,13 @@ impl Writer {
     }
 }
 
-/// Version 2 added the user's name.
+/// Version 2 added the user's name, version 3 when the conversation was last touched.
 fn encode_stored(s: &Stored) -> Vec<u8> {
-    let mut out = vec![2u8];
+    let mut out = vec![3u8];
     put_var(&mut out, s.applied);
     put_var(&mut out, s.version);
     put_bytes(&mut out, s.name.as_bytes());
+    put_var(&mut out, s.touched_at);
     out.extend_from_slice(&s.session);
     out
 }
@@ -638,14 +680,15 @@ fn encode_stored(s: &Stored) -> Vec<u8> {
 fn decode_stored(bytes: &[u8]) -> Result<Stored, DecodeError> {
     let mut r = Reader::new(bytes);
     let v = r.u8()?;
-    if v != 1 && v != 2 {
+    if !(1..=3).contains(&v) {
         return Err(DecodeError::Version(v));
     }
     let applied = r.var()?;
     let version = r.var()?;
     let name = if v >= 2 { r.string()? } else { String::new() };
+    let touched_at = if v >= 3 { r.var()? } else { 0 };
     let rest = bytes.len() - r.remaining();
-    Ok(Stored { session: bytes[rest..].to_vec(), version, applied, name })
+    Ok(Stored { session: bytes[rest..].to_vec(), version, applied, name, touched_at })
 }
 
 fn encode_entry(e: &Entry) -> Vec<u8> {
@@ -918,7 +961,13 @@ impl SessionStore for Embedded {
                         tracing::error!(conversation = %k, error = %e, "a stored session is unreadable");
                         out.insert(
                             k.clone(),
-                            Stored { session: Vec::new(), version: u64::MAX, applied: 0, name: String::new() },
+                            Stored {
+                                session: Vec::new(),
+                                version: u64::MAX,
+                                applied: 0,
+                                name: String::new(),
+                                touched_at: 0,
+                            },
                         );
                     }
                 }
@@ -930,6 +979,10 @@ impl SessionStore for Embedded {
     fn count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(io)?;
         txn.open_table(SESSIONS).map_err(io)?.len().map_err(io)
+    }
+
+    fn forget_idle(&self, before: u64, max: usize) -> Fut<'_, Result<usize, StoreError>> {
+        Box::pin(self.send(JobKind::Forget { before, max }))
     }
 
     fn scan(&self, prefix: &str, max: usize) -> Result<Vec<(String, Stored)>, StoreError> {
@@ -1095,7 +1148,8 @@ mod tests {
             buttons: vec![crate::vm::Button { label: "A".into(), value: Some("a".into()), url: None }],
         };
         assert_eq!(decode_entry(7, &encode_entry(&e)), Ok(e.clone()));
-        let s = Stored { session: vec![1, 2, 3], version: 9, applied: 12, name: "Ada".into() };
+        let s =
+            Stored { session: vec![1, 2, 3], version: 9, applied: 12, name: "Ada".into(), touched_at: 1_700_000_000 };
         assert_eq!(decode_stored(&encode_stored(&s)), Ok(s));
         let h = HistoryRecord {
             id: "e:1:0".into(),

@@ -29,6 +29,7 @@ pub struct Shared {
     /// Makes event ids unique across restarts of the process.
     boot: u128,
     pub(super) body_limit: usize,
+    pub(super) forget_idle: Option<std::time::Duration>,
 }
 
 const PAGE: &str = include_str!("page.html");
@@ -76,6 +77,7 @@ pub async fn serve(
         next_event: AtomicU64::new(1),
         boot,
         body_limit: options.body_limit,
+        forget_idle: options.forget_idle,
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers: Vec<_> = (0..shared.ports.bus.partitions())

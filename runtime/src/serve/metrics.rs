@@ -21,6 +21,8 @@ pub struct Metrics {
     pub replays_skipped: AtomicU64,
     /// Timers that fell due and went onto the bus.
     pub timers_fired: AtomicU64,
+    /// Idle conversations forgotten.
+    pub forgotten: AtomicU64,
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
     /// Node visits by (bot, node name).
@@ -117,6 +119,12 @@ impl Metrics {
             "botc_timers_fired_total",
             "Timers that fell due and went onto the bus.",
             self.timers_fired.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "botc_conversations_forgotten_total",
+            "Idle conversations forgotten (their history stays).",
+            self.forgotten.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

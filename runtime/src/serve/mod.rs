@@ -116,11 +116,18 @@ pub struct Options {
     /// Largest request body the gateway accepts.
     pub body_limit: usize,
     pub api: ApiBases,
+    /// Conversations no event reached for this long are forgotten (session, transcript,
+    /// timers; their history stays). `None` keeps them forever.
+    pub forget_idle: Option<std::time::Duration>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { body_limit: 1024 * 1024, api: ApiBases::default() }
+        Options {
+            body_limit: 1024 * 1024,
+            api: ApiBases::default(),
+            forget_idle: Some(std::time::Duration::from_secs(30 * 86_400)),
+        }
     }
 }
 

@@ -90,6 +90,8 @@ pub struct Stored {
     /// The user's display name, as last given, for events that carry none (timers,
     /// hand-backs, web messages without `user`).
     pub name: String,
+    /// When an event last reached the conversation (unix seconds; 0: before this was kept).
+    pub touched_at: u64,
 }
 
 pub trait SessionStore: Send + Sync {
@@ -99,6 +101,9 @@ pub trait SessionStore: Send + Sync {
     /// Up to `max` stored sessions whose keys start with `prefix` (for operators' views, not
     /// for the data path).
     fn scan(&self, prefix: &str, max: usize) -> Result<Vec<(String, Stored)>, StoreError>;
+    /// Forgets up to `max` conversations no event reached since `before` (unix seconds):
+    /// session, transcript and pending timers. Their history stays. Returns how many.
+    fn forget_idle(&self, before: u64, max: usize) -> Fut<'_, Result<usize, StoreError>>;
 }
 
 /// A session to write; `expected` is the version loaded (None: there was none).

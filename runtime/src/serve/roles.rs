@@ -11,9 +11,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Publishes timers as they fall due, forever.
+/// Publishes timers as they fall due, forever; and once a minute forgets conversations
+/// idle for longer than the configured time.
 pub async fn timers(shared: Arc<Shared>) {
+    let mut sweep_at = std::time::Instant::now();
     loop {
+        if let Some(idle) = shared.forget_idle
+            && std::time::Instant::now() >= sweep_at
+        {
+            sweep_at = std::time::Instant::now() + Duration::from_secs(60);
+            forget_idle(&shared, now().saturating_sub(idle.as_secs())).await;
+        }
         // Listen before looking, so a timer scheduled meanwhile is not missed.
         let scheduled = shared.ports.timers.scheduled();
         match shared.ports.timers.fire_due(now()).await {
@@ -27,11 +35,34 @@ pub async fn timers(shared: Arc<Shared>) {
             Ok(None) => HOUR,
             Err(_) => Duration::from_secs(1),
         };
+        let wait = if shared.forget_idle.is_some() { wait.min(Duration::from_secs(60)) } else { wait };
         let _ = tokio::time::timeout(wait, scheduled).await;
     }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// Forgets every conversation idle since `before`, a bounded number per store call.
+pub async fn forget_idle(shared: &Shared, before: u64) {
+    const STEP: usize = 1000;
+    loop {
+        match shared.ports.sessions.forget_idle(before, STEP).await {
+            Ok(n) => {
+                shared.metrics.forgotten.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                if n > 0 {
+                    tracing::info!(conversations = n, "forgot idle conversations");
+                }
+                if n < STEP {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot forget idle conversations");
+                return;
+            }
+        }
+    }
+}
 
 /// Performs outbox items (at least once: an item whose response was not yet recorded when
 /// botc stopped is performed again after the restart).

@@ -134,6 +134,7 @@ fn build(shared: &Shared, partition: usize, next: u64, deliveries: &[Delivery]) 
                 version: conv.session.version,
                 applied: conv.applied,
                 name: conv.name,
+                touched_at: now(),
             };
             batch.sessions.push(SessionWrite { key, expected: conv.expected, stored });
         }

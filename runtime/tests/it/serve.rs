@@ -351,3 +351,32 @@ async fn when_the_store_stops_events_get_503_and_readyz_says_so() {
     let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
     assert!(metrics.lines().any(|l| l == "botc_events_rejected_total{reason=\"store_error\"} 1"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_conversations_are_forgotten_and_their_history_kept() {
+    use botc_runtime::serve::ports::{TimerStore, Transcript};
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    for conv in ["c1", "c2"] {
+        let url = format!("/api/bots/shop/conversations/{conv}/messages");
+        s.post(&url, r#"{"text": "hello", "user": "Ada"}"#).await;
+        s.expect(conv, "Hi Ada! Which size?").await;
+    }
+    // c1 now waits on its 1 s reminder timer; stop before it fires.
+    s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small"}"#).await;
+    s.expect_user("c1", "small").await;
+    s.shut_down().await;
+    let store = Embedded::open(dir.path(), 2, 100).expect("reopens");
+    let keys = ["shop/c1".to_string(), "shop/c2".to_string()];
+    assert_eq!(store.pending().expect("timers"), 1);
+    let now = botc_runtime::serve::now();
+    assert_eq!(store.forget_idle(now - 60, 100).await, Ok(0), "nothing was idle a minute ago");
+    assert_eq!(store.load(&keys).expect("sessions").len(), 2);
+    assert_eq!(store.forget_idle(now + 2, 100).await, Ok(2));
+    assert!(store.load(&keys).expect("sessions").is_empty());
+    assert!(store.after("shop/c1", 0).expect("transcript").is_empty());
+    assert_eq!(store.pending().expect("timers"), 0, "the idle conversation's timer went too");
+    store.close();
+    let history = SqliteHistory::open_read_only(&history_path(dir.path())).await.expect("history");
+    assert_eq!(history.transcript("shop", "web:c1", false, 100).await.expect("history").len(), 3, "history stays");
+}
