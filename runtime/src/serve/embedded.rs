@@ -604,10 +604,13 @@ impl Writer {
         for (w, at) in b.sessions.iter().zip(was_touched) {
             let k = w.key.as_str();
             t.sessions.insert(k, encode_stored(&w.stored).as_slice()).map_err(io)?;
-            if let Some(at) = at {
-                t.touched.remove((at, k)).map_err(io)?;
+            // The idle index moves only when the minute changes (see the worker).
+            if at != Some(w.stored.touched_at) {
+                if let Some(at) = at {
+                    t.touched.remove((at, k)).map_err(io)?;
+                }
+                t.touched.insert((w.stored.touched_at, k), ()).map_err(io)?;
             }
-            t.touched.insert((w.stored.touched_at, k), ()).map_err(io)?;
         }
         for m in &b.messages {
             let k = m.key.as_str();
