@@ -172,7 +172,8 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn list_bots(State(s): State<Arc<Shared>>) -> Response {
-    let bots: Vec<Json> = s.bots.iter().map(|b| json!({ "id": b.id, "name": b.name })).collect();
+    let bots: Vec<Json> =
+        s.bots.iter().map(|b| json!({ "id": b.id, "name": b.name, "platform": b.platform.name() })).collect();
     axum::Json(json!({ "bots": bots })).into_response()
 }
 

@@ -184,7 +184,7 @@ async fn the_page_is_self_contained() {
     assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "the page loads nothing from outside");
     let bots: Value =
         s.client.get(format!("{}/api/bots", s.base)).send().await.expect("get").json().await.expect("json");
-    assert_eq!(bots, json!({"bots": [{"id": "shop", "name": "Shop"}]}));
+    assert_eq!(bots, json!({"bots": [{"id": "shop", "name": "Shop", "platform": "web"}]}));
 }
 
 /// The whole transcript of a conversation, as the page would show it.
