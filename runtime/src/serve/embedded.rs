@@ -73,7 +73,6 @@ pub struct Embedded {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     signals: Arc<Signals>,
-    capacity: u64,
     path: PathBuf,
     _lock: std::fs::File,
 }
@@ -146,24 +145,11 @@ impl Embedded {
             .name("botc-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| OpenError(format!("cannot start the store's writer thread: {e}")))?;
-        Ok(Embedded {
-            db,
-            jobs: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
-            signals,
-            capacity: capacity as u64,
-            path,
-            _lock: lock,
-        })
+        Ok(Embedded { db, jobs: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)), signals, path, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Bus capacity per partition.
-    pub fn capacity(&self) -> u64 {
-        self.capacity
     }
 
     async fn send(&self, kind: JobKind) -> Result<usize, StoreError> {

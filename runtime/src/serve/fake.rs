@@ -54,7 +54,6 @@ pub struct Tokens {
 pub struct FakePlatform {
     pub base: String,
     inner: Arc<Mutex<Inner>>,
-    started: Instant,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -90,7 +89,7 @@ impl FakePlatform {
                 })
                 .await;
         });
-        Ok(FakePlatform { base, inner, started, stop: Some(stop) })
+        Ok(FakePlatform { base, inner, stop: Some(stop) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -115,10 +114,6 @@ impl FakePlatform {
     /// Every call answered with an error.
     pub fn refused(&self) -> Vec<Received> {
         self.lock().refused.clone()
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// Waits until `n` calls have been answered successfully (or `within` passes).

@@ -239,16 +239,6 @@ impl FlowRegistry for SqliteHistory {
                 .map_err(db)
         })
     }
-
-    fn bytecode(&self, hash: [u8; 32]) -> Fut<'_, Result<Option<Vec<u8>>, StoreError>> {
-        Box::pin(async move {
-            sqlx::query_scalar("SELECT bytecode FROM flows WHERE hash = ?")
-                .bind(hex(&hash))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)
-        })
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

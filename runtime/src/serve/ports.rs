@@ -267,7 +267,6 @@ pub trait HistorySink: Send + Sync {
 /// version can still be understood (and migrated) after the flow changed.
 pub trait FlowRegistry: Send + Sync {
     fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>) -> Fut<'_, Result<(), StoreError>>;
-    fn bytecode(&self, hash: [u8; 32]) -> Fut<'_, Result<Option<Vec<u8>>, StoreError>>;
     /// Every version of a bot's flow ever served, as bytecode.
     fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>>;
 }
