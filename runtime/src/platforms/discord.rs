@@ -1,7 +1,7 @@
 //! Discord interactions over HTTP: slash commands and button clicks in, deferred responses
 //! and follow-up messages out (channel messages once the interaction's token has expired).
 
-use super::{Answer, Call, Inbound, Incoming, Outcome, Reply, json_str, split};
+use super::{Answer, Call, Inbound, Incoming, Outcome, Reply, address, json_str, parts};
 use crate::vm::Input;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
@@ -74,21 +74,17 @@ pub fn inbound(bot: &str, body: &[u8], now: u64) -> Result<Inbound, String> {
 /// response, later ones are follow-ups; once the token is near its end, channel messages with
 /// the bot token.
 pub fn calls(base: &str, bot_token: &str, reply: &Reply, now: u64) -> Result<Vec<Call>, String> {
-    let to: Json = serde_json::from_str(&reply.reply_to).map_err(|_| "the reply address is unreadable")?;
+    let to = address(reply)?;
     let app = json_str(&to, "app").ok_or("the reply address has no application")?;
     let token = json_str(&to, "token").ok_or("the reply address has no token")?;
     let channel = json_str(&to, "channel").ok_or("the reply address has no channel")?;
     let at = to.get("at").and_then(Json::as_u64).unwrap_or(0);
     let command = to.get("kind").and_then(Json::as_u64) == Some(2);
     let fresh = now.saturating_sub(at) < TOKEN_LIFETIME;
-    let parts = split(&reply.text, MAX_TEXT);
-    let last = parts.len() - 1;
-    Ok(parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, part)| {
+    Ok(parts(reply, MAX_TEXT)
+        .map(|(i, part, with_buttons)| {
             let mut body = json!({ "content": part });
-            if i == last && !reply.buttons.is_empty() {
+            if with_buttons {
                 body["components"] = components(&reply.buttons);
             }
             if !fresh {

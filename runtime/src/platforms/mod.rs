@@ -127,6 +127,19 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// A reply's address, as its platform module wrote it into the event.
+fn address(reply: &Reply) -> Result<Json, String> {
+    serde_json::from_str(&reply.reply_to).map_err(|_| "the reply address is unreadable".to_string())
+}
+
+/// A reply's text in parts of at most `max` characters: (index, text, whether this part
+/// carries the buttons, which go on the last one).
+fn parts(reply: &Reply, max: usize) -> impl Iterator<Item = (usize, String, bool)> + '_ {
+    let parts = split(&reply.text, max);
+    let last = parts.len() - 1;
+    parts.into_iter().enumerate().map(move |(i, p)| (i, p, i == last && !reply.buttons.is_empty()))
+}
+
 fn json_str(v: &Json, key: &str) -> Option<String> {
     v.get(key).and_then(Json::as_str).map(str::to_string)
 }

@@ -1,6 +1,6 @@
 //! Slack: the Events API and interactivity (button clicks) in, `chat.postMessage` out.
 
-use super::{Answer, Call, Inbound, Incoming, Outcome, Reply, json_str, split};
+use super::{Answer, Call, Inbound, Incoming, Outcome, Reply, address, json_str, parts};
 use crate::vm::Input;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
@@ -118,16 +118,12 @@ fn percent_decode(bytes: &[u8]) -> Option<String> {
 }
 
 pub fn calls(base: &str, token: &str, reply: &Reply) -> Result<Vec<Call>, String> {
-    let to: Json = serde_json::from_str(&reply.reply_to).map_err(|_| "the reply address is unreadable")?;
+    let to = address(reply)?;
     let channel = json_str(&to, "channel").ok_or("the reply address has no channel")?;
-    let parts = split(&reply.text, MAX_TEXT);
-    let last = parts.len() - 1;
-    Ok(parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, part)| {
+    Ok(parts(reply, MAX_TEXT)
+        .map(|(_, part, with_buttons)| {
             let mut body = json!({ "channel": channel, "text": part });
-            if i == last && !reply.buttons.is_empty() {
+            if with_buttons {
                 let buttons: Vec<Json> = reply
                     .buttons
                     .iter()

@@ -1,6 +1,6 @@
 //! Telegram's Bot API: webhook updates in, `sendMessage` and `answerCallbackQuery` out.
 
-use super::{Answer, Call, Inbound, Incoming, Outcome, Reply, json_str, split};
+use super::{Answer, Call, Inbound, Incoming, Outcome, Reply, address, json_str, parts};
 use crate::vm::Input;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
@@ -63,7 +63,7 @@ fn incoming(id: String, chat: i64, private: bool, from: &Json, input: Input, que
 /// client stops spinning), then the text, split at Telegram's limit, with the buttons on the
 /// last part.
 pub fn calls(base: &str, token: &str, reply: &Reply) -> Result<Vec<Call>, String> {
-    let to: Json = serde_json::from_str(&reply.reply_to).map_err(|_| "the reply address is unreadable")?;
+    let to = address(reply)?;
     let chat = to.get("chat").and_then(Json::as_i64).ok_or("the reply address has no chat")?;
     let mut calls = Vec::new();
     if reply.first
@@ -71,11 +71,9 @@ pub fn calls(base: &str, token: &str, reply: &Reply) -> Result<Vec<Call>, String
     {
         calls.push(Call::post(format!("{base}/bot{token}/answerCallbackQuery"), json!({ "callback_query_id": q })));
     }
-    let parts = split(&reply.text, MAX_TEXT);
-    let last = parts.len() - 1;
-    for (i, part) in parts.into_iter().enumerate() {
+    for (_, part, with_buttons) in parts(reply, MAX_TEXT) {
         let mut body = json!({ "chat_id": chat, "text": part });
-        if i == last && !reply.buttons.is_empty() {
+        if with_buttons {
             let row: Vec<Json> = reply
                 .buttons
                 .iter()
