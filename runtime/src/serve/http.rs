@@ -129,19 +129,30 @@ const MAX_TEXT: usize = 4096;
 /// when it was not accepted (nothing is acknowledged that could be lost).
 async fn publish(s: &Shared, event: Event) -> Response {
     let id = event.id.clone();
-    let (reason, message) = match s.ports.bus.publish(vec![event]).await {
+    match s.ports.bus.publish(vec![event]).await {
         Ok(()) => {
             s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-            return (StatusCode::ACCEPTED, axum::Json(json!({ "event": id }))).into_response();
+            (StatusCode::ACCEPTED, axum::Json(json!({ "event": id }))).into_response()
         }
-        Err(StoreError::Full) => ("bus_full", "botc is busy; retry in a moment".to_string()),
-        Err(e) => {
-            tracing::error!(error = %e, "an event could not be stored; the client was told to retry");
-            ("store_error", "botc cannot store events right now; retry in a moment".to_string())
-        }
-    };
-    s.metrics.reject(reason);
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &message);
+        Err(e) => not_stored(s, &e),
+    }
+}
+
+/// The answer to a request whose event could not be stored: counted, and 503 so the client
+/// (or platform) sends it again.
+pub(super) fn not_stored(s: &Shared, e: &StoreError) -> Response {
+    if *e == StoreError::Full {
+        s.metrics.reject("bus_full");
+        return unavailable("botc is busy; retry in a moment");
+    }
+    tracing::error!(error = %e, "an event could not be stored; the sender was told to retry");
+    s.metrics.reject("store_error");
+    unavailable("botc cannot store events right now; retry in a moment")
+}
+
+/// 503 with `Retry-After: 1`.
+fn unavailable(message: &str) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
@@ -279,9 +290,7 @@ async fn get_messages(
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "cannot read a transcript");
-                let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "botc cannot read messages right now; retry");
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return r;
+                return unavailable("botc cannot read messages right now; retry");
             }
         }
         if tokio::time::timeout_at(deadline, changed).await.is_err() {

@@ -127,44 +127,36 @@ async fn perform(client: reqwest::Client, item: OutboxItem) -> (String, Event) {
 pub async fn flush_history(shared: &Shared, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
-        let records = match shared.ports.history_queue.unshipped(512) {
-            Ok(r) if !r.is_empty() => r,
-            _ => return,
-        };
-        let upto = records.last().map_or(0, |r| r.0);
-        let batch = records.into_iter().map(|(_, r)| r).collect();
-        if shared.ports.history.record(batch).await.is_err() || shared.ports.history_queue.shipped(upto).await.is_err()
-        {
+        if !matches!(ship(shared).await, Ok(n) if n > 0) {
             return;
         }
     }
 }
 
-/// Copies committed history records into the history sink, oldest first, and then lets the
-/// store forget them. A crash in between writes them again; the sink keeps one of each.
+/// Copies the oldest unshipped history records into the sink and then lets the store forget
+/// them; returns how many. A crash in between writes them again; the sink keeps one of each.
+async fn ship(shared: &Shared) -> Result<usize, super::ports::StoreError> {
+    let records = shared.ports.history_queue.unshipped(512)?;
+    let Some(&(upto, _)) = records.last() else { return Ok(0) };
+    let n = records.len();
+    shared.ports.history.record(records.into_iter().map(|(_, r)| r).collect()).await?;
+    shared.ports.history_queue.shipped(upto).await?;
+    Ok(n)
+}
+
+/// Ships history as it is committed, forever.
 pub async fn history(shared: Arc<Shared>) {
     loop {
         let recorded = shared.ports.history_queue.recorded();
-        let records = match shared.ports.history_queue.unshipped(512) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the history queue; retrying in a second");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+        match ship(&shared).await {
+            Ok(0) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), recorded).await;
             }
-        };
-        let Some(&(upto, _)) = records.last() else {
-            let _ = tokio::time::timeout(Duration::from_secs(5), recorded).await;
-            continue;
-        };
-        let batch = records.into_iter().map(|(_, r)| r).collect();
-        let shipped = match shared.ports.history.record(batch).await {
-            Ok(()) => shared.ports.history_queue.shipped(upto).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = shipped {
-            tracing::error!(error = %e, "cannot write history; retrying in a second");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot ship history; retrying in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }

@@ -4,11 +4,10 @@
 
 use super::http::{Shared, error};
 use super::metrics::Platformed;
-use super::ports::StoreError;
 use super::{Event, now};
 use crate::platforms::{self, Inbound, Platform, verify};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -106,16 +105,7 @@ pub async fn webhook(
             s.metrics.count(Platformed::Duplicates, p.name());
             reply(answer)
         }
-        Err(e) => {
-            let reason = if e == StoreError::Full { "bus_full" } else { "store_error" };
-            if e != StoreError::Full {
-                tracing::error!(error = %e, "a webhook event could not be stored; the platform was told to retry");
-            }
-            s.metrics.reject(reason);
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "botc is busy; retry in a moment");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
+        Err(e) => super::http::not_stored(&s, &e),
     }
 }
 
