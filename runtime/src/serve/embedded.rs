@@ -275,7 +275,7 @@ enum JobKind {
         now: u64,
         expires: u64,
     },
-    Commit(Box<Batch>),
+    Commit(Arc<Batch>),
     FireTimers {
         now: u64,
     },
@@ -993,8 +993,8 @@ impl SessionStore for Embedded {
 }
 
 impl Committer for Embedded {
-    fn commit(&self, batch: Batch) -> Fut<'_, Result<(), StoreError>> {
-        Box::pin(async move { self.send(JobKind::Commit(Box::new(batch))).await.map(|_| ()) })
+    fn commit(&self, batch: Arc<Batch>) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.send(JobKind::Commit(batch)).await.map(|_| ()) })
     }
 }
 

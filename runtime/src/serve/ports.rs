@@ -191,7 +191,8 @@ pub trait ReplyQueue: Send + Sync {
 }
 
 pub trait Committer: Send + Sync {
-    fn commit(&self, batch: Batch) -> Fut<'_, Result<(), StoreError>>;
+    /// Shared, so a retry after a failed commit sends the same batch without copying it.
+    fn commit(&self, batch: std::sync::Arc<Batch>) -> Fut<'_, Result<(), StoreError>>;
 }
 
 pub trait TimerStore: Send + Sync {

@@ -52,8 +52,8 @@ pub async fn run(shared: Arc<Shared>, partition: usize, mut stop: tokio::sync::w
             }
         };
         let Some(next) = deliveries.last().map(|d| d.offset + 1) else { continue };
-        let batch = match build(&shared, partition, next, &deliveries) {
-            Ok(b) => b,
+        let batch = match build(&shared, partition, next, deliveries) {
+            Ok(b) => Arc::new(b),
             Err(e) => {
                 retry_later(partition, &e).await;
                 continue;
@@ -98,33 +98,32 @@ fn default_name(platform: &str) -> String {
     if platform == "web" { "Web visitor".into() } else { String::new() }
 }
 
-fn build(shared: &Shared, partition: usize, next: u64, deliveries: &[Delivery]) -> Result<Batch, StoreError> {
+fn build(shared: &Shared, partition: usize, next: u64, deliveries: Vec<Delivery>) -> Result<Batch, StoreError> {
     let mut keys: Vec<String> = deliveries.iter().map(|d| d.event.key()).collect();
     keys.sort_unstable();
     keys.dedup();
     let mut stored = shared.ports.sessions.load(&keys)?;
     let mut live: HashMap<String, Live> = HashMap::new();
     let mut batch = Batch { partition, next_offset: next, ..Batch::default() };
-    for d in deliveries {
-        let Some(bot) = shared.bots.iter().find(|b| b.id == d.event.bot) else {
-            tracing::warn!(bot = %d.event.bot, "an event for a bot that is not running is skipped");
+    for Delivery { offset, mut event } in deliveries {
+        let Some(bot) = shared.bots.iter().find(|b| b.id == event.bot) else {
+            tracing::warn!(bot = %event.bot, "an event for a bot that is not running is skipped");
             continue;
         };
-        let key = d.event.key();
+        let key = event.key();
         let conv = live.entry(key.clone()).or_insert_with(|| hydrate(shared, bot, &key, stored.remove(&key)));
-        if d.offset < conv.applied {
+        if offset < conv.applied {
             shared.metrics.replays_skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         // The name given last stands for events that carry none.
-        let mut event = d.event.clone();
         if event.user_name.is_empty() {
             event.user_name = if conv.name.is_empty() { default_name(&event.platform) } else { conv.name.clone() };
         } else {
             conv.name.clone_from(&event.user_name);
         }
         apply(shared, bot, &event, &mut conv.session, &mut batch);
-        conv.applied = d.offset + 1;
+        conv.applied = offset + 1;
         conv.touched = true;
     }
     for (key, conv) in live {
