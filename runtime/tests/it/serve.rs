@@ -49,6 +49,13 @@ impl Server {
         v["messages"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Ada says hello on `conv` and the bot asks her for a size.
+    async fn greet(&self, conv: &str) {
+        let url = format!("/api/bots/shop/conversations/{conv}/messages");
+        self.post(&url, r#"{"text": "hello", "user": "Ada"}"#).await;
+        self.expect(conv, "Hi Ada! Which size?").await;
+    }
+
     /// Polls until the user's own message `text` is in the transcript.
     async fn expect_user(&self, conv: &str, text: &str) {
         for _ in 0..40 {
@@ -196,8 +203,7 @@ async fn transcript(s: &Server, conv: &str) -> Vec<Value> {
 async fn a_restart_keeps_conversations_and_pending_timers() {
     let dir = data_dir();
     let s = start(Options::default(), 100, dir.path()).await;
-    s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hello", "user": "Ada"}"#).await;
-    s.expect("c1", "Hi Ada! Which size?").await;
+    s.greet("c1").await;
     s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small"}"#).await;
     // Stop as soon as the button is in the transcript: the 1 s timer is still pending.
     s.expect_user("c1", "small").await;
@@ -218,8 +224,7 @@ async fn replaying_the_whole_bus_changes_nothing() {
     let s = start(Options::default(), 100, dir.path()).await;
     for conv in ["c1", "c2", "c3"] {
         let url = format!("/api/bots/shop/conversations/{conv}/messages");
-        s.post(&url, r#"{"text": "hello", "user": "Ada"}"#).await;
-        s.expect(conv, "Hi Ada! Which size?").await;
+        s.greet(conv).await;
         s.post(&url, r#"{"button": "nope"}"#).await;
         s.post(&url, r#"{"button": "large"}"#).await;
         s.expect(conv, "The conversation has ended.").await;
@@ -303,9 +308,7 @@ async fn a_new_flow_version_carries_waiting_conversations_over() {
     let dir = data_dir();
     let s = start(Options::default(), 100, dir.path()).await;
     for conv in ["c1", "c2"] {
-        let url = format!("/api/bots/shop/conversations/{conv}/messages");
-        s.post(&url, r#"{"text": "hello", "user": "Ada"}"#).await;
-        s.expect(conv, "Hi Ada! Which size?").await;
+        s.greet(conv).await;
     }
     s.shut_down().await;
 
@@ -358,9 +361,7 @@ async fn idle_conversations_are_forgotten_and_their_history_kept() {
     let dir = data_dir();
     let s = start(Options::default(), 100, dir.path()).await;
     for conv in ["c1", "c2"] {
-        let url = format!("/api/bots/shop/conversations/{conv}/messages");
-        s.post(&url, r#"{"text": "hello", "user": "Ada"}"#).await;
-        s.expect(conv, "Hi Ada! Which size?").await;
+        s.greet(conv).await;
     }
     // c1 now waits on its 1 s reminder timer; stop before it fires.
     s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small"}"#).await;
