@@ -1,6 +1,7 @@
 //! `botc.toml`: what `botc serve` runs. Read and checked completely before anything binds,
 //! so a mistake is reported with its file, line and fix instead of half a server starting.
 
+use botc_runtime::serve::Platform;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -96,15 +97,6 @@ fn default_forget() -> u64 {
     30
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    Web,
-    Discord,
-    Slack,
-    Telegram,
-}
-
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Plan {
@@ -119,7 +111,7 @@ pub struct BotConfig {
     pub id: String,
     /// The flow file, relative to the config file.
     pub flow: PathBuf,
-    #[serde(default = "default_platform")]
+    #[serde(default = "default_platform", deserialize_with = "platform")]
     pub platform: Platform,
     /// Display name (default: the flow's name).
     pub name: Option<String>,
@@ -143,6 +135,14 @@ pub struct BotConfig {
 
 fn default_platform() -> Platform {
     Platform::Web
+}
+
+/// `platform = "telegram"`, read into the runtime's own [`Platform`].
+fn platform<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Platform, D::Error> {
+    let name = String::deserialize(d)?;
+    Platform::parse(&name).ok_or_else(|| {
+        serde::de::Error::custom(format!("unknown platform `{name}`; use web, discord, slack or telegram"))
+    })
 }
 
 /// Reads and checks a config file. The error is a complete message for the user.

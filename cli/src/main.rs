@@ -938,12 +938,7 @@ fn serve_cmd(
             }
         };
         let name = b.name.clone().unwrap_or_else(|| program.program().name.replace('_', " "));
-        let platform = match b.platform {
-            config::Platform::Web => serve::Platform::Web,
-            config::Platform::Discord => serve::Platform::Discord,
-            config::Platform::Slack => serve::Platform::Slack,
-            config::Platform::Telegram => serve::Platform::Telegram,
-        };
+        let platform = b.platform;
         let (mut per_bot, mut per_conversation) = platform.limits();
         let plans = &config.as_ref().map(|c| (c.plans.free, c.plans.premium));
         let plan = match (b.plan, plans) {
