@@ -45,6 +45,9 @@ const REPLIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("repli
 /// position → history record not yet shipped to the history sink.
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 
+/// The layout of the data in the file; see `init`.
+const FORMAT: u64 = 2;
+
 /// Committed events kept per partition after their batch, so a worker can be rewound and
 /// an operator can look back; older ones are deleted as batches commit.
 const RETAIN: u64 = 10_000;
@@ -210,6 +213,31 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
             Some(_) => {}
             None => {
                 meta.insert("partitions", partitions as u64).map_err(io)?;
+            }
+        }
+        // Format 2 keys conversations by (bot, channel, conversation). A directory from before
+        // holds sessions keyed by (bot, conversation), whose channel cannot be told apart.
+        let format = meta.get("format").map_err(io)?.map(|v| v.value());
+        match format {
+            Some(FORMAT) => {}
+            Some(n) if n > FORMAT => {
+                return Err(StoreError::Conflict(format!(
+                    "this data directory was written by a newer botc (format {n}; this one knows {FORMAT})"
+                )));
+            }
+            _ => {
+                let used = txn.open_table(SESSIONS).map_err(io)?.len().map_err(io)?
+                    + txn.open_table(LOG).map_err(io)?.len().map_err(io)?;
+                if used > 0 {
+                    return Err(StoreError::Conflict(
+                        "this data directory was written by an earlier botc whose conversation keys lacked \
+                         their channel, and its conversations cannot be carried over; move it aside and \
+                         start with an empty --data-dir (the old history.sqlite stays readable with \
+                         `botc history --data-dir OLD`)"
+                            .into(),
+                    ));
+                }
+                meta.insert("format", FORMAT).map_err(io)?;
             }
         }
         let log = txn.open_table(LOG).map_err(io)?;

@@ -8,6 +8,13 @@ use crate::vm::Input;
 /// Version 2 added `reply_to`.
 pub const EVENT_VERSION: u8 = 2;
 
+/// A conversation's key: `bot/channel/conversation`. The channel is part of it because
+/// conversation ids are only unique within their channel: a Telegram chat id and a web
+/// conversation id may be the same string, and must never reach each other's session.
+pub fn key(bot: &str, channel: &str, conversation: &str) -> String {
+    format!("{bot}/{channel}/{conversation}")
+}
+
 /// A normalized inbound event: what happened, to which conversation of which bot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
@@ -29,9 +36,9 @@ pub struct Event {
 }
 
 impl Event {
-    /// The key that orders events: one conversation of one bot.
+    /// The key that orders events: one conversation of one bot on one channel.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.bot, self.conversation)
+        key(&self.bot, &self.platform, &self.conversation)
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -12,32 +12,24 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use std::path::Path;
 use std::time::Duration;
 
-/// The schema's version, in SQLite's `user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema's version, in SQLite's `user_version`, so a botc from before migrations
+/// refuses a database a newer one changed (migrations themselves are tracked by sqlx).
+const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: [&str; 4] = [
-    "CREATE TABLE IF NOT EXISTS history (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        bot TEXT NOT NULL,
-        conversation TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        platform TEXT NOT NULL,
-        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-        kind TEXT NOT NULL,
-        text TEXT NOT NULL,
-        buttons TEXT NOT NULL,
-        at INTEGER NOT NULL
-    )",
-    "CREATE INDEX IF NOT EXISTS history_by_user ON history (bot, user_id, seq)",
-    "CREATE INDEX IF NOT EXISTS history_by_conversation ON history (bot, conversation, seq)",
-    "CREATE TABLE IF NOT EXISTS flows (
-        hash TEXT PRIMARY KEY,
-        bot TEXT NOT NULL,
-        bytecode BLOB NOT NULL,
-        first_served INTEGER NOT NULL
-    )",
-];
+/// The history database's migrations, in order. Built with `Migrator::with_migrations` over
+/// `include_str!` rather than the `sqlx::migrate!` macro: the macro's crate would compile
+/// SQLite a second time (for the compiler), and this is all it would generate.
+fn migrator() -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let step = |version, description: &'static str, sql: &'static str| {
+        Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
+    };
+    Migrator::with_migrations(vec![
+        step(1, "history", include_str!("../../migrations/sqlite/0001_history.sql")),
+        step(2, "flows by bot", include_str!("../../migrations/sqlite/0002_flows_by_bot.sql")),
+    ])
+}
 
 pub struct SqliteHistory {
     pool: SqlitePool,
@@ -77,13 +69,8 @@ impl SqliteHistory {
                 path.display()
             ));
         }
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
-        }
-        sqlx::query("PRAGMA user_version = 1")
+        migrator().run(&pool).await.map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {SCHEMA_VERSION}")))
             .execute(&pool)
             .await
             .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
@@ -218,9 +205,9 @@ impl HistorySink for SqliteHistory {
 impl FlowRegistry for SqliteHistory {
     fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>) -> Fut<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            sqlx::query("INSERT OR IGNORE INTO flows (hash, bot, bytecode, first_served) VALUES (?, ?, ?, ?)")
-                .bind(hex(&hash))
+            sqlx::query("INSERT OR IGNORE INTO flows (bot, hash, bytecode, first_served) VALUES (?, ?, ?, ?)")
                 .bind(bot)
+                .bind(hex(&hash))
                 .bind(bytecode)
                 .bind(super::now() as i64)
                 .execute(&self.pool)

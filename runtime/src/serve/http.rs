@@ -280,7 +280,7 @@ async fn get_messages(
     }
     let after = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
     let wait = q.get("wait").and_then(|w| w.parse::<u64>().ok()).unwrap_or(0).min(30);
-    let key = format!("{bot}/{conversation}");
+    let key = super::event::key(&bot, "web", &conversation);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
     let entries = loop {
         // Listen before looking, so an entry written meanwhile wakes this request.
@@ -381,9 +381,9 @@ async fn graph(
         Some(c) => s
             .ports
             .sessions
-            .load(&[format!("{bot}/{c}")])
+            .load(&[super::event::key(&bot, "web", c)])
             .ok()
-            .and_then(|mut m| m.remove(&format!("{bot}/{c}")))
+            .and_then(|m| m.into_values().next())
             .and_then(|stored| waiting_at(&stored)),
         None => None,
     };

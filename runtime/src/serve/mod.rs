@@ -23,7 +23,7 @@ mod worker;
 
 pub use dispatch::HttpClient;
 pub use embedded::{Embedded, OpenError, partition_of};
-pub use event::{EVENT_VERSION, Event};
+pub use event::{EVENT_VERSION, Event, key as conversation_key};
 pub use history::{SqliteHistory, history_path};
 pub use metrics::Metrics;
 pub use transcript::{Entry, From};

@@ -226,7 +226,10 @@ fn apply(shared: &Shared, bot: &super::Bot, event: &Event, session: &mut Session
             From::System => (Direction::Out, "note", now()),
         };
         batch.history.push(record(&id, direction, kind, &text, &buttons, at));
-        batch.messages.push(Message { key: key.clone(), entry: Entry { seq: 0, id, from, text, buttons } });
+        // The transcript is the web chat's; platform conversations live on their platform.
+        if event.platform == "web" {
+            batch.messages.push(Message { key: key.clone(), entry: Entry { seq: 0, id, from, text, buttons } });
+        }
     };
     // Events nobody typed are history too.
     let unsaid = match &event.kind {

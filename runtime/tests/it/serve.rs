@@ -69,10 +69,17 @@ impl Server {
 
     /// Polls until a message from the bot or system with `text` shows up.
     async fn expect(&self, conv: &str, text: &str) -> Vec<Value> {
+        self.expect_in("shop", conv, text).await
+    }
+
+    /// Polls until a message with `text` shows up in `bot`'s conversation `conv`.
+    async fn expect_in(&self, bot: &str, conv: &str, text: &str) -> Vec<Value> {
         let mut seen = Vec::new();
         for _ in 0..20 {
             let after = seen.last().and_then(|m: &Value| m["seq"].as_u64()).unwrap_or(0);
-            seen.extend(self.messages(conv, after, 2).await);
+            let url = format!("{}/api/bots/{bot}/conversations/{conv}/messages?after={after}&wait=2", self.base);
+            let v: Value = self.client.get(url).send().await.expect("get").json().await.expect("json");
+            seen.extend(v["messages"].as_array().cloned().unwrap_or_default());
             if seen.iter().any(|m| m["text"] == text) {
                 return seen;
             }
@@ -232,7 +239,7 @@ async fn replaying_the_whole_bus_changes_nothing() {
         s.post(&url, r#"{"button": "large"}"#).await;
         s.expect(conv, "The conversation has ended.").await;
     }
-    let keys: Vec<String> = ["c1", "c2", "c3"].iter().map(|c| format!("shop/{c}")).collect();
+    let keys: Vec<String> = ["c1", "c2", "c3"].iter().map(|c| format!("shop/web/{c}")).collect();
     let sessions = s.store.load(&keys).expect("sessions");
     let mut transcripts = Vec::new();
     for conv in ["c1", "c2", "c3"] {
@@ -372,16 +379,79 @@ async fn idle_conversations_are_forgotten_and_their_history_kept() {
     s.expect_user("c1", "small").await;
     s.shut_down().await;
     let store = Embedded::open(dir.path(), 2, 100).expect("reopens");
-    let keys = ["shop/c1".to_string(), "shop/c2".to_string()];
+    let keys = ["shop/web/c1".to_string(), "shop/web/c2".to_string()];
     assert_eq!(store.pending().expect("timers"), 1);
     let now = botc_runtime::serve::now();
     assert_eq!(store.forget_idle(now - 60, 100).await, Ok(0), "nothing was idle a minute ago");
     assert_eq!(store.load(&keys).expect("sessions").len(), 2);
     assert_eq!(store.forget_idle(now + 2, 100).await, Ok(2));
     assert!(store.load(&keys).expect("sessions").is_empty());
-    assert!(store.after("shop/c1", 0).expect("transcript").is_empty());
+    assert!(store.after("shop/web/c1", 0).expect("transcript").is_empty());
     assert_eq!(store.pending().expect("timers"), 0, "the idle conversation's timer went too");
     store.close();
     let history = SqliteHistory::open_read_only(&history_path(dir.path())).await.expect("history");
     assert_eq!(history.transcript("shop", "web:c1", false, 100).await.expect("history").len(), 3, "history stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bots_on_one_flow_both_carry_conversations_over() {
+    let dir = data_dir();
+    let bots = |flow: &str| {
+        let program = Arc::new(load(flow));
+        vec![Bot::web("shop", "Shop", program.clone()), Bot::web("shop2", "Shop 2", program)]
+    };
+    let s = crate::harness::start(bots(FLOW), Options::default(), 100, dir.path()).await;
+    s.greet("c1").await;
+    s.post("/api/bots/shop2/conversations/c1/messages", r#"{"text": "hello", "user": "Bo"}"#).await;
+    s.expect_in("shop2", "c1", "Hi Bo! Which size?").await;
+    s.shut_down().await;
+
+    let v2 = FLOW.replace("Your {{ size }} order is ready", "Your {{ size }} order is ready for pickup");
+    let s = crate::harness::start(bots(&v2), Options::default(), 100, dir.path()).await;
+    for (bot, name) in [("shop", "Ada"), ("shop2", "Bo")] {
+        s.post(&format!("/api/bots/{bot}/conversations/c1/messages"), r#"{"button": "small"}"#).await;
+        let seen = s.expect_in(bot, "c1", &format!("Your small order is ready for pickup, {name}.")).await;
+        let asked = seen.iter().filter(|m| m["text"] == format!("Hi {name}! Which size?")).count();
+        assert_eq!(asked, 1, "{bot}'s conversation moved to the new version without a restart: {seen:#?}");
+    }
+    s.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_database_from_before_migrations_is_upgraded_in_place() {
+    let dir = data_dir();
+    let path = history_path(dir.path());
+    {
+        // The schema botc 0.1 wrote, with one flow version in it.
+        use sqlx::ConnectOptions;
+        let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("creates");
+        for sql in [
+            "CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, bot TEXT NOT NULL, conversation TEXT NOT NULL, user_id TEXT NOT NULL, platform TEXT NOT NULL, direction TEXT NOT NULL CHECK (direction IN ('in', 'out')), kind TEXT NOT NULL, text TEXT NOT NULL, buttons TEXT NOT NULL, at INTEGER NOT NULL)",
+            "CREATE TABLE flows (hash TEXT PRIMARY KEY, bot TEXT NOT NULL, bytecode BLOB NOT NULL, first_served INTEGER NOT NULL)",
+            "INSERT INTO flows VALUES ('00ff', 'shop', x'0102', 7)",
+            "INSERT INTO history (id, bot, conversation, user_id, platform, direction, kind, text, buttons, at) VALUES ('e1', 'shop', 'c1', 'web:c1', 'web', 'in', 'text', 'hi', '[]', 7)",
+            "PRAGMA user_version = 1",
+        ] {
+            sqlx::query(sql).execute(&mut db).await.expect(sql);
+        }
+    }
+    use botc_runtime::serve::ports::FlowRegistry;
+    let history = SqliteHistory::open(&path).await.expect("upgrades");
+    assert_eq!(history.versions("shop".into()).await.expect("versions"), [vec![1u8, 2]], "the old version is kept");
+    // The same flow served by a second bot is that bot's version too.
+    history.register("shop2".into(), [0; 32], vec![9]).await.expect("registers");
+    history.register("shop".into(), [0; 32], vec![9]).await.expect("registers");
+    assert_eq!(history.versions("shop".into()).await.expect("versions"), [vec![1u8, 2], vec![9]]);
+    assert_eq!(history.versions("shop2".into()).await.expect("versions"), [vec![9u8]]);
+    assert_eq!(history.count().await.expect("count"), 1, "history is kept");
+    history.close().await;
+    // Opening it again runs nothing twice.
+    let history = SqliteHistory::open(&path).await.expect("opens again");
+    assert_eq!(history.versions("shop2".into()).await.expect("versions"), [vec![9u8]]);
+    history.close().await;
 }
