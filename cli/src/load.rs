@@ -77,7 +77,7 @@ impl Target {
                 let body = format!(
                     r#"{{"type":"event_callback","event_id":"Ev{run}x{i}","event":{{"type":"message","channel":"D{c}","channel_type":"im","user":"U{c}","text":"hi"}}}}"#
                 );
-                let ts = botc_runtime::serve::now().to_string();
+                let ts = botc_runtime::clock::Clock::unix(&botc_runtime::clock::SystemClock::default()).to_string();
                 let sig = botc_runtime::platforms::verify::slack_sign(secret.as_bytes(), &ts, body.as_bytes());
                 let req = client
                     .post(format!("{base}/webhooks/slack/{bot}"))

@@ -1027,7 +1027,8 @@ fn serve_cmd(
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             tracing::info!("stopping: finishing requests in flight");
         };
-        let ports = serve::Ports::embedded(store.clone(), history.clone());
+        let clock = std::sync::Arc::new(botc_runtime::clock::SystemClock::default());
+        let ports = serve::Ports::embedded(store.clone(), history.clone(), clock);
         let result = serve::serve(listener, bots, options, ports, shutdown).await;
         store.close();
         history.close().await;

@@ -2,6 +2,7 @@
 //! now) to effects, and the session model ([`session`]) with its own versioned encoding.
 //! The ports and adapters (bus, stores, gateway, dispatcher) build on these.
 
+pub mod clock;
 mod codec;
 pub mod migrate;
 pub mod platforms;

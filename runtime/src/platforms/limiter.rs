@@ -10,25 +10,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Monotonic time since an arbitrary start.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Duration;
-}
-
-/// The real clock.
-pub struct SystemClock(std::time::Instant);
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        SystemClock(std::time::Instant::now())
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> Duration {
-        self.0.elapsed()
-    }
-}
+pub use crate::clock::Clock;
+use std::sync::Arc;
 
 /// At most `rate` sends per `period`, of which up to `burst` may go at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +45,8 @@ pub struct Check {
     pub limit: Limit,
 }
 
-pub struct Gcra<C: Clock> {
-    clock: C,
+pub struct Gcra {
+    clock: Arc<dyn Clock>,
     /// Theoretical arrival time per key.
     tat: Mutex<HashMap<String, Duration>>,
 }
@@ -72,15 +55,15 @@ pub struct Gcra<C: Clock> {
 /// a sweep.
 const SWEEP_AT: usize = 100_000;
 
-impl<C: Clock> Gcra<C> {
-    pub fn new(clock: C) -> Gcra<C> {
+impl Gcra {
+    pub fn new(clock: Arc<dyn Clock>) -> Gcra {
         Gcra { clock, tat: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one send's budget from every check, or from none: `Err(wait)` says how long
     /// until all of them would allow it.
     pub fn acquire(&self, checks: &[Check]) -> Result<(), Duration> {
-        let now = self.clock.now();
+        let now = self.clock.monotonic();
         let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
         let mut wait = Duration::ZERO;
         let mut next = Vec::with_capacity(checks.len());
@@ -107,7 +90,7 @@ impl<C: Clock> Gcra<C> {
 
     /// The platform said to wait `retry_after`: no send passes these checks before then.
     pub fn penalize(&self, checks: &[Check], retry_after: Duration) {
-        let now = self.clock.now();
+        let now = self.clock.monotonic();
         let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
         for c in checks {
             // The next send is allowed exactly when the wait is over.
@@ -121,21 +104,28 @@ impl<C: Clock> Gcra<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use crate::clock::ManualClock;
 
-    /// A clock the test moves.
-    #[derive(Default)]
-    struct Fake(AtomicU64);
+    /// A clock the test moves, to `ms` milliseconds after it started.
+    struct Fake(Arc<ManualClock>);
 
-    impl Clock for &Fake {
-        fn now(&self) -> Duration {
-            Duration::from_micros(self.0.load(Ordering::SeqCst))
+    impl Default for Fake {
+        fn default() -> Self {
+            Fake(Arc::new(ManualClock::at(0)))
         }
     }
 
     impl Fake {
         fn at(&self, ms: u64) {
-            self.0.store(ms * 1000, Ordering::SeqCst);
+            let now = self.0.monotonic();
+            self.0.advance(Duration::from_millis(ms).saturating_sub(now));
+        }
+    }
+
+    impl std::ops::Deref for Fake {
+        type Target = Arc<ManualClock>;
+        fn deref(&self) -> &Self::Target {
+            &self.0
         }
     }
 
@@ -146,7 +136,7 @@ mod tests {
     /// Allowed sends out of `n` attempts at `times` (ms), one key at `limit`.
     fn run(limit: Limit, times: &[u64]) -> Vec<bool> {
         let clock = Fake::default();
-        let g = Gcra::new(&clock);
+        let g = Gcra::new(clock.0.clone());
         times
             .iter()
             .map(|&t| {
@@ -183,7 +173,7 @@ mod tests {
     #[test]
     fn a_denied_send_says_how_long_to_wait_and_then_passes() {
         let clock = Fake::default();
-        let g = Gcra::new(&clock);
+        let g = Gcra::new(clock.0.clone());
         let one = [check("chat", Limit::per_second(1))];
         assert_eq!(g.acquire(&one), Ok(()));
         clock.at(250);
@@ -197,7 +187,7 @@ mod tests {
     #[test]
     fn several_limits_are_all_or_nothing() {
         let clock = Fake::default();
-        let g = Gcra::new(&clock);
+        let g = Gcra::new(clock.0.clone());
         let global = Limit::per_second(30);
         let chat = Limit::per_second(1);
         let send = |c: u32| [check("tg:bot", global), check(&format!("tg:bot:chat:{c}"), chat)];
@@ -216,7 +206,7 @@ mod tests {
     #[test]
     fn a_429_blocks_the_key_for_exactly_its_retry_after() {
         let clock = Fake::default();
-        let g = Gcra::new(&clock);
+        let g = Gcra::new(clock.0.clone());
         let limits = [check("discord:bot", Limit::per_second(50))];
         assert_eq!(g.acquire(&limits), Ok(()));
         g.penalize(&limits, Duration::from_millis(2500));
@@ -237,7 +227,7 @@ mod tests {
     fn in_any_window_the_sends_never_exceed_rate_plus_burst() {
         // Attempts every millisecond for 5 s at 10/s: count passes in every sliding second.
         let clock = Fake::default();
-        let g = Gcra::new(&clock);
+        let g = Gcra::new(clock.0.clone());
         let limit = [check("k", Limit::per_second(10))];
         let mut passed = Vec::new();
         for ms in 0..5000 {

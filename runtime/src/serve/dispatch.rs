@@ -8,15 +8,28 @@
 //! is dropped, and a delivered reply is never sent again. 5xx answers and unreachable servers
 //! are retried with exponential back-off and jitter.
 
-use super::http::Shared;
 use super::metrics::Platformed;
-use super::ports::{ApiResponse, Fut, PlatformClient, QueuedReply};
-use super::{Bot, now};
+use super::ports::{ApiResponse, Fut, PlatformClient, QueuedReply, RateLimiter, ReplyQueue};
+use super::{ApiBases, Bot, Bots, Metrics};
+use crate::clock::Clock;
 use crate::platforms::limiter::Check;
 use crate::platforms::{self, Call, Outcome, Platform};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// The dispatcher role: the reply queue in, platform APIs out, within the send budgets.
+pub struct Dispatcher {
+    pub bots: Arc<Bots>,
+    pub replies: Arc<dyn ReplyQueue>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub client: Arc<dyn PlatformClient>,
+    /// Where each platform's API is.
+    pub api: ApiBases,
+    pub metrics: Arc<Metrics>,
+    /// Monotonic time for back-off and budgets; the time of day for Discord's token age.
+    pub clock: Arc<dyn Clock>,
+}
 
 /// Sends in flight per bot.
 const IN_FLIGHT: usize = 64;
@@ -70,93 +83,97 @@ pub fn checks(bot: &Bot, key: &str) -> [Check; 2] {
     ]
 }
 
-/// Delivers one bot's replies, forever.
-pub async fn run(shared: Arc<Shared>, bot: usize) {
-    let b = &shared.bots[bot];
-    let platform = b.platform.name();
-    let mut tasks = tokio::task::JoinSet::new();
-    // Conversations with a send in flight, and how earlier attempts at a reply went.
-    let mut busy: HashSet<String> = HashSet::new();
-    let mut progress: HashMap<u64, Progress> = HashMap::new();
-    // The oldest waiting replies, read from the queue when it may have changed.
-    let mut window: Vec<(u64, QueuedReply)> = Vec::new();
-    let mut stale = true;
-    let mut full = false;
-    loop {
-        let queued = shared.ports.replies.queued();
-        if stale {
-            match shared.ports.replies.waiting(&b.id, WINDOW) {
-                Ok(w) => {
-                    full = w.len() == WINDOW;
-                    window = w;
-                    stale = false;
+impl Dispatcher {
+    /// Delivers one bot's replies, forever.
+    pub async fn run(self: Arc<Self>, bot: String) {
+        let shared = self;
+        let Some(b) = shared.bots.get(&bot) else { return };
+        let platform = b.platform.name();
+        let mut tasks = tokio::task::JoinSet::new();
+        // Conversations with a send in flight, and how earlier attempts at a reply went.
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut progress: HashMap<u64, Progress> = HashMap::new();
+        // The oldest waiting replies, read from the queue when it may have changed.
+        let mut window: Vec<(u64, QueuedReply)> = Vec::new();
+        let mut stale = true;
+        let mut full = false;
+        loop {
+            let queued = shared.replies.queued();
+            if stale {
+                match shared.replies.waiting(&b.id, WINDOW) {
+                    Ok(w) => {
+                        full = w.len() == WINDOW;
+                        window = w;
+                        stale = false;
+                    }
+                    Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read the reply queue"),
                 }
-                Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read the reply queue"),
             }
-        }
-        let mut wake = Instant::now() + Duration::from_secs(5);
-        let mut seen: HashSet<&str> = HashSet::new();
-        for (position, r) in &window {
-            // Only a conversation's oldest reply may go, and only when none is out.
-            if !seen.insert(r.key.as_str()) || busy.contains(&r.key) || tasks.len() >= IN_FLIGHT {
-                continue;
-            }
-            if let Some(t) = progress.get(position).and_then(|p| p.not_before)
-                && t > Instant::now()
-            {
-                wake = wake.min(t);
-                continue;
-            }
-            match shared.ports.limiter.acquire(&checks(b, &r.key)) {
-                Ok(()) => {
-                    busy.insert(r.key.clone());
-                    let skip = progress.get(position).map_or(0, |p| p.made);
-                    tasks.spawn(deliver(shared.clone(), bot, *position, r.clone(), skip));
+            let now = shared.clock.monotonic();
+            let mut wake = now + Duration::from_secs(5);
+            let mut seen: HashSet<&str> = HashSet::new();
+            for (position, r) in &window {
+                // Only a conversation's oldest reply may go, and only when none is out.
+                if !seen.insert(r.key.as_str()) || busy.contains(&r.key) || tasks.len() >= IN_FLIGHT {
+                    continue;
                 }
-                Err(wait) => wake = wake.min(Instant::now() + wait),
-            }
-        }
-        tokio::select! {
-            _ = queued => stale = true,
-            _ = tokio::time::sleep_until(wake.into()) => {}
-            Some(first) = tasks.join_next() => {
-                // Take every finished send at once, then look at the window again.
-                let mut finished = vec![first];
-                while let Some(more) = tasks.try_join_next() {
-                    finished.push(more);
+                if let Some(t) = progress.get(position).and_then(|p| p.not_before)
+                    && t > now
+                {
+                    wake = wake.min(t);
+                    continue;
                 }
-                for (position, reply, done, outcome) in finished.into_iter().flatten() {
-                    busy.remove(&reply.key);
-                    match outcome {
-                        Outcome::Sent | Outcome::Failed(_) => {
-                            let metric = if outcome == Outcome::Sent { Platformed::Delivered } else { Platformed::Failed };
-                            shared.metrics.count(metric, platform);
-                            if let Outcome::Failed(why) = &outcome {
-                                tracing::error!(bot = %b.id, reply = %reply.id, error = %why, "the platform refused a reply for good; it is dropped");
+                match shared.limiter.acquire(&checks(b, &r.key)) {
+                    Ok(()) => {
+                        busy.insert(r.key.clone());
+                        let skip = progress.get(position).map_or(0, |p| p.made);
+                        tasks.spawn(shared.clone().deliver(bot.clone(), *position, r.clone(), skip));
+                    }
+                    Err(wait) => wake = wake.min(now + wait),
+                }
+            }
+            tokio::select! {
+                _ = queued => stale = true,
+                _ = shared.clock.sleep(wake.saturating_sub(now)) => {}
+                Some(first) = tasks.join_next() => {
+                    // Take every finished send at once, then look at the window again.
+                    let mut finished = vec![first];
+                    while let Some(more) = tasks.try_join_next() {
+                        finished.push(more);
+                    }
+                    for (position, reply, done, outcome) in finished.into_iter().flatten() {
+                        busy.remove(&reply.key);
+                        match outcome {
+                            Outcome::Sent | Outcome::Failed(_) => {
+                                let metric = if outcome == Outcome::Sent { Platformed::Delivered } else { Platformed::Failed };
+                                shared.metrics.count(metric, platform);
+                                if let Outcome::Failed(why) = &outcome {
+                                    tracing::error!(bot = %b.id, reply = %reply.id, error = %why, "the platform refused a reply for good; it is dropped");
+                                }
+                                progress.remove(&position);
+                                window.retain(|(p, _)| *p != position);
                             }
-                            progress.remove(&position);
-                            window.retain(|(p, _)| *p != position);
-                        }
-                        Outcome::RateLimited(wait) => {
-                            shared.metrics.count(Platformed::RateLimited, platform);
-                            tracing::warn!(bot = %b.id, wait_ms = wait.as_millis() as u64, "the platform asked to slow down");
-                            shared.ports.limiter.penalize(&checks(b, &reply.key), wait);
-                            progress.entry(position).or_default().made = done;
-                        }
-                        Outcome::Retry(why) => {
-                            shared.metrics.count(Platformed::Retried, platform);
-                            let p = progress.entry(position).or_default();
-                            p.tries += 1;
-                            p.made = done;
-                            let delay = backoff(p.tries);
-                            p.not_before = Some(Instant::now() + delay);
-                            tracing::warn!(bot = %b.id, reply = %reply.id, attempt = p.tries, error = %why, retry_in_ms = delay.as_millis() as u64, "reply not delivered; retrying");
+                            Outcome::RateLimited(wait) => {
+                                shared.metrics.count(Platformed::RateLimited, platform);
+                                tracing::warn!(bot = %b.id, wait_ms = wait.as_millis() as u64, "the platform asked to slow down");
+                                shared.limiter.penalize(&checks(b, &reply.key), wait);
+                                progress.entry(position).or_default().made = done;
+                            }
+                            Outcome::Retry(why) => {
+                                shared.metrics.count(Platformed::Retried, platform);
+                                let p = progress.entry(position).or_default();
+                                p.tries += 1;
+                                p.made = done;
+                                let delay = super::backoff(p.tries);
+                                p.not_before = Some(shared.clock.monotonic() + delay);
+                                tracing::warn!(bot = %b.id, reply = %reply.id, attempt = p.tries, error = %why, retry_in_ms = delay.as_millis() as u64, "reply not delivered; retrying");
+                            }
                         }
                     }
-                }
-                // More may wait behind a window that was full.
-                if full && window.len() < WINDOW / 2 {
-                    stale = true;
+                    // More may wait behind a window that was full.
+                    if full && window.len() < WINDOW / 2 {
+                        stale = true;
+                    }
                 }
             }
         }
@@ -170,72 +187,75 @@ struct Progress {
     made: usize,
     /// Failed attempts (server errors, unreachable).
     tries: u32,
-    not_before: Option<Instant>,
+    /// On the clock's monotonic time.
+    not_before: Option<Duration>,
 }
 
-/// Removes a reply from the queue, retrying until the store takes it: a reply that stays
-/// would be sent again.
-async fn forget(shared: &Shared, bot: &Bot, position: u64) {
-    while let Err(e) = shared.ports.replies.delivered(bot.id.clone(), position).await {
-        tracing::error!(bot = %bot.id, error = %e, "cannot mark a reply delivered; retrying");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// 0.5 s, 1 s, 2 s … up to a minute, each ±50% at random so retries do not bunch up.
-fn backoff(attempt: u32) -> Duration {
-    let base =
-        Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(7)).min(Duration::from_secs(60));
-    base.mul_f64(0.5 + fastrand::f64())
-}
-
-/// Makes a reply's calls in order, skipping the first `skip` (made by an earlier attempt).
-/// Returns how many calls have been made in all, and how the last one went.
-async fn deliver(
-    shared: Arc<Shared>,
-    bot: usize,
-    position: u64,
-    r: QueuedReply,
-    skip: usize,
-) -> (u64, QueuedReply, usize, Outcome) {
-    let b = &shared.bots[bot];
-    let token = b.secrets.token.as_ref().map(|t| t.expose()).unwrap_or_default();
-    let api = &shared.api;
-    let calls = match b.platform {
-        Platform::Telegram => platforms::telegram::calls(&api.telegram, token, &r.reply),
-        Platform::Slack => platforms::slack::calls(&api.slack, token, &r.reply),
-        Platform::Discord => platforms::discord::calls(&api.discord, token, &r.reply, now()),
-        Platform::Web => Ok(Vec::new()),
-    };
-    let calls = match calls {
-        Ok(c) => c,
-        Err(e) => {
-            forget(&shared, b, position).await;
-            return (position, r, skip, Outcome::Failed(e));
+impl Dispatcher {
+    /// Removes a reply from the queue, retrying until the store takes it: a reply that stays
+    /// would be sent again.
+    async fn forget(&self, bot: &Bot, position: u64) {
+        let mut failures = 0;
+        while let Err(e) = self.replies.delivered(bot.id.clone(), position).await {
+            failures += 1;
+            tracing::error!(bot = %bot.id, error = %e, "cannot mark a reply delivered; retrying");
+            self.clock.sleep(super::backoff(failures)).await;
         }
-    };
-    let mut done = skip;
-    for call in calls.into_iter().skip(skip) {
-        let outcome = match shared.ports.client.call(call).await {
-            Ok(resp) => {
-                let header = resp.retry_after.as_deref();
-                match b.platform {
-                    Platform::Telegram => platforms::telegram::outcome(resp.status, header, &resp.body),
-                    Platform::Slack => platforms::slack::outcome(resp.status, header, &resp.body),
-                    Platform::Discord | Platform::Web => platforms::discord::outcome(resp.status, header, &resp.body),
-                }
-            }
-            Err(e) => Outcome::Retry(e),
+    }
+
+    /// Makes a reply's calls in order, skipping the first `skip` (made by an earlier attempt).
+    /// Returns how many calls have been made in all, and how the last one went.
+    async fn deliver(
+        self: Arc<Self>,
+        bot: String,
+        position: u64,
+        r: QueuedReply,
+        skip: usize,
+    ) -> (u64, QueuedReply, usize, Outcome) {
+        let shared = self;
+        let Some(b) = shared.bots.get(&bot) else {
+            return (position, r, skip, Outcome::Failed(format!("no bot `{bot}`")));
         };
-        if outcome != Outcome::Sent {
-            if let Outcome::Failed(_) = outcome {
-                forget(&shared, b, position).await;
+        let token = b.secrets.token.as_ref().map(|t| t.expose()).unwrap_or_default();
+        let api = &shared.api;
+        let calls = match b.platform {
+            Platform::Telegram => platforms::telegram::calls(&api.telegram, token, &r.reply),
+            Platform::Slack => platforms::slack::calls(&api.slack, token, &r.reply),
+            Platform::Discord => platforms::discord::calls(&api.discord, token, &r.reply, shared.clock.unix()),
+            Platform::Web => Ok(Vec::new()),
+        };
+        let calls = match calls {
+            Ok(c) => c,
+            Err(e) => {
+                shared.forget(b, position).await;
+                return (position, r, skip, Outcome::Failed(e));
             }
-            return (position, r, done, outcome);
+        };
+        let mut done = skip;
+        for call in calls.into_iter().skip(skip) {
+            let outcome = match shared.client.call(call).await {
+                Ok(resp) => {
+                    let header = resp.retry_after.as_deref();
+                    match b.platform {
+                        Platform::Telegram => platforms::telegram::outcome(resp.status, header, &resp.body),
+                        Platform::Slack => platforms::slack::outcome(resp.status, header, &resp.body),
+                        Platform::Discord | Platform::Web => {
+                            platforms::discord::outcome(resp.status, header, &resp.body)
+                        }
+                    }
+                }
+                Err(e) => Outcome::Retry(e),
+            };
+            if outcome != Outcome::Sent {
+                if let Outcome::Failed(_) = outcome {
+                    shared.forget(b, position).await;
+                }
+                return (position, r, done, outcome);
+            }
+            done += 1;
         }
-        done += 1;
+        // Forgotten here, so many sends' queue updates share one store commit.
+        shared.forget(b, position).await;
+        (position, r, done, Outcome::Sent)
     }
-    // Forgotten here, so many sends' queue updates share one store commit.
-    forget(&shared, b, position).await;
-    (position, r, done, Outcome::Sent)
 }

@@ -44,6 +44,8 @@ const DEDUPE_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("de
 const REPLIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("replies");
 /// position → history record not yet shipped to the history sink.
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
+/// position → an unreadable session record, kept for an operator (`encode_quarantined`).
+const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 
 /// The layout of the data in the file; see `init`.
 const FORMAT: u64 = 2;
@@ -174,6 +176,21 @@ impl Embedded {
         self.send(JobKind::Rewind { partition, offset }).await.map(|_| ())
     }
 
+    /// The unreadable session records set aside so far, oldest first (at most `max`).
+    pub fn quarantined(&self, max: usize) -> Result<Vec<Quarantined>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = txn.open_table(QUARANTINE).map_err(io)?;
+        let mut out = Vec::new();
+        for r in table.iter().map_err(io)?.take(max) {
+            let (k, v) = r.map_err(io)?;
+            match decode_quarantined(v.value()) {
+                Ok(q) => out.push(q),
+                Err(e) => tracing::error!(position = k.value(), error = %e, "a quarantine record is unreadable"),
+            }
+        }
+        Ok(out)
+    }
+
     /// Stops the writer after the jobs already sent; later calls fail with an error.
     pub fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -264,6 +281,7 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
         };
         txn.open_table(DEDUPE).map_err(io)?;
         txn.open_table(DEDUPE_EXPIRY).map_err(io)?;
+        txn.open_table(QUARANTINE).map_err(io)?;
         let replies = txn.open_table(REPLIES).map_err(io)?;
         // Positions are global, so the largest one is the last in some bot's range.
         let mut last = 0;
@@ -292,10 +310,8 @@ struct Job {
 }
 
 enum JobKind {
-    /// `internal`: botc's own events (timers, http results), which are never refused.
     Publish {
         events: Vec<Event>,
-        internal: bool,
     },
     /// Publish unless the event's id has an unexpired dedupe mark; then mark it.
     PublishOnce {
@@ -355,6 +371,7 @@ struct Tables<'t> {
     dedupe: redb::Table<'t, &'static str, u64>,
     dedupe_expiry: redb::Table<'t, (u64, &'static str), ()>,
     replies: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    quarantine: redb::Table<'t, u64, &'static [u8]>,
 }
 
 /// What a group's transaction changed, for waking readers after it commits.
@@ -444,6 +461,7 @@ impl Writer {
                 dedupe: txn.open_table(DEDUPE).map_err(io)?,
                 dedupe_expiry: txn.open_table(DEDUPE_EXPIRY).map_err(io)?,
                 replies: txn.open_table(REPLIES).map_err(io)?,
+                quarantine: txn.open_table(QUARANTINE).map_err(io)?,
             };
             for job in jobs {
                 results.push(self.apply(&mut t, &job.kind, touched)?);
@@ -460,19 +478,17 @@ impl Writer {
         touched: &mut Touched,
     ) -> Result<Result<usize, StoreError>, StoreError> {
         match job {
-            JobKind::Publish { events, internal } => {
-                if !internal {
-                    let mut adding = vec![0u64; self.next.len()];
-                    for e in events {
-                        adding[partition_of(&e.key(), self.next.len())] += 1;
-                    }
-                    let full = adding
-                        .iter()
-                        .enumerate()
-                        .any(|(p, &n)| n > 0 && self.next[p] - self.committed[p] + n > self.capacity);
-                    if full {
-                        return Ok(Err(StoreError::Full));
-                    }
+            JobKind::Publish { events } => {
+                let mut adding = vec![0u64; self.next.len()];
+                for e in events {
+                    adding[partition_of(&e.key(), self.next.len())] += 1;
+                }
+                let full = adding
+                    .iter()
+                    .enumerate()
+                    .any(|(p, &n)| n > 0 && self.next[p] - self.committed[p] + n > self.capacity);
+                if full {
+                    return Ok(Err(StoreError::Full));
                 }
                 for e in events {
                     self.append(t, e, touched)?;
@@ -601,19 +617,28 @@ impl Writer {
         let Some(&committed) = self.committed.get(b.partition) else {
             return Ok(Err(StoreError::Io(format!("no bus partition {}", b.partition))));
         };
-        // Compare-and-set: every session must still be at the version the worker loaded.
+        // Compare-and-set: every session must still be as the worker loaded it.
         let mut was_touched = Vec::with_capacity(b.sessions.len());
         for w in &b.sessions {
             let now = t.sessions.get(w.key.as_str()).map_err(io)?.map(|v| decode_stored(v.value()));
-            let (version, at) = match now {
-                None => (None, None),
-                Some(Ok(s)) => (Some(s.version), Some(s.touched_at)),
-                Some(Err(_)) => (Some(u64::MAX), None),
+            let (found, at) = match now {
+                None => (Expected::Absent, None),
+                Some(Ok(s)) => (Expected::Version(s.version), Some(s.touched_at)),
+                Some(Err(_)) => (Expected::Unreadable, None),
             };
-            if version != w.expected {
+            if found != w.expected {
                 return Ok(Err(StoreError::Conflict(w.key.clone())));
             }
             was_touched.push(at);
+        }
+        if !b.quarantined.is_empty() {
+            let next = match t.quarantine.last().map_err(io)? {
+                Some((k, _)) => k.value() + 1,
+                None => 1,
+            };
+            for (position, q) in (next..).zip(&b.quarantined) {
+                t.quarantine.insert(position, encode_quarantined(q).as_slice()).map_err(io)?;
+            }
         }
         for (w, at) in b.sessions.iter().zip(was_touched) {
             let k = w.key.as_str();
@@ -706,6 +731,26 @@ fn decode_stored(bytes: &[u8]) -> Result<Stored, DecodeError> {
     let touched_at = if v >= 3 { r.var()? } else { 0 };
     let rest = bytes.len() - r.remaining();
     Ok(Stored { session: bytes[rest..].to_vec(), version, applied, name, touched_at })
+}
+
+fn encode_quarantined(q: &Quarantined) -> Vec<u8> {
+    let mut out = vec![1u8];
+    put_bytes(&mut out, q.key.as_bytes());
+    put_bytes(&mut out, q.error.as_bytes());
+    put_var(&mut out, q.at);
+    put_bytes(&mut out, &q.raw);
+    out
+}
+
+fn decode_quarantined(bytes: &[u8]) -> Result<Quarantined, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let v = r.u8()?;
+    if v != 1 {
+        return Err(DecodeError::Version(v));
+    }
+    let (key, error, at) = (r.string()?, r.string()?, r.var()?);
+    let raw = r.bytes()?.to_vec();
+    Ok(Quarantined { key, error, at, raw })
 }
 
 fn encode_entry(e: &Entry) -> Vec<u8> {
@@ -880,19 +925,20 @@ impl Bus for Embedded {
     }
 
     fn publish(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>> {
-        Box::pin(async move { self.send(JobKind::Publish { events, internal: false }).await.map(|_| ()) })
+        Box::pin(async move { self.send(JobKind::Publish { events }).await.map(|_| ()) })
     }
 
     fn publish_once(&self, event: Event, ttl: std::time::Duration) -> Fut<'_, Result<bool, StoreError>> {
         Box::pin(async move {
-            let now = super::now();
+            // The gateway's clock, as it stamped the event.
+            let now = event.received_at;
             let expires = now.saturating_add(ttl.as_secs().max(1));
             self.send(JobKind::PublishOnce { event: Box::new(event), now, expires }).await.map(|n| n == 1)
         })
     }
 
-    fn committed(&self, partition: usize) -> Result<u64, StoreError> {
-        Ok(self.part(partition)?.committed.load(Ordering::Acquire))
+    fn committed(&self, partition: usize) -> Fut<'_, Result<u64, StoreError>> {
+        Box::pin(async move { Ok(self.part(partition)?.committed.load(Ordering::Acquire)) })
     }
 
     fn fetch(&self, partition: usize, from: u64, max: usize) -> Fut<'_, Result<Vec<Delivery>, StoreError>> {
@@ -962,35 +1008,22 @@ fn unreadable(offset: u64) -> Event {
 }
 
 impl SessionStore for Embedded {
-    fn load(&self, keys: &[String]) -> Result<HashMap<String, Stored>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(SESSIONS).map_err(io)?;
-        let mut out = HashMap::with_capacity(keys.len());
-        for k in keys {
-            if let Some(v) = table.get(k.as_str()).map_err(io)? {
-                match decode_stored(v.value()) {
-                    Ok(s) => {
-                        out.insert(k.clone(), s);
-                    }
-                    Err(e) => {
-                        // Kept as it is so compare-and-set still protects it; the worker
-                        // starts the conversation over.
-                        tracing::error!(conversation = %k, error = %e, "a stored session is unreadable");
-                        out.insert(
-                            k.clone(),
-                            Stored {
-                                session: Vec::new(),
-                                version: u64::MAX,
-                                applied: 0,
-                                name: String::new(),
-                                touched_at: 0,
-                            },
-                        );
-                    }
+    fn load<'a>(&'a self, keys: &'a [String]) -> Fut<'a, Result<HashMap<String, Found>, StoreError>> {
+        Box::pin(async move {
+            let txn = self.db.begin_read().map_err(io)?;
+            let table = txn.open_table(SESSIONS).map_err(io)?;
+            let mut out = HashMap::with_capacity(keys.len());
+            for k in keys {
+                if let Some(v) = table.get(k.as_str()).map_err(io)? {
+                    let found = match decode_stored(v.value()) {
+                        Ok(s) => Found::Stored(s),
+                        Err(e) => Found::Unreadable { raw: v.value().to_vec(), error: e.to_string() },
+                    };
+                    out.insert(k.clone(), found);
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn count(&self) -> Result<u64, StoreError> {
@@ -1142,12 +1175,6 @@ impl ReplyQueue for Embedded {
     fn depth(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(io)?;
         txn.open_table(REPLIES).map_err(io)?.len().map_err(io)
-    }
-}
-
-impl InternalBus for Embedded {
-    fn publish_internal(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>> {
-        Box::pin(async move { self.send(JobKind::Publish { events, internal: true }).await.map(|_| ()) })
     }
 }
 

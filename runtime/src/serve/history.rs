@@ -203,13 +203,13 @@ impl HistorySink for SqliteHistory {
 }
 
 impl FlowRegistry for SqliteHistory {
-    fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>) -> Fut<'_, Result<(), StoreError>> {
+    fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>, at: u64) -> Fut<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query("INSERT OR IGNORE INTO flows (bot, hash, bytecode, first_served) VALUES (?, ?, ?, ?)")
                 .bind(bot)
                 .bind(hex(&hash))
                 .bind(bytecode)
-                .bind(super::now() as i64)
+                .bind(at as i64)
                 .execute(&self.pool)
                 .await
                 .map_err(db)?;

@@ -2,9 +2,10 @@
 //! web channel: validate, publish, acknowledge), health, and the caller for flows' `http`
 //! nodes.
 
-use super::ports::StoreError;
+use super::ports::{Bus, SessionStore, StoreError, Transcript};
 use super::transcript::{Entry, From};
-use super::{Bot, Event, Options, Ports, now};
+use super::{Bots, Event, Metrics};
+use crate::clock::Clock;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -16,110 +17,88 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Everything the roles share.
-pub struct Shared {
-    pub bots: Vec<Bot>,
-    pub ports: Ports,
-    pub metrics: super::Metrics,
-    pub api: super::ApiBases,
-    /// Earlier versions of each bot's flow (by bot id, then program hash), to move waiting
-    /// conversations onto the current one.
-    pub previous: HashMap<String, HashMap<[u8; 32], crate::vm::Loaded>>,
+/// The gateway role's web side: the page, its JSON API and the platform webhooks. It
+/// validates, publishes to the bus and acknowledges; it never runs flow logic.
+pub struct Gateway {
+    pub bots: Arc<Bots>,
+    /// Where accepted events go.
+    pub bus: Arc<dyn Bus>,
+    /// The web chat's messages, for the page to read.
+    pub transcript: Arc<dyn Transcript>,
+    /// Sessions, for the flow view's "where do conversations wait".
+    pub sessions: Arc<dyn SessionStore>,
+    pub metrics: Arc<Metrics>,
+    /// Stamps events with their time.
+    pub clock: Arc<dyn Clock>,
+    /// Largest request body accepted.
+    pub body_limit: usize,
     next_event: AtomicU64,
     /// Makes event ids unique across restarts of the process.
-    boot: u128,
-    pub(super) body_limit: usize,
-    pub(super) forget_idle: Option<std::time::Duration>,
+    boot: u64,
+}
+
+impl Gateway {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        bots: Arc<Bots>,
+        bus: Arc<dyn Bus>,
+        transcript: Arc<dyn Transcript>,
+        sessions: Arc<dyn SessionStore>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        body_limit: usize,
+    ) -> Gateway {
+        let boot = clock.unix_ms();
+        Gateway { bots, bus, transcript, sessions, metrics, clock, body_limit, next_event: AtomicU64::new(1), boot }
+    }
+
+    /// The gateway's routes.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/", get(|| async { Html(PAGE) }))
+            .route("/api/bots", get(list_bots))
+            .route("/api/bots/{bot}/conversations/{conversation}/messages", post(post_message).get(get_messages))
+            .route("/api/bots/{bot}/conversations/{conversation}/handback", post(hand_back))
+            .route("/api/bots/{bot}/graph", get(graph))
+            .route("/webhooks/{platform}/{bot}", post(super::webhook::webhook))
+            // The handlers enforce the body limit themselves, with a JSON error.
+            .layer(DefaultBodyLimit::disable())
+            .with_state(self)
+    }
+
+    /// A new event id, unique in this process and across its restarts.
+    fn event_id(&self, prefix: &str) -> String {
+        let n = self.next_event.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}:{}:{n}", self.boot)
+    }
+}
+
+/// What every process serves besides its roles: `/healthz`, `/readyz` and `/metrics`.
+pub struct Ops {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<super::supervise::Health>,
+    /// Whether events can be stored, and how deep the bus is.
+    pub bus: Arc<dyn Bus>,
+    pub timers: Arc<dyn super::ports::TimerStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub replies: Arc<dyn super::ports::ReplyQueue>,
+}
+
+impl Ops {
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(ready))
+            .route("/metrics", get(metrics))
+            .with_state(self)
+    }
 }
 
 const PAGE: &str = include_str!("page.html");
 
-/// Serves until `shutdown` completes, then stops accepting requests, lets every worker
-/// finish the batch it is on, and returns.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    bots: Vec<Bot>,
-    options: Options,
-    ports: Ports,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
-    // Record this run's flow versions and load the earlier ones.
-    let mut previous = HashMap::new();
-    for b in &bots {
-        let p = b.program.program();
-        if let Err(e) = ports.flows.register(b.id.clone(), p.hash, p.encode()).await {
-            tracing::error!(bot = %b.id, error = %e, "cannot record the flow version");
-        }
-        let mut versions = HashMap::new();
-        match ports.flows.versions(b.id.clone()).await {
-            Ok(list) => {
-                for bytes in list {
-                    match crate::vm::Loaded::from_bytes(&bytes) {
-                        Ok(old) if old.program().hash != p.hash => {
-                            versions.insert(old.program().hash, old);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(bot = %b.id, error = %e, "an earlier flow version does not load"),
-                    }
-                }
-            }
-            Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read earlier flow versions"),
-        }
-        previous.insert(b.id.clone(), versions);
-    }
-    let shared = Arc::new(Shared {
-        bots,
-        ports,
-        metrics: super::Metrics::default(),
-        api: options.api.clone(),
-        previous,
-        next_event: AtomicU64::new(1),
-        boot,
-        body_limit: options.body_limit,
-        forget_idle: options.forget_idle,
-    });
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers: Vec<_> = (0..shared.ports.bus.partitions())
-        .map(|p| tokio::spawn(super::worker::run(shared.clone(), p, stopped.clone())))
-        .collect();
-    let mut helpers = vec![
-        tokio::spawn(super::roles::timers(shared.clone())),
-        tokio::spawn(super::roles::outbox(shared.clone())),
-        tokio::spawn(super::roles::history(shared.clone())),
-    ];
-    for (i, b) in shared.bots.iter().enumerate() {
-        if b.platform != super::Platform::Web {
-            helpers.push(tokio::spawn(super::dispatch::run(shared.clone(), i)));
-        }
-    }
-    let app = Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/api/bots", get(list_bots))
-        .route("/api/bots/{bot}/conversations/{conversation}/messages", post(post_message).get(get_messages))
-        .route("/api/bots/{bot}/conversations/{conversation}/handback", post(hand_back))
-        .route("/api/bots/{bot}/graph", get(graph))
-        .route("/webhooks/{platform}/{bot}", post(super::webhook::webhook))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page; the API is under /api/bots") })
-        // The message handler enforces the limit itself, with a JSON error.
-        .layer(DefaultBodyLimit::disable())
-        .with_state(shared.clone());
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    // Everything acknowledged is on disk already; finishing the current batches saves only
-    // the work of doing them again at the next start.
-    let _ = stop.send(true);
-    for w in workers {
-        let _ = w.await;
-    }
-    super::roles::flush_history(&shared, std::time::Duration::from_secs(5)).await;
-    for h in helpers {
-        h.abort();
-        let _ = h.await;
-    }
-    result
+/// Answers what no route matched.
+pub fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such page; the API is under /api/bots")
 }
 
 /// The longest message a user can send, in characters.
@@ -127,9 +106,9 @@ const MAX_TEXT: usize = 4096;
 
 /// Publishes one event and answers for it: 202 once it is durable, 503 with Retry-After
 /// when it was not accepted (nothing is acknowledged that could be lost).
-async fn publish(s: &Shared, event: Event) -> Response {
+async fn publish(s: &Gateway, event: Event) -> Response {
     let id = event.id.clone();
-    match s.ports.bus.publish(vec![event]).await {
+    match s.bus.publish(vec![event]).await {
         Ok(()) => {
             s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
             (StatusCode::ACCEPTED, axum::Json(json!({ "event": id }))).into_response()
@@ -140,7 +119,7 @@ async fn publish(s: &Shared, event: Event) -> Response {
 
 /// The answer to a request whose event could not be stored: counted, and 503 so the client
 /// (or platform) sends it again.
-pub(super) fn not_stored(s: &Shared, e: &StoreError) -> Response {
+pub(super) fn not_stored(s: &Gateway, e: &StoreError) -> Response {
     if *e == StoreError::Full {
         s.metrics.reject("bus_full");
         return unavailable("botc is busy; retry in a moment");
@@ -161,28 +140,34 @@ pub(super) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
-/// Ready when events can be stored: a load balancer stops sending while they cannot.
-async fn ready(State(s): State<Arc<Shared>>) -> Response {
-    match s.ports.bus.ready() {
-        Ok(()) => "ready\n".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
+/// Ready when events can be stored and every role runs: a load balancer stops sending
+/// while either is not so.
+async fn ready(State(o): State<Arc<Ops>>) -> Response {
+    if let Err(e) = o.bus.ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response();
     }
+    let down = o.health.down();
+    if !down.is_empty() {
+        let list = down.join(", ");
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: restarting after a failure: {list}\n"))
+            .into_response();
+    }
+    "ready\n".into_response()
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    let p = &s.ports;
+async fn metrics(State(o): State<Arc<Ops>>) -> Response {
     let gauges = [
-        ("botc_bus_depth", "Events waiting on the bus.", p.bus.depth()),
-        ("botc_timers_pending", "Timers scheduled and not yet due.", p.timers.pending().unwrap_or(0)),
-        ("botc_sessions", "Conversations with a stored session.", p.sessions.count().unwrap_or(0)),
-        ("botc_replies_waiting", "Platform replies waiting for delivery.", p.replies.depth().unwrap_or(0)),
+        ("botc_bus_depth", "Events waiting on the bus.", o.bus.depth()),
+        ("botc_timers_pending", "Timers scheduled and not yet due.", o.timers.pending().unwrap_or(0)),
+        ("botc_sessions", "Conversations with a stored session.", o.sessions.count().unwrap_or(0)),
+        ("botc_replies_waiting", "Platform replies waiting for delivery.", o.replies.depth().unwrap_or(0)),
     ];
-    let mut r = s.metrics.render(&gauges).into_response();
+    let mut r = o.metrics.render(&gauges).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }
 
-async fn list_bots(State(s): State<Arc<Shared>>) -> Response {
+async fn list_bots(State(s): State<Arc<Gateway>>) -> Response {
     let bots: Vec<Json> =
         s.bots.iter().map(|b| json!({ "id": b.id, "name": b.name, "platform": b.platform.name() })).collect();
     axum::Json(json!({ "bots": bots })).into_response()
@@ -195,7 +180,7 @@ fn valid_id(s: &str) -> bool {
 
 /// Counts an inbound request and reads its body up to the limit (413 with a JSON error
 /// beyond it).
-pub(super) async fn receive(s: &Shared, body: axum::body::Body) -> Result<Bytes, Response> {
+pub(super) async fn receive(s: &Gateway, body: axum::body::Body) -> Result<Bytes, Response> {
     s.metrics.received.fetch_add(1, Ordering::Relaxed);
     axum::body::to_bytes(body, s.body_limit).await.map_err(|_| {
         s.metrics.reject("too_large");
@@ -204,7 +189,7 @@ pub(super) async fn receive(s: &Shared, body: axum::body::Body) -> Result<Bytes,
 }
 
 async fn post_message(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<Gateway>>,
     Path((bot, conversation)): Path<(String, String)>,
     body: axum::body::Body,
 ) -> Response {
@@ -212,7 +197,7 @@ async fn post_message(
         Ok(b) => b,
         Err(r) => return r,
     };
-    if !s.bots.iter().any(|b| b.id == bot) {
+    if s.bots.get(&bot).is_none() {
         s.metrics.reject("unknown_bot");
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`; GET /api/bots lists them"));
     }
@@ -244,16 +229,15 @@ async fn post_message(
     // A name given once is remembered with the conversation's session (the worker fills
     // it in for events without one).
     let user_name = value.get("user").and_then(Json::as_str).map(|u| u.chars().take(100).collect()).unwrap_or_default();
-    let n = s.next_event.fetch_add(1, Ordering::Relaxed);
     let event = Event {
-        id: format!("web:{}:{n}", s.boot),
+        id: s.event_id("web"),
         platform: "web".into(),
         bot: bot.clone(),
         conversation: conversation.clone(),
         user_id: format!("web:{conversation}"),
         user_name,
         kind: input,
-        received_at: now(),
+        received_at: s.clock.unix(),
         reply_to: String::new(),
     };
     publish(&s, event).await
@@ -271,11 +255,11 @@ fn entry_json(e: &Entry) -> Json {
 }
 
 async fn get_messages(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<Gateway>>,
     Path((bot, conversation)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if !s.bots.iter().any(|b| b.id == bot) {
+    if s.bots.get(&bot).is_none() {
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
     }
     let after = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
@@ -284,8 +268,8 @@ async fn get_messages(
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
     let entries = loop {
         // Listen before looking, so an entry written meanwhile wakes this request.
-        let changed = s.ports.transcript.changed();
-        match s.ports.transcript.after(&key, after) {
+        let changed = s.transcript.changed();
+        match s.transcript.after(&key, after) {
             Ok(found) if !found.is_empty() => break found,
             Ok(_) => {}
             Err(e) => {
@@ -301,9 +285,9 @@ async fn get_messages(
     axum::Json(json!({ "messages": list })).into_response()
 }
 
-async fn hand_back(State(s): State<Arc<Shared>>, Path((bot, conversation)): Path<(String, String)>) -> Response {
+async fn hand_back(State(s): State<Arc<Gateway>>, Path((bot, conversation)): Path<(String, String)>) -> Response {
     s.metrics.received.fetch_add(1, Ordering::Relaxed);
-    if !s.bots.iter().any(|b| b.id == bot) {
+    if s.bots.get(&bot).is_none() {
         s.metrics.reject("unknown_bot");
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
     }
@@ -312,16 +296,15 @@ async fn hand_back(State(s): State<Arc<Shared>>, Path((bot, conversation)): Path
         return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
     }
     let user_name = String::new();
-    let n = s.next_event.fetch_add(1, Ordering::Relaxed);
     let event = Event {
-        id: format!("agent:{}:{n}", s.boot),
+        id: s.event_id("agent"),
         platform: "web".into(),
         bot,
         conversation: conversation.clone(),
         user_id: format!("web:{conversation}"),
         user_name,
         kind: crate::vm::Input::HandBack,
-        received_at: now(),
+        received_at: s.clock.unix(),
         reply_to: String::new(),
     };
     publish(&s, event).await
@@ -334,11 +317,11 @@ const GRAPH_SCAN: usize = 10_000;
 /// is, how many conversations wait at each node, and (with `?conversation=ID`) where that
 /// conversation waits.
 async fn graph(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<Gateway>>,
     Path(bot): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(b) = s.bots.iter().find(|b| b.id == bot) else {
+    let Some(b) = s.bots.get(&bot) else {
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
     };
     let p = b.program.program();
@@ -349,7 +332,7 @@ async fn graph(
             .and_then(|session| b.program.waiting_at(&session))
     };
     let mut waiting = vec![0u64; p.nodes.len()];
-    let sessions = match s.ports.sessions.scan(&format!("{bot}/"), GRAPH_SCAN) {
+    let sessions = match s.sessions.scan(&format!("{bot}/"), GRAPH_SCAN) {
         Ok(list) => list,
         Err(e) => {
             tracing::error!(error = %e, "cannot read sessions for the graph view");
@@ -378,13 +361,13 @@ async fn graph(
         .min_by_key(|(_, n)| n.offset)
         .map(|(i, _)| i);
     let here = match q.get("conversation") {
-        Some(c) => s
-            .ports
-            .sessions
-            .load(&[super::event::key(&bot, "web", c)])
-            .ok()
-            .and_then(|m| m.into_values().next())
-            .and_then(|stored| waiting_at(&stored)),
+        Some(c) => match s.sessions.load(&[super::event::key(&bot, "web", c)]).await {
+            Ok(m) => match m.into_values().next() {
+                Some(super::ports::Found::Stored(stored)) => waiting_at(&stored),
+                _ => None,
+            },
+            Err(_) => None,
+        },
         None => None,
     };
     axum::Json(json!({

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub timers_fired: AtomicU64,
     /// Idle conversations forgotten.
     pub forgotten: AtomicU64,
+    /// Unreadable sessions set aside (their conversations started over).
+    pub quarantined: AtomicU64,
+    /// Role restarts after a panic or failure, by role.
+    restarts: Mutex<BTreeMap<String, u64>>,
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
     /// Node visits by (bot, node name).
@@ -72,6 +76,10 @@ impl Metrics {
         let i = BUCKETS.iter().position(|&b| secs <= b).unwrap_or(BUCKETS.len());
         self.latency[i].fetch_add(1, Ordering::Relaxed);
         self.latency_sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn restarted(&self, role: &str) {
+        *self.restarts.lock().unwrap_or_else(|e| e.into_inner()).entry(role.to_string()).or_default() += 1;
     }
 
     pub fn visited(&self, bot: &str, nodes: impl Iterator<Item = String>) {
@@ -132,6 +140,19 @@ impl Metrics {
             "Events delivered again and skipped because their session had applied them.",
             self.replays_skipped.load(Ordering::Relaxed),
         );
+        counter(
+            &mut out,
+            "botc_sessions_quarantined_total",
+            "Unreadable sessions set aside; their conversations started over.",
+            self.quarantined.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP botc_role_restarts_total Roles restarted after a panic or failure.\n# TYPE botc_role_restarts_total counter"
+        );
+        for (role, n) in self.restarts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "botc_role_restarts_total{{role=\"{}\"}} {n}", escape(role));
+        }
         let _ =
             writeln!(out, "# HELP botc_step_seconds Time the VM took per event.\n# TYPE botc_step_seconds histogram");
         let mut cumulative = 0;

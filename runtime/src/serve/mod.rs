@@ -17,20 +17,26 @@ mod http;
 mod metrics;
 pub mod ports;
 mod roles;
+pub mod supervise;
 mod transcript;
 mod webhook;
 mod worker;
 
-pub use dispatch::HttpClient;
+pub use dispatch::{Dispatcher, HttpClient};
 pub use embedded::{Embedded, OpenError, partition_of};
 pub use event::{EVENT_VERSION, Event, key as conversation_key};
 pub use history::{SqliteHistory, history_path};
+pub use http::{Gateway, Ops};
 pub use metrics::Metrics;
+pub use roles::{HistoryShipper, OutboxRunner, Scheduler};
 pub use transcript::{Entry, From};
+pub use worker::{Core, Worker};
 
+use crate::clock::Clock;
 pub use crate::platforms::Platform;
 use crate::platforms::limiter::Limit;
 use crate::vm::Loaded;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A bot: a flow made reachable on one platform.
@@ -119,6 +125,8 @@ pub struct Options {
     /// Conversations no event reached for this long are forgotten (session, transcript,
     /// timers; their history stays). `None` keeps them forever.
     pub forget_idle: Option<std::time::Duration>,
+    /// The roles this process runs.
+    pub roles: Vec<Role>,
 }
 
 impl Default for Options {
@@ -127,15 +135,39 @@ impl Default for Options {
             body_limit: 1024 * 1024,
             api: ApiBases::default(),
             forget_idle: Some(std::time::Duration::from_secs(30 * 86_400)),
+            roles: Role::ALL.to_vec(),
         }
     }
+}
+
+/// The parts of botc that run as separate tasks (one process runs any set of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The web chat API and the platform webhooks: verify, publish, acknowledge.
+    Gateway,
+    /// One per bus partition: step the VM over events and commit their effects.
+    Worker,
+    /// Deliver platform replies within the send budgets.
+    Dispatcher,
+    /// Due timers onto the bus; forget idle conversations.
+    Scheduler,
+    /// Flows' http requests.
+    Outbox,
+    /// Committed history into the history database.
+    History,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] =
+        [Role::Gateway, Role::Worker, Role::Dispatcher, Role::Scheduler, Role::Outbox, Role::History];
 }
 
 /// Bus partitions and capacity per partition, when nothing else is configured.
 pub const DEFAULT_PARTITIONS: usize = 4;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 
-/// The storage every role uses, one trait object per port.
+/// The outside world, one trait object per port, as the composition root receives it; each
+/// role is given only the ports it uses.
 #[derive(Clone)]
 pub struct Ports {
     pub bus: Arc<dyn ports::Bus>,
@@ -144,19 +176,19 @@ pub struct Ports {
     pub timers: Arc<dyn ports::TimerStore>,
     pub transcript: Arc<dyn ports::Transcript>,
     pub outbox: Arc<dyn ports::Outbox>,
-    /// Publishes botc's own events (due timers, http responses), which are never refused.
-    pub internal: Arc<dyn ports::InternalBus>,
     pub history_queue: Arc<dyn ports::HistoryQueue>,
     pub history: Arc<dyn ports::HistorySink>,
     pub flows: Arc<dyn ports::FlowRegistry>,
     pub replies: Arc<dyn ports::ReplyQueue>,
     pub limiter: Arc<dyn ports::RateLimiter>,
     pub client: Arc<dyn ports::PlatformClient>,
+    /// The time of day, monotonic time and sleeping.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Ports {
     /// One machine: everything in the data directory, in redb and SQLite.
-    pub fn embedded(store: Arc<Embedded>, history: Arc<SqliteHistory>) -> Ports {
+    pub fn embedded(store: Arc<Embedded>, history: Arc<SqliteHistory>, clock: Arc<dyn Clock>) -> Ports {
         Ports {
             bus: store.clone(),
             sessions: store.clone(),
@@ -164,19 +196,216 @@ impl Ports {
             timers: store.clone(),
             transcript: store.clone(),
             outbox: store.clone(),
-            internal: store.clone(),
             history_queue: store.clone(),
             replies: store,
             history: history.clone(),
             flows: history,
-            limiter: Arc::new(crate::platforms::limiter::Gcra::new(crate::platforms::limiter::SystemClock::default())),
+            limiter: Arc::new(crate::platforms::limiter::Gcra::new(clock.clone())),
             client: Arc::new(dispatch::HttpClient::default()),
+            clock,
         }
     }
 }
 
-pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// The bots this process serves, by id, with the earlier versions of their flows (to move
+/// waiting conversations onto the current one).
+#[derive(Default)]
+pub struct Bots {
+    /// In the order they were configured (`/api/bots` lists them so).
+    list: Vec<Arc<Bot>>,
+    by_id: HashMap<String, Arc<Bot>>,
+    /// By bot id, then program hash.
+    previous: HashMap<String, HashMap<[u8; 32], Loaded>>,
 }
 
-pub use http::{Shared, serve};
+impl Bots {
+    pub fn new(bots: Vec<Bot>) -> Bots {
+        let list: Vec<Arc<Bot>> = bots.into_iter().map(Arc::new).collect();
+        let by_id = list.iter().map(|b| (b.id.clone(), b.clone())).collect();
+        Bots { list, by_id, previous: HashMap::new() }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Bot> {
+        self.by_id.get(id).map(|b| &**b)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Bot> {
+        self.list.iter().map(|b| &**b)
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// An earlier version of `bot`'s flow, by its program hash.
+    pub fn previous(&self, bot: &str, hash: &[u8; 32]) -> Option<&Loaded> {
+        self.previous.get(bot).and_then(|v| v.get(hash))
+    }
+
+    /// Records each bot's current flow version in the registry and loads its earlier ones.
+    pub async fn remember_versions(&mut self, flows: &dyn ports::FlowRegistry, now: u64) {
+        for b in &self.list {
+            let p = b.program.program();
+            if let Err(e) = flows.register(b.id.clone(), p.hash, p.encode(), now).await {
+                tracing::error!(bot = %b.id, error = %e, "cannot record the flow version");
+            }
+            let mut versions = HashMap::new();
+            match flows.versions(b.id.clone()).await {
+                Ok(list) => {
+                    for bytes in list {
+                        match Loaded::from_bytes(&bytes) {
+                            Ok(old) if old.program().hash != p.hash => {
+                                versions.insert(old.program().hash, old);
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(bot = %b.id, error = %e, "an earlier flow version does not load"),
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read earlier flow versions"),
+            }
+            self.previous.insert(b.id.clone(), versions);
+        }
+    }
+}
+
+/// How long to wait before the `attempt`th retry (1, 2, …) of anything that failed: 0.5 s,
+/// 1 s, 2 s … up to a minute, each ±50% at random so retries from many places do not bunch
+/// up. The one retry policy of every role.
+pub fn backoff(attempt: u32) -> std::time::Duration {
+    let base = std::time::Duration::from_millis(500)
+        .saturating_mul(1 << attempt.saturating_sub(1).min(7))
+        .min(std::time::Duration::from_secs(60));
+    base.mul_f64(0.5 + fastrand::f64())
+}
+
+/// The composition root: builds each role in `options.roles` from only the ports it uses,
+/// runs each under a supervisor, and serves HTTP (the gateway's routes when it runs, and
+/// `/healthz`, `/readyz`, `/metrics` always) until `shutdown` completes. Then it stops
+/// accepting requests, lets every worker finish the batch it is on, ships what history it
+/// can within five seconds, and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    bots: Vec<Bot>,
+    options: Options,
+    ports: Ports,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use supervise::{Health, OnStop, Supervision, supervise};
+    let runs = |r: Role| options.roles.contains(&r);
+    let clock = ports.clock.clone();
+    let mut bots = Bots::new(bots);
+    bots.remember_versions(&*ports.flows, clock.unix()).await;
+    let bots = Arc::new(bots);
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let supervision =
+        Supervision { health: health.clone(), metrics: metrics.clone(), clock: clock.clone(), stop: stopped };
+    let mut finishing = Vec::new();
+    let mut aborting = Vec::new();
+    if runs(Role::Worker) {
+        let worker = Arc::new(Worker {
+            core: Core { bots: bots.clone(), metrics: metrics.clone(), clock: clock.clone() },
+            bus: ports.bus.clone(),
+            sessions: ports.sessions.clone(),
+            committer: ports.committer.clone(),
+        });
+        for p in 0..ports.bus.partitions() {
+            let (w, stop) = (worker.clone(), supervision.stop.clone());
+            let start = move || w.clone().run(p, stop.clone());
+            finishing.push(tokio::spawn(supervise(format!("worker {p}"), OnStop::Finish, supervision.clone(), start)));
+        }
+    }
+    if runs(Role::Scheduler) {
+        let scheduler = Arc::new(Scheduler {
+            timers: ports.timers.clone(),
+            sessions: ports.sessions.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            forget_idle: options.forget_idle,
+        });
+        let start = move || scheduler.clone().run();
+        aborting.push(tokio::spawn(supervise("scheduler".into(), OnStop::Abort, supervision.clone(), start)));
+    }
+    if runs(Role::Outbox) {
+        let runner = Arc::new(OutboxRunner {
+            outbox: ports.outbox.clone(),
+            clock: clock.clone(),
+            client: reqwest::Client::new(),
+        });
+        let start = move || runner.clone().run();
+        aborting.push(tokio::spawn(supervise("outbox".into(), OnStop::Abort, supervision.clone(), start)));
+    }
+    let shipper = Arc::new(HistoryShipper {
+        queue: ports.history_queue.clone(),
+        sink: ports.history.clone(),
+        clock: clock.clone(),
+    });
+    if runs(Role::History) {
+        let s = shipper.clone();
+        let start = move || s.clone().run();
+        aborting.push(tokio::spawn(supervise("history".into(), OnStop::Abort, supervision.clone(), start)));
+    }
+    if runs(Role::Dispatcher) {
+        let dispatcher = Arc::new(Dispatcher {
+            bots: bots.clone(),
+            replies: ports.replies.clone(),
+            limiter: ports.limiter.clone(),
+            client: ports.client.clone(),
+            api: options.api.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+        });
+        for b in bots.iter().filter(|b| b.platform != Platform::Web) {
+            let (d, id) = (dispatcher.clone(), b.id.clone());
+            let start = move || d.clone().run(id.clone());
+            aborting.push(tokio::spawn(supervise(
+                format!("dispatcher {}", b.id),
+                OnStop::Abort,
+                supervision.clone(),
+                start,
+            )));
+        }
+    }
+    let ops = Arc::new(Ops {
+        metrics: metrics.clone(),
+        health,
+        bus: ports.bus.clone(),
+        timers: ports.timers.clone(),
+        sessions: ports.sessions.clone(),
+        replies: ports.replies.clone(),
+    });
+    let mut app = ops.router();
+    if runs(Role::Gateway) {
+        let gateway = Gateway::new(
+            bots.clone(),
+            ports.bus.clone(),
+            ports.transcript.clone(),
+            ports.sessions.clone(),
+            metrics.clone(),
+            clock.clone(),
+            options.body_limit,
+        );
+        app = app.merge(Arc::new(gateway).router());
+    }
+    let app = app.fallback(|| async { http::not_found() });
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    // Everything acknowledged is stored already; finishing the current batches saves only
+    // the work of doing them again at the next start.
+    let _ = stop.send(true);
+    for w in finishing {
+        let _ = w.await;
+    }
+    if runs(Role::History) {
+        shipper.flush(std::time::Duration::from_secs(5)).await;
+    }
+    for h in aborting {
+        let _ = h.await;
+    }
+    result
+}

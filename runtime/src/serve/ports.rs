@@ -63,19 +63,13 @@ pub trait Bus: Send + Sync {
     /// retry is taken.
     fn publish_once(&self, event: Event, ttl: std::time::Duration) -> Fut<'_, Result<bool, StoreError>>;
     /// Where the partition's worker resumes: the offset after the last committed batch.
-    fn committed(&self, partition: usize) -> Result<u64, StoreError>;
+    fn committed(&self, partition: usize) -> Fut<'_, Result<u64, StoreError>>;
     /// Up to `max` events of `partition` from offset `from`, waiting for at least one.
     fn fetch(&self, partition: usize, from: u64, max: usize) -> Fut<'_, Result<Vec<Delivery>, StoreError>>;
     /// Events published and not yet committed, over all partitions.
     fn depth(&self) -> u64;
     /// Whether publishing can work now (for `/readyz`): `Err` says why not.
     fn ready(&self) -> Result<(), StoreError>;
-}
-
-/// botc's own events (due timers, http responses): never refused for a full partition,
-/// because refusing them would lose them.
-pub trait InternalBus: Send + Sync {
-    fn publish_internal(&self, events: Vec<Event>) -> Fut<'_, Result<(), StoreError>>;
 }
 
 /// A conversation's stored session.
@@ -94,9 +88,21 @@ pub struct Stored {
     pub touched_at: u64,
 }
 
+/// What the store holds for a conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Found {
+    Stored(Stored),
+    /// A record the store cannot read (damaged, or from an unknown version): its bytes, and
+    /// why. The worker quarantines it and starts the conversation over.
+    Unreadable {
+        raw: Vec<u8>,
+        error: String,
+    },
+}
+
 pub trait SessionStore: Send + Sync {
-    /// The stored sessions of `keys`, in one call; keys without one are absent.
-    fn load(&self, keys: &[String]) -> Result<HashMap<String, Stored>, StoreError>;
+    /// What is stored for `keys`, in one call; keys without a record are absent.
+    fn load<'a>(&'a self, keys: &'a [String]) -> Fut<'a, Result<HashMap<String, Found>, StoreError>>;
     fn count(&self) -> Result<u64, StoreError>;
     /// Up to `max` stored sessions whose keys start with `prefix` (for operators' views, not
     /// for the data path).
@@ -106,12 +112,34 @@ pub trait SessionStore: Send + Sync {
     fn forget_idle(&self, before: u64, max: usize) -> Fut<'_, Result<usize, StoreError>>;
 }
 
-/// A session to write; `expected` is the version loaded (None: there was none).
+/// What a session write expects to replace (compare-and-set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// No record.
+    Absent,
+    /// A record at this version.
+    Version(u64),
+    /// A record that could not be read (it has been quarantined).
+    Unreadable,
+}
+
+/// A session to write over what the worker loaded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionWrite {
     pub key: String,
-    pub expected: Option<u64>,
+    pub expected: Expected,
     pub stored: Stored,
+}
+
+/// An unreadable session record, kept aside (never deleted) for an operator to look at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quarantined {
+    pub key: String,
+    pub raw: Vec<u8>,
+    /// Why it could not be read.
+    pub error: String,
+    /// Unix seconds: the time of the event that found it.
+    pub at: u64,
 }
 
 /// A message for a conversation's transcript (the web channel reads it from there).
@@ -166,6 +194,8 @@ pub struct Batch {
     pub history: Vec<HistoryRecord>,
     /// Messages for platform users, for the dispatcher.
     pub replies: Vec<QueuedReply>,
+    /// Unreadable sessions found by this batch.
+    pub quarantined: Vec<Quarantined>,
 }
 
 /// A message waiting to be delivered through a platform's API.
@@ -267,7 +297,8 @@ pub trait HistorySink: Send + Sync {
 /// Every flow version botc has run, by program hash, so a conversation pinned to an older
 /// version can still be understood (and migrated) after the flow changed.
 pub trait FlowRegistry: Send + Sync {
-    fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>) -> Fut<'_, Result<(), StoreError>>;
+    /// Records that `bot` serves this version (first served at unix second `at`).
+    fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>, at: u64) -> Fut<'_, Result<(), StoreError>>;
     /// Every version of a bot's flow ever served, as bytecode.
     fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>>;
 }
@@ -279,7 +310,7 @@ pub trait RateLimiter: Send + Sync {
     fn penalize(&self, checks: &[crate::platforms::limiter::Check], retry_after: std::time::Duration);
 }
 
-impl<C: crate::platforms::limiter::Clock> RateLimiter for crate::platforms::limiter::Gcra<C> {
+impl RateLimiter for crate::platforms::limiter::Gcra {
     fn acquire(&self, checks: &[crate::platforms::limiter::Check]) -> Result<(), std::time::Duration> {
         crate::platforms::limiter::Gcra::acquire(self, checks)
     }

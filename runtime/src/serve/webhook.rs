@@ -2,9 +2,9 @@
 //! verifies the request, turns it into an event, publishes it once (platforms redeliver; the
 //! dedupe mark and the append are one step) and answers the platform. It runs no flow logic.
 
-use super::http::{Shared, error};
+use super::Event;
+use super::http::{Gateway, error};
 use super::metrics::Platformed;
-use super::{Event, now};
 use crate::platforms::{self, Inbound, Platform, verify};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -23,7 +23,7 @@ fn dedupe_ttl(p: Platform) -> Duration {
 }
 
 pub async fn webhook(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<Gateway>>,
     Path((platform, bot)): Path<(String, String)>,
     headers: HeaderMap,
     body: axum::body::Body,
@@ -39,7 +39,7 @@ pub async fn webhook(
             "webhooks are /webhooks/discord/BOT, /webhooks/slack/BOT or /webhooks/telegram/BOT",
         );
     };
-    let Some(b) = s.bots.iter().find(|b| b.id == bot && b.platform == p) else {
+    let Some(b) = s.bots.get(&bot).filter(|b| b.platform == p) else {
         s.metrics.reject("unknown_bot");
         return error(StatusCode::NOT_FOUND, &format!("no {platform} bot `{bot}`"));
     };
@@ -55,7 +55,7 @@ pub async fn webhook(
                 h("x-slack-request-timestamp"),
                 h("x-slack-signature"),
                 &body,
-                now(),
+                s.clock.unix(),
             ),
             None => Err(verify::Reject::BadSignature),
         },
@@ -71,7 +71,7 @@ pub async fn webhook(
         return error(StatusCode::UNAUTHORIZED, "the request's signature does not verify");
     }
     let inbound = match p {
-        Platform::Discord => platforms::discord::inbound(&b.id, &body, now()),
+        Platform::Discord => platforms::discord::inbound(&b.id, &body, s.clock.unix()),
         Platform::Slack => platforms::slack::inbound(&b.id, &body),
         Platform::Telegram => platforms::telegram::inbound(&b.id, &body),
         Platform::Web => Err("not a webhook platform".to_string()),
@@ -93,10 +93,10 @@ pub async fn webhook(
         user_id: incoming.user_id,
         user_name: incoming.user_name,
         kind: incoming.input,
-        received_at: now(),
+        received_at: s.clock.unix(),
         reply_to: incoming.reply_to,
     };
-    match s.ports.bus.publish_once(event, dedupe_ttl(p)).await {
+    match s.bus.publish_once(event, dedupe_ttl(p)).await {
         Ok(true) => {
             s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
             reply(answer)

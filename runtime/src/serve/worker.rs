@@ -6,90 +6,144 @@
 //! event delivered again (after a crash between fetch and commit, or a rewind) is skipped:
 //! replaying any suffix of the bus changes nothing.
 
-use super::http::Shared;
 use super::ports::{
-    Batch, Delivery, Direction, HistoryRecord, HttpRequest, Message, OutboxItem, QueuedReply, SessionWrite, StoreError,
-    Stored, TimerChange,
+    Batch, Bus, Committer, Delivery, Direction, Expected, Found, HistoryRecord, HttpRequest, Message, OutboxItem,
+    Quarantined, QueuedReply, SessionStore, SessionWrite, StoreError, Stored, TimerChange,
 };
 use super::transcript::{Entry, From};
-use super::{Event, now};
+use super::{Bot, Bots, Event, Metrics};
+use crate::clock::Clock;
 use crate::session::{Session, State};
 use crate::vm::{self, Context, Effect, Input, Limits};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use tokio::sync::watch;
 
 /// Events per batch.
 const BATCH: usize = 64;
 
-pub async fn run(shared: Arc<Shared>, partition: usize, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut pos = None;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let from = match pos {
-            Some(p) => p,
-            None => match shared.ports.bus.committed(partition) {
-                Ok(p) => p,
+/// What stepping events needs besides the events and sessions: the bots, where to count,
+/// and a clock to time steps with (never to tell the VM the time: that is the event's).
+pub struct Core {
+    pub bots: Arc<Bots>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The worker role: the core, and the three ports it uses.
+pub struct Worker {
+    pub core: Core,
+    pub bus: Arc<dyn Bus>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub committer: Arc<dyn Committer>,
+}
+
+impl Worker {
+    /// Serves one bus partition until `stop` turns true. A batch in flight is finished first
+    /// unless the store keeps failing; then the worker stops without it (its events are on
+    /// the bus and are done again at the next start).
+    pub async fn run(self: Arc<Self>, partition: usize, mut stop: watch::Receiver<bool>) {
+        let mut pos = None;
+        let mut failures = 0u32;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let from = match pos {
+                Some(p) => p,
+                None => match self.bus.committed(partition).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        failures += 1;
+                        if self.pause(partition, &e, failures, &mut stop).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            pos = Some(from);
+            let fetched = tokio::select! {
+                f = self.bus.fetch(partition, from, BATCH) => f,
+                _ = stop.changed() => return,
+            };
+            let deliveries = match fetched {
+                Ok(d) => d,
                 Err(e) => {
-                    retry_later(partition, &e).await;
+                    failures += 1;
+                    if self.pause(partition, &e, failures, &mut stop).await {
+                        return;
+                    }
                     continue;
                 }
-            },
-        };
-        pos = Some(from);
-        let fetched = tokio::select! {
-            f = shared.ports.bus.fetch(partition, from, BATCH) => f,
-            _ = stop.changed() => return,
-        };
-        let deliveries = match fetched {
-            Ok(d) => d,
-            Err(e) => {
-                retry_later(partition, &e).await;
-                continue;
-            }
-        };
-        let Some(next) = deliveries.last().map(|d| d.offset + 1) else { continue };
-        let batch = match build(&shared, partition, next, deliveries) {
-            Ok(b) => Arc::new(b),
-            Err(e) => {
-                retry_later(partition, &e).await;
-                continue;
-            }
-        };
-        // The batch is committed before anything else happens; a shutdown waits for it.
-        loop {
-            match shared.ports.committer.commit(batch.clone()).await {
-                Ok(()) => {
-                    pos = Some(next);
-                    break;
+            };
+            let Some(next) = deliveries.last().map(|d| d.offset + 1) else { continue };
+            let stored = match self.sessions.load(&keys(&deliveries)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    failures += 1;
+                    if self.pause(partition, &e, failures, &mut stop).await {
+                        return;
+                    }
+                    continue;
                 }
-                Err(StoreError::Conflict(key)) => {
-                    // Someone else moved this conversation on: start again from the
-                    // partition's committed position with fresh sessions.
-                    tracing::warn!(partition, conversation = %key, "session changed under the worker; refetching");
-                    pos = None;
-                    break;
+            };
+            let batch = Arc::new(self.core.process(partition, next, deliveries, stored));
+            // The batch is committed before anything else happens; a shutdown waits for it
+            // while the store answers.
+            loop {
+                match self.committer.commit(batch.clone()).await {
+                    Ok(()) => {
+                        pos = Some(next);
+                        failures = 0;
+                        break;
+                    }
+                    Err(StoreError::Conflict(key)) => {
+                        // Someone else moved this conversation on: start again from the
+                        // partition's committed position with fresh sessions.
+                        tracing::warn!(partition, conversation = %key, "session changed under the worker; refetching");
+                        pos = None;
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if self.pause(partition, &e, failures, &mut stop).await {
+                            return;
+                        }
+                    }
                 }
-                Err(e) => retry_later(partition, &e).await,
             }
         }
     }
+
+    /// Waits before trying the store again; true when asked to stop meanwhile.
+    async fn pause(&self, partition: usize, e: &StoreError, failures: u32, stop: &mut watch::Receiver<bool>) -> bool {
+        let wait = super::backoff(failures);
+        tracing::error!(partition, error = %e, retry_in_ms = wait.as_millis() as u64, "worker cannot reach the store; retrying");
+        let stopping = tokio::select! {
+            _ = self.core.clock.sleep(wait) => false,
+            _ = super::supervise::until_stopped(stop) => true,
+        };
+        stopping || *stop.borrow()
+    }
 }
 
-async fn retry_later(partition: usize, e: &StoreError) {
-    tracing::error!(partition, error = %e, "worker cannot reach the store; retrying in a second");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+/// The conversations a batch touches, each once.
+fn keys(deliveries: &[Delivery]) -> Vec<String> {
+    let mut keys: Vec<String> = deliveries.iter().map(|d| d.event.key()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// A conversation's session while a batch runs.
 struct Live {
     session: Session,
-    expected: Option<u64>,
+    expected: Expected,
     applied: u64,
     name: String,
+    touched_at: u64,
     touched: bool,
 }
 
@@ -98,93 +152,125 @@ fn default_name(platform: &str) -> String {
     if platform == "web" { "Web visitor".into() } else { String::new() }
 }
 
-fn build(shared: &Shared, partition: usize, next: u64, deliveries: Vec<Delivery>) -> Result<Batch, StoreError> {
-    let mut keys: Vec<String> = deliveries.iter().map(|d| d.event.key()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let mut stored = shared.ports.sessions.load(&keys)?;
-    let mut live: HashMap<String, Live> = HashMap::new();
-    let mut batch = Batch { partition, next_offset: next, ..Batch::default() };
-    for Delivery { offset, mut event } in deliveries {
-        let Some(bot) = shared.bots.iter().find(|b| b.id == event.bot) else {
-            tracing::warn!(bot = %event.bot, "an event for a bot that is not running is skipped");
-            continue;
-        };
-        let key = event.key();
-        let conv = live.entry(key.clone()).or_insert_with(|| hydrate(shared, bot, &key, stored.remove(&key)));
-        if offset < conv.applied {
-            shared.metrics.replays_skipped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        // The name given last stands for events that carry none.
-        if event.user_name.is_empty() {
-            event.user_name = if conv.name.is_empty() { default_name(&event.platform) } else { conv.name.clone() };
-        } else {
-            conv.name.clone_from(&event.user_name);
-        }
-        apply(shared, bot, &event, &mut conv.session, &mut batch);
-        conv.applied = offset + 1;
-        conv.touched = true;
-    }
-    for (key, conv) in live {
-        if conv.touched {
-            let stored = Stored {
-                session: conv.session.encode(),
-                version: conv.session.version,
-                applied: conv.applied,
-                name: conv.name,
-                // To the minute: idleness is counted in days, and a conversation's
-                // index entry then moves at most once a minute.
-                touched_at: now() / 60 * 60,
+impl Core {
+    /// The pure part of a worker: a partition's events and their conversations' stored
+    /// sessions in, everything they cause out, as one batch. The VM's clock is each event's
+    /// `received_at`, so doing a batch again gives the same batch.
+    pub fn process(
+        &self,
+        partition: usize,
+        next: u64,
+        deliveries: Vec<Delivery>,
+        mut stored: HashMap<String, Found>,
+    ) -> Batch {
+        let mut live: HashMap<String, Live> = HashMap::new();
+        let mut batch = Batch { partition, next_offset: next, ..Batch::default() };
+        for Delivery { offset, mut event } in deliveries {
+            let Some(bot) = self.bots.get(&event.bot) else {
+                tracing::warn!(bot = %event.bot, "an event for a bot that is not running is skipped");
+                continue;
             };
-            batch.sessions.push(SessionWrite { key, expected: conv.expected, stored });
+            let key = event.key();
+            let conv = live
+                .entry(key.clone())
+                .or_insert_with(|| self.hydrate(bot, &key, stored.remove(&key), event.received_at, &mut batch));
+            if offset < conv.applied {
+                self.metrics.replays_skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            // The name given last stands for events that carry none.
+            if event.user_name.is_empty() {
+                event.user_name = if conv.name.is_empty() { default_name(&event.platform) } else { conv.name.clone() };
+            } else {
+                conv.name.clone_from(&event.user_name);
+            }
+            self.apply(bot, &event, &mut conv.session, &mut batch);
+            conv.applied = offset + 1;
+            conv.touched = true;
+            conv.touched_at = conv.touched_at.max(event.received_at);
         }
+        for (key, conv) in live {
+            if conv.touched {
+                let stored = Stored {
+                    session: conv.session.encode(),
+                    version: conv.session.version,
+                    applied: conv.applied,
+                    name: conv.name,
+                    // To the minute: idleness is counted in days, and a conversation's
+                    // index entry then moves at most once a minute.
+                    touched_at: conv.touched_at / 60 * 60,
+                };
+                batch.sessions.push(SessionWrite { key, expected: conv.expected, stored });
+            }
+        }
+        batch
     }
-    Ok(batch)
-}
 
-fn hydrate(shared: &Shared, bot: &super::Bot, key: &str, stored: Option<Stored>) -> Live {
-    let Some(s) = stored else {
-        return Live {
+    fn hydrate(&self, bot: &Bot, key: &str, found: Option<Found>, now: u64, batch: &mut Batch) -> Live {
+        let fresh = |expected, applied, name, touched_at| Live {
             session: bot.program.new_session(),
-            expected: None,
-            applied: 0,
-            name: String::new(),
+            expected,
+            applied,
+            name,
+            touched_at,
             touched: false,
         };
-    };
-    let session = match Session::decode(&s.session) {
-        Ok(session) if session.program == bot.program.program().hash => session,
-        // The flow changed since this conversation last moved: carry it over to the new
-        // version when its position and variables still fit (as `botc diff` predicts).
-        Ok(old) => match shared.previous.get(&bot.id).and_then(|v| v.get(&old.program)) {
-            Some(prev) => match crate::migrate::migrate(prev.program(), &bot.program, &old, &Default::default()) {
-                Ok(moved) => {
-                    tracing::info!(conversation = %key, "moved to the new version of the flow");
-                    moved
-                }
-                Err(why) => {
-                    tracing::info!(conversation = %key, reason = %why, "the flow changed under this conversation; it starts over");
+        let s = match found {
+            None => return fresh(Expected::Absent, 0, String::new(), now),
+            Some(Found::Unreadable { raw, error }) => {
+                // Kept aside, never guessed at: the conversation starts over, and the bytes
+                // wait in quarantine for an operator.
+                self.quarantine(key, raw, error, now, batch);
+                return fresh(Expected::Unreadable, 0, String::new(), now);
+            }
+            Some(Found::Stored(s)) => s,
+        };
+        let session = match Session::decode(&s.session) {
+            Ok(session) if session.program == bot.program.program().hash => session,
+            // The flow changed since this conversation last moved: carry it over to the new
+            // version when its position and variables still fit (as `botc diff` predicts).
+            Ok(old) => match self.bots.previous(&bot.id, &old.program) {
+                Some(prev) => match crate::migrate::migrate(prev.program(), &bot.program, &old, &Default::default()) {
+                    Ok(moved) => {
+                        tracing::info!(conversation = %key, "moved to the new version of the flow");
+                        moved
+                    }
+                    Err(why) => {
+                        tracing::info!(conversation = %key, reason = %why, "the flow changed under this conversation; it starts over");
+                        restart(bot, Some(&old))
+                    }
+                },
+                None => {
+                    tracing::info!(conversation = %key, "the conversation's flow version is unknown; it starts over");
                     restart(bot, Some(&old))
                 }
             },
-            None => {
-                tracing::info!(conversation = %key, "the conversation's flow version is unknown; it starts over");
-                restart(bot, Some(&old))
+            Err(e) => {
+                self.quarantine(key, s.session.clone(), e.to_string(), now, batch);
+                restart(bot, None)
             }
-        },
-        Err(e) => {
-            tracing::error!(conversation = %key, error = %e, "stored session is unreadable; starting over");
-            restart(bot, None)
+        };
+        // The version keeps growing across restarts so compare-and-set stays meaningful.
+        let mut session = session;
+        session.version = session.version.max(s.version);
+        Live {
+            session,
+            expected: Expected::Version(s.version),
+            applied: s.applied,
+            name: s.name,
+            touched_at: s.touched_at,
+            touched: false,
         }
-    };
-    // The version keeps growing across restarts so compare-and-set stays meaningful.
-    let mut session = session;
-    session.version = session.version.max(s.version);
-    Live { session, expected: Some(s.version), applied: s.applied, name: s.name, touched: false }
+    }
+
+    fn quarantine(&self, key: &str, raw: Vec<u8>, error: String, at: u64, batch: &mut Batch) {
+        tracing::error!(conversation = %key, error = %error, "a stored session is unreadable; it is quarantined and the conversation starts over");
+        self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+        batch.quarantined.push(Quarantined { key: key.to_string(), raw, error, at });
+    }
 }
 
-fn restart(bot: &super::Bot, old: Option<&Session>) -> Session {
+fn restart(bot: &Bot, old: Option<&Session>) -> Session {
     let mut s = bot.program.new_session();
     if let Some(old) = old {
         // Timer numbers keep counting, so the old conversation's timers stay stale.
@@ -194,136 +280,144 @@ fn restart(bot: &super::Bot, old: Option<&Session>) -> Session {
     s
 }
 
-/// Applies one event to its session, adding what it caused to the batch.
-fn apply(shared: &Shared, bot: &super::Bot, event: &Event, session: &mut Session, batch: &mut Batch) {
-    let key = event.key();
-    // A conversation that has ended starts again with the next message.
-    if session.state == State::Ended && matches!(event.kind, Input::Text(_) | Input::Button(_)) {
-        *session = restart(bot, Some(session));
-    }
-    let record =
-        |id: &str, direction: Direction, kind: &str, text: &str, buttons: &[vm::Button], at: u64| HistoryRecord {
-            id: id.to_string(),
-            bot: event.bot.clone(),
-            conversation: event.conversation.clone(),
-            user_id: event.user_id.clone(),
-            platform: event.platform.clone(),
-            direction,
-            kind: kind.to_string(),
-            text: text.to_string(),
-            buttons: buttons.to_vec(),
-            at,
-        };
-    // Everything said goes to the transcript and to the history.
-    let say = |batch: &mut Batch, id: String, from: From, text: String, buttons: Vec<vm::Button>| {
-        let (direction, kind, at) = match from {
-            From::User => (
-                Direction::In,
-                if matches!(event.kind, Input::Button(_)) { "button" } else { "text" },
-                event.received_at,
-            ),
-            From::Bot => (Direction::Out, "message", now()),
-            From::System => (Direction::Out, "note", now()),
-        };
-        batch.history.push(record(&id, direction, kind, &text, &buttons, at));
-        // The transcript is the web chat's; platform conversations live on their platform.
-        if event.platform == "web" {
-            batch.messages.push(Message { key: key.clone(), entry: Entry { seq: 0, id, from, text, buttons } });
+impl Core {
+    /// Applies one event to its session, adding what it caused to the batch.
+    fn apply(&self, bot: &Bot, event: &Event, session: &mut Session, batch: &mut Batch) {
+        let key = event.key();
+        // A conversation that has ended starts again with the next message.
+        if session.state == State::Ended && matches!(event.kind, Input::Text(_) | Input::Button(_)) {
+            *session = restart(bot, Some(session));
         }
-    };
-    // Events nobody typed are history too.
-    let unsaid = match &event.kind {
-        Input::Timer { timer } => Some(("timer", format!("timer {timer} fired"))),
-        Input::Http { status, .. } => Some(("http", format!("http response {status}"))),
-        Input::HandBack => Some(("handback", "an agent handed the conversation back".to_string())),
-        Input::Text(_) | Input::Button(_) => None,
-    };
-    if let Some((kind, text)) = unsaid {
-        batch.history.push(record(&event.id, Direction::In, kind, &text, &[], event.received_at));
-    }
-    // The user's own message goes into the transcript before the bot's answer.
-    if let Input::Text(t) | Input::Button(t) = &event.kind {
-        say(batch, format!("{}:user", event.id), From::User, t.clone(), vec![]);
-    }
-    let ctx = Context {
-        event_id: event.id.clone(),
-        user_id: event.user_id.clone(),
-        user_name: event.user_name.clone(),
-        platform: event.platform.clone(),
-        bot_id: bot.id.clone(),
-        bot_name: bot.name.clone(),
-        event_text: match &event.kind {
-            Input::Text(t) | Input::Button(t) => t.clone(),
-            _ => String::new(),
-        },
-        ..Context::default()
-    };
-    let started = std::time::Instant::now();
-    let result = vm::step_in_place(&bot.program, session, event.kind.clone(), &ctx, now(), &Limits::default());
-    shared.metrics.step_took(started.elapsed());
-    shared.metrics.steps.fetch_add(1, Ordering::Relaxed);
-    let step = match result {
-        Ok(step) => step,
-        Err(e) => {
-            shared.metrics.step_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(conversation = %key, error = %e, "step failed");
-            let text = format!("Sorry, this bot ran into a problem: {e}");
-            say(batch, format!("{}:error", event.id), From::System, text, vec![]);
+        let record =
+            |id: &str, direction: Direction, kind: &str, text: &str, buttons: &[vm::Button], at: u64| HistoryRecord {
+                id: id.to_string(),
+                bot: event.bot.clone(),
+                conversation: event.conversation.clone(),
+                user_id: event.user_id.clone(),
+                platform: event.platform.clone(),
+                direction,
+                kind: kind.to_string(),
+                text: text.to_string(),
+                buttons: buttons.to_vec(),
+                at,
+            };
+        // Everything said goes to the transcript and to the history.
+        let say = |batch: &mut Batch, id: String, from: From, text: String, buttons: Vec<vm::Button>| {
+            let (direction, kind, at) = match from {
+                From::User => (
+                    Direction::In,
+                    if matches!(event.kind, Input::Button(_)) { "button" } else { "text" },
+                    event.received_at,
+                ),
+                From::Bot => (Direction::Out, "message", event.received_at),
+                From::System => (Direction::Out, "note", event.received_at),
+            };
+            batch.history.push(record(&id, direction, kind, &text, &buttons, at));
+            // The transcript is the web chat's; platform conversations live on their platform.
+            if event.platform == "web" {
+                batch.messages.push(Message { key: key.clone(), entry: Entry { seq: 0, id, from, text, buttons } });
+            }
+        };
+        // Events nobody typed are history too.
+        let unsaid = match &event.kind {
+            Input::Timer { timer } => Some(("timer", format!("timer {timer} fired"))),
+            Input::Http { status, .. } => Some(("http", format!("http response {status}"))),
+            Input::HandBack => Some(("handback", "an agent handed the conversation back".to_string())),
+            Input::Text(_) | Input::Button(_) => None,
+        };
+        if let Some((kind, text)) = unsaid {
+            batch.history.push(record(&event.id, Direction::In, kind, &text, &[], event.received_at));
+        }
+        // The user's own message goes into the transcript before the bot's answer.
+        if let Input::Text(t) | Input::Button(t) = &event.kind {
+            say(batch, format!("{}:user", event.id), From::User, t.clone(), vec![]);
+        }
+        let ctx = Context {
+            event_id: event.id.clone(),
+            user_id: event.user_id.clone(),
+            user_name: event.user_name.clone(),
+            platform: event.platform.clone(),
+            bot_id: bot.id.clone(),
+            bot_name: bot.name.clone(),
+            event_text: match &event.kind {
+                Input::Text(t) | Input::Button(t) => t.clone(),
+                _ => String::new(),
+            },
+            ..Context::default()
+        };
+        let started = self.clock.monotonic();
+        let result =
+            vm::step_in_place(&bot.program, session, event.kind.clone(), &ctx, event.received_at, &Limits::default());
+        self.metrics.step_took(self.clock.monotonic().saturating_sub(started));
+        self.metrics.steps.fetch_add(1, Ordering::Relaxed);
+        let step = match result {
+            Ok(step) => step,
+            Err(e) => {
+                self.metrics.step_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(conversation = %key, error = %e, "step failed");
+                let text = format!("Sorry, this bot ran into a problem: {e}");
+                say(batch, format!("{}:error", event.id), From::System, text, vec![]);
+                return;
+            }
+        };
+        if step.ignored.is_some() {
             return;
         }
-    };
-    if step.ignored.is_some() {
-        return;
-    }
-    let p = bot.program.program();
-    shared.metrics.visited(
-        &bot.id,
-        step.visited.iter().filter_map(|&n| p.nodes.get(n as usize)).map(|n| p.text(n.name).to_string()),
-    );
-    let mut first = true;
-    for (i, effect) in step.effects.into_iter().enumerate() {
-        let id = format!("{}:{i}", event.id);
-        match effect {
-            Effect::Send { text, image, buttons } => {
-                let text = match image {
-                    Some(url) => format!("{text}\n{url}"),
-                    None => text,
-                };
-                shared.metrics.replies.fetch_add(1, Ordering::Relaxed);
-                // Replies go back the way the conversation came: a platform bot can also be
-                // tried out in the web chat, and then answers there.
-                if bot.platform != super::Platform::Web && event.platform == bot.platform.name() {
-                    let reply = crate::platforms::Reply {
-                        reply_to: event.reply_to.clone(),
-                        text: text.clone(),
-                        buttons: buttons.clone(),
-                        first,
+        let p = bot.program.program();
+        self.metrics.visited(
+            &bot.id,
+            step.visited.iter().filter_map(|&n| p.nodes.get(n as usize)).map(|n| p.text(n.name).to_string()),
+        );
+        let mut first = true;
+        for (i, effect) in step.effects.into_iter().enumerate() {
+            let id = format!("{}:{i}", event.id);
+            match effect {
+                Effect::Send { text, image, buttons } => {
+                    let text = match image {
+                        Some(url) => format!("{text}\n{url}"),
+                        None => text,
                     };
-                    batch.replies.push(QueuedReply { id: id.clone(), bot: bot.id.clone(), key: key.clone(), reply });
-                    first = false;
+                    self.metrics.replies.fetch_add(1, Ordering::Relaxed);
+                    // Replies go back the way the conversation came: a platform bot can also be
+                    // tried out in the web chat, and then answers there.
+                    if bot.platform != super::Platform::Web && event.platform == bot.platform.name() {
+                        let reply = crate::platforms::Reply {
+                            reply_to: event.reply_to.clone(),
+                            text: text.clone(),
+                            buttons: buttons.clone(),
+                            first,
+                        };
+                        batch.replies.push(QueuedReply {
+                            id: id.clone(),
+                            bot: bot.id.clone(),
+                            key: key.clone(),
+                            reply,
+                        });
+                        first = false;
+                    }
+                    say(batch, id, From::Bot, text, buttons);
                 }
-                say(batch, id, From::Bot, text, buttons);
+                Effect::StartTimer { timer, at } => {
+                    let event = Event {
+                        id: format!("timer:{key}:{timer}"),
+                        kind: Input::Timer { timer },
+                        received_at: at,
+                        ..event.clone()
+                    };
+                    batch.timers.push(TimerChange::Start { at, event });
+                }
+                Effect::CancelTimer { timer } => batch.timers.push(TimerChange::Cancel { key: key.clone(), timer }),
+                Effect::Http { method, url, headers, body } => {
+                    let result = Event { id: format!("{}:http", event.id), ..event.clone() };
+                    let request = HttpRequest { method: method.name().to_string(), url, headers, body };
+                    batch.outbox.push(OutboxItem { id, request, result });
+                }
+                Effect::Handoff { queue, reason } => {
+                    let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+                    say(batch, id, From::System, format!("Handed to the `{queue}` team{why}."), vec![]);
+                }
+                Effect::End => say(batch, id, From::System, "The conversation has ended.".into(), vec![]),
             }
-            Effect::StartTimer { timer, at } => {
-                let event = Event {
-                    id: format!("timer:{key}:{timer}"),
-                    kind: Input::Timer { timer },
-                    received_at: at,
-                    ..event.clone()
-                };
-                batch.timers.push(TimerChange::Start { at, event });
-            }
-            Effect::CancelTimer { timer } => batch.timers.push(TimerChange::Cancel { key: key.clone(), timer }),
-            Effect::Http { method, url, headers, body } => {
-                let result = Event { id: format!("{}:http", event.id), ..event.clone() };
-                let request = HttpRequest { method: method.name().to_string(), url, headers, body };
-                batch.outbox.push(OutboxItem { id, request, result });
-            }
-            Effect::Handoff { queue, reason } => {
-                let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
-                say(batch, id, From::System, format!("Handed to the `{queue}` team{why}."), vec![]);
-            }
-            Effect::End => say(batch, id, From::System, "The conversation has ended.".into(), vec![]),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `botc serve` in-process on a data directory, for the integration tests: start it, talk
 //! to it over loopback HTTP, stop it the way SIGTERM does.
 
+use botc_runtime::clock::{Clock, SystemClock};
 use botc_runtime::serve::{Bot, Embedded, Options, Ports, SqliteHistory, history_path, serve};
 use std::sync::Arc;
 
@@ -11,6 +12,8 @@ pub struct Server {
     pub store: Arc<Embedded>,
     pub history: Arc<SqliteHistory>,
     pub client: reqwest::Client,
+    /// The server's clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Drop for Server {
@@ -24,16 +27,29 @@ impl Drop for Server {
 /// Serves `bots` on a free loopback port with its store in `dir` (2 bus partitions of
 /// `capacity` events each).
 pub async fn start(bots: Vec<Bot>, options: Options, capacity: usize, dir: &std::path::Path) -> Server {
+    start_with(bots, options, capacity, dir, Arc::new(SystemClock::default()), |p| p).await
+}
+
+/// [`start`] on `clock`, with the ports `adapt` makes of the embedded ones (to fail or slow
+/// one of them).
+pub async fn start_with(
+    bots: Vec<Bot>,
+    options: Options,
+    capacity: usize,
+    dir: &std::path::Path,
+    clock: Arc<dyn Clock>,
+    adapt: impl FnOnce(Ports) -> Ports,
+) -> Server {
     let store = Arc::new(Embedded::open(dir, 2, capacity).expect("store opens"));
     let history = Arc::new(SqliteHistory::open(&history_path(dir)).await.expect("history opens"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let ports = Ports::embedded(store.clone(), history.clone());
+    let ports = adapt(Ports::embedded(store.clone(), history.clone(), clock.clone()));
     let task = tokio::spawn(serve(listener, bots, options, ports, async move {
         let _ = rx.await;
     }));
-    Server { base, stop: Some(tx), task: Some(task), store, history, client: reqwest::Client::new() }
+    Server { base, stop: Some(tx), task: Some(task), store, history, client: reqwest::Client::new(), clock }
 }
 
 impl Server {

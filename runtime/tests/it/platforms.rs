@@ -151,7 +151,7 @@ async fn slack_challenge_events_retries_and_clicks() {
             ("x-slack-signature", slack_sign(SLACK_SECRET.as_bytes(), &ts, body.as_bytes())),
         ]
     };
-    let now = botc_runtime::serve::now();
+    let now = s.clock.unix();
     let challenge = r#"{"token":"t","challenge":"abc123","type":"url_verification"}"#;
     assert_eq!(
         hook(&s, "/webhooks/slack/sl", &signed(challenge, now), challenge).await,
@@ -306,7 +306,7 @@ async fn slack_and_discord_429s_and_5xx_are_waited_out_in_their_own_shapes() {
     let s = start(vec![bot("sl", Platform::Slack), bot("dc", Platform::Discord)], &fake, dir.path()).await;
     // Slack's 429 says Retry-After: 1 (header); then a 500.
     fake.trouble(&[Trouble::TooMany(Duration::from_secs(1)), Trouble::ServerError]);
-    let now = botc_runtime::serve::now().to_string();
+    let now = s.clock.unix().to_string();
     let event = r#"{"type":"event_callback","event_id":"Ev9","event":{"type":"message","channel":"D1","channel_type":"im","user":"U1","text":"hi"}}"#;
     let headers = [
         ("x-slack-request-timestamp", now.clone()),

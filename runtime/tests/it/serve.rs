@@ -240,7 +240,7 @@ async fn replaying_the_whole_bus_changes_nothing() {
         s.expect(conv, "The conversation has ended.").await;
     }
     let keys: Vec<String> = ["c1", "c2", "c3"].iter().map(|c| format!("shop/web/{c}")).collect();
-    let sessions = s.store.load(&keys).expect("sessions");
+    let sessions = s.store.load(&keys).await.expect("sessions");
     let mut transcripts = Vec::new();
     for conv in ["c1", "c2", "c3"] {
         transcripts.push(transcript(&s, conv).await);
@@ -249,7 +249,10 @@ async fn replaying_the_whole_bus_changes_nothing() {
 
     // Deliver every event again, from the start of each partition.
     let store = Embedded::open(dir.path(), 2, 100).expect("reopens");
-    let replayed = (0..store.partitions()).map(|p| store.committed(p).expect("position")).sum::<u64>();
+    let mut replayed = 0;
+    for p in 0..store.partitions() {
+        replayed += store.committed(p).await.expect("position");
+    }
     // Per conversation: hello, nope, large and the `wait` timer.
     assert_eq!(replayed, 12, "the bus holds every event of the conversations");
     for p in 0..store.partitions() {
@@ -291,7 +294,7 @@ async fn replaying_the_whole_bus_changes_nothing() {
     let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
     assert!(metrics.lines().any(|l| l == format!("botc_replays_skipped_total {replayed}")), "{metrics}");
     assert!(metrics.lines().any(|l| l == "botc_steps_total 0"), "no event ran twice:\n{metrics}");
-    assert_eq!(s.store.load(&keys).expect("sessions"), sessions, "sessions are untouched");
+    assert_eq!(s.store.load(&keys).await.expect("sessions"), sessions, "sessions are untouched");
     for (conv, before) in ["c1", "c2", "c3"].iter().zip(&transcripts) {
         assert_eq!(&transcript(&s, conv).await, before, "no message was sent twice in {conv}");
     }
@@ -381,11 +384,11 @@ async fn idle_conversations_are_forgotten_and_their_history_kept() {
     let store = Embedded::open(dir.path(), 2, 100).expect("reopens");
     let keys = ["shop/web/c1".to_string(), "shop/web/c2".to_string()];
     assert_eq!(store.pending().expect("timers"), 1);
-    let now = botc_runtime::serve::now();
+    let now = botc_runtime::clock::Clock::unix(&botc_runtime::clock::SystemClock::default());
     assert_eq!(store.forget_idle(now - 60, 100).await, Ok(0), "nothing was idle a minute ago");
-    assert_eq!(store.load(&keys).expect("sessions").len(), 2);
+    assert_eq!(store.load(&keys).await.expect("sessions").len(), 2);
     assert_eq!(store.forget_idle(now + 2, 100).await, Ok(2));
-    assert!(store.load(&keys).expect("sessions").is_empty());
+    assert!(store.load(&keys).await.expect("sessions").is_empty());
     assert!(store.after("shop/web/c1", 0).expect("transcript").is_empty());
     assert_eq!(store.pending().expect("timers"), 0, "the idle conversation's timer went too");
     store.close();
@@ -444,8 +447,8 @@ async fn a_history_database_from_before_migrations_is_upgraded_in_place() {
     let history = SqliteHistory::open(&path).await.expect("upgrades");
     assert_eq!(history.versions("shop".into()).await.expect("versions"), [vec![1u8, 2]], "the old version is kept");
     // The same flow served by a second bot is that bot's version too.
-    history.register("shop2".into(), [0; 32], vec![9]).await.expect("registers");
-    history.register("shop".into(), [0; 32], vec![9]).await.expect("registers");
+    history.register("shop2".into(), [0; 32], vec![9], 8).await.expect("registers");
+    history.register("shop".into(), [0; 32], vec![9], 8).await.expect("registers");
     assert_eq!(history.versions("shop".into()).await.expect("versions"), [vec![1u8, 2], vec![9]]);
     assert_eq!(history.versions("shop2".into()).await.expect("versions"), [vec![9u8]]);
     assert_eq!(history.count().await.expect("count"), 1, "history is kept");
