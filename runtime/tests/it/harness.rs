@@ -27,7 +27,7 @@ impl Drop for Server {
 /// Serves `bots` on a free loopback port with its store in `dir` (2 bus partitions of
 /// `capacity` events each).
 pub async fn start(bots: Vec<Bot>, options: Options, capacity: usize, dir: &std::path::Path) -> Server {
-    start_with(bots, options, capacity, dir, Arc::new(SystemClock::default()), |p| p).await
+    start_with(bots, options, capacity, dir, Arc::new(SystemClock::default()), |p, _| p).await
 }
 
 /// [`start`] on `clock`, with the ports `adapt` makes of the embedded ones (to fail or slow
@@ -38,14 +38,14 @@ pub async fn start_with(
     capacity: usize,
     dir: &std::path::Path,
     clock: Arc<dyn Clock>,
-    adapt: impl FnOnce(Ports) -> Ports,
+    adapt: impl FnOnce(Ports, &Arc<Embedded>) -> Ports,
 ) -> Server {
     let store = Arc::new(Embedded::open(dir, 2, capacity).expect("store opens"));
     let history = Arc::new(SqliteHistory::open(&history_path(dir)).await.expect("history opens"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let ports = adapt(Ports::embedded(store.clone(), history.clone(), clock.clone()));
+    let ports = adapt(Ports::embedded(store.clone(), history.clone(), clock.clone()), &store);
     let task = tokio::spawn(serve(listener, bots, options, ports, async move {
         let _ = rx.await;
     }));

@@ -7,6 +7,7 @@ mod migration;
 mod platforms;
 mod robustness;
 mod serve;
+mod worker;
 
 use botc_compiler::{NoImports, Syntax, compile, emit};
 use botc_runtime::{Context, Effect, Input, Limits, Loaded, Session, Step, step};

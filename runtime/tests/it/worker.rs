@@ -1,0 +1,247 @@
+//! The worker role: its pure core driven without HTTP, and the worker and its supervisor
+//! against stores that fail, panic or hold unreadable records.
+
+use crate::harness::{self, Server};
+use crate::load;
+use botc_runtime::Input;
+use botc_runtime::clock::ManualClock;
+use botc_runtime::serve::ports::{
+    Batch, Bus, Committer, Delivery, Expected, Found, Fut, SessionStore, StoreError, Stored, TimerChange,
+};
+use botc_runtime::serve::{Bot, Bots, Core, Embedded, Event, Metrics, Options, Worker};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+const FLOW: &str = r#"
+flow: shop
+start: ask_size
+vars:
+  size: text
+nodes:
+  ask_size:
+    ask: "Which size?"
+    into: size
+    expect: { choice: [small, large] }
+    next: pause
+  pause:
+    wait: 1h
+    next: done
+  done:
+    end:
+"#;
+
+fn event(id: &str, conversation: &str, kind: Input, received_at: u64) -> Event {
+    Event {
+        id: id.into(),
+        platform: "web".into(),
+        bot: "shop".into(),
+        conversation: conversation.into(),
+        user_id: format!("web:{conversation}"),
+        user_name: "Ada".into(),
+        kind,
+        received_at,
+        reply_to: String::new(),
+    }
+}
+
+/// A worker's core for the shop bot, on a clock far from any event's time.
+fn core() -> Core {
+    Core {
+        bots: Arc::new(Bots::new(vec![Bot::web("shop", "Shop", Arc::new(load(FLOW)))])),
+        metrics: Arc::new(Metrics::default()),
+        clock: Arc::new(ManualClock::at(9_000_000_000_000)),
+    }
+}
+
+#[test]
+fn the_vm_runs_on_the_events_time_so_doing_a_batch_again_gives_the_same_batch() {
+    let core = core();
+    let deliveries = vec![
+        Delivery { offset: 0, event: event("e1", "c1", Input::Text("hi".into()), 1_000) },
+        Delivery { offset: 1, event: event("e2", "c1", Input::Button("large".into()), 1_010) },
+    ];
+    let batch = core.process(0, 2, deliveries.clone(), HashMap::new());
+    // The `wait: 1h` timer counts from the second event's time, not the worker's clock.
+    let starts: Vec<u64> = batch
+        .timers
+        .iter()
+        .filter_map(|t| match t {
+            TimerChange::Start { at, .. } => Some(*at),
+            TimerChange::Cancel { .. } => None,
+        })
+        .collect();
+    assert_eq!(starts, [1_010 + 3600]);
+    assert!(batch.history.iter().all(|r| r.at == 1_000 || r.at == 1_010), "{:#?}", batch.history);
+    assert_eq!(batch.sessions[0].stored.touched_at, 960, "the last event's minute");
+    assert_eq!(core.process(0, 2, deliveries, HashMap::new()), batch);
+}
+
+#[test]
+fn an_unreadable_session_is_quarantined_and_its_conversation_starts_over() {
+    let core = core();
+    let raw = vec![0xff, 0x01, 0x02];
+    let stored =
+        HashMap::from([("shop/web/c1".to_string(), Found::Unreadable { raw: raw.clone(), error: "garbage".into() })]);
+    let deliveries = vec![Delivery { offset: 7, event: event("e1", "c1", Input::Text("hi".into()), 1_000) }];
+    let batch = core.process(0, 8, deliveries, stored);
+    assert_eq!(batch.quarantined.len(), 1);
+    assert_eq!((batch.quarantined[0].raw.as_slice(), batch.quarantined[0].at), (raw.as_slice(), 1_000));
+    let write = &batch.sessions[0];
+    // Written over the unreadable record only if it is still the one that was read.
+    assert_eq!(write.expected, Expected::Unreadable);
+    assert!(write.stored.version < 10, "a fresh version, not a sentinel: {}", write.stored.version);
+    assert_eq!(write.stored.applied, 8);
+    assert_eq!(core.metrics.quarantined.load(Ordering::Relaxed), 1);
+    let asked = batch.messages.iter().any(|m| m.entry.text == "Which size?");
+    assert!(asked, "the conversation started over: {:#?}", batch.messages);
+}
+
+/// A committer that always fails, counting its calls.
+struct Broken(AtomicU64, tokio::sync::Notify);
+
+impl Committer for Broken {
+    fn commit(&self, _: Arc<Batch>) -> Fut<'_, Result<(), StoreError>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        self.1.notify_one();
+        Box::pin(async { Err(StoreError::Io("disk on fire".into())) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_store_keeps_failing_still_stops_when_asked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(Embedded::open(dir.path(), 1, 100).expect("store"));
+    store.publish(vec![event("e1", "c1", Input::Text("hi".into()), 1_000)]).await.expect("published");
+    let broken = Arc::new(Broken(AtomicU64::new(0), tokio::sync::Notify::new()));
+    let worker =
+        Arc::new(Worker { core: core(), bus: store.clone(), sessions: store.clone(), committer: broken.clone() });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker.run(0, stopped));
+    let failed = broken.1.notified();
+    if broken.0.load(Ordering::SeqCst) == 0 {
+        tokio::time::timeout(Duration::from_secs(10), failed).await.expect("the worker tried to commit");
+    }
+    // It now waits to retry on a clock that never moves; a stop must still end it.
+    stop.send(true).expect("the worker listens");
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("the worker stopped").expect("no panic");
+    assert_eq!(broken.0.load(Ordering::SeqCst), 1);
+}
+
+/// A session store whose first `load` panics, as a bug in a worker would.
+struct PanicsOnce(Arc<Embedded>, AtomicBool);
+
+impl SessionStore for PanicsOnce {
+    fn load<'a>(&'a self, keys: &'a [String]) -> Fut<'a, Result<HashMap<String, Found>, StoreError>> {
+        if !self.1.swap(true, Ordering::SeqCst) {
+            panic!("a bug in the worker");
+        }
+        self.0.load(keys)
+    }
+    fn count(&self) -> Result<u64, StoreError> {
+        self.0.count()
+    }
+    fn scan(&self, prefix: &str, max: usize) -> Result<Vec<(String, Stored)>, StoreError> {
+        self.0.scan(prefix, max)
+    }
+    fn forget_idle(&self, before: u64, max: usize) -> Fut<'_, Result<usize, StoreError>> {
+        self.0.forget_idle(before, max)
+    }
+}
+
+async fn get(s: &Server, path: &str) -> (u16, String) {
+    let r = s.client.get(format!("{}{path}", s.base)).send().await.expect("get");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicked_worker_is_restarted_named_in_readyz_and_counted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Arc::new(ManualClock::at(1_700_000_000_000));
+    let bots = vec![Bot::web("shop", "Shop", Arc::new(load(FLOW)))];
+    let s = harness::start_with(bots, Options::default(), 100, dir.path(), clock.clone(), |mut p, store| {
+        p.sessions = Arc::new(PanicsOnce(store.clone(), AtomicBool::new(false)));
+        p
+    })
+    .await;
+    assert_eq!(get(&s, "/readyz").await, (200, "ready\n".into()));
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hi"}"#).await;
+    assert_eq!(r.status(), 202);
+    // The worker of c1's partition panics on its first batch and waits out its back-off on
+    // a clock that does not move: until then, /readyz names it.
+    let partition = s.store.partition_of("shop/web/c1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut ready = get(&s, "/readyz").await;
+    while ready.0 != 503 && tokio::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+        ready = get(&s, "/readyz").await;
+    }
+    assert_eq!(ready.0, 503, "{ready:?}");
+    assert!(ready.1.contains(&format!("worker {partition} (failed 1 time(s) in a row)")), "{ready:?}");
+    assert!(s.metric(&format!("botc_role_restarts_total{{role=\"worker {partition}\"}} 1")).await);
+    // Time moves past the back-off: the worker runs again and the event is answered.
+    clock.advance(Duration::from_secs(120));
+    let url = format!("{}/api/bots/shop/conversations/c1/messages?wait=5", s.base);
+    let mut said = Vec::new();
+    for _ in 0..5 {
+        let v: Value = s.client.get(&url).send().await.expect("get").json().await.expect("json");
+        said = v["messages"].as_array().cloned().unwrap_or_default();
+        if said.iter().any(|m| m["text"] == "Which size?") {
+            break;
+        }
+    }
+    assert!(said.iter().any(|m| m["text"] == "Which size?"), "{said:#?}");
+    assert_eq!(get(&s, "/readyz").await, (200, "ready\n".into()));
+    s.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_session_on_disk_does_not_stall_its_partition() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bots = || vec![Bot::web("shop", "Shop", Arc::new(load(FLOW)))];
+    let s = harness::start(bots(), Options::default(), 100, dir.path()).await;
+    for c in ["c1", "c2"] {
+        s.post(&format!("/api/bots/shop/conversations/{c}/messages"), r#"{"text": "hi"}"#).await;
+    }
+    for c in ["c1", "c2"] {
+        until(&s, c, |m| m.iter().any(|m| m["text"] == "Which size?")).await;
+    }
+    s.shut_down().await;
+    // Damage c1's record on disk, as a bad disk or a bug would.
+    {
+        const SESSIONS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sessions");
+        let db = redb::Database::open(dir.path().join("botc.redb")).expect("opens");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(SESSIONS).expect("table").insert("shop/web/c1", [0xee, 0x00, 0x01].as_slice()).expect("insert");
+        txn.commit().expect("commit");
+    }
+    let s = harness::start(bots(), Options::default(), 100, dir.path()).await;
+    s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hello again"}"#).await;
+    s.post("/api/bots/shop/conversations/c2/messages", r#"{"button": "large"}"#).await;
+    // Both are answered: c1 starts over (asked again), c2 carries on to its timer.
+    until(&s, "c1", |m| m.iter().filter(|m| m["text"] == "Which size?").count() == 2).await;
+    until(&s, "c2", |m| m.iter().any(|m| m["text"] == "large")).await;
+    let quarantined = s.store.quarantined(10).expect("list");
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!((quarantined[0].key.as_str(), quarantined[0].raw.as_slice()), ("shop/web/c1", &[0xee, 0x00, 0x01][..]));
+    assert!(s.metric("botc_sessions_quarantined_total 1").await);
+    assert_eq!(botc_runtime::serve::ports::TimerStore::pending(&*s.store).expect("timers"), 1, "c2 reached its wait");
+    s.shut_down().await;
+}
+
+/// Long-polls conversation `conv`'s transcript until `done` holds for it (at most ten polls).
+async fn until(s: &Server, conv: &str, done: impl Fn(&[Value]) -> bool) {
+    let mut seen: Vec<Value> = Vec::new();
+    for _ in 0..10 {
+        let after = seen.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
+        let url = format!("{}/api/bots/shop/conversations/{conv}/messages?after={after}&wait=2", s.base);
+        let v: Value = s.client.get(url).send().await.expect("get").json().await.expect("json");
+        seen.extend(v["messages"].as_array().cloned().unwrap_or_default());
+        if done(&seen) {
+            return;
+        }
+    }
+    panic!("{conv} never got there: {seen:#?}");
+}
