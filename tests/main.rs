@@ -1,6 +1,10 @@
 //! End-to-end tests of the `botc` binary: every fixture in `flows/`, exit codes, output
 //! formats and hostile input. One test binary, one module per concern.
 
+// These tests drive real botc processes, which run on the real clock (kill -9 mid-load, a
+// server's lifetime): they read it too. Library tests inject a ManualClock instead.
+#![allow(clippy::disallowed_methods)]
+
 mod bad_input;
 mod browser;
 mod cli;

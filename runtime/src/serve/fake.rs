@@ -54,6 +54,8 @@ pub struct Tokens {
 pub struct FakePlatform {
     pub base: String,
     inner: Arc<Mutex<Inner>>,
+    /// Wakes `wait_for` when a call is answered.
+    answered: Arc<tokio::sync::Notify>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -65,7 +67,7 @@ impl Drop for FakePlatform {
     }
 }
 
-type Shared = (Arc<Mutex<Inner>>, Instant);
+type Shared = (Arc<Mutex<Inner>>, Instant, Arc<tokio::sync::Notify>);
 
 impl FakePlatform {
     /// Serves on a free loopback port. Point `ApiBases` at `base` (the same base serves all
@@ -79,8 +81,12 @@ impl FakePlatform {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let base = format!("http://{}", listener.local_addr()?);
         let inner = Arc::new(Mutex::new(Inner { tokens, ..Inner::default() }));
+        // The fake stands for a remote server, which has its own real clock: it stamps calls
+        // with real time so tests can see how a sender spaced them.
+        #[allow(clippy::disallowed_methods)]
         let started = Instant::now();
-        let app = Router::new().fallback(answer).with_state((inner.clone(), started));
+        let answered = Arc::new(tokio::sync::Notify::new());
+        let app = Router::new().fallback(answer).with_state((inner.clone(), started, answered.clone()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -89,7 +95,7 @@ impl FakePlatform {
                 })
                 .await;
         });
-        Ok(FakePlatform { base, inner, stop: Some(stop) })
+        Ok(FakePlatform { base, inner, answered, stop: Some(stop) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -118,19 +124,25 @@ impl FakePlatform {
 
     /// Waits until `n` calls have been answered successfully (or `within` passes).
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + within;
-        loop {
-            let got = self.received();
-            if got.len() >= n || Instant::now() > deadline {
-                return got;
+        let _ = tokio::time::timeout(within, async {
+            loop {
+                let answered = self.answered.notified();
+                tokio::pin!(answered);
+                // Listen before looking, so a call answered meanwhile is not missed.
+                answered.as_mut().enable();
+                if self.received().len() >= n {
+                    return;
+                }
+                answered.await;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await;
+        self.received()
     }
 }
 
 async fn answer(
-    State((inner, started)): State<Shared>,
+    State((inner, started, answered)): State<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -201,6 +213,7 @@ async fn answer(
     }
     let n = inner.received.len() + 1;
     inner.received.push(received);
+    answered.notify_waiters();
     match platform {
         "telegram" => axum::Json(json!({"ok": true, "result": {"message_id": n}})).into_response(),
         "slack" => axum::Json(json!({"ok": true, "ts": format!("{n}.000")})).into_response(),

@@ -265,21 +265,27 @@ async fn get_messages(
     let after = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
     let wait = q.get("wait").and_then(|w| w.parse::<u64>().ok()).unwrap_or(0).min(30);
     let key = super::event::key(&bot, "web", &conversation);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-    let entries = loop {
-        // Listen before looking, so an entry written meanwhile wakes this request.
-        let changed = s.transcript.changed();
-        match s.transcript.after(&key, after) {
-            Ok(found) if !found.is_empty() => break found,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read a transcript");
-                return unavailable("botc cannot read messages right now; retry");
+    // A long poll holds a connection: it ends after `wait` seconds of real time whatever
+    // the clock says, like any network timeout.
+    let poll = async {
+        loop {
+            // Listen before looking, so an entry written meanwhile wakes this request.
+            let changed = s.transcript.changed();
+            match s.transcript.after(&key, after) {
+                Ok(found) if !found.is_empty() => return Ok(found),
+                Ok(_) => {}
+                Err(e) => return Err(e),
             }
+            changed.await;
         }
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            break Vec::new();
+    };
+    let entries = match tokio::time::timeout(std::time::Duration::from_secs(wait), poll).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read a transcript");
+            return unavailable("botc cannot read messages right now; retry");
         }
+        Err(_) => Vec::new(),
     };
     let list: Vec<Json> = entries.iter().map(entry_json).collect();
     axum::Json(json!({ "messages": list })).into_response()
