@@ -2,7 +2,8 @@
 //! [`Diagnostic`]. The pipeline reads top to bottom:
 //!
 //! parse ([`front`]: YAML via [`yaml`], or the DSL) → resolve and lower ([`lower`], typing
-//! expressions with [`types`]) → [`check`] → (next: emit bytecode).
+//! expressions with [`types`]) → [`check`] → [`emit`] (a `.botc` program, see
+//! `botc-bytecode`).
 //!
 //! No I/O happens here: imports are read through the [`Loader`] the caller passes in.
 

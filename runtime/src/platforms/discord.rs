@@ -63,6 +63,8 @@ pub fn inbound(bot: &str, body: &[u8], now: u64) -> Result<Inbound, String> {
             conversation: if in_server { format!("{channel}.{user_id}") } else { channel.to_string() },
             user_id: format!("discord:{user_id}"),
             user_name: name,
+            // The user's client language.
+            user_language: json_str(&v, "locale").unwrap_or_default(),
             input,
             reply_to: json!({ "app": app, "token": token, "channel": channel, "kind": kind, "at": now }).to_string(),
         },

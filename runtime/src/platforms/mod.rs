@@ -73,6 +73,8 @@ pub struct Incoming {
     pub conversation: String,
     pub user_id: String,
     pub user_name: String,
+    /// The user's language as the platform reports it (`en`, `pt-BR`), or empty.
+    pub user_language: String,
     pub input: Input,
     /// Where replies go, in the platform module's own format.
     pub reply_to: String,

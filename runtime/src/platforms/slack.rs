@@ -75,6 +75,8 @@ fn incoming(id: String, channel: &str, direct: bool, user: &str, name: String, i
         conversation: if direct { channel.to_string() } else { format!("{channel}.{user}") },
         user_id: format!("slack:{user}"),
         user_name: name,
+        // Slack's events do not say the user's language.
+        user_language: String::new(),
         input,
         reply_to: json!({ "channel": channel }).to_string(),
     }

@@ -54,6 +54,7 @@ fn incoming(id: String, chat: i64, private: bool, from: &Json, input: Input, que
         conversation: if private { chat.to_string() } else { format!("{chat}.{user}") },
         user_id: format!("telegram:{user}"),
         user_name: name,
+        user_language: json_str(from, "language_code").unwrap_or_default(),
         input,
         reply_to: json!({ "chat": chat, "callback": query }).to_string(),
     }

@@ -1001,6 +1001,7 @@ fn unreadable(offset: u64) -> Event {
         conversation: String::new(),
         user_id: String::new(),
         user_name: String::new(),
+        user_language: String::new(),
         kind: crate::vm::Input::HandBack,
         received_at: 0,
         reply_to: String::new(),

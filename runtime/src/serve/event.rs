@@ -5,8 +5,8 @@ use crate::codec::{DecodeError, Reader, put_bytes, put_var};
 use crate::vm::Input;
 
 /// Version of the encoding below; bump it with any layout change and keep reading the old.
-/// Version 2 added `reply_to`.
-pub const EVENT_VERSION: u8 = 2;
+/// Version 2 added `reply_to`, version 3 `user_language`.
+pub const EVENT_VERSION: u8 = 3;
 
 /// A conversation's key: `bot/channel/conversation`. The channel is part of it because
 /// conversation ids are only unique within their channel: a Telegram chat id and a web
@@ -27,6 +27,8 @@ pub struct Event {
     pub conversation: String,
     pub user_id: String,
     pub user_name: String,
+    /// The user's language as the channel reported it (`en`, `pt-BR`), or empty.
+    pub user_language: String,
     pub kind: Input,
     /// Unix seconds.
     pub received_at: u64,
@@ -48,6 +50,7 @@ impl Event {
         }
         put_var(&mut out, self.received_at);
         put_bytes(&mut out, self.reply_to.as_bytes());
+        put_bytes(&mut out, self.user_language.as_bytes());
         match &self.kind {
             Input::Text(t) => {
                 out.push(0);
@@ -74,7 +77,7 @@ impl Event {
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         let mut r = Reader::new(bytes);
         let v = r.u8()?;
-        if v != 1 && v != EVENT_VERSION {
+        if !(1..=EVENT_VERSION).contains(&v) {
             return Err(DecodeError::Version(v));
         }
         let id = r.string()?;
@@ -85,6 +88,7 @@ impl Event {
         let user_name = r.string()?;
         let received_at = r.var()?;
         let reply_to = if v >= 2 { r.string()? } else { String::new() };
+        let user_language = if v >= 3 { r.string()? } else { String::new() };
         let kind = match r.u8()? {
             0 => Input::Text(r.string()?),
             1 => Input::Button(r.string()?),
@@ -100,7 +104,7 @@ impl Event {
         if !r.done() {
             return Err(DecodeError::Malformed("trailing bytes"));
         }
-        Ok(Event { id, platform, bot, conversation, user_id, user_name, kind, received_at, reply_to })
+        Ok(Event { id, platform, bot, conversation, user_id, user_name, user_language, kind, received_at, reply_to })
     }
 }
 
@@ -121,19 +125,21 @@ mod tests {
     }
 
     fn event() -> impl Strategy<Value = Event> {
-        (".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}", input(), any::<u64>(), ".{0,12}").prop_map(
-            |(id, bot, conversation, user_id, user_name, kind, received_at, reply_to)| Event {
-                id,
-                platform: "web".into(),
-                bot,
-                conversation,
-                user_id,
-                user_name,
-                kind,
-                received_at,
-                reply_to,
-            },
-        )
+        (".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}", input(), any::<u64>(), (".{0,12}", "[a-z-]{0,5}"))
+            .prop_map(|(id, bot, conversation, user_id, user_name, kind, received_at, (reply_to, user_language))| {
+                Event {
+                    id,
+                    platform: "web".into(),
+                    bot,
+                    conversation,
+                    user_id,
+                    user_name,
+                    user_language,
+                    kind,
+                    received_at,
+                    reply_to,
+                }
+            })
     }
 
     proptest! {

@@ -191,6 +191,7 @@ pub(super) async fn receive(s: &Gateway, body: axum::body::Body) -> Result<Bytes
 async fn post_message(
     State(s): State<Arc<Gateway>>,
     Path((bot, conversation)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Response {
     let body = match receive(&s, body).await {
@@ -229,6 +230,15 @@ async fn post_message(
     // A name given once is remembered with the conversation's session (the worker fills
     // it in for events without one).
     let user_name = value.get("user").and_then(Json::as_str).map(|u| u.chars().take(100).collect()).unwrap_or_default();
+    // The language: as the page says (`"language": "pt-BR"`), else the browser's first choice.
+    let accepted = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let language =
+        value.get("language").and_then(Json::as_str).unwrap_or(accepted.split([',', ';']).next().unwrap_or(""));
+    let user_language = if language.len() <= 35 && language.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        language.to_string()
+    } else {
+        String::new()
+    };
     let event = Event {
         id: s.event_id("web"),
         platform: "web".into(),
@@ -236,6 +246,7 @@ async fn post_message(
         conversation: conversation.clone(),
         user_id: format!("web:{conversation}"),
         user_name,
+        user_language,
         kind: input,
         received_at: s.clock.unix(),
         reply_to: String::new(),
@@ -309,6 +320,7 @@ async fn hand_back(State(s): State<Arc<Gateway>>, Path((bot, conversation)): Pat
         conversation: conversation.clone(),
         user_id: format!("web:{conversation}"),
         user_name,
+        user_language: String::new(),
         kind: crate::vm::Input::HandBack,
         received_at: s.clock.unix(),
         reply_to: String::new(),

@@ -154,7 +154,7 @@ pub enum TimerChange {
     /// Fire `event` (an `Input::Timer`) at unix second `at`.
     Start {
         at: u64,
-        event: Event,
+        event: Box<Event>,
     },
     Cancel {
         key: String,

@@ -92,6 +92,7 @@ pub async fn webhook(
         conversation: incoming.conversation,
         user_id: incoming.user_id,
         user_name: incoming.user_name,
+        user_language: incoming.user_language,
         kind: incoming.input,
         received_at: s.clock.unix(),
         reply_to: incoming.reply_to,

@@ -336,6 +336,7 @@ impl Core {
             event_id: event.id.clone(),
             user_id: event.user_id.clone(),
             user_name: event.user_name.clone(),
+            user_language: event.user_language.clone(),
             platform: event.platform.clone(),
             bot_id: bot.id.clone(),
             bot_name: bot.name.clone(),
@@ -343,7 +344,6 @@ impl Core {
                 Input::Text(t) | Input::Button(t) => t.clone(),
                 _ => String::new(),
             },
-            ..Context::default()
         };
         let started = self.clock.monotonic();
         let result =
@@ -404,7 +404,7 @@ impl Core {
                         received_at: at,
                         ..event.clone()
                     };
-                    batch.timers.push(TimerChange::Start { at, event });
+                    batch.timers.push(TimerChange::Start { at, event: Box::new(event) });
                 }
                 Effect::CancelTimer { timer } => batch.timers.push(TimerChange::Cancel { key: key.clone(), timer }),
                 Effect::Http { method, url, headers, body } => {

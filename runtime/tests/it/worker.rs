@@ -41,6 +41,7 @@ fn event(id: &str, conversation: &str, kind: Input, received_at: u64) -> Event {
         conversation: conversation.into(),
         user_id: format!("web:{conversation}"),
         user_name: "Ada".into(),
+        user_language: "pt-BR".into(),
         kind,
         received_at,
         reply_to: String::new(),
@@ -249,4 +250,17 @@ async fn until(s: &Server, conv: &str, done: impl Fn(&[Value]) -> bool) {
         }
     }
     panic!("{conv} never got there: {seen:#?}");
+}
+
+#[test]
+fn the_flow_sees_the_language_the_channel_reported() {
+    let flow = "flow: hello\nstart: hi\nnodes:\n  hi:\n    say: \"lang={{ user.language }}\"\n    next: done\n  done:\n    end:\n";
+    let core = Core {
+        bots: Arc::new(Bots::new(vec![Bot::web("shop", "Shop", Arc::new(load(flow)))])),
+        metrics: Arc::new(Metrics::default()),
+        clock: Arc::new(ManualClock::at(0)),
+    };
+    let deliveries = vec![Delivery { offset: 0, event: event("e1", "c1", Input::Text("hi".into()), 1_000) }];
+    let batch = core.process(0, 1, deliveries, HashMap::new());
+    assert!(batch.messages.iter().any(|m| m.entry.text == "lang=pt-BR"), "{:#?}", batch.messages);
 }
