@@ -51,7 +51,7 @@ impl Scheduler {
                         // Timers are kept in whole seconds: wake at the start of the second due.
                         Ok(Some(at)) => {
                             let now_ms = self.clock.unix_ms();
-                            Duration::from_millis((at * 1000).saturating_sub(now_ms)).min(HOUR)
+                            Duration::from_millis(at.saturating_mul(1000).saturating_sub(now_ms)).min(HOUR)
                         }
                         Ok(None) => HOUR,
                         Err(_) => super::backoff(1),
