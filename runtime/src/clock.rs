@@ -109,33 +109,26 @@ impl Clock for ManualClock {
 
     fn sleep(&self, d: Duration) -> Sleep<'_> {
         let until = self.lock().elapsed_ms.saturating_add(d.as_millis() as u64);
-        Box::pin(ManualSleep { clock: self, until, registered: None })
+        Box::pin(ManualSleep { clock: self, until })
     }
 }
 
 struct ManualSleep<'a> {
     clock: &'a ManualClock,
     until: u64,
-    /// The waker this sleep left with the clock, so a re-poll does not add another.
-    registered: Option<Waker>,
 }
 
 impl Future for ManualSleep<'_> {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut m = self.clock.lock();
         if m.elapsed_ms >= self.until {
             return Poll::Ready(());
         }
-        let fresh = match &self.registered {
-            Some(w) => !(w.will_wake(cx.waker()) && m.sleepers.iter().any(|s| s.will_wake(w))),
-            None => true,
-        };
-        if fresh {
+        // One waker per task is enough: waking it polls every sleep the task holds.
+        if !m.sleepers.iter().any(|w| w.will_wake(cx.waker())) {
             m.sleepers.push(cx.waker().clone());
-            drop(m);
-            self.registered = Some(cx.waker().clone());
         }
         Poll::Pending
     }

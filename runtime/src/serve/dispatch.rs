@@ -86,8 +86,7 @@ pub fn checks(bot: &Bot, key: &str) -> [Check; 2] {
 impl Dispatcher {
     /// Delivers one bot's replies, forever.
     pub async fn run(self: Arc<Self>, bot: String) {
-        let shared = self;
-        let Some(b) = shared.bots.get(&bot) else { return };
+        let Some(b) = self.bots.get(&bot) else { return };
         let platform = b.platform.name();
         let mut tasks = tokio::task::JoinSet::new();
         // Conversations with a send in flight, and how earlier attempts at a reply went.
@@ -98,9 +97,9 @@ impl Dispatcher {
         let mut stale = true;
         let mut full = false;
         loop {
-            let queued = shared.replies.queued();
+            let queued = self.replies.queued();
             if stale {
-                match shared.replies.waiting(&b.id, WINDOW) {
+                match self.replies.waiting(&b.id, WINDOW) {
                     Ok(w) => {
                         full = w.len() == WINDOW;
                         window = w;
@@ -109,7 +108,7 @@ impl Dispatcher {
                     Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read the reply queue"),
                 }
             }
-            let now = shared.clock.monotonic();
+            let now = self.clock.monotonic();
             let mut wake = now + Duration::from_secs(5);
             let mut seen: HashSet<&str> = HashSet::new();
             for (position, r) in &window {
@@ -123,18 +122,18 @@ impl Dispatcher {
                     wake = wake.min(t);
                     continue;
                 }
-                match shared.limiter.acquire(&checks(b, &r.key)) {
+                match self.limiter.acquire(&checks(b, &r.key)) {
                     Ok(()) => {
                         busy.insert(r.key.clone());
                         let skip = progress.get(position).map_or(0, |p| p.made);
-                        tasks.spawn(shared.clone().deliver(bot.clone(), *position, r.clone(), skip));
+                        tasks.spawn(self.clone().deliver(bot.clone(), *position, r.clone(), skip));
                     }
                     Err(wait) => wake = wake.min(now + wait),
                 }
             }
             tokio::select! {
                 _ = queued => stale = true,
-                _ = shared.clock.sleep(wake.saturating_sub(now)) => {}
+                _ = self.clock.sleep(wake.saturating_sub(now)) => {}
                 Some(first) = tasks.join_next() => {
                     // Take every finished send at once, then look at the window again.
                     let mut finished = vec![first];
@@ -146,7 +145,7 @@ impl Dispatcher {
                         match outcome {
                             Outcome::Sent | Outcome::Failed(_) => {
                                 let metric = if outcome == Outcome::Sent { Platformed::Delivered } else { Platformed::Failed };
-                                shared.metrics.count(metric, platform);
+                                self.metrics.count(metric, platform);
                                 if let Outcome::Failed(why) = &outcome {
                                     tracing::error!(bot = %b.id, reply = %reply.id, error = %why, "the platform refused a reply for good; it is dropped");
                                 }
@@ -154,18 +153,18 @@ impl Dispatcher {
                                 window.retain(|(p, _)| *p != position);
                             }
                             Outcome::RateLimited(wait) => {
-                                shared.metrics.count(Platformed::RateLimited, platform);
+                                self.metrics.count(Platformed::RateLimited, platform);
                                 tracing::warn!(bot = %b.id, wait_ms = wait.as_millis() as u64, "the platform asked to slow down");
-                                shared.limiter.penalize(&checks(b, &reply.key), wait);
+                                self.limiter.penalize(&checks(b, &reply.key), wait);
                                 progress.entry(position).or_default().made = done;
                             }
                             Outcome::Retry(why) => {
-                                shared.metrics.count(Platformed::Retried, platform);
+                                self.metrics.count(Platformed::Retried, platform);
                                 let p = progress.entry(position).or_default();
                                 p.tries += 1;
                                 p.made = done;
                                 let delay = super::backoff(p.tries);
-                                p.not_before = Some(shared.clock.monotonic() + delay);
+                                p.not_before = Some(self.clock.monotonic() + delay);
                                 tracing::warn!(bot = %b.id, reply = %reply.id, attempt = p.tries, error = %why, retry_in_ms = delay.as_millis() as u64, "reply not delivered; retrying");
                             }
                         }
@@ -212,28 +211,27 @@ impl Dispatcher {
         r: QueuedReply,
         skip: usize,
     ) -> (u64, QueuedReply, usize, Outcome) {
-        let shared = self;
-        let Some(b) = shared.bots.get(&bot) else {
+        let Some(b) = self.bots.get(&bot) else {
             return (position, r, skip, Outcome::Failed(format!("no bot `{bot}`")));
         };
         let token = b.secrets.token.as_ref().map(|t| t.expose()).unwrap_or_default();
-        let api = &shared.api;
+        let api = &self.api;
         let calls = match b.platform {
             Platform::Telegram => platforms::telegram::calls(&api.telegram, token, &r.reply),
             Platform::Slack => platforms::slack::calls(&api.slack, token, &r.reply),
-            Platform::Discord => platforms::discord::calls(&api.discord, token, &r.reply, shared.clock.unix()),
+            Platform::Discord => platforms::discord::calls(&api.discord, token, &r.reply, self.clock.unix()),
             Platform::Web => Ok(Vec::new()),
         };
         let calls = match calls {
             Ok(c) => c,
             Err(e) => {
-                shared.forget(b, position).await;
+                self.forget(b, position).await;
                 return (position, r, skip, Outcome::Failed(e));
             }
         };
         let mut done = skip;
         for call in calls.into_iter().skip(skip) {
-            let outcome = match shared.client.call(call).await {
+            let outcome = match self.client.call(call).await {
                 Ok(resp) => {
                     let header = resp.retry_after.as_deref();
                     match b.platform {
@@ -248,14 +246,14 @@ impl Dispatcher {
             };
             if outcome != Outcome::Sent {
                 if let Outcome::Failed(_) = outcome {
-                    shared.forget(b, position).await;
+                    self.forget(b, position).await;
                 }
                 return (position, r, done, outcome);
             }
             done += 1;
         }
         // Forgotten here, so many sends' queue updates share one store commit.
-        shared.forget(b, position).await;
+        self.forget(b, position).await;
         (position, r, done, Outcome::Sent)
     }
 }

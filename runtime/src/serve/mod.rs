@@ -24,7 +24,7 @@ mod worker;
 
 pub use dispatch::{Dispatcher, HttpClient};
 pub use embedded::{Embedded, OpenError, partition_of};
-pub use event::{EVENT_VERSION, Event, key as conversation_key};
+pub use event::{EVENT_VERSION, Event};
 pub use history::{SqliteHistory, history_path};
 pub use http::{Gateway, Ops};
 pub use metrics::Metrics;
@@ -231,14 +231,6 @@ impl Bots {
 
     pub fn iter(&self) -> impl Iterator<Item = &Bot> {
         self.list.iter().map(|b| &**b)
-    }
-
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
     }
 
     /// An earlier version of `bot`'s flow, by its program hash.

@@ -51,25 +51,22 @@ impl Worker {
                 return;
             }
             let from = match pos {
-                Some(p) => p,
-                None => match self.bus.committed(partition).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        failures += 1;
-                        if self.pause(partition, &e, failures, &mut stop).await {
-                            return;
-                        }
-                        continue;
+                Some(p) => Ok(p),
+                None => self.bus.committed(partition).await,
+            };
+            let prepared = match from {
+                Ok(from) => {
+                    pos = Some(from);
+                    tokio::select! {
+                        p = self.prepare(partition, from) => p,
+                        _ = stop.changed() => return,
                     }
-                },
+                }
+                Err(e) => Err(e),
             };
-            pos = Some(from);
-            let fetched = tokio::select! {
-                f = self.bus.fetch(partition, from, BATCH) => f,
-                _ = stop.changed() => return,
-            };
-            let deliveries = match fetched {
-                Ok(d) => d,
+            let (next, batch) = match prepared {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
                 Err(e) => {
                     failures += 1;
                     if self.pause(partition, &e, failures, &mut stop).await {
@@ -78,18 +75,6 @@ impl Worker {
                     continue;
                 }
             };
-            let Some(next) = deliveries.last().map(|d| d.offset + 1) else { continue };
-            let stored = match self.sessions.load(&keys(&deliveries)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    failures += 1;
-                    if self.pause(partition, &e, failures, &mut stop).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let batch = Arc::new(self.core.process(partition, next, deliveries, stored));
             // The batch is committed before anything else happens; a shutdown waits for it
             // while the store answers.
             loop {
@@ -115,6 +100,15 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Fetches the next events of `partition` from `from` (waiting for one), loads their
+    /// sessions in one call and steps them: the batch to commit and the position after it.
+    async fn prepare(&self, partition: usize, from: u64) -> Result<Option<(u64, Arc<Batch>)>, StoreError> {
+        let deliveries = self.bus.fetch(partition, from, BATCH).await?;
+        let Some(next) = deliveries.last().map(|d| d.offset + 1) else { return Ok(None) };
+        let stored = self.sessions.load(&keys(&deliveries)).await?;
+        Ok(Some((next, Arc::new(self.core.process(partition, next, deliveries, stored)))))
     }
 
     /// Waits before trying the store again; true when asked to stop meanwhile.
