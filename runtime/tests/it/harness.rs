@@ -3,6 +3,7 @@
 
 use botc_runtime::clock::{Clock, SystemClock};
 use botc_runtime::serve::{Bot, Embedded, Options, Ports, SqliteHistory, history_path, serve};
+use serde_json::Value;
 use std::sync::Arc;
 
 pub struct Server {
@@ -76,6 +77,22 @@ impl Server {
             req = req.header(*k, v);
         }
         req.send().await.expect("request")
+    }
+
+    /// Long-polls web conversation `conv` of `bot` until `done` holds for its transcript
+    /// (at most twenty polls of two seconds), and returns what was seen.
+    pub async fn poll_until(&self, bot: &str, conv: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let mut seen: Vec<Value> = Vec::new();
+        for _ in 0..20 {
+            let after = seen.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
+            let url = format!("{}/api/bots/{bot}/conversations/{conv}/messages?after={after}&wait=2", self.base);
+            let v: Value = self.client.get(url).send().await.expect("get").json().await.expect("json");
+            seen.extend(v["messages"].as_array().cloned().unwrap_or_default());
+            if done(&seen) {
+                return seen;
+            }
+        }
+        panic!("{bot}'s conversation {conv} never got there: {seen:#?}");
     }
 
     /// Whether `/metrics` has exactly this line.

@@ -372,22 +372,6 @@ async fn platform_apis_are_called_over_tls() {
     assert!(!err.contains(TG_TOKEN), "the error does not show the URL with its token: {err}");
 }
 
-/// The web conversation `conversation` with bot `bot` once the bot has answered in it, as
-/// the page reads it (long polls, at most ten).
-async fn web_answered(s: &Server, bot: &str, conversation: &str) -> Vec<Value> {
-    let mut seen: Vec<Value> = Vec::new();
-    for _ in 0..10 {
-        let after = seen.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
-        let url = format!("{}/api/bots/{bot}/conversations/{conversation}/messages?after={after}&wait=2", s.base);
-        let v: Value = s.client.get(url).send().await.expect("get").json().await.expect("json");
-        seen.extend(v["messages"].as_array().cloned().unwrap_or_default());
-        if seen.iter().any(|m| m["from"] == "bot") {
-            return seen;
-        }
-    }
-    panic!("the bot never answered on the web: {seen:#?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_api_cannot_read_or_move_a_platform_conversation() {
     let fake = FakePlatform::start(tokens()).await.expect("fake");
@@ -400,7 +384,7 @@ async fn the_web_api_cannot_read_or_move_a_platform_conversation() {
     // own: it does not show the Telegram user's messages, and it is answered on the web.
     let post = s.post("/api/bots/tg/conversations/42/messages", r#"{"button": "large"}"#).await;
     assert_eq!(post.status(), 202);
-    let web = web_answered(&s, "tg", "42").await;
+    let web = s.poll_until("tg", "42", |seen| seen.iter().any(|m| m["from"] == "bot")).await;
     assert_eq!((&web[0]["from"], &web[0]["text"]), (&json!("user"), &json!("large")), "{web:#?}");
     assert!(web.iter().all(|m| m["text"] != "hi" && m["text"] != "A large it is."), "{web:#?}");
     // The Telegram conversation did not move: it still waits for its size.

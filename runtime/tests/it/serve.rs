@@ -75,17 +75,7 @@ impl Server {
 
     /// Polls until a message with `text` shows up in `bot`'s conversation `conv`.
     async fn expect_in(&self, bot: &str, conv: &str, text: &str) -> Vec<Value> {
-        let mut seen = Vec::new();
-        for _ in 0..20 {
-            let after = seen.last().and_then(|m: &Value| m["seq"].as_u64()).unwrap_or(0);
-            let url = format!("{}/api/bots/{bot}/conversations/{conv}/messages?after={after}&wait=2", self.base);
-            let v: Value = self.client.get(url).send().await.expect("get").json().await.expect("json");
-            seen.extend(v["messages"].as_array().cloned().unwrap_or_default());
-            if seen.iter().any(|m| m["text"] == text) {
-                return seen;
-            }
-        }
-        panic!("no message {text:?}; got {seen:#?}");
+        self.poll_until(bot, conv, |seen| seen.iter().any(|m| m["text"] == text)).await
     }
 }
 

@@ -212,7 +212,7 @@ async fn a_damaged_session_on_disk_does_not_stall_its_partition() {
         s.post(&format!("/api/bots/shop/conversations/{c}/messages"), r#"{"text": "hi"}"#).await;
     }
     for c in ["c1", "c2"] {
-        until(&s, c, |m| m.iter().any(|m| m["text"] == "Which size?")).await;
+        s.poll_until("shop", c, |m| m.iter().any(|m| m["text"] == "Which size?")).await;
     }
     s.shut_down().await;
     // Damage c1's record on disk, as a bad disk or a bug would.
@@ -227,29 +227,14 @@ async fn a_damaged_session_on_disk_does_not_stall_its_partition() {
     s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hello again"}"#).await;
     s.post("/api/bots/shop/conversations/c2/messages", r#"{"button": "large"}"#).await;
     // Both are answered: c1 starts over (asked again), c2 carries on to its timer.
-    until(&s, "c1", |m| m.iter().filter(|m| m["text"] == "Which size?").count() == 2).await;
-    until(&s, "c2", |m| m.iter().any(|m| m["text"] == "large")).await;
+    s.poll_until("shop", "c1", |m| m.iter().filter(|m| m["text"] == "Which size?").count() == 2).await;
+    s.poll_until("shop", "c2", |m| m.iter().any(|m| m["text"] == "large")).await;
     let quarantined = s.store.quarantined(10).expect("list");
     assert_eq!(quarantined.len(), 1);
     assert_eq!((quarantined[0].key.as_str(), quarantined[0].raw.as_slice()), ("shop/web/c1", &[0xee, 0x00, 0x01][..]));
     assert!(s.metric("botc_sessions_quarantined_total 1").await);
     assert_eq!(botc_runtime::serve::ports::TimerStore::pending(&*s.store).expect("timers"), 1, "c2 reached its wait");
     s.shut_down().await;
-}
-
-/// Long-polls conversation `conv`'s transcript until `done` holds for it (at most ten polls).
-async fn until(s: &Server, conv: &str, done: impl Fn(&[Value]) -> bool) {
-    let mut seen: Vec<Value> = Vec::new();
-    for _ in 0..10 {
-        let after = seen.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
-        let url = format!("{}/api/bots/shop/conversations/{conv}/messages?after={after}&wait=2", s.base);
-        let v: Value = s.client.get(url).send().await.expect("get").json().await.expect("json");
-        seen.extend(v["messages"].as_array().cloned().unwrap_or_default());
-        if done(&seen) {
-            return;
-        }
-    }
-    panic!("{conv} never got there: {seen:#?}");
 }
 
 #[test]
