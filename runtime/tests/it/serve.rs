@@ -472,3 +472,21 @@ async fn a_history_database_from_before_migrations_is_upgraded_in_place() {
     assert_eq!(history.versions("shop2".into()).await.expect("versions"), [vec![9u8]]);
     history.close().await;
 }
+
+#[test]
+fn a_data_directory_from_before_channel_keys_is_refused_with_what_to_do() {
+    let dir = data_dir();
+    {
+        // What botc wrote before keys named their channel: a session, and no format mark.
+        const SESSIONS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sessions");
+        let db = redb::Database::create(dir.path().join("botc.redb")).expect("creates");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(SESSIONS).expect("table").insert("shop/c1", [3u8, 0, 0, 0, 0].as_slice()).expect("insert");
+        txn.commit().expect("commit");
+    }
+    let e = Embedded::open(dir.path(), 2, 100).err().expect("refused").to_string();
+    assert!(e.contains("earlier botc") && e.contains("empty --data-dir"), "{e}");
+    // An empty directory is simply set up.
+    let fresh = data_dir();
+    Embedded::open(fresh.path(), 2, 100).expect("a new directory opens");
+}
