@@ -9,7 +9,7 @@
 //! are retried with exponential back-off and jitter.
 
 use super::metrics::Platformed;
-use super::ports::{ApiResponse, Fut, PlatformClient, QueuedReply, RateLimiter, ReplyQueue};
+use super::ports::{ApiResponse, Fut, Lease, PlatformClient, QueuedReply, RateLimiter, ReplyQueue, StoreError, Work};
 use super::{ApiBases, Bot, Bots, Metrics};
 use crate::clock::Clock;
 use crate::platforms::limiter::Check;
@@ -84,9 +84,12 @@ pub fn checks(bot: &Bot, key: &str) -> [Check; 2] {
 }
 
 impl Dispatcher {
-    /// Delivers one bot's replies, forever.
-    pub async fn run(self: Arc<Self>, bot: String) {
+    /// Delivers one bot's replies while `lease` (on [`Work::Replies`] for the bot) holds.
+    pub async fn run(self: Arc<Self>, lease: Lease) {
+        let Work::Replies(bot) = &lease.work else { return };
+        let bot = bot.clone();
         let Some(b) = self.bots.get(&bot) else { return };
+        let lease = Arc::new(lease);
         let platform = b.platform.name();
         let mut tasks = tokio::task::JoinSet::new();
         // Conversations with a send in flight, and how earlier attempts at a reply went.
@@ -99,12 +102,13 @@ impl Dispatcher {
         loop {
             let queued = self.replies.queued();
             if stale {
-                match self.replies.waiting(&b.id, WINDOW) {
+                match self.replies.waiting(&lease, WINDOW).await {
                     Ok(w) => {
                         full = w.len() == WINDOW;
                         window = w;
                         stale = false;
                     }
+                    Err(StoreError::Fenced(_)) => return,
                     Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read the reply queue"),
                 }
             }
@@ -122,11 +126,11 @@ impl Dispatcher {
                     wake = wake.min(t);
                     continue;
                 }
-                match self.limiter.acquire(&checks(b, &r.key)) {
+                match self.limiter.acquire(&checks(b, &r.key)).await {
                     Ok(()) => {
                         busy.insert(r.key.clone());
                         let skip = progress.get(position).map_or(0, |p| p.made);
-                        tasks.spawn(self.clone().deliver(bot.clone(), *position, r.clone(), skip));
+                        tasks.spawn(self.clone().deliver(lease.clone(), *position, r.clone(), skip));
                     }
                     Err(wait) => wake = wake.min(now + wait),
                 }
@@ -155,7 +159,7 @@ impl Dispatcher {
                             Outcome::RateLimited(wait) => {
                                 self.metrics.count(Platformed::RateLimited, platform);
                                 tracing::warn!(bot = %b.id, wait_ms = wait.as_millis() as u64, "the platform asked to slow down");
-                                self.limiter.penalize(&checks(b, &reply.key), wait);
+                                self.limiter.penalize(&checks(b, &reply.key), wait).await;
                                 progress.entry(position).or_default().made = done;
                             }
                             Outcome::Retry(why) => {
@@ -192,13 +196,22 @@ struct Progress {
 
 impl Dispatcher {
     /// Removes a reply from the queue, retrying until the store takes it: a reply that stays
-    /// would be sent again.
-    async fn forget(&self, bot: &Bot, position: u64) {
+    /// would be sent again. (Once the lease is lost, the reply is the new holder's.)
+    async fn forget(&self, lease: &Lease, position: u64) {
         let mut failures = 0;
-        while let Err(e) = self.replies.delivered(bot.id.clone(), position).await {
-            failures += 1;
-            tracing::error!(bot = %bot.id, error = %e, "cannot mark a reply delivered; retrying");
-            self.clock.sleep(super::backoff(failures)).await;
+        loop {
+            match self.replies.delivered(lease, position).await {
+                Ok(()) => return,
+                Err(StoreError::Fenced(work)) => {
+                    tracing::warn!(work = %work, position, "lease lost before a delivered reply was forgotten; it may be sent again");
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(work = %lease.work, error = %e, "cannot mark a reply delivered; retrying");
+                    self.clock.sleep(super::backoff(failures)).await;
+                }
+            }
         }
     }
 
@@ -206,13 +219,13 @@ impl Dispatcher {
     /// Returns how many calls have been made in all, and how the last one went.
     async fn deliver(
         self: Arc<Self>,
-        bot: String,
+        lease: Arc<Lease>,
         position: u64,
         r: QueuedReply,
         skip: usize,
     ) -> (u64, QueuedReply, usize, Outcome) {
-        let Some(b) = self.bots.get(&bot) else {
-            return (position, r, skip, Outcome::Failed(format!("no bot `{bot}`")));
+        let Some(b) = self.bots.get(&r.bot) else {
+            return (position, r.clone(), skip, Outcome::Failed(format!("no bot `{}`", r.bot)));
         };
         let token = b.secrets.token.as_ref().map(|t| t.expose()).unwrap_or_default();
         let api = &self.api;
@@ -225,7 +238,7 @@ impl Dispatcher {
         let calls = match calls {
             Ok(c) => c,
             Err(e) => {
-                self.forget(b, position).await;
+                self.forget(&lease, position).await;
                 return (position, r, skip, Outcome::Failed(e));
             }
         };
@@ -246,14 +259,14 @@ impl Dispatcher {
             };
             if outcome != Outcome::Sent {
                 if let Outcome::Failed(_) = outcome {
-                    self.forget(b, position).await;
+                    self.forget(&lease, position).await;
                 }
                 return (position, r, done, outcome);
             }
             done += 1;
         }
         // Forgotten here, so many sends' queue updates share one store commit.
-        self.forget(b, position).await;
+        self.forget(&lease, position).await;
         (position, r, done, Outcome::Sent)
     }
 }

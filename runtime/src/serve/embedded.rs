@@ -34,6 +34,8 @@ const TIMERS: TableDefinition<(u64, &str, u32), &[u8]> = TableDefinition::new("t
 const TIMER_INDEX: TableDefinition<(&str, u32), u64> = TableDefinition::new("timer_index");
 /// (conversation key, position) → transcript entry.
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+/// (conversation key, entry id) → its position: an entry committed again is kept once.
+const MESSAGE_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("message_ids");
 /// item id → outbox item.
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 /// event id → when its dedupe mark expires (unix seconds).
@@ -42,13 +44,15 @@ const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("dedupe");
 const DEDUPE_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedupe_expiry");
 /// (bot, position) → a reply waiting for the dispatcher.
 const REPLIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("replies");
+/// reply id → its position, while it waits: a reply committed again is kept once.
+const REPLY_IDS: TableDefinition<&str, u64> = TableDefinition::new("reply_ids");
 /// position → history record not yet shipped to the history sink.
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 /// position → an unreadable session record, kept for an operator (`encode_quarantined`).
 const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 
 /// The layout of the data in the file; see `init`.
-const FORMAT: u64 = 2;
+const FORMAT: u64 = 3;
 
 /// Committed events kept per partition after their batch, so a worker can be rewound and
 /// an operator can look back; older ones are deleted as batches commit.
@@ -73,8 +77,29 @@ struct Signals {
     replies: Notify,
 }
 
+/// The newest lease granted on a piece of work, and until when it holds (unix ms). Leases
+/// live in memory: one process at a time opens a data directory, so every holder is in it.
+#[derive(Clone)]
+struct Held {
+    epoch: u64,
+    until_ms: u64,
+    holder: String,
+}
+
+type LeaseTable = Arc<Mutex<HashMap<Work, Held>>>;
+
+/// `Err(Fenced)` unless `lease` is the newest on its work.
+fn check(leases: &LeaseTable, lease: &Lease) -> Result<(), StoreError> {
+    let epoch = leases.lock().unwrap_or_else(|e| e.into_inner()).get(&lease.work).map(|h| h.epoch);
+    match epoch {
+        Some(e) if e == lease.epoch => Ok(()),
+        _ => Err(StoreError::Fenced(lease.work.clone())),
+    }
+}
+
 pub struct Embedded {
     db: Arc<Database>,
+    leases: LeaseTable,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     signals: Arc<Signals>,
@@ -120,8 +145,8 @@ impl Embedded {
         let db = Database::create(&path).map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
         let fail = |e: StoreError| OpenError(format!("cannot open {}: {e}", path.display()));
         let (next, committed, history, replies) = init(&db, partitions).map_err(|e| match e {
-            StoreError::Conflict(msg) => OpenError(format!("{}: {msg}", path.display())),
-            e => fail(e),
+            Init::Refused(msg) => OpenError(format!("{}: {msg}", path.display())),
+            Init::Store(e) => fail(e),
         })?;
         let signals = Arc::new(Signals {
             parts: next
@@ -136,9 +161,11 @@ impl Embedded {
             replies: Notify::new(),
         });
         let db = Arc::new(db);
+        let leases = LeaseTable::default();
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             db: db.clone(),
+            leases: leases.clone(),
             signals: signals.clone(),
             capacity: capacity as u64,
             next,
@@ -150,7 +177,15 @@ impl Embedded {
             .name("botc-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| OpenError(format!("cannot start the store's writer thread: {e}")))?;
-        Ok(Embedded { db, jobs: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)), signals, path, _lock: lock })
+        Ok(Embedded {
+            db,
+            leases,
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            signals,
+            path,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -164,9 +199,9 @@ impl Embedded {
             None => false,
         };
         if !sent {
-            return Err(StoreError::Io("the store is closed".into()));
+            return Err(StoreError::Closed);
         }
-        answer.await.unwrap_or_else(|_| Err(StoreError::Io("the store's writer stopped".into())))
+        answer.await.unwrap_or(Err(StoreError::Closed))
     }
 
     /// Moves partition `partition`'s worker position back to `offset` (or the oldest event
@@ -199,8 +234,12 @@ impl Embedded {
         }
     }
 
-    fn part(&self, p: usize) -> Result<&Part, StoreError> {
-        self.signals.parts.get(p).ok_or_else(|| StoreError::Io(format!("no bus partition {p}")))
+    /// The leased partition, if the lease is the newest on it.
+    fn part(&self, lease: &Lease) -> Result<(usize, &Part), StoreError> {
+        let p = lease.partition().ok_or_else(|| StoreError::Fenced(lease.work.clone()))?;
+        let part = self.signals.parts.get(p).ok_or(StoreError::NoPartition(p))?;
+        check(&self.leases, lease)?;
+        Ok((p, part))
     }
 }
 
@@ -213,7 +252,7 @@ impl Drop for Embedded {
 /// Creates the tables and reads each partition's next and committed offsets, and the next
 /// history position.
 #[allow(clippy::type_complexity)]
-fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u64), StoreError> {
+fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u64), Init> {
     let txn = db.begin_write().map_err(io)?;
     let (mut next, mut committed) = (vec![0; partitions], vec![0; partitions]);
     let (next_history, next_reply);
@@ -222,7 +261,7 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
         let stored = meta.get("partitions").map_err(io)?.map(|v| v.value());
         match stored {
             Some(n) if n != partitions as u64 => {
-                return Err(StoreError::Conflict(format!(
+                return Err(Init::Refused(format!(
                     "this data directory was created with {n} bus partitions, not {partitions}; \
                      set partitions = {n} under [limits], or use a new data directory"
                 )));
@@ -234,11 +273,16 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
         }
         // Format 2 keys conversations by (bot, channel, conversation). A directory from before
         // holds sessions keyed by (bot, conversation), whose channel cannot be told apart.
+        // Format 3 adds the entry and reply id indexes, empty in a format 2 directory until
+        // its next entry: a format 2 directory is carried over as it is.
         let format = meta.get("format").map_err(io)?.map(|v| v.value());
         match format {
             Some(FORMAT) => {}
+            Some(2) => {
+                meta.insert("format", FORMAT).map_err(io)?;
+            }
             Some(n) if n > FORMAT => {
-                return Err(StoreError::Conflict(format!(
+                return Err(Init::Refused(format!(
                     "this data directory was written by a newer botc (format {n}; this one knows {FORMAT})"
                 )));
             }
@@ -246,7 +290,7 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
                 let used = txn.open_table(SESSIONS).map_err(io)?.len().map_err(io)?
                     + txn.open_table(LOG).map_err(io)?.len().map_err(io)?;
                 if used > 0 {
-                    return Err(StoreError::Conflict(
+                    return Err(Init::Refused(
                         "this data directory was written by an earlier botc whose conversation keys lacked \
                          their channel, and its conversations cannot be carried over; move it aside and \
                          start with an empty --data-dir (the old history.sqlite stays readable with \
@@ -273,6 +317,8 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
         txn.open_table(TIMERS).map_err(io)?;
         txn.open_table(TIMER_INDEX).map_err(io)?;
         txn.open_table(MESSAGES).map_err(io)?;
+        txn.open_table(MESSAGE_IDS).map_err(io)?;
+        txn.open_table(REPLY_IDS).map_err(io)?;
         txn.open_table(OUTBOX).map_err(io)?;
         let history = txn.open_table(HISTORY).map_err(io)?;
         next_history = match history.last().map_err(io)? {
@@ -292,6 +338,19 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
     }
     txn.commit().map_err(io)?;
     Ok((next, committed, next_history, next_reply))
+}
+
+/// Why a data directory was not opened.
+enum Init {
+    /// It cannot be used as it is: what to do, for the person starting botc.
+    Refused(String),
+    Store(StoreError),
+}
+
+impl std::convert::From<StoreError> for Init {
+    fn from(e: StoreError) -> Init {
+        Init::Store(e)
+    }
 }
 
 pub fn partition_of(key: &str, partitions: usize) -> usize {
@@ -321,9 +380,11 @@ enum JobKind {
     },
     Commit(Arc<Batch>),
     FireTimers {
+        lease: Lease,
         now: u64,
     },
     Complete {
+        lease: Lease,
         id: String,
         result: Box<Event>,
     },
@@ -341,13 +402,14 @@ enum JobKind {
         upto: u64,
     },
     Delivered {
-        bot: String,
+        lease: Lease,
         position: u64,
     },
 }
 
 struct Writer {
     db: Arc<Database>,
+    leases: LeaseTable,
     signals: Arc<Signals>,
     capacity: u64,
     next: Vec<u64>,
@@ -366,6 +428,8 @@ struct Tables<'t> {
     timers: redb::Table<'t, (u64, &'static str, u32), &'static [u8]>,
     timer_index: redb::Table<'t, (&'static str, u32), u64>,
     messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    message_ids: redb::Table<'t, (&'static str, &'static str), u64>,
+    reply_ids: redb::Table<'t, &'static str, u64>,
     outbox: redb::Table<'t, &'static str, &'static [u8]>,
     history: redb::Table<'t, u64, &'static [u8]>,
     dedupe: redb::Table<'t, &'static str, u64>,
@@ -456,6 +520,8 @@ impl Writer {
                 timers: txn.open_table(TIMERS).map_err(io)?,
                 timer_index: txn.open_table(TIMER_INDEX).map_err(io)?,
                 messages: txn.open_table(MESSAGES).map_err(io)?,
+                message_ids: txn.open_table(MESSAGE_IDS).map_err(io)?,
+                reply_ids: txn.open_table(REPLY_IDS).map_err(io)?,
                 outbox: txn.open_table(OUTBOX).map_err(io)?,
                 history: txn.open_table(HISTORY).map_err(io)?,
                 dedupe: txn.open_table(DEDUPE).map_err(io)?,
@@ -513,7 +579,10 @@ impl Writer {
                 Ok(Ok(1))
             }
             JobKind::Commit(batch) => self.commit(t, batch, touched),
-            JobKind::FireTimers { now } => {
+            JobKind::FireTimers { lease, now } => {
+                if let Err(e) = check(&self.leases, lease) {
+                    return Ok(Err(e));
+                }
                 let mut due = Vec::new();
                 for r in t.timers.range(..(now.saturating_add(1), "", 0u32)).map_err(io)? {
                     let (k, v) = r.map_err(io)?;
@@ -541,7 +610,10 @@ impl Writer {
                 }
                 Ok(Ok(due.len()))
             }
-            JobKind::Complete { id, result } => {
+            JobKind::Complete { lease, id, result } => {
+                if let Err(e) = check(&self.leases, lease) {
+                    return Ok(Err(e));
+                }
                 if t.outbox.remove(id.as_str()).map_err(io)?.is_none() {
                     // Completed before (a retry after a crash): publish nothing twice.
                     return Ok(Ok(0));
@@ -551,7 +623,7 @@ impl Writer {
             }
             JobKind::Rewind { partition, offset } => {
                 let Some(&next) = self.next.get(*partition) else {
-                    return Ok(Err(StoreError::Io(format!("no bus partition {partition}"))));
+                    return Ok(Err(StoreError::NoPartition(*partition)));
                 };
                 let p = *partition as u32;
                 let oldest = match t.log.range((p, 0)..=(p, u64::MAX)).map_err(io)?.next() {
@@ -563,8 +635,15 @@ impl Writer {
                 self.committed[*partition] = to;
                 Ok(Ok(0))
             }
-            JobKind::Delivered { bot, position } => {
-                t.replies.remove((bot.as_str(), *position)).map_err(io)?;
+            JobKind::Delivered { lease, position } => {
+                if let Err(e) = check(&self.leases, lease) {
+                    return Ok(Err(e));
+                }
+                let Work::Replies(bot) = &lease.work else { return Ok(Err(StoreError::Fenced(lease.work.clone()))) };
+                let removed = t.replies.remove((bot.as_str(), *position)).map_err(io)?.map(|v| decode_reply(v.value()));
+                if let Some(Ok(reply)) = removed {
+                    t.reply_ids.remove(reply.id.as_str()).map_err(io)?;
+                }
                 Ok(Ok(0))
             }
             JobKind::Forget { before, max } => {
@@ -579,6 +658,7 @@ impl Writer {
                     t.touched.remove((*at, k)).map_err(io)?;
                     t.sessions.remove(k).map_err(io)?;
                     t.messages.retain_in((k, 0)..=(k, u64::MAX), |_, _| false).map_err(io)?;
+                    t.message_ids.retain_in((k, "")..(k, "\u{10FFFF}"), |_, _| false).map_err(io)?;
                     let mut timers = Vec::new();
                     for r in t.timer_index.range((k, 0)..=(k, u32::MAX)).map_err(io)? {
                         let (tk, due) = r.map_err(io)?;
@@ -614,22 +694,31 @@ impl Writer {
         b: &Batch,
         touched: &mut Touched,
     ) -> Result<Result<usize, StoreError>, StoreError> {
-        let Some(&committed) = self.committed.get(b.partition) else {
-            return Ok(Err(StoreError::Io(format!("no bus partition {}", b.partition))));
+        let Some(partition) = b.lease.partition() else { return Ok(Err(StoreError::Fenced(b.lease.work.clone()))) };
+        let Some(&committed) = self.committed.get(partition) else {
+            return Ok(Err(StoreError::NoPartition(partition)));
         };
-        // Compare-and-set: every session must still be as the worker loaded it.
+        if let Err(e) = check(&self.leases, &b.lease) {
+            return Ok(Err(e));
+        }
+        // Compare-and-set: every session must still be as the worker loaded it. One
+        // transaction, so a conflict writes nothing (one outcome the ports' order allows).
         let mut was_touched = Vec::with_capacity(b.sessions.len());
+        let mut conflicts = Vec::new();
         for w in &b.sessions {
-            let now = t.sessions.get(w.key.as_str()).map_err(io)?.map(|v| decode_stored(v.value()));
+            let now = t.sessions.get(w.key.as_str()).map_err(io)?.map(|v| decode_stored(v.value(), 0));
             let (found, at) = match now {
                 None => (Expected::Absent, None),
                 Some(Ok(s)) => (Expected::Version(s.version), Some(s.touched_at)),
                 Some(Err(_)) => (Expected::Unreadable, None),
             };
             if found != w.expected {
-                return Ok(Err(StoreError::Conflict(w.key.clone())));
+                conflicts.push(w.key.clone());
             }
             was_touched.push(at);
+        }
+        if !conflicts.is_empty() {
+            return Ok(Err(StoreError::Conflict(conflicts)));
         }
         if !b.quarantined.is_empty() {
             let next = match t.quarantine.last().map_err(io)? {
@@ -653,12 +742,16 @@ impl Writer {
         }
         for m in &b.messages {
             let k = m.key.as_str();
+            if t.message_ids.get((k, m.entry.id.as_str())).map_err(io)?.is_some() {
+                continue;
+            }
             let last = match t.messages.range((k, 0)..=(k, u64::MAX)).map_err(io)?.next_back() {
                 Some(r) => r.map_err(io)?.0.value().1,
                 None => 0,
             };
             let entry = Entry { seq: last + 1, ..m.entry.clone() };
             t.messages.insert((k, entry.seq), encode_entry(&entry).as_slice()).map_err(io)?;
+            t.message_ids.insert((k, entry.id.as_str()), entry.seq).map_err(io)?;
             touched.transcript = true;
         }
         for change in &b.timers {
@@ -691,11 +784,15 @@ impl Writer {
             touched.history = true;
         }
         for r in &b.replies {
+            if t.reply_ids.get(r.id.as_str()).map_err(io)?.is_some() {
+                continue;
+            }
+            t.reply_ids.insert(r.id.as_str(), self.replies).map_err(io)?;
             t.replies.insert((r.bot.as_str(), self.replies), encode_reply(r).as_slice()).map_err(io)?;
             self.replies += 1;
             touched.replies = true;
         }
-        let p = b.partition as u32;
+        let p = partition as u32;
         let next = b.next_offset.max(committed);
         t.offsets.insert(p, next).map_err(io)?;
         // Forget events far enough behind the position.
@@ -703,14 +800,16 @@ impl Writer {
         if committed.saturating_sub(RETAIN) < keep_from {
             t.log.retain_in((p, 0)..(p, keep_from), |_, _| false).map_err(io)?;
         }
-        self.committed[b.partition] = next;
+        self.committed[partition] = next;
         Ok(Ok(b.sessions.len()))
     }
 }
 
-/// Version 2 added the user's name, version 3 when the conversation was last touched.
+/// Version 2 added the user's name, version 3 when the conversation was last touched,
+/// version 4 the partition `applied` counts in (before, the conversation's only partition).
 fn encode_stored(s: &Stored) -> Vec<u8> {
-    let mut out = vec![3u8];
+    let mut out = vec![4u8];
+    put_var(&mut out, u64::from(s.partition));
     put_var(&mut out, s.applied);
     put_var(&mut out, s.version);
     put_bytes(&mut out, s.name.as_bytes());
@@ -719,18 +818,24 @@ fn encode_stored(s: &Stored) -> Vec<u8> {
     out
 }
 
-fn decode_stored(bytes: &[u8]) -> Result<Stored, DecodeError> {
+/// `partition`: the conversation's partition, for records from before version 4.
+fn decode_stored(bytes: &[u8], partition: u32) -> Result<Stored, DecodeError> {
     let mut r = Reader::new(bytes);
     let v = r.u8()?;
-    if !(1..=3).contains(&v) {
+    if !(1..=4).contains(&v) {
         return Err(DecodeError::Version(v));
     }
+    let partition = if v >= 4 {
+        u32::try_from(r.var()?).map_err(|_| DecodeError::Malformed("partition out of range"))?
+    } else {
+        partition
+    };
     let applied = r.var()?;
     let version = r.var()?;
     let name = if v >= 2 { r.string()? } else { String::new() };
     let touched_at = if v >= 3 { r.var()? } else { 0 };
     let rest = bytes.len() - r.remaining();
-    Ok(Stored { session: bytes[rest..].to_vec(), version, applied, name, touched_at })
+    Ok(Stored { session: bytes[rest..].to_vec(), version, applied, partition, name, touched_at })
 }
 
 fn encode_quarantined(q: &Quarantined) -> Vec<u8> {
@@ -915,6 +1020,62 @@ fn decode_item(bytes: &[u8]) -> Result<OutboxItem, DecodeError> {
     Ok(OutboxItem { id, request: HttpRequest { method, url, headers, body }, result })
 }
 
+impl Embedded {
+    /// Reads in a transaction of its own, at once (redb readers never wait for the writer;
+    /// a read is as quick as a lock), as an answer for the async ports.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Fut<'_, Result<T, StoreError>> {
+        let result = self.db.begin_read().map_err(io).and_then(|txn| f(&txn));
+        Box::pin(std::future::ready(result))
+    }
+}
+
+impl Leases for Embedded {
+    fn acquire<'a>(
+        &'a self,
+        work: Work,
+        holder: &'a str,
+        now_ms: u64,
+        ttl: std::time::Duration,
+    ) -> Fut<'a, Result<Option<Lease>, StoreError>> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let until_ms = now_ms.saturating_add(ttl.as_millis() as u64);
+        let granted = match leases.get(&work) {
+            Some(h) if h.until_ms > now_ms && h.holder != holder => None,
+            held => {
+                let epoch = held.map_or(1, |h| h.epoch + 1);
+                leases.insert(work.clone(), Held { epoch, until_ms, holder: holder.to_string() });
+                Some(Lease { work, epoch })
+            }
+        };
+        Box::pin(std::future::ready(Ok(granted)))
+    }
+
+    fn renew<'a>(&'a self, lease: &'a Lease, now_ms: u64, ttl: std::time::Duration) -> Fut<'a, Result<(), StoreError>> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let renewed = match leases.get_mut(&lease.work) {
+            Some(h) if h.epoch == lease.epoch => {
+                h.until_ms = now_ms.saturating_add(ttl.as_millis() as u64);
+                Ok(())
+            }
+            _ => Err(StoreError::Fenced(lease.work.clone())),
+        };
+        Box::pin(std::future::ready(renewed))
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> Fut<'a, Result<(), StoreError>> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = leases.get_mut(&lease.work)
+            && h.epoch == lease.epoch
+        {
+            h.until_ms = 0;
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 impl Bus for Embedded {
     fn partitions(&self) -> usize {
         self.signals.parts.len()
@@ -937,14 +1098,16 @@ impl Bus for Embedded {
         })
     }
 
-    fn committed(&self, partition: usize) -> Fut<'_, Result<u64, StoreError>> {
-        Box::pin(async move { Ok(self.part(partition)?.committed.load(Ordering::Acquire)) })
+    fn committed<'a>(&'a self, lease: &'a Lease) -> Fut<'a, Result<u64, StoreError>> {
+        Box::pin(async move { Ok(self.part(lease)?.1.committed.load(Ordering::Acquire)) })
     }
 
-    fn fetch(&self, partition: usize, from: u64, max: usize) -> Fut<'_, Result<Vec<Delivery>, StoreError>> {
+    fn fetch<'a>(&'a self, lease: &'a Lease, from: u64, max: usize) -> Fut<'a, Result<Vec<Delivery>, StoreError>> {
         Box::pin(async move {
-            let part = self.part(partition)?;
             loop {
+                // Checked on every wake-up, so a fenced worker stops at its next fetch.
+                let (partition, part) = self.part(lease)?;
+                let ready = part.ready.notified();
                 if part.next.load(Ordering::Acquire) > from {
                     let txn = self.db.begin_read().map_err(io)?;
                     let log = txn.open_table(LOG).map_err(io)?;
@@ -966,28 +1129,31 @@ impl Bus for Embedded {
                         return Ok(out);
                     }
                 }
-                part.ready.notified().await;
+                ready.await;
             }
         })
     }
 
-    fn ready(&self) -> Result<(), StoreError> {
-        let open = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-        let writing = self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|h| !h.is_finished());
-        if !(open && writing) {
-            return Err(StoreError::Io("the store is closed".into()));
-        }
-        let txn = self.db.begin_read().map_err(io)?;
-        txn.open_table(OFFSETS).map_err(io)?;
-        Ok(())
+    fn ready(&self) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let open = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+            let writing =
+                self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|h| !h.is_finished());
+            if !(open && writing) {
+                return Err(StoreError::Closed);
+            }
+            self.read(|txn| txn.open_table(OFFSETS).map(|_| ()).map_err(io)).await
+        })
     }
 
-    fn depth(&self) -> u64 {
-        self.signals
+    fn depth(&self) -> Fut<'_, Result<u64, StoreError>> {
+        let depth = self
+            .signals
             .parts
             .iter()
             .map(|p| p.next.load(Ordering::Acquire).saturating_sub(p.committed.load(Ordering::Acquire)))
-            .sum()
+            .sum();
+        Box::pin(std::future::ready(Ok(depth)))
     }
 }
 
@@ -1016,7 +1182,7 @@ impl SessionStore for Embedded {
             let mut out = HashMap::with_capacity(keys.len());
             for k in keys {
                 if let Some(v) = table.get(k.as_str()).map_err(io)? {
-                    let found = match decode_stored(v.value()) {
+                    let found = match decode_stored(v.value(), self.partition_of(k) as u32) {
                         Ok(s) => Found::Stored(s),
                         Err(e) => Found::Unreadable { raw: v.value().to_vec(), error: e.to_string() },
                     };
@@ -1027,30 +1193,31 @@ impl SessionStore for Embedded {
         })
     }
 
-    fn count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        txn.open_table(SESSIONS).map_err(io)?.len().map_err(io)
+    fn count(&self) -> Fut<'_, Result<u64, StoreError>> {
+        self.read(|txn| txn.open_table(SESSIONS).map_err(io)?.len().map_err(io))
     }
 
     fn forget_idle(&self, before: u64, max: usize) -> Fut<'_, Result<usize, StoreError>> {
         Box::pin(self.send(JobKind::Forget { before, max }))
     }
 
-    fn scan(&self, prefix: &str, max: usize) -> Result<Vec<(String, Stored)>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(SESSIONS).map_err(io)?;
-        let mut out = Vec::new();
-        for r in table.range(prefix..).map_err(io)? {
-            let (k, v) = r.map_err(io)?;
-            let key = k.value();
-            if !key.starts_with(prefix) || out.len() >= max {
-                break;
+    fn scan<'a>(&'a self, prefix: &'a str, max: usize) -> Fut<'a, Result<Vec<(String, Stored)>, StoreError>> {
+        Box::pin(async move {
+            let txn = self.db.begin_read().map_err(io)?;
+            let table = txn.open_table(SESSIONS).map_err(io)?;
+            let mut out = Vec::new();
+            for r in table.range(prefix..).map_err(io)? {
+                let (k, v) = r.map_err(io)?;
+                let key = k.value();
+                if !key.starts_with(prefix) || out.len() >= max {
+                    break;
+                }
+                if let Ok(s) = decode_stored(v.value(), self.partition_of(key) as u32) {
+                    out.push((key.to_string(), s));
+                }
             }
-            if let Ok(s) = decode_stored(v.value()) {
-                out.push((key.to_string(), s));
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
@@ -1061,19 +1228,19 @@ impl Committer for Embedded {
 }
 
 impl TimerStore for Embedded {
-    fn fire_due(&self, now: u64) -> Fut<'_, Result<usize, StoreError>> {
-        Box::pin(self.send(JobKind::FireTimers { now }))
+    fn fire_due<'a>(&'a self, lease: &'a Lease, now: u64) -> Fut<'a, Result<usize, StoreError>> {
+        Box::pin(self.send(JobKind::FireTimers { lease: lease.clone(), now }))
     }
 
-    fn next_due(&self) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(TIMERS).map_err(io)?;
-        Ok(table.first().map_err(io)?.map(|(k, _)| k.value().0))
+    fn next_due(&self) -> Fut<'_, Result<Option<u64>, StoreError>> {
+        self.read(|txn| {
+            let table = txn.open_table(TIMERS).map_err(io)?;
+            Ok(table.first().map_err(io)?.map(|(k, _)| k.value().0))
+        })
     }
 
-    fn pending(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        txn.open_table(TIMERS).map_err(io)?.len().map_err(io)
+    fn pending(&self) -> Fut<'_, Result<u64, StoreError>> {
+        self.read(|txn| txn.open_table(TIMERS).map_err(io)?.len().map_err(io))
     }
 
     fn scheduled(&self) -> Fut<'_, ()> {
@@ -1082,18 +1249,20 @@ impl TimerStore for Embedded {
 }
 
 impl Transcript for Embedded {
-    fn after(&self, key: &str, seq: u64) -> Result<Vec<Entry>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(MESSAGES).map_err(io)?;
-        let mut out = Vec::new();
-        for r in table.range((key, seq.saturating_add(1))..=(key, u64::MAX)).map_err(io)? {
-            let (k, v) = r.map_err(io)?;
-            match decode_entry(k.value().1, v.value()) {
-                Ok(e) => out.push(e),
-                Err(e) => tracing::error!(conversation = %key, error = %e, "a stored message is unreadable"),
+    fn after<'a>(&'a self, key: &'a str, seq: u64) -> Fut<'a, Result<Vec<Entry>, StoreError>> {
+        Box::pin(async move {
+            let txn = self.db.begin_read().map_err(io)?;
+            let table = txn.open_table(MESSAGES).map_err(io)?;
+            let mut out = Vec::new();
+            for r in table.range((key, seq.saturating_add(1))..=(key, u64::MAX)).map_err(io)? {
+                let (k, v) = r.map_err(io)?;
+                match decode_entry(k.value().1, v.value()) {
+                    Ok(e) => out.push(e),
+                    Err(e) => tracing::error!(conversation = %key, error = %e, "a stored message is unreadable"),
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn changed(&self) -> Fut<'_, ()> {
@@ -1102,22 +1271,29 @@ impl Transcript for Embedded {
 }
 
 impl Outbox for Embedded {
-    fn pending(&self, max: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(OUTBOX).map_err(io)?;
-        let mut out = Vec::new();
-        for r in table.iter().map_err(io)?.take(max) {
-            let (k, v) = r.map_err(io)?;
-            match decode_item(v.value()) {
-                Ok(item) => out.push(item),
-                Err(e) => tracing::error!(item = %k.value(), error = %e, "a stored outbox item is unreadable"),
-            }
-        }
-        Ok(out)
+    fn pending<'a>(&'a self, lease: &'a Lease, max: usize) -> Fut<'a, Result<Vec<OutboxItem>, StoreError>> {
+        Box::pin(async move {
+            check(&self.leases, lease)?;
+            self.read(move |txn| {
+                let table = txn.open_table(OUTBOX).map_err(io)?;
+                let mut out = Vec::new();
+                for r in table.iter().map_err(io)?.take(max) {
+                    let (k, v) = r.map_err(io)?;
+                    match decode_item(v.value()) {
+                        Ok(item) => out.push(item),
+                        Err(e) => tracing::error!(item = %k.value(), error = %e, "a stored outbox item is unreadable"),
+                    }
+                }
+                Ok(out)
+            })
+            .await
+        })
     }
 
-    fn complete(&self, id: String, result: Event) -> Fut<'_, Result<(), StoreError>> {
-        Box::pin(async move { self.send(JobKind::Complete { id, result: Box::new(result) }).await.map(|_| ()) })
+    fn complete<'a>(&'a self, lease: &'a Lease, id: String, result: Event) -> Fut<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.send(JobKind::Complete { lease: lease.clone(), id, result: Box::new(result) }).await.map(|_| ())
+        })
     }
 
     fn added(&self) -> Fut<'_, ()> {
@@ -1126,18 +1302,21 @@ impl Outbox for Embedded {
 }
 
 impl HistoryQueue for Embedded {
-    fn unshipped(&self, max: usize) -> Result<Vec<(u64, HistoryRecord)>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(HISTORY).map_err(io)?;
-        let mut out = Vec::new();
-        for r in table.iter().map_err(io)?.take(max) {
-            let (k, v) = r.map_err(io)?;
-            match decode_record(v.value()) {
-                Ok(rec) => out.push((k.value(), rec)),
-                Err(e) => tracing::error!(position = k.value(), error = %e, "a stored history record is unreadable"),
+    fn unshipped(&self, max: usize) -> Fut<'_, Result<Vec<(u64, HistoryRecord)>, StoreError>> {
+        self.read(move |txn| {
+            let table = txn.open_table(HISTORY).map_err(io)?;
+            let mut out = Vec::new();
+            for r in table.iter().map_err(io)?.take(max) {
+                let (k, v) = r.map_err(io)?;
+                match decode_record(v.value()) {
+                    Ok(rec) => out.push((k.value(), rec)),
+                    Err(e) => {
+                        tracing::error!(position = k.value(), error = %e, "a stored history record is unreadable")
+                    }
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn shipped(&self, upto: u64) -> Fut<'_, Result<(), StoreError>> {
@@ -1150,32 +1329,39 @@ impl HistoryQueue for Embedded {
 }
 
 impl ReplyQueue for Embedded {
-    fn waiting(&self, bot: &str, max: usize) -> Result<Vec<(u64, QueuedReply)>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(REPLIES).map_err(io)?;
-        let mut out = Vec::new();
-        for r in table.range((bot, 0)..=(bot, u64::MAX)).map_err(io)?.take(max) {
-            let (k, v) = r.map_err(io)?;
-            let position = k.value().1;
-            match decode_reply(v.value()) {
-                Ok(reply) => out.push((position, reply)),
-                Err(e) => tracing::error!(bot, position, error = %e, "a stored reply is unreadable"),
-            }
-        }
-        Ok(out)
+    fn waiting<'a>(&'a self, lease: &'a Lease, max: usize) -> Fut<'a, Result<Vec<(u64, QueuedReply)>, StoreError>> {
+        Box::pin(async move {
+            check(&self.leases, lease)?;
+            let Work::Replies(bot) = &lease.work else { return Err(StoreError::Fenced(lease.work.clone())) };
+            let bot = bot.clone();
+            self.read(move |txn| {
+                let table = txn.open_table(REPLIES).map_err(io)?;
+                let mut out = Vec::new();
+                let b = bot.as_str();
+                for r in table.range((b, 0)..=(b, u64::MAX)).map_err(io)?.take(max) {
+                    let (k, v) = r.map_err(io)?;
+                    let position = k.value().1;
+                    match decode_reply(v.value()) {
+                        Ok(reply) => out.push((position, reply)),
+                        Err(e) => tracing::error!(bot = b, position, error = %e, "a stored reply is unreadable"),
+                    }
+                }
+                Ok(out)
+            })
+            .await
+        })
     }
 
-    fn delivered(&self, bot: String, position: u64) -> Fut<'_, Result<(), StoreError>> {
-        Box::pin(async move { self.send(JobKind::Delivered { bot, position }).await.map(|_| ()) })
+    fn delivered<'a>(&'a self, lease: &'a Lease, position: u64) -> Fut<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.send(JobKind::Delivered { lease: lease.clone(), position }).await.map(|_| ()) })
     }
 
     fn queued(&self) -> Fut<'_, ()> {
         Box::pin(self.signals.replies.notified())
     }
 
-    fn depth(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        txn.open_table(REPLIES).map_err(io)?.len().map_err(io)
+    fn depth(&self) -> Fut<'_, Result<u64, StoreError>> {
+        self.read(|txn| txn.open_table(REPLIES).map_err(io)?.len().map_err(io))
     }
 }
 
@@ -1193,9 +1379,15 @@ mod tests {
             buttons: vec![crate::vm::Button { label: "A".into(), value: Some("a".into()), url: None }],
         };
         assert_eq!(decode_entry(7, &encode_entry(&e)), Ok(e.clone()));
-        let s =
-            Stored { session: vec![1, 2, 3], version: 9, applied: 12, name: "Ada".into(), touched_at: 1_700_000_000 };
-        assert_eq!(decode_stored(&encode_stored(&s)), Ok(s));
+        let s = Stored {
+            session: vec![1, 2, 3],
+            version: 9,
+            applied: 12,
+            partition: 3,
+            name: "Ada".into(),
+            touched_at: 1_700_000_000,
+        };
+        assert_eq!(decode_stored(&encode_stored(&s), 0), Ok(s));
         let h = HistoryRecord {
             id: "e:1:0".into(),
             bot: "b".into(),

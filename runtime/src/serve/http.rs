@@ -143,7 +143,7 @@ pub(super) fn error(status: StatusCode, message: &str) -> Response {
 /// Ready when events can be stored and every role runs: a load balancer stops sending
 /// while either is not so.
 async fn ready(State(o): State<Arc<Ops>>) -> Response {
-    if let Err(e) = o.bus.ready() {
+    if let Err(e) = o.bus.ready().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response();
     }
     let down = o.health.down();
@@ -157,10 +157,10 @@ async fn ready(State(o): State<Arc<Ops>>) -> Response {
 
 async fn metrics(State(o): State<Arc<Ops>>) -> Response {
     let gauges = [
-        ("botc_bus_depth", "Events waiting on the bus.", o.bus.depth()),
-        ("botc_timers_pending", "Timers scheduled and not yet due.", o.timers.pending().unwrap_or(0)),
-        ("botc_sessions", "Conversations with a stored session.", o.sessions.count().unwrap_or(0)),
-        ("botc_replies_waiting", "Platform replies waiting for delivery.", o.replies.depth().unwrap_or(0)),
+        ("botc_bus_depth", "Events waiting on the bus.", o.bus.depth().await.unwrap_or(0)),
+        ("botc_timers_pending", "Timers scheduled and not yet due.", o.timers.pending().await.unwrap_or(0)),
+        ("botc_sessions", "Conversations with a stored session.", o.sessions.count().await.unwrap_or(0)),
+        ("botc_replies_waiting", "Platform replies waiting for delivery.", o.replies.depth().await.unwrap_or(0)),
     ];
     let mut r = o.metrics.render(&gauges).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -282,7 +282,7 @@ async fn get_messages(
         loop {
             // Listen before looking, so an entry written meanwhile wakes this request.
             let changed = s.transcript.changed();
-            match s.transcript.after(&key, after) {
+            match s.transcript.after(&key, after).await {
                 Ok(found) if !found.is_empty() => return Ok(found),
                 Ok(_) => {}
                 Err(e) => return Err(e),
@@ -350,7 +350,7 @@ async fn graph(
             .and_then(|session| b.program.waiting_at(&session))
     };
     let mut waiting = vec![0u64; p.nodes.len()];
-    let sessions = match s.sessions.scan(&format!("{bot}/"), GRAPH_SCAN) {
+    let sessions = match s.sessions.scan(&format!("{bot}/"), GRAPH_SCAN).await {
         Ok(list) => list,
         Err(e) => {
             tracing::error!(error = %e, "cannot read sessions for the graph view");

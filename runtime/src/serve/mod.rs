@@ -170,6 +170,7 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 /// role is given only the ports it uses.
 #[derive(Clone)]
 pub struct Ports {
+    pub leases: Arc<dyn ports::Leases>,
     pub bus: Arc<dyn ports::Bus>,
     pub sessions: Arc<dyn ports::SessionStore>,
     pub committer: Arc<dyn ports::Committer>,
@@ -190,6 +191,7 @@ impl Ports {
     /// One machine: everything in the data directory, in redb and SQLite.
     pub fn embedded(store: Arc<Embedded>, history: Arc<SqliteHistory>, clock: Arc<dyn Clock>) -> Ports {
         Ports {
+            leases: store.clone(),
             bus: store.clone(),
             sessions: store.clone(),
             committer: store.clone(),
@@ -287,9 +289,17 @@ pub async fn serve(
     ports: Ports,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use supervise::{Health, OnStop, Supervision, supervise};
+    use ports::Work;
+    use supervise::{Health, Holding, OnStop, Supervision, supervise};
     let runs = |r: Role| options.roles.contains(&r);
     let clock = ports.clock.clone();
+    // This process among the holders of leases: unique per start, so a process restarted
+    // on the same host is a new holder.
+    let holding = Holding {
+        leases: ports.leases.clone(),
+        holder: format!("{}:{:016x}", std::process::id(), fastrand::u64(..)).into(),
+        clock: clock.clone(),
+    };
     let mut bots = Bots::new(bots);
     bots.remember_versions(&*ports.flows, clock.unix()).await;
     let bots = Arc::new(bots);
@@ -308,8 +318,11 @@ pub async fn serve(
             committer: ports.committer.clone(),
         });
         for p in 0..ports.bus.partitions() {
-            let (w, stop) = (worker.clone(), supervision.stop.clone());
-            let start = move || w.clone().run(p, stop.clone());
+            let (w, h, stop) = (worker.clone(), holding.clone(), supervision.stop.clone());
+            let start = move || {
+                let (w, h, stop) = (w.clone(), h.clone(), stop.clone());
+                async move { h.hold(Work::Partition(p), stop.clone(), |lease| w.clone().run(lease, stop.clone())).await }
+            };
             finishing.push(tokio::spawn(supervise(format!("worker {p}"), OnStop::Finish, supervision.clone(), start)));
         }
     }
@@ -321,7 +334,11 @@ pub async fn serve(
             clock: clock.clone(),
             forget_idle: options.forget_idle,
         });
-        let start = move || scheduler.clone().run();
+        let (h, stop) = (holding.clone(), supervision.stop.clone());
+        let start = move || {
+            let (s, h, stop) = (scheduler.clone(), h.clone(), stop.clone());
+            async move { h.hold(Work::Timers, stop, |lease| s.clone().run(lease)).await }
+        };
         aborting.push(tokio::spawn(supervise("scheduler".into(), OnStop::Abort, supervision.clone(), start)));
     }
     if runs(Role::Outbox) {
@@ -330,7 +347,11 @@ pub async fn serve(
             clock: clock.clone(),
             client: reqwest::Client::new(),
         });
-        let start = move || runner.clone().run();
+        let (h, stop) = (holding.clone(), supervision.stop.clone());
+        let start = move || {
+            let (r, h, stop) = (runner.clone(), h.clone(), stop.clone());
+            async move { h.hold(Work::Outbox, stop, |lease| r.clone().run(lease)).await }
+        };
         aborting.push(tokio::spawn(supervise("outbox".into(), OnStop::Abort, supervision.clone(), start)));
     }
     let shipper = Arc::new(HistoryShipper {
@@ -354,8 +375,11 @@ pub async fn serve(
             clock: clock.clone(),
         });
         for b in bots.iter().filter(|b| b.platform != Platform::Web) {
-            let (d, id) = (dispatcher.clone(), b.id.clone());
-            let start = move || d.clone().run(id.clone());
+            let (d, h, stop, id) = (dispatcher.clone(), holding.clone(), supervision.stop.clone(), b.id.clone());
+            let start = move || {
+                let (d, h, stop, work) = (d.clone(), h.clone(), stop.clone(), Work::Replies(id.clone()));
+                async move { h.hold(work, stop, |lease| d.clone().run(lease)).await }
+            };
             aborting.push(tokio::spawn(supervise(
                 format!("dispatcher {}", b.id),
                 OnStop::Abort,

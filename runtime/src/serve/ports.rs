@@ -1,17 +1,26 @@
 //! The runtime's ports: what the worker, gateway and timer roles need from the outside
 //! world, as traits. `botc serve` implements them on one redb file ([`super::Embedded`]);
 //! the distributed column implements the same traits on Kafka, Redis and Postgres without
-//! touching the roles.
+//! touching the roles. [`super::contract`] is the test suite every implementation passes.
 //!
-//! The contract that makes crashes and replays harmless:
+//! The contract that makes crashes, replays and a second copy of a role harmless:
 //! - [`Bus::publish`] returns only when the events are durable; that is when the gateway
 //!   acknowledges.
-//! - A worker writes a [`Batch`] (sessions, the partition's new position, replies, timer
-//!   changes, outbox items, history) with [`Committer::commit`]. The embedded store writes it
-//!   in one transaction; a distributed store writes the outbox and sessions first (with
-//!   compare-and-set on the session version) and the bus position last.
-//! - Every stored session remembers the bus position after the last event applied to it, so
-//!   an event delivered again (a replay after a crash, or a deliberate rewind) is skipped.
+//! - Work that one process at a time may do (a bus partition, a bot's reply queue, the
+//!   timers, the outbox) is done under a [`Lease`] from [`Leases`]. Each lease granted on a
+//!   piece of work has a higher epoch than the one before, and every write made under a
+//!   lease is refused with [`StoreError::Fenced`] once a newer one exists, so a process that
+//!   stalled and lost its lease cannot undo its successor's work.
+//! - A worker writes a [`Batch`] with [`Committer::commit`], in this order, so that a crash
+//!   at any point is repaired by doing the batch again: first its effects (transcript
+//!   entries, replies, timer changes, outbox items, history), each carrying an id derived
+//!   from its event so a second copy is dropped; then each session by compare-and-set on its
+//!   version (per session: Redis Cluster cannot compare across keys in different slots); the
+//!   bus position last, and only when every session was written. The embedded store writes
+//!   a batch in one transaction, which is one allowed outcome of that order.
+//! - Every stored session remembers the bus position after the last event applied to it
+//!   (partition and offset), so an event delivered again is skipped.
+//! - Nothing here reads the time itself: callers pass it in.
 
 use super::Event;
 use super::transcript::Entry;
@@ -25,9 +34,16 @@ pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum StoreError {
     /// A bus partition holds as many events as it may; try again later.
     Full,
-    /// A session changed under the writer (compare-and-set failed).
-    Conflict(String),
-    /// The storage itself failed: disk full, I/O error, corrupt file.
+    /// These sessions changed under the writer (compare-and-set failed); the bus position
+    /// did not move, so the batch is done again with fresh sessions.
+    Conflict(Vec<String>),
+    /// A newer lease on this work exists: this holder must stop doing it.
+    Fenced(Work),
+    /// No such bus partition.
+    NoPartition(usize),
+    /// The store has been closed (botc is stopping).
+    Closed,
+    /// The storage itself failed: disk full, I/O error, corrupt file, connection lost.
     Io(String),
 }
 
@@ -35,13 +51,81 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Full => write!(f, "the event bus is full"),
-            StoreError::Conflict(key) => write!(f, "the session of `{key}` changed under this worker"),
+            StoreError::Conflict(keys) => {
+                write!(f, "the session of {} changed under this worker", keys.join(", "))
+            }
+            StoreError::Fenced(work) => write!(f, "the lease on {work} was taken by another process"),
+            StoreError::NoPartition(p) => write!(f, "there is no bus partition {p}"),
+            StoreError::Closed => write!(f, "the store is closed"),
             StoreError::Io(e) => write!(f, "storage failed: {e}"),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
+
+/// Work that one holder at a time may do.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Work {
+    /// Stepping the events of one bus partition.
+    Partition(usize),
+    /// Delivering one bot's replies (in order per conversation).
+    Replies(String),
+    /// Moving due timers onto the bus.
+    Timers,
+    /// Performing flows' http requests.
+    Outbox,
+}
+
+impl std::fmt::Display for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Work::Partition(p) => write!(f, "bus partition {p}"),
+            Work::Replies(bot) => write!(f, "the replies of bot `{bot}`"),
+            Work::Timers => write!(f, "the timers"),
+            Work::Outbox => write!(f, "the outbox"),
+        }
+    }
+}
+
+/// The right to do a piece of work, until a newer lease on it is granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub work: Work,
+    /// Grows with every lease granted on the work.
+    pub epoch: u64,
+}
+
+impl Lease {
+    /// The bus partition, for a lease on one.
+    pub fn partition(&self) -> Option<usize> {
+        match self.work {
+            Work::Partition(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Grants leases. A lease lasts `ttl` from when it was granted or last renewed; after that
+/// another caller may be granted the work (with a higher epoch), which fences the old one.
+/// An expired lease that nobody took yet can still be renewed.
+pub trait Leases: Send + Sync {
+    /// The work for `holder` (one per process), unless another holder has an unexpired
+    /// lease on it: `None` then. A holder asking again gets a new lease at once, which
+    /// fences its earlier one (a role restarted after a panic takes over from its dead
+    /// self). `now_ms` is unix milliseconds.
+    fn acquire<'a>(
+        &'a self,
+        work: Work,
+        holder: &'a str,
+        now_ms: u64,
+        ttl: std::time::Duration,
+    ) -> Fut<'a, Result<Option<Lease>, StoreError>>;
+    /// Extends the lease; `Err(Fenced)` when it has been lost.
+    fn renew<'a>(&'a self, lease: &'a Lease, now_ms: u64, ttl: std::time::Duration) -> Fut<'a, Result<(), StoreError>>;
+    /// Gives the work up at once (a clean stop), so another holder need not wait for expiry.
+    fn release<'a>(&'a self, lease: &'a Lease) -> Fut<'a, Result<(), StoreError>>;
+}
 
 /// An event and its position in its bus partition.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,13 +147,15 @@ pub trait Bus: Send + Sync {
     /// retry is taken.
     fn publish_once(&self, event: Event, ttl: std::time::Duration) -> Fut<'_, Result<bool, StoreError>>;
     /// Where the partition's worker resumes: the offset after the last committed batch.
-    fn committed(&self, partition: usize) -> Fut<'_, Result<u64, StoreError>>;
-    /// Up to `max` events of `partition` from offset `from`, waiting for at least one.
-    fn fetch(&self, partition: usize, from: u64, max: usize) -> Fut<'_, Result<Vec<Delivery>, StoreError>>;
+    /// `lease` is on [`Work::Partition`]; a fenced one is refused.
+    fn committed<'a>(&'a self, lease: &'a Lease) -> Fut<'a, Result<u64, StoreError>>;
+    /// Up to `max` events of the leased partition from offset `from`, waiting for at least
+    /// one.
+    fn fetch<'a>(&'a self, lease: &'a Lease, from: u64, max: usize) -> Fut<'a, Result<Vec<Delivery>, StoreError>>;
     /// Events published and not yet committed, over all partitions.
-    fn depth(&self) -> u64;
+    fn depth(&self) -> Fut<'_, Result<u64, StoreError>>;
     /// Whether publishing can work now (for `/readyz`): `Err` says why not.
-    fn ready(&self) -> Result<(), StoreError>;
+    fn ready(&self) -> Fut<'_, Result<(), StoreError>>;
 }
 
 /// A conversation's stored session.
@@ -79,8 +165,11 @@ pub struct Stored {
     pub session: Vec<u8>,
     /// The session's version, for compare-and-set.
     pub version: u64,
-    /// Events of the conversation's partition before this offset have been applied.
+    /// Events of partition `partition` before this offset have been applied. (Should the
+    /// bus be repartitioned, the conversation's events arrive on another partition, whose
+    /// offsets this says nothing about: none of them is skipped.)
     pub applied: u64,
+    pub partition: u32,
     /// The user's display name, as last given, for events that carry none (timers,
     /// hand-backs, web messages without `user`).
     pub name: String,
@@ -103,10 +192,10 @@ pub enum Found {
 pub trait SessionStore: Send + Sync {
     /// What is stored for `keys`, in one call; keys without a record are absent.
     fn load<'a>(&'a self, keys: &'a [String]) -> Fut<'a, Result<HashMap<String, Found>, StoreError>>;
-    fn count(&self) -> Result<u64, StoreError>;
+    fn count(&self) -> Fut<'_, Result<u64, StoreError>>;
     /// Up to `max` stored sessions whose keys start with `prefix` (for operators' views, not
     /// for the data path).
-    fn scan(&self, prefix: &str, max: usize) -> Result<Vec<(String, Stored)>, StoreError>;
+    fn scan<'a>(&'a self, prefix: &'a str, max: usize) -> Fut<'a, Result<Vec<(String, Stored)>, StoreError>>;
     /// Forgets up to `max` conversations no event reached since `before` (unix seconds):
     /// session, transcript and pending timers. Their history stays. Returns how many.
     fn forget_idle(&self, before: u64, max: usize) -> Fut<'_, Result<usize, StoreError>>;
@@ -180,10 +269,11 @@ pub struct HttpRequest {
     pub body: Option<String>,
 }
 
-/// Everything one worker batch changed, written all-or-nothing.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Everything one worker batch changed, written in the order the module explains.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
-    pub partition: usize,
+    /// The lease on the partition the events came from.
+    pub lease: Lease,
     /// The partition's position after this batch.
     pub next_offset: u64,
     pub sessions: Vec<SessionWrite>,
@@ -198,6 +288,23 @@ pub struct Batch {
     pub quarantined: Vec<Quarantined>,
 }
 
+impl Batch {
+    /// An empty batch of the leased partition that moves its position to `next_offset`.
+    pub fn new(lease: Lease, next_offset: u64) -> Batch {
+        Batch {
+            lease,
+            next_offset,
+            sessions: Vec::new(),
+            messages: Vec::new(),
+            timers: Vec::new(),
+            outbox: Vec::new(),
+            history: Vec::new(),
+            replies: Vec::new(),
+            quarantined: Vec::new(),
+        }
+    }
+}
+
 /// A message waiting to be delivered through a platform's API.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QueuedReply {
@@ -209,44 +316,55 @@ pub struct QueuedReply {
     pub reply: crate::platforms::Reply,
 }
 
-/// Replies waiting for delivery, per bot, in the order they were committed.
+/// Replies waiting for delivery, per bot, in the order they were committed. A reply
+/// committed again while the first copy waits (same id) is kept once.
 pub trait ReplyQueue: Send + Sync {
-    /// The bot's oldest waiting replies, with their positions.
-    fn waiting(&self, bot: &str, max: usize) -> Result<Vec<(u64, QueuedReply)>, StoreError>;
+    /// The bot's oldest waiting replies, with their positions. `lease` is on
+    /// [`Work::Replies`] for the bot.
+    fn waiting<'a>(&'a self, lease: &'a Lease, max: usize) -> Fut<'a, Result<Vec<(u64, QueuedReply)>, StoreError>>;
     /// The reply at this position was delivered (or can never be): forget it.
-    fn delivered(&self, bot: String, position: u64) -> Fut<'_, Result<(), StoreError>>;
+    fn delivered<'a>(&'a self, lease: &'a Lease, position: u64) -> Fut<'a, Result<(), StoreError>>;
     /// Completes when replies may have been queued since it was called.
     fn queued(&self) -> Fut<'_, ()>;
-    fn depth(&self) -> Result<u64, StoreError>;
+    fn depth(&self) -> Fut<'_, Result<u64, StoreError>>;
 }
 
 pub trait Committer: Send + Sync {
-    /// Shared, so a retry after a failed commit sends the same batch without copying it.
+    /// Writes the batch (see the module's write order). Shared, so a retry after a failed
+    /// commit sends the same batch without copying it. `Err(Conflict(keys))` names every
+    /// session whose version was not the expected one; `Err(Fenced)` when the batch's lease
+    /// is no longer the partition's newest, and then nothing was written.
     fn commit(&self, batch: std::sync::Arc<Batch>) -> Fut<'_, Result<(), StoreError>>;
 }
 
 pub trait TimerStore: Send + Sync {
-    /// Moves every timer due at `now` onto the bus, atomically; returns how many.
-    fn fire_due(&self, now: u64) -> Fut<'_, Result<usize, StoreError>>;
+    /// Moves every timer due at `now` (unix seconds) onto the bus; returns how many. `lease`
+    /// is on [`Work::Timers`]. A crash part way may publish a timer event twice (with the
+    /// same id); the session ignores a timer that is no longer running.
+    fn fire_due<'a>(&'a self, lease: &'a Lease, now: u64) -> Fut<'a, Result<usize, StoreError>>;
     /// When the next timer falls due.
-    fn next_due(&self) -> Result<Option<u64>, StoreError>;
-    fn pending(&self) -> Result<u64, StoreError>;
+    fn next_due(&self) -> Fut<'_, Result<Option<u64>, StoreError>>;
+    fn pending(&self) -> Fut<'_, Result<u64, StoreError>>;
     /// Completes when a timer may have been scheduled since it was called.
     fn scheduled(&self) -> Fut<'_, ()>;
 }
 
+/// The web channel's transcripts. An entry committed again (same id) is kept once.
 pub trait Transcript: Send + Sync {
     /// A conversation's entries after position `seq`.
-    fn after(&self, key: &str, seq: u64) -> Result<Vec<Entry>, StoreError>;
+    fn after<'a>(&'a self, key: &'a str, seq: u64) -> Fut<'a, Result<Vec<Entry>, StoreError>>;
     /// Completes when any transcript may have changed since it was called.
     fn changed(&self) -> Fut<'_, ()>;
 }
 
+/// Flows' http requests waiting to be made. An item committed again while the first copy
+/// waits (same id) is kept once.
 pub trait Outbox: Send + Sync {
-    /// Items not yet completed.
-    fn pending(&self, max: usize) -> Result<Vec<OutboxItem>, StoreError>;
-    /// Removes the item and publishes its result event, atomically.
-    fn complete(&self, id: String, result: Event) -> Fut<'_, Result<(), StoreError>>;
+    /// Items not yet completed. `lease` is on [`Work::Outbox`].
+    fn pending<'a>(&'a self, lease: &'a Lease, max: usize) -> Fut<'a, Result<Vec<OutboxItem>, StoreError>>;
+    /// Publishes the item's result event, then forgets the item. Completing an item that is
+    /// gone publishes nothing.
+    fn complete<'a>(&'a self, lease: &'a Lease, id: String, result: Event) -> Fut<'a, Result<(), StoreError>>;
     /// Completes when new items may be waiting.
     fn added(&self) -> Fut<'_, ()>;
 }
@@ -278,10 +396,11 @@ pub struct HistoryRecord {
     pub at: u64,
 }
 
-/// History records committed with their batch and not yet in the [`HistorySink`].
+/// History records committed with their batch and not yet in the [`HistorySink`]. It
+/// needs no lease: the sink keeps one record per id, so two shippers only repeat work.
 pub trait HistoryQueue: Send + Sync {
     /// The oldest records not shipped, with their positions.
-    fn unshipped(&self, max: usize) -> Result<Vec<(u64, HistoryRecord)>, StoreError>;
+    fn unshipped(&self, max: usize) -> Fut<'_, Result<Vec<(u64, HistoryRecord)>, StoreError>>;
     /// Forgets records up to and including position `upto`: the sink has them.
     fn shipped(&self, upto: u64) -> Fut<'_, Result<(), StoreError>>;
     /// Completes when new records may be waiting.
@@ -304,18 +423,35 @@ pub trait FlowRegistry: Send + Sync {
 }
 
 /// Send budgets ([`crate::platforms::limiter`]): all checks of a send pass together or none
-/// is charged; a platform's 429 is written back.
+/// is charged; a platform's 429 is written back. Shared by every dispatcher, so a limiter
+/// that cannot reach its store answers with a wait, never with a pass.
 pub trait RateLimiter: Send + Sync {
-    fn acquire(&self, checks: &[crate::platforms::limiter::Check]) -> Result<(), std::time::Duration>;
-    fn penalize(&self, checks: &[crate::platforms::limiter::Check], retry_after: std::time::Duration);
+    /// `Err(wait)`: over budget, try again after `wait`.
+    fn acquire<'a>(
+        &'a self,
+        checks: &'a [crate::platforms::limiter::Check],
+    ) -> Fut<'a, Result<(), std::time::Duration>>;
+    fn penalize<'a>(
+        &'a self,
+        checks: &'a [crate::platforms::limiter::Check],
+        retry_after: std::time::Duration,
+    ) -> Fut<'a, ()>;
 }
 
 impl RateLimiter for crate::platforms::limiter::Gcra {
-    fn acquire(&self, checks: &[crate::platforms::limiter::Check]) -> Result<(), std::time::Duration> {
-        crate::platforms::limiter::Gcra::acquire(self, checks)
+    fn acquire<'a>(
+        &'a self,
+        checks: &'a [crate::platforms::limiter::Check],
+    ) -> Fut<'a, Result<(), std::time::Duration>> {
+        Box::pin(std::future::ready(crate::platforms::limiter::Gcra::acquire(self, checks)))
     }
-    fn penalize(&self, checks: &[crate::platforms::limiter::Check], retry_after: std::time::Duration) {
-        crate::platforms::limiter::Gcra::penalize(self, checks, retry_after)
+    fn penalize<'a>(
+        &'a self,
+        checks: &'a [crate::platforms::limiter::Check],
+        retry_after: std::time::Duration,
+    ) -> Fut<'a, ()> {
+        crate::platforms::limiter::Gcra::penalize(self, checks, retry_after);
+        Box::pin(std::future::ready(()))
     }
 }
 

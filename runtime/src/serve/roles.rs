@@ -6,7 +6,7 @@
 
 use super::Event;
 use super::Metrics;
-use super::ports::{HistoryQueue, HistorySink, Outbox, OutboxItem, SessionStore, StoreError, TimerStore};
+use super::ports::{HistoryQueue, HistorySink, Lease, Outbox, OutboxItem, SessionStore, StoreError, TimerStore};
 use crate::clock::Clock;
 use serde_json::Value as Json;
 use std::collections::HashSet;
@@ -29,9 +29,9 @@ const HOUR: Duration = Duration::from_secs(3600);
 const SWEEP: Duration = Duration::from_secs(60);
 
 impl Scheduler {
-    /// Publishes timers as they fall due, forever; and once a minute forgets conversations
-    /// idle for longer than the configured time.
-    pub async fn run(self: Arc<Self>) {
+    /// Publishes timers as they fall due, and once a minute forgets conversations idle for
+    /// longer than the configured time, while `lease` (on the timers) holds.
+    pub async fn run(self: Arc<Self>, lease: Lease) {
         let mut sweep_at = self.clock.monotonic();
         let mut failures = 0;
         loop {
@@ -43,11 +43,11 @@ impl Scheduler {
             }
             // Listen before looking, so a timer scheduled meanwhile is not missed.
             let scheduled = self.timers.scheduled();
-            let wait = match self.timers.fire_due(self.clock.unix()).await {
+            let wait = match self.timers.fire_due(&lease, self.clock.unix()).await {
                 Ok(n) => {
                     failures = 0;
                     self.metrics.timers_fired.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                    match self.timers.next_due() {
+                    match self.timers.next_due().await {
                         // Timers are kept in whole seconds: wake at the start of the second due.
                         Ok(Some(at)) => {
                             let now_ms = self.clock.unix_ms();
@@ -57,6 +57,7 @@ impl Scheduler {
                         Err(_) => super::backoff(1),
                     }
                 }
+                Err(StoreError::Fenced(_)) => return,
                 Err(e) => {
                     failures += 1;
                     tracing::error!(error = %e, "cannot fire due timers; retrying");
@@ -102,14 +103,14 @@ pub struct OutboxRunner {
 }
 
 impl OutboxRunner {
-    /// Performs outbox items (at least once: an item whose response was not yet recorded
-    /// when botc stopped is performed again after the restart).
-    pub async fn run(self: Arc<Self>) {
+    /// Performs outbox items while `lease` (on the outbox) holds: at least once, since an
+    /// item whose response was not yet recorded when its runner stopped is performed again.
+    pub async fn run(self: Arc<Self>, lease: Lease) {
         let mut running: HashSet<String> = HashSet::new();
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             let added = self.outbox.added();
-            match self.outbox.pending(256) {
+            match self.outbox.pending(&lease, 256).await {
                 Ok(items) => {
                     for item in items {
                         if running.insert(item.id.clone()) {
@@ -117,6 +118,7 @@ impl OutboxRunner {
                         }
                     }
                 }
+                Err(StoreError::Fenced(_)) => return,
                 Err(e) => tracing::error!(error = %e, "cannot read the outbox; retrying"),
             }
             tokio::select! {
@@ -124,7 +126,13 @@ impl OutboxRunner {
                 Some(Ok((id, event))) = tasks.join_next() => {
                     // Until this succeeds the item stays in the outbox, so it is never lost.
                     let mut failures = 0;
-                    while let Err(e) = self.outbox.complete(id.clone(), event.clone()).await {
+                    loop {
+                        let e = match self.outbox.complete(&lease, id.clone(), event.clone()).await {
+                            Ok(()) => break,
+                            // The new holder performs it again.
+                            Err(StoreError::Fenced(_)) => return,
+                            Err(e) => e,
+                        };
                         failures += 1;
                         tracing::error!(error = %e, "cannot record an http response; retrying");
                         self.clock.sleep(super::backoff(failures)).await;
@@ -204,7 +212,7 @@ impl HistoryShipper {
     /// forget them; returns how many. A crash in between writes them again; the sink keeps
     /// one of each.
     async fn ship(&self) -> Result<usize, StoreError> {
-        let records = self.queue.unshipped(512)?;
+        let records = self.queue.unshipped(512).await?;
         let Some(&(upto, _)) = records.last() else { return Ok(0) };
         let n = records.len();
         self.sink.record(records.into_iter().map(|(_, r)| r).collect()).await?;

@@ -3,8 +3,13 @@
 //! (`botc_role_restarts_total`), marks the role down (so `/readyz` says which) and starts it
 //! again after a back-off. Nothing a role holds in memory is needed to restart it: its work
 //! is in the store.
+//!
+//! Work that one process at a time may do is held under a lease ([`Holding::hold`]), so a
+//! second copy of a role (another process, or this one restarted) waits or takes over
+//! instead of doing the work twice.
 
 use super::Metrics;
+use super::ports::{Lease, Leases, StoreError, Work};
 use crate::clock::Clock;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -111,6 +116,88 @@ where
         tokio::select! {
             _ = s.clock.sleep(super::backoff(failures)) => {}
             _ = until_stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// How long a lease lasts without renewal: how long work stays undone after its holder
+/// died without a word, before another process takes it.
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a role needs to hold a lease.
+#[derive(Clone)]
+pub struct Holding {
+    pub leases: Arc<dyn Leases>,
+    /// This process, among the holders.
+    pub holder: Arc<str>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Holding {
+    /// Runs `run` with a lease on `work` for as long as it is held: first waits until the
+    /// work is free (another process may be doing it), then renews the lease every third of
+    /// its time. When the lease is lost, `run` is dropped and the lease sought again; when
+    /// `run` returns (asked to stop, or told it was fenced) and `stop` is set, the lease is
+    /// given up so a successor need not wait for it to expire.
+    pub async fn hold<F, Fut>(&self, work: Work, mut stop: watch::Receiver<bool>, mut run: F)
+    where
+        F: FnMut(Lease) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let every = LEASE_TTL / 3;
+        let mut failures = 0;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let lease = match self.leases.acquire(work.clone(), &self.holder, self.clock.unix_ms(), LEASE_TTL).await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => {
+                    // Held by another process: wait for it to give up or go quiet.
+                    tokio::select! {
+                        _ = self.clock.sleep(every) => {}
+                        _ = until_stopped(&mut stop) => return,
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(work = %work, error = %e, "cannot take a lease; retrying");
+                    tokio::select! {
+                        _ = self.clock.sleep(super::backoff(failures)) => {}
+                        _ = until_stopped(&mut stop) => return,
+                    }
+                    continue;
+                }
+            };
+            failures = 0;
+            tracing::debug!(work = %work, epoch = lease.epoch, "lease taken");
+            let running = run(lease.clone());
+            tokio::pin!(running);
+            loop {
+                tokio::select! {
+                    _ = &mut running => {
+                        if *stop.borrow() {
+                            if let Err(e) = self.leases.release(&lease).await {
+                                tracing::warn!(work = %work, error = %e, "cannot give up a lease; it expires by itself");
+                            }
+                            return;
+                        }
+                        break;
+                    }
+                    _ = self.clock.sleep(every) => {
+                        match self.leases.renew(&lease, self.clock.unix_ms(), LEASE_TTL).await {
+                            Ok(()) => {}
+                            Err(StoreError::Fenced(_)) => {
+                                tracing::warn!(work = %work, "lease lost to another process; stopping this work");
+                                break;
+                            }
+                            // Not lost yet: the store will say so if it is.
+                            Err(e) => tracing::error!(work = %work, error = %e, "cannot renew a lease"),
+                        }
+                    }
+                }
+            }
         }
     }
 }

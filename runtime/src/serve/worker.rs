@@ -7,8 +7,8 @@
 //! replaying any suffix of the bus changes nothing.
 
 use super::ports::{
-    Batch, Bus, Committer, Delivery, Direction, Expected, Found, HistoryRecord, HttpRequest, Message, OutboxItem,
-    Quarantined, QueuedReply, SessionStore, SessionWrite, StoreError, Stored, TimerChange,
+    Batch, Bus, Committer, Delivery, Direction, Expected, Found, HistoryRecord, HttpRequest, Lease, Message,
+    OutboxItem, Quarantined, QueuedReply, SessionStore, SessionWrite, StoreError, Stored, TimerChange,
 };
 use super::transcript::{Entry, From};
 use super::{Bot, Bots, Event, Metrics};
@@ -40,10 +40,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Serves one bus partition until `stop` turns true. A batch in flight is finished first
-    /// unless the store keeps failing; then the worker stops without it (its events are on
-    /// the bus and are done again at the next start).
-    pub async fn run(self: Arc<Self>, partition: usize, mut stop: watch::Receiver<bool>) {
+    /// Serves the leased bus partition until `stop` turns true or the lease is lost. A batch
+    /// in flight is finished first unless the store keeps failing; then the worker stops
+    /// without it (its events are on the bus and are done again by the next holder).
+    pub async fn run(self: Arc<Self>, lease: Lease, mut stop: watch::Receiver<bool>) {
+        let partition = lease.partition().unwrap_or(usize::MAX);
         let mut pos = None;
         let mut failures = 0u32;
         loop {
@@ -52,13 +53,13 @@ impl Worker {
             }
             let from = match pos {
                 Some(p) => Ok(p),
-                None => self.bus.committed(partition).await,
+                None => self.bus.committed(&lease).await,
             };
             let prepared = match from {
                 Ok(from) => {
                     pos = Some(from);
                     tokio::select! {
-                        p = self.prepare(partition, from) => p,
+                        p = self.prepare(&lease, from) => p,
                         _ = stop.changed() => return,
                     }
                 }
@@ -67,6 +68,7 @@ impl Worker {
             let (next, batch) = match prepared {
                 Ok(Some(b)) => b,
                 Ok(None) => continue,
+                Err(StoreError::Fenced(_)) => return fenced(partition),
                 Err(e) => {
                     failures += 1;
                     if self.pause(partition, &e, failures, &mut stop).await {
@@ -84,13 +86,14 @@ impl Worker {
                         failures = 0;
                         break;
                     }
-                    Err(StoreError::Conflict(key)) => {
-                        // Someone else moved this conversation on: start again from the
-                        // partition's committed position with fresh sessions.
-                        tracing::warn!(partition, conversation = %key, "session changed under the worker; refetching");
+                    Err(StoreError::Conflict(keys)) => {
+                        // Someone else moved these conversations on: do the batch again
+                        // from the partition's committed position with fresh sessions.
+                        tracing::warn!(partition, conversations = ?keys, "sessions changed under the worker; refetching");
                         pos = None;
                         break;
                     }
+                    Err(StoreError::Fenced(_)) => return fenced(partition),
                     Err(e) => {
                         failures += 1;
                         if self.pause(partition, &e, failures, &mut stop).await {
@@ -104,11 +107,11 @@ impl Worker {
 
     /// Fetches the next events of `partition` from `from` (waiting for one), loads their
     /// sessions in one call and steps them: the batch to commit and the position after it.
-    async fn prepare(&self, partition: usize, from: u64) -> Result<Option<(u64, Arc<Batch>)>, StoreError> {
-        let deliveries = self.bus.fetch(partition, from, BATCH).await?;
+    async fn prepare(&self, lease: &Lease, from: u64) -> Result<Option<(u64, Arc<Batch>)>, StoreError> {
+        let deliveries = self.bus.fetch(lease, from, BATCH).await?;
         let Some(next) = deliveries.last().map(|d| d.offset + 1) else { return Ok(None) };
         let stored = self.sessions.load(&keys(&deliveries)).await?;
-        Ok(Some((next, Arc::new(self.core.process(partition, next, deliveries, stored)))))
+        Ok(Some((next, Arc::new(self.core.process(lease.clone(), next, deliveries, stored)))))
     }
 
     /// Waits before trying the store again; true when asked to stop meanwhile.
@@ -123,6 +126,10 @@ impl Worker {
     }
 }
 
+fn fenced(partition: usize) {
+    tracing::warn!(partition, "another worker took this partition over; this one stops serving it");
+}
+
 /// The conversations a batch touches, each once.
 fn keys(deliveries: &[Delivery]) -> Vec<String> {
     let mut keys: Vec<String> = deliveries.iter().map(|d| d.event.key()).collect();
@@ -135,7 +142,9 @@ fn keys(deliveries: &[Delivery]) -> Vec<String> {
 struct Live {
     session: Session,
     expected: Expected,
+    /// Events of partition `partition` before this offset have been applied.
     applied: u64,
+    partition: u32,
     name: String,
     touched_at: u64,
     touched: bool,
@@ -152,13 +161,14 @@ impl Core {
     /// `received_at`, so doing a batch again gives the same batch.
     pub fn process(
         &self,
-        partition: usize,
+        lease: Lease,
         next: u64,
         deliveries: Vec<Delivery>,
         mut stored: HashMap<String, Found>,
     ) -> Batch {
+        let partition = lease.partition().unwrap_or(usize::MAX) as u32;
         let mut live: HashMap<String, Live> = HashMap::new();
-        let mut batch = Batch { partition, next_offset: next, ..Batch::default() };
+        let mut batch = Batch::new(lease, next);
         for Delivery { offset, mut event } in deliveries {
             let Some(bot) = self.bots.get(&event.bot) else {
                 tracing::warn!(bot = %event.bot, "an event for a bot that is not running is skipped");
@@ -168,7 +178,9 @@ impl Core {
             let conv = live
                 .entry(key.clone())
                 .or_insert_with(|| self.hydrate(bot, &key, stored.remove(&key), event.received_at, &mut batch));
-            if offset < conv.applied {
+            // A position on another partition (the bus was repartitioned) says nothing about
+            // this one's events: none is skipped.
+            if conv.partition == partition && offset < conv.applied {
                 self.metrics.replays_skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -180,6 +192,7 @@ impl Core {
             }
             self.apply(bot, &event, &mut conv.session, &mut batch);
             conv.applied = offset + 1;
+            conv.partition = partition;
             conv.touched = true;
             conv.touched_at = conv.touched_at.max(event.received_at);
         }
@@ -189,6 +202,7 @@ impl Core {
                     session: conv.session.encode(),
                     version: conv.session.version,
                     applied: conv.applied,
+                    partition: conv.partition,
                     name: conv.name,
                     // To the minute: idleness is counted in days, and a conversation's
                     // index entry then moves at most once a minute.
@@ -205,6 +219,7 @@ impl Core {
             session: bot.program.new_session(),
             expected,
             applied,
+            partition: u32::MAX,
             name,
             touched_at,
             touched: false,
@@ -251,6 +266,7 @@ impl Core {
             session,
             expected: Expected::Version(s.version),
             applied: s.applied,
+            partition: s.partition,
             name: s.name,
             touched_at: s.touched_at,
             touched: false,

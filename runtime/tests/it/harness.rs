@@ -2,6 +2,7 @@
 //! to it over loopback HTTP, stop it the way SIGTERM does.
 
 use botc_runtime::clock::{Clock, SystemClock};
+use botc_runtime::serve::ports::{Lease, Leases, Work};
 use botc_runtime::serve::{Bot, Embedded, Options, Ports, SqliteHistory, history_path, serve};
 use serde_json::Value;
 use std::sync::Arc;
@@ -103,4 +104,9 @@ impl Server {
     pub async fn metrics(&self) -> String {
         self.client.get(format!("{}/metrics", self.base)).send().await.expect("get").text().await.expect("text")
     }
+}
+
+/// A lease on `work` for a test that drives a store's ports itself.
+pub async fn lease(store: &Embedded, work: Work) -> Lease {
+    store.acquire(work, "test", 0, std::time::Duration::from_secs(3600)).await.expect("lease").expect("free")
 }

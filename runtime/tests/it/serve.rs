@@ -1,9 +1,10 @@
 //! `botc serve`'s web chat through real HTTP on loopback.
 
+use crate::harness;
 use crate::harness::Server;
 use crate::load;
 use botc_runtime::clock::ManualClock;
-use botc_runtime::serve::ports::{Bus, SessionStore, TimerStore};
+use botc_runtime::serve::ports::{Bus, SessionStore, TimerStore, Work};
 use botc_runtime::serve::{Bot, Embedded, Options, SqliteHistory, history_path};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -204,7 +205,7 @@ async fn a_restart_keeps_conversations_and_pending_timers() {
     s.expect_user("c1", "small").await;
     let before = transcript(&s, "c1").await;
     s.shut_down().await;
-    assert_eq!(Embedded::open(dir.path(), 2, 100).expect("reopens").pending().expect("timers"), 1);
+    assert_eq!(Embedded::open(dir.path(), 2, 100).expect("reopens").pending().await.expect("timers"), 1);
 
     let s = start_on(clock.clone(), dir.path()).await;
     assert_eq!(transcript(&s, "c1").await, before, "the transcript survives the restart, the timer still waits");
@@ -265,14 +266,14 @@ async fn replaying_the_whole_bus_changes_nothing() {
     let store = Embedded::open(dir.path(), 2, 100).expect("reopens");
     let mut replayed = 0;
     for p in 0..store.partitions() {
-        replayed += store.committed(p).await.expect("position");
+        replayed += store.committed(&harness::lease(&store, Work::Partition(p)).await).await.expect("position");
     }
     // Per conversation: hello, nope, large and the `wait` timer.
     assert_eq!(replayed, 12, "the bus holds every event of the conversations");
     for p in 0..store.partitions() {
         store.rewind(p, 0).await.expect("rewinds");
     }
-    assert_eq!(store.depth(), replayed);
+    assert_eq!(store.depth().await.expect("depth"), replayed);
     store.close();
     drop(store);
 
@@ -299,12 +300,12 @@ async fn replaying_the_whole_bus_changes_nothing() {
     assert_eq!(recorded, 3 * lines.len() as u64);
 
     let s = start(Options::default(), 100, dir.path()).await;
-    let mut waited = 0;
-    while s.store.depth() > 0 && waited < 100 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        waited += 1;
-    }
-    assert_eq!(s.store.depth(), 0, "the replay was consumed");
+    let consumed = async {
+        while s.store.depth().await.expect("depth") > 0 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), consumed).await.expect("the replay was consumed");
     let metrics = s.client.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
     assert!(metrics.lines().any(|l| l == format!("botc_replays_skipped_total {replayed}")), "{metrics}");
     assert!(metrics.lines().any(|l| l == "botc_steps_total 0"), "no event ran twice:\n{metrics}");
@@ -397,14 +398,14 @@ async fn idle_conversations_are_forgotten_and_their_history_kept() {
     s.shut_down().await;
     let store = Embedded::open(dir.path(), 2, 100).expect("reopens");
     let keys = ["shop/web/c1".to_string(), "shop/web/c2".to_string()];
-    assert_eq!(store.pending().expect("timers"), 1);
+    assert_eq!(store.pending().await.expect("timers"), 1);
     let now = botc_runtime::clock::Clock::unix(&botc_runtime::clock::SystemClock::default());
     assert_eq!(store.forget_idle(now - 60, 100).await, Ok(0), "nothing was idle a minute ago");
     assert_eq!(store.load(&keys).await.expect("sessions").len(), 2);
     assert_eq!(store.forget_idle(now + 2, 100).await, Ok(2));
     assert!(store.load(&keys).await.expect("sessions").is_empty());
-    assert!(store.after("shop/web/c1", 0).expect("transcript").is_empty());
-    assert_eq!(store.pending().expect("timers"), 0, "the idle conversation's timer went too");
+    assert!(store.after("shop/web/c1", 0).await.expect("transcript").is_empty());
+    assert_eq!(store.pending().await.expect("timers"), 0, "the idle conversation's timer went too");
     store.close();
     let history = SqliteHistory::open_read_only(&history_path(dir.path())).await.expect("history");
     assert_eq!(history.transcript("shop", "web:c1", false, 100).await.expect("history").len(), 3, "history stays");

@@ -6,7 +6,7 @@ use crate::load;
 use botc_runtime::Input;
 use botc_runtime::clock::ManualClock;
 use botc_runtime::serve::ports::{
-    Batch, Bus, Committer, Delivery, Expected, Found, Fut, SessionStore, StoreError, Stored, TimerChange,
+    Batch, Bus, Committer, Delivery, Expected, Found, Fut, Lease, SessionStore, StoreError, Stored, TimerChange, Work,
 };
 use botc_runtime::serve::{Bot, Bots, Core, Embedded, Event, Metrics, Options, Worker};
 use serde_json::Value;
@@ -48,6 +48,10 @@ fn event(id: &str, conversation: &str, kind: Input, received_at: u64) -> Event {
     }
 }
 
+fn partition0() -> Lease {
+    Lease { work: Work::Partition(0), epoch: 1 }
+}
+
 /// A worker's core for the shop bot, on a clock far from any event's time.
 fn core() -> Core {
     Core {
@@ -64,7 +68,7 @@ fn the_vm_runs_on_the_events_time_so_doing_a_batch_again_gives_the_same_batch() 
         Delivery { offset: 0, event: event("e1", "c1", Input::Text("hi".into()), 1_000) },
         Delivery { offset: 1, event: event("e2", "c1", Input::Button("large".into()), 1_010) },
     ];
-    let batch = core.process(0, 2, deliveries.clone(), HashMap::new());
+    let batch = core.process(partition0(), 2, deliveries.clone(), HashMap::new());
     // The `wait: 1h` timer counts from the second event's time, not the worker's clock.
     let starts: Vec<u64> = batch
         .timers
@@ -77,7 +81,7 @@ fn the_vm_runs_on_the_events_time_so_doing_a_batch_again_gives_the_same_batch() 
     assert_eq!(starts, [1_010 + 3600]);
     assert!(batch.history.iter().all(|r| r.at == 1_000 || r.at == 1_010), "{:#?}", batch.history);
     assert_eq!(batch.sessions[0].stored.touched_at, 960, "the last event's minute");
-    assert_eq!(core.process(0, 2, deliveries, HashMap::new()), batch);
+    assert_eq!(core.process(partition0(), 2, deliveries, HashMap::new()), batch);
 }
 
 #[test]
@@ -87,7 +91,7 @@ fn an_unreadable_session_is_quarantined_and_its_conversation_starts_over() {
     let stored =
         HashMap::from([("shop/web/c1".to_string(), Found::Unreadable { raw: raw.clone(), error: "garbage".into() })]);
     let deliveries = vec![Delivery { offset: 7, event: event("e1", "c1", Input::Text("hi".into()), 1_000) }];
-    let batch = core.process(0, 8, deliveries, stored);
+    let batch = core.process(partition0(), 8, deliveries, stored);
     assert_eq!(batch.quarantined.len(), 1);
     assert_eq!((batch.quarantined[0].raw.as_slice(), batch.quarantined[0].at), (raw.as_slice(), 1_000));
     let write = &batch.sessions[0];
@@ -120,7 +124,7 @@ async fn a_worker_whose_store_keeps_failing_still_stops_when_asked() {
     let worker =
         Arc::new(Worker { core: core(), bus: store.clone(), sessions: store.clone(), committer: broken.clone() });
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(worker.run(0, stopped));
+    let task = tokio::spawn(worker.run(harness::lease(&store, Work::Partition(0)).await, stopped));
     let failed = broken.1.notified();
     if broken.0.load(Ordering::SeqCst) == 0 {
         tokio::time::timeout(Duration::from_secs(10), failed).await.expect("the worker tried to commit");
@@ -141,10 +145,10 @@ impl SessionStore for PanicsOnce {
         }
         self.0.load(keys)
     }
-    fn count(&self) -> Result<u64, StoreError> {
+    fn count(&self) -> Fut<'_, Result<u64, StoreError>> {
         self.0.count()
     }
-    fn scan(&self, prefix: &str, max: usize) -> Result<Vec<(String, Stored)>, StoreError> {
+    fn scan<'a>(&'a self, prefix: &'a str, max: usize) -> Fut<'a, Result<Vec<(String, Stored)>, StoreError>> {
         self.0.scan(prefix, max)
     }
     fn forget_idle(&self, before: u64, max: usize) -> Fut<'_, Result<usize, StoreError>> {
@@ -233,7 +237,11 @@ async fn a_damaged_session_on_disk_does_not_stall_its_partition() {
     assert_eq!(quarantined.len(), 1);
     assert_eq!((quarantined[0].key.as_str(), quarantined[0].raw.as_slice()), ("shop/web/c1", &[0xee, 0x00, 0x01][..]));
     assert!(s.metric("botc_sessions_quarantined_total 1").await);
-    assert_eq!(botc_runtime::serve::ports::TimerStore::pending(&*s.store).expect("timers"), 1, "c2 reached its wait");
+    assert_eq!(
+        botc_runtime::serve::ports::TimerStore::pending(&*s.store).await.expect("timers"),
+        1,
+        "c2 reached its wait"
+    );
     s.shut_down().await;
 }
 
@@ -246,6 +254,6 @@ fn the_flow_sees_the_language_the_channel_reported() {
         clock: Arc::new(ManualClock::at(0)),
     };
     let deliveries = vec![Delivery { offset: 0, event: event("e1", "c1", Input::Text("hi".into()), 1_000) }];
-    let batch = core.process(0, 1, deliveries, HashMap::new());
+    let batch = core.process(partition0(), 1, deliveries, HashMap::new());
     assert!(batch.messages.iter().any(|m| m.entry.text == "lang=pt-BR"), "{:#?}", batch.messages);
 }
