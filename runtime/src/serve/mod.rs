@@ -8,6 +8,7 @@
 //! requests back into events. The roles talk to storage only through the [`ports`]; here
 //! every port is the embedded redb store ([`Embedded`]).
 
+pub mod contract;
 mod dispatch;
 mod embedded;
 mod event;

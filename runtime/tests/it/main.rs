@@ -1,6 +1,7 @@
 //! Integration tests of the runtime: conversations on the real VM, compiled by the real
 //! compiler.
 
+mod contract;
 mod conversations;
 mod harness;
 mod migration;

@@ -6,7 +6,8 @@ use crate::load;
 use botc_runtime::Input;
 use botc_runtime::clock::ManualClock;
 use botc_runtime::serve::ports::{
-    Batch, Bus, Committer, Delivery, Expected, Found, Fut, Lease, SessionStore, StoreError, Stored, TimerChange, Work,
+    Batch, Bus, Committer, Delivery, Expected, Found, Fut, Lease, Leases, SessionStore, StoreError, Stored,
+    TimerChange, Work,
 };
 use botc_runtime::serve::{Bot, Bots, Core, Embedded, Event, Metrics, Options, Worker};
 use serde_json::Value;
@@ -256,4 +257,45 @@ fn the_flow_sees_the_language_the_channel_reported() {
     let deliveries = vec![Delivery { offset: 0, event: event("e1", "c1", Input::Text("hi".into()), 1_000) }];
     let batch = core.process(partition0(), 1, deliveries, HashMap::new());
     assert!(batch.messages.iter().any(|m| m.entry.text == "lang=pt-BR"), "{:#?}", batch.messages);
+}
+
+#[test]
+fn a_position_on_another_partition_skips_nothing_after_a_repartition() {
+    let core = core();
+    let first = core.process(
+        partition0(),
+        1,
+        vec![Delivery { offset: 0, event: event("e1", "c1", Input::Text("hi".into()), 1_000) }],
+        HashMap::new(),
+    );
+    let mut stored = first.sessions[0].stored.clone();
+    // The bus was repartitioned: c1's events used to be on partition 3, far ahead.
+    (stored.partition, stored.applied) = (3, 500);
+    let found = HashMap::from([("shop/web/c1".to_string(), Found::Stored(stored.clone()))]);
+    let answer = vec![Delivery { offset: 7, event: event("e2", "c1", Input::Button("large".into()), 1_010) }];
+    let batch = core.process(partition0(), 8, answer.clone(), found);
+    assert_eq!(batch.sessions.len(), 1, "the answer was applied, not skipped as already seen");
+    assert_eq!((batch.sessions[0].stored.partition, batch.sessions[0].stored.applied), (0, 8));
+    // On its own partition the same position does skip it.
+    stored.partition = 0;
+    let found = HashMap::from([("shop/web/c1".to_string(), Found::Stored(stored))]);
+    assert!(core.process(partition0(), 8, answer, found).sessions.is_empty(), "an event already applied ran again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_partition_was_taken_over_stops_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(Embedded::open(dir.path(), 1, 100).expect("store"));
+    let worker =
+        Arc::new(Worker { core: core(), bus: store.clone(), sessions: store.clone(), committer: store.clone() });
+    let lease = harness::lease(&store, Work::Partition(0)).await;
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker.run(lease, stopped));
+    // Another process takes the partition (the test's lease lasts an hour from 0).
+    let newer = store.acquire(Work::Partition(0), "another", 3_600_001, Duration::from_secs(10)).await;
+    let newer = newer.expect("acquire").expect("the expired lease is free");
+    store.publish(vec![event("e1", "c1", Input::Text("hi".into()), 1_000)]).await.expect("published");
+    tokio::time::timeout(Duration::from_secs(10), task).await.expect("the fenced worker stopped").expect("no panic");
+    assert_eq!(store.committed(&newer).await.expect("position"), 0, "the fenced worker moved the position");
+    assert!(store.load(&["shop/web/c1".to_string()]).await.expect("load").is_empty(), "the fenced worker wrote");
 }
