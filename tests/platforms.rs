@@ -93,19 +93,31 @@ fn a_telegram_bot_answers_through_the_api_and_no_secret_reaches_the_logs() {
                 .status()
         }
     };
+    // Every log line, as botc writes it.
+    let stderr = server.stderr.take().expect("stderr");
+    let (lines, logged) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
     assert_eq!(rt.block_on(post("wrong-secret")), 401);
     assert_eq!(rt.block_on(post(SECRET)), 200);
-    // The send is refused by the platform (wrong token) and logged.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while fake.refused().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    // The send is refused by the platform (wrong token) and logged: wait for that line.
+    let refused = rt.block_on(fake.wait_for_refusals(1, Duration::from_secs(10)));
+    assert!(!refused.is_empty(), "botc called the platform");
+    let mut logs = String::new();
+    while !logs.contains("refused a reply for good") {
+        match logged.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => logs.push_str(&(line + "\n")),
+            Err(e) => panic!("no log line says the reply was refused ({e}):\n{logs}"),
+        }
     }
-    assert!(!fake.refused().is_empty(), "botc called the platform");
-    std::thread::sleep(Duration::from_millis(200));
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
-    let out = server.wait_with_output().expect("exits");
-    let logs = String::from_utf8_lossy(&out.stderr);
-    assert!(logs.contains("webhook refused") && logs.contains("refused a reply for good"), "{logs}");
+    server.wait().expect("exits");
+    reader.join().expect("reader");
+    logs.extend(logged.try_iter().map(|l| l + "\n"));
+    assert!(logs.contains("webhook refused"), "{logs}");
     assert!(
         !logs.contains(TOKEN) && !logs.contains("987654") && !logs.contains(SECRET),
         "a secret reached the logs:\n{logs}"

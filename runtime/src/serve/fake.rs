@@ -3,6 +3,7 @@
 //! platforms document them (including their 401s), records every call, and can be told to
 //! answer the next calls with a 429 (each platform's own retry-after shape) or a 5xx.
 
+use crate::clock::{Clock, SystemClock};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One call the fake received.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,7 +21,7 @@ pub struct Received {
     /// The path, with Telegram's bot token replaced by `TOKEN`.
     pub path: String,
     pub body: Json,
-    /// When it arrived, since the fake started.
+    /// When it arrived: the fake's clock's monotonic time.
     pub at: Duration,
 }
 
@@ -53,8 +54,10 @@ pub struct Tokens {
 
 pub struct FakePlatform {
     pub base: String,
+    /// The clock calls are stamped with.
+    pub clock: Arc<dyn Clock>,
     inner: Arc<Mutex<Inner>>,
-    /// Wakes `wait_for` when a call is answered.
+    /// Wakes `wait_for` and `wait_for_refusals` when a call is answered.
     answered: Arc<tokio::sync::Notify>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -67,26 +70,32 @@ impl Drop for FakePlatform {
     }
 }
 
-type Shared = (Arc<Mutex<Inner>>, Instant, Arc<tokio::sync::Notify>);
+type Shared = (Arc<Mutex<Inner>>, Arc<dyn Clock>, Arc<tokio::sync::Notify>);
 
 impl FakePlatform {
     /// Serves on a free loopback port. Point `ApiBases` at `base` (the same base serves all
     /// three platforms: their paths do not overlap).
     pub async fn start(tokens: Tokens) -> std::io::Result<FakePlatform> {
-        FakePlatform::start_at(([127, 0, 0, 1], 0).into(), tokens).await
+        FakePlatform::start_on(tokens, Arc::new(SystemClock::default())).await
+    }
+
+    /// Serves on a free loopback port, stamping calls with `clock`'s monotonic time (give
+    /// it the sender's clock, and a test sees exactly how the sender spaced its calls).
+    pub async fn start_on(tokens: Tokens, clock: Arc<dyn Clock>) -> std::io::Result<FakePlatform> {
+        FakePlatform::serve(([127, 0, 0, 1], 0).into(), tokens, clock).await
     }
 
     /// Serves at `addr`.
     pub async fn start_at(addr: std::net::SocketAddr, tokens: Tokens) -> std::io::Result<FakePlatform> {
+        FakePlatform::serve(addr, tokens, Arc::new(SystemClock::default())).await
+    }
+
+    async fn serve(addr: std::net::SocketAddr, tokens: Tokens, clock: Arc<dyn Clock>) -> std::io::Result<FakePlatform> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let base = format!("http://{}", listener.local_addr()?);
         let inner = Arc::new(Mutex::new(Inner { tokens, ..Inner::default() }));
-        // The fake stands for a remote server, which has its own real clock: it stamps calls
-        // with real time so tests can see how a sender spaced them.
-        #[allow(clippy::disallowed_methods)]
-        let started = Instant::now();
         let answered = Arc::new(tokio::sync::Notify::new());
-        let app = Router::new().fallback(answer).with_state((inner.clone(), started, answered.clone()));
+        let app = Router::new().fallback(answer).with_state((inner.clone(), clock.clone(), answered.clone()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -95,7 +104,7 @@ impl FakePlatform {
                 })
                 .await;
         });
-        Ok(FakePlatform { base, inner, answered, stop: Some(stop) })
+        Ok(FakePlatform { base, clock, inner, answered, stop: Some(stop) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -124,25 +133,35 @@ impl FakePlatform {
 
     /// Waits until `n` calls have been answered successfully (or `within` passes).
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        self.wait_until(within, |i| i.received.len() >= n).await;
+        self.received()
+    }
+
+    /// Waits until `n` calls have been refused (or `within` passes).
+    pub async fn wait_for_refusals(&self, n: usize, within: Duration) -> Vec<Received> {
+        self.wait_until(within, |i| i.refused.len() >= n).await;
+        self.refused()
+    }
+
+    async fn wait_until(&self, within: Duration, done: impl Fn(&Inner) -> bool) {
         let _ = tokio::time::timeout(within, async {
             loop {
                 let answered = self.answered.notified();
                 tokio::pin!(answered);
                 // Listen before looking, so a call answered meanwhile is not missed.
                 answered.as_mut().enable();
-                if self.received().len() >= n {
+                if done(&self.lock()) {
                     return;
                 }
                 answered.await;
             }
         })
         .await;
-        self.received()
     }
 }
 
 async fn answer(
-    State((inner, started, answered)): State<Shared>,
+    State((inner, clock, answered)): State<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -166,9 +185,10 @@ async fn answer(
     } else {
         return (StatusCode::NOT_FOUND, "no such API").into_response();
     };
-    let received = Received { method: method.to_string(), path: shown, body, at: started.elapsed() };
+    let received = Received { method: method.to_string(), path: shown, body, at: clock.monotonic() };
     if !authorized {
         inner.refused.push(received);
+        answered.notify_waiters();
         return match platform {
             "telegram" => (
                 StatusCode::UNAUTHORIZED,
@@ -182,6 +202,7 @@ async fn answer(
     }
     if let Some(t) = inner.trouble.pop_front() {
         inner.refused.push(received);
+        answered.notify_waiters();
         return match (platform, t) {
             ("telegram", Trouble::TooMany(d)) => {
                 let secs = d.as_secs().max(1);

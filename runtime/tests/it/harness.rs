@@ -96,6 +96,23 @@ impl Server {
         panic!("{bot}'s conversation {conv} never got there: {seen:#?}");
     }
 
+    /// Waits until every event is stepped and every platform reply delivered: after that
+    /// nothing more reaches a platform until something new comes in.
+    pub async fn settled(&self) {
+        use botc_runtime::serve::ports::{Bus, ReplyQueue};
+        let settled = async {
+            loop {
+                let events = Bus::depth(&*self.store).await.expect("bus depth");
+                let replies = ReplyQueue::depth(&*self.store).await.expect("replies waiting");
+                if events == 0 && replies == 0 {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), settled).await.expect("botc settled");
+    }
+
     /// Whether `/metrics` has exactly this line.
     pub async fn metric(&self, line: &str) -> bool {
         self.metrics().await.lines().any(|l| l == line)

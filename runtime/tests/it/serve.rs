@@ -58,15 +58,9 @@ impl Server {
         self.expect(conv, "Hi Ada! Which size?").await;
     }
 
-    /// Polls until the user's own message `text` is in the transcript.
+    /// Long-polls until the user's own message `text` is in the transcript.
     async fn expect_user(&self, conv: &str, text: &str) {
-        for _ in 0..40 {
-            if self.messages(conv, 0, 0).await.iter().any(|m| m["from"] == "user" && m["text"] == text) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("the user's {text:?} never reached the transcript");
+        self.poll_until("shop", conv, |seen| seen.iter().any(|m| m["from"] == "user" && m["text"] == text)).await;
     }
 
     /// Polls until a message from the bot or system with `text` shows up.
@@ -353,14 +347,8 @@ async fn a_new_flow_version_carries_waiting_conversations_over() {
     let v3 = FLOW.replace("ask_size", "pick_size");
     let s = start_flow(&v3, Options::default(), 100, dir.path()).await;
     s.post("/api/bots/shop/conversations/c2/messages", r#"{"button": "large"}"#).await;
-    let mut seen = Vec::new();
-    for _ in 0..20 {
-        seen = transcript(&s, "c2").await;
-        if seen.iter().filter(|m| m["text"] == "Hi Ada! Which size?").count() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let asked_twice = |seen: &[Value]| seen.iter().filter(|m| m["text"] == "Hi Ada! Which size?").count() == 2;
+    let seen = s.poll_until("shop", "c2", asked_twice).await;
     assert_eq!(seen.iter().filter(|m| m["text"] == "Hi Ada! Which size?").count(), 2, "asked again: {seen:#?}");
     s.shut_down().await;
 }
@@ -387,8 +375,12 @@ async fn when_the_store_stops_events_get_503_and_readyz_says_so() {
 async fn idle_conversations_are_forgotten_and_their_history_kept() {
     use botc_runtime::serve::ports::{TimerStore, Transcript};
     let dir = data_dir();
-    // An hour's wait: the reminder timer is still pending when the test looks.
-    let s = start_flow(&FLOW.replace("wait: 1s", "wait: 1h"), Options::default(), 100, dir.path()).await;
+    // An hour's wait: the reminder timer is still pending when the test looks. The clock
+    // stands at 00:00:30 on some day: events are stamped with it.
+    let then = 1_700_006_400 + 30; // 2023-11-15T00:00:30Z
+    let clock = Arc::new(ManualClock::at(then * 1000));
+    let bots = vec![Bot::web("shop", "Shop", Arc::new(load(&FLOW.replace("wait: 1s", "wait: 1h"))))];
+    let s = crate::harness::start_with(bots, Options::default(), 100, dir.path(), clock, |p, _| p).await;
     for conv in ["c1", "c2"] {
         s.greet(conv).await;
     }
@@ -399,10 +391,10 @@ async fn idle_conversations_are_forgotten_and_their_history_kept() {
     let store = Embedded::open(dir.path(), 2, 100).expect("reopens");
     let keys = ["shop/web/c1".to_string(), "shop/web/c2".to_string()];
     assert_eq!(store.pending().await.expect("timers"), 1);
-    let now = botc_runtime::clock::Clock::unix(&botc_runtime::clock::SystemClock::default());
-    assert_eq!(store.forget_idle(now - 60, 100).await, Ok(0), "nothing was idle a minute ago");
+    // Idle times are kept to the minute: both were last touched in the minute from 00:00.
+    assert_eq!(store.forget_idle(then - 30, 100).await, Ok(0), "nothing was idle before 00:00");
     assert_eq!(store.load(&keys).await.expect("sessions").len(), 2);
-    assert_eq!(store.forget_idle(now + 2, 100).await, Ok(2));
+    assert_eq!(store.forget_idle(then - 29, 100).await, Ok(2));
     assert!(store.load(&keys).await.expect("sessions").is_empty());
     assert!(store.after("shop/web/c1", 0).await.expect("transcript").is_empty());
     assert_eq!(store.pending().await.expect("timers"), 0, "the idle conversation's timer went too");
