@@ -3,7 +3,7 @@
 //! value), and no secret ever reaches a log line, even when requests and sends fail.
 
 use crate::{banner_url, root};
-use botc_runtime::serve::fake::{FakePlatform, Tokens};
+use botc_serve::fake::{FakePlatform, Tokens};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

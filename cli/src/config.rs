@@ -1,7 +1,7 @@
 //! `botc.toml`: what `botc serve` runs. Read and checked completely before anything binds,
 //! so a mistake is reported with its file, line and fix instead of half a server starting.
 
-use botc_runtime::serve::Platform;
+use botc_serve::Platform;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -130,7 +130,7 @@ pub struct BotConfig {
     pub conversation_messages_per_second: Option<u32>,
     /// The credentials, read from the environment by [`load`].
     #[serde(skip)]
-    pub secrets: botc_runtime::serve::Secrets,
+    pub secrets: botc_serve::Secrets,
 }
 
 fn default_platform() -> Platform {
@@ -215,8 +215,8 @@ pub fn load(path: &Path) -> Result<Config, String> {
 
 /// Reads a bot's credentials from the environment variables its config names, checking each
 /// is there and well-formed. Errors name the variable, never its value.
-fn secrets(bot: &BotConfig) -> Result<botc_runtime::serve::Secrets, String> {
-    use botc_runtime::serve::{Secret, Secrets};
+fn secrets(bot: &BotConfig) -> Result<botc_serve::Secrets, String> {
+    use botc_serve::{Secret, Secrets};
     let read = |field: &str, var: &Option<String>, what: &str| -> Result<Secret, String> {
         let Some(name) = var else {
             return Err(format!(

@@ -262,7 +262,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::FakePlatform { listen } => with_runtime(async move {
-            use botc_runtime::serve::fake::{FakePlatform, Tokens};
+            use botc_serve::fake::{FakePlatform, Tokens};
             let fake = match FakePlatform::start_at(listen, Tokens::default()).await {
                 Ok(f) => f,
                 Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
@@ -888,7 +888,7 @@ fn serve_cmd(
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    use botc_runtime::serve;
+    use botc_serve as serve;
     let mut options = serve::Options::default();
     let (mut partitions, mut capacity) = (serve::DEFAULT_PARTITIONS, serve::DEFAULT_QUEUE_CAPACITY);
     let mut declared: Vec<&config::BotConfig> = Vec::new();
@@ -1054,7 +1054,7 @@ enum HistoryFormat {
 }
 
 fn history_cmd(bot: &str, who: &str, by_conversation: bool, dir: &Path, limit: u32, format: HistoryFormat) -> ExitCode {
-    use botc_runtime::serve::{SqliteHistory, history_path, ports::Direction};
+    use botc_serve::{SqliteHistory, history_path, ports::Direction};
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),

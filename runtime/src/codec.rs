@@ -24,7 +24,7 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-pub(crate) fn put_var(out: &mut Vec<u8>, mut v: u64) {
+pub fn put_var(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -32,36 +32,36 @@ pub(crate) fn put_var(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_var(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     b: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(b: &'a [u8]) -> Reader<'a> {
+    pub fn new(b: &'a [u8]) -> Reader<'a> {
         Reader { b, at: 0 }
     }
-    pub(crate) fn remaining(&self) -> usize {
+    pub fn remaining(&self) -> usize {
         self.b.len() - self.at
     }
-    pub(crate) fn done(&self) -> bool {
+    pub fn done(&self) -> bool {
         self.at == self.b.len()
     }
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.b.len()).ok_or(DecodeError::Truncated)?;
         let s = &self.b[self.at..end];
         self.at = end;
         Ok(s)
     }
-    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
-    pub(crate) fn var(&mut self) -> Result<u64, DecodeError> {
+    pub fn var(&mut self) -> Result<u64, DecodeError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -73,18 +73,18 @@ impl<'a> Reader<'a> {
         Err(DecodeError::Malformed("varint too long"))
     }
     /// A count that cannot exceed the bytes left (each item takes at least one byte).
-    pub(crate) fn count(&mut self) -> Result<usize, DecodeError> {
+    pub fn count(&mut self) -> Result<usize, DecodeError> {
         let n = self.var()?;
         if n > (self.b.len() - self.at) as u64 {
             return Err(DecodeError::Truncated);
         }
         Ok(n as usize)
     }
-    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.count()?;
         self.take(n)
     }
-    pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
+    pub fn string(&mut self) -> Result<String, DecodeError> {
         String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError::Malformed("text is not UTF-8"))
     }
 }

@@ -1,12 +1,14 @@
-//! botc's runtime. Today: the VM ([`vm`]), a pure function from (program, session, input,
-//! now) to effects, and the session model ([`session`]) with its own versioned encoding.
-//! The ports and adapters (bus, stores, gateway, dispatcher) build on these.
+//! botc's pure core: the VM ([`vm`]), a pure function from (program, session, input, now)
+//! to effects; the session model ([`session`]) with its own versioned encoding and its
+//! migration to a new flow version ([`migrate`]); the conversation simulator ([`sim`]);
+//! the platforms' pure code ([`platforms`]: signatures, message shapes, send budgets); and
+//! the [`clock`] every role is given. No I/O: `botc-serve` builds the roles, their ports
+//! and the stores on top of this crate.
 
 pub mod clock;
-mod codec;
+pub mod codec;
 pub mod migrate;
 pub mod platforms;
-pub mod serve;
 pub mod session;
 pub mod sim;
 pub mod value;

@@ -11,8 +11,12 @@ pub const MAX_TEXT: usize = 3000;
 /// An Events API request (JSON) or an interactivity request (`payload=` form).
 pub fn inbound(bot: &str, body: &[u8]) -> Result<Inbound, String> {
     let ok = Answer::json(200, json!({}));
-    if let Some(form) = body.strip_prefix(b"payload=") {
-        let payload = percent_decode(form).ok_or("the interactivity payload is not valid form encoding")?;
+    if body.starts_with(b"payload=") {
+        // Decoded by the URL standard's form rules (`+` a space, `%XX` a byte), as Slack encodes it.
+        let payload = form_urlencoded::parse(body)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| v.into_owned())
+            .ok_or("the interactivity request has no payload")?;
         let p: Json =
             serde_json::from_str(&payload).map_err(|e| format!("the interactivity payload is not JSON: {e}"))?;
         if json_str(&p, "type").as_deref() != Some("block_actions") {
@@ -98,25 +102,6 @@ fn strip_mentions(text: &str) -> String {
     }
     out.push_str(rest);
     out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn percent_decode(bytes: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b'&' => break,
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 pub fn calls(base: &str, token: &str, reply: &Reply) -> Result<Vec<Call>, String> {

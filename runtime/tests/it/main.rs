@@ -1,14 +1,9 @@
 //! Integration tests of the runtime: conversations on the real VM, compiled by the real
 //! compiler.
 
-mod contract;
 mod conversations;
-mod harness;
 mod migration;
-mod platforms;
 mod robustness;
-mod serve;
-mod worker;
 
 use botc_compiler::{NoImports, Syntax, compile, emit};
 use botc_runtime::{Context, Effect, Input, Limits, Loaded, Session, Step, step};

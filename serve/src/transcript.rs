@@ -18,5 +18,5 @@ pub struct Entry {
     pub id: String,
     pub from: From,
     pub text: String,
-    pub buttons: Vec<crate::vm::Button>,
+    pub buttons: Vec<botc_runtime::vm::Button>,
 }

@@ -12,9 +12,9 @@ use super::ports::{
 };
 use super::transcript::{Entry, From};
 use super::{Bot, Bots, Event, Metrics};
-use crate::clock::Clock;
-use crate::session::{Session, State};
-use crate::vm::{self, Context, Effect, Input, Limits};
+use botc_runtime::clock::Clock;
+use botc_runtime::session::{Session, State};
+use botc_runtime::vm::{self, Context, Effect, Input, Limits};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -239,16 +239,18 @@ impl Core {
             // The flow changed since this conversation last moved: carry it over to the new
             // version when its position and variables still fit (as `botc diff` predicts).
             Ok(old) => match self.bots.previous(&bot.id, &old.program) {
-                Some(prev) => match crate::migrate::migrate(prev.program(), &bot.program, &old, &Default::default()) {
-                    Ok(moved) => {
-                        tracing::info!(conversation = %key, "moved to the new version of the flow");
-                        moved
+                Some(prev) => {
+                    match botc_runtime::migrate::migrate(prev.program(), &bot.program, &old, &Default::default()) {
+                        Ok(moved) => {
+                            tracing::info!(conversation = %key, "moved to the new version of the flow");
+                            moved
+                        }
+                        Err(why) => {
+                            tracing::info!(conversation = %key, reason = %why, "the flow changed under this conversation; it starts over");
+                            restart(bot, Some(&old))
+                        }
                     }
-                    Err(why) => {
-                        tracing::info!(conversation = %key, reason = %why, "the flow changed under this conversation; it starts over");
-                        restart(bot, Some(&old))
-                    }
-                },
+                }
                 None => {
                     tracing::info!(conversation = %key, "the conversation's flow version is unknown; it starts over");
                     restart(bot, Some(&old))
@@ -391,7 +393,7 @@ impl Core {
                     // Replies go back the way the conversation came: a platform bot can also be
                     // tried out in the web chat, and then answers there.
                     if bot.platform != super::Platform::Web && event.platform == bot.platform.name() {
-                        let reply = crate::platforms::Reply {
+                        let reply = botc_runtime::platforms::Reply {
                             reply_to: event.reply_to.clone(),
                             text: text.clone(),
                             buttons: buttons.clone(),

@@ -7,7 +7,7 @@
 use super::Event;
 use super::Metrics;
 use super::ports::{HistoryQueue, HistorySink, Lease, Outbox, OutboxItem, SessionStore, StoreError, TimerStore};
-use crate::clock::Clock;
+use botc_runtime::clock::Clock;
 use serde_json::Value as Json;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -165,8 +165,11 @@ impl OutboxRunner {
                 (0, Json::Null)
             }
         };
-        let event =
-            Event { kind: crate::vm::Input::Http { status, body }, received_at: self.clock.unix(), ..item.result };
+        let event = Event {
+            kind: botc_runtime::vm::Input::Http { status, body },
+            received_at: self.clock.unix(),
+            ..item.result
+        };
         (item.id, event)
     }
 }

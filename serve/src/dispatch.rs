@@ -11,9 +11,9 @@
 use super::metrics::Platformed;
 use super::ports::{ApiResponse, Fut, Lease, PlatformClient, QueuedReply, RateLimiter, ReplyQueue, StoreError, Work};
 use super::{ApiBases, Bot, Bots, Metrics};
-use crate::clock::Clock;
-use crate::platforms::limiter::Check;
-use crate::platforms::{self, Call, Outcome, Platform};
+use botc_runtime::clock::Clock;
+use botc_runtime::platforms::limiter::Check;
+use botc_runtime::platforms::{self, Call, Outcome, Platform};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The embedded store against the port contract every store must keep.
 
-use botc_runtime::serve::Embedded;
-use botc_runtime::serve::contract::{Fresh, PARTITIONS};
+use botc_serve::Embedded;
+use botc_serve::contract::{Fresh, PARTITIONS};
 
 async fn fresh() -> Fresh<Embedded> {
     let dir = tempfile::tempdir().expect("dir");
@@ -9,4 +9,4 @@ async fn fresh() -> Fresh<Embedded> {
     Fresh { store, keep: Box::new(dir) }
 }
 
-botc_runtime::contract_suite!(fresh());
+botc_serve::contract_suite!(fresh());

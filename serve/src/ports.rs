@@ -313,7 +313,7 @@ pub struct QueuedReply {
     pub bot: String,
     /// The conversation key: a conversation's replies are delivered in order.
     pub key: String,
-    pub reply: crate::platforms::Reply,
+    pub reply: botc_runtime::platforms::Reply,
 }
 
 /// Replies waiting for delivery, per bot, in the order they were committed. A reply
@@ -391,7 +391,7 @@ pub struct HistoryRecord {
     /// `text`, `button`, `timer`, `http` or `handback` coming in; `message` or `note` going out.
     pub kind: String,
     pub text: String,
-    pub buttons: Vec<crate::vm::Button>,
+    pub buttons: Vec<botc_runtime::vm::Button>,
     /// Unix seconds.
     pub at: u64,
 }
@@ -422,35 +422,35 @@ pub trait FlowRegistry: Send + Sync {
     fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>>;
 }
 
-/// Send budgets ([`crate::platforms::limiter`]): all checks of a send pass together or none
+/// Send budgets ([`botc_runtime::platforms::limiter`]): all checks of a send pass together or none
 /// is charged; a platform's 429 is written back. Shared by every dispatcher, so a limiter
 /// that cannot reach its store answers with a wait, never with a pass.
 pub trait RateLimiter: Send + Sync {
     /// `Err(wait)`: over budget, try again after `wait`.
     fn acquire<'a>(
         &'a self,
-        checks: &'a [crate::platforms::limiter::Check],
+        checks: &'a [botc_runtime::platforms::limiter::Check],
     ) -> Fut<'a, Result<(), std::time::Duration>>;
     fn penalize<'a>(
         &'a self,
-        checks: &'a [crate::platforms::limiter::Check],
+        checks: &'a [botc_runtime::platforms::limiter::Check],
         retry_after: std::time::Duration,
     ) -> Fut<'a, ()>;
 }
 
-impl RateLimiter for crate::platforms::limiter::Gcra {
+impl RateLimiter for botc_runtime::platforms::limiter::Gcra {
     fn acquire<'a>(
         &'a self,
-        checks: &'a [crate::platforms::limiter::Check],
+        checks: &'a [botc_runtime::platforms::limiter::Check],
     ) -> Fut<'a, Result<(), std::time::Duration>> {
-        Box::pin(std::future::ready(crate::platforms::limiter::Gcra::acquire(self, checks)))
+        Box::pin(std::future::ready(botc_runtime::platforms::limiter::Gcra::acquire(self, checks)))
     }
     fn penalize<'a>(
         &'a self,
-        checks: &'a [crate::platforms::limiter::Check],
+        checks: &'a [botc_runtime::platforms::limiter::Check],
         retry_after: std::time::Duration,
     ) -> Fut<'a, ()> {
-        crate::platforms::limiter::Gcra::penalize(self, checks, retry_after);
+        botc_runtime::platforms::limiter::Gcra::penalize(self, checks, retry_after);
         Box::pin(std::future::ready(()))
     }
 }
@@ -465,5 +465,5 @@ pub struct ApiResponse {
 
 /// Performs platform API calls. `Err` is a transport failure (no answer): retried.
 pub trait PlatformClient: Send + Sync {
-    fn call(&self, call: crate::platforms::Call) -> Fut<'_, Result<ApiResponse, String>>;
+    fn call(&self, call: botc_runtime::platforms::Call) -> Fut<'_, Result<ApiResponse, String>>;
 }

@@ -11,7 +11,7 @@
 use super::Event;
 use super::ports::*;
 use super::transcript::{Entry, From};
-use crate::codec::{DecodeError, Reader, put_bytes, put_var};
+use botc_runtime::codec::{DecodeError, Reader, put_bytes, put_var};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -759,7 +759,7 @@ impl Writer {
                 TimerChange::Start { at, event } => {
                     let key = event.key();
                     let timer = match event.kind {
-                        crate::vm::Input::Timer { timer } => timer,
+                        botc_runtime::vm::Input::Timer { timer } => timer,
                         _ => continue,
                     };
                     t.timers.insert((*at, key.as_str(), timer), event.encode().as_slice()).map_err(io)?;
@@ -889,7 +889,7 @@ fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Entry, DecodeError> {
     Ok(Entry { seq, id, from, text, buttons })
 }
 
-fn put_buttons(out: &mut Vec<u8>, buttons: &[crate::vm::Button]) {
+fn put_buttons(out: &mut Vec<u8>, buttons: &[botc_runtime::vm::Button]) {
     put_var(out, buttons.len() as u64);
     for b in buttons {
         put_bytes(out, b.label.as_bytes());
@@ -905,7 +905,7 @@ fn put_buttons(out: &mut Vec<u8>, buttons: &[crate::vm::Button]) {
     }
 }
 
-fn read_buttons(r: &mut Reader<'_>) -> Result<Vec<crate::vm::Button>, DecodeError> {
+fn read_buttons(r: &mut Reader<'_>) -> Result<Vec<botc_runtime::vm::Button>, DecodeError> {
     let n = r.count()?;
     let mut buttons = Vec::with_capacity(n);
     for _ in 0..n {
@@ -918,7 +918,7 @@ fn read_buttons(r: &mut Reader<'_>) -> Result<Vec<crate::vm::Button>, DecodeErro
         };
         let value = opt()?;
         let url = opt()?;
-        buttons.push(crate::vm::Button { label, value, url });
+        buttons.push(botc_runtime::vm::Button { label, value, url });
     }
     Ok(buttons)
 }
@@ -974,7 +974,7 @@ fn decode_reply(bytes: &[u8]) -> Result<QueuedReply, DecodeError> {
     let (id, bot, key, reply_to, text) = (r.string()?, r.string()?, r.string()?, r.string()?, r.string()?);
     let buttons = read_buttons(&mut r)?;
     let first = r.u8()? != 0;
-    Ok(QueuedReply { id, bot, key, reply: crate::platforms::Reply { reply_to, text, buttons, first } })
+    Ok(QueuedReply { id, bot, key, reply: botc_runtime::platforms::Reply { reply_to, text, buttons, first } })
 }
 
 fn encode_item(item: &OutboxItem) -> Vec<u8> {
@@ -1168,7 +1168,7 @@ fn unreadable(offset: u64) -> Event {
         user_id: String::new(),
         user_name: String::new(),
         user_language: String::new(),
-        kind: crate::vm::Input::HandBack,
+        kind: botc_runtime::vm::Input::HandBack,
         received_at: 0,
         reply_to: String::new(),
     }
@@ -1376,7 +1376,7 @@ mod tests {
             id: "e:1".into(),
             from: From::Bot,
             text: "hi".into(),
-            buttons: vec![crate::vm::Button { label: "A".into(), value: Some("a".into()), url: None }],
+            buttons: vec![botc_runtime::vm::Button { label: "A".into(), value: Some("a".into()), url: None }],
         };
         assert_eq!(decode_entry(7, &encode_entry(&e)), Ok(e.clone()));
         let s = Stored {

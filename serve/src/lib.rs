@@ -33,10 +33,10 @@ pub use roles::{HistoryShipper, OutboxRunner, Scheduler};
 pub use transcript::{Entry, From};
 pub use worker::{Core, Worker};
 
-use crate::clock::Clock;
-pub use crate::platforms::Platform;
-use crate::platforms::limiter::Limit;
-use crate::vm::Loaded;
+use botc_runtime::clock::Clock;
+pub use botc_runtime::platforms::Platform;
+use botc_runtime::platforms::limiter::Limit;
+use botc_runtime::vm::Loaded;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -92,7 +92,7 @@ pub struct Secrets {
     /// Bot token (Discord, Telegram) or bot user OAuth token (Slack).
     pub token: Option<Secret>,
     /// Discord: the application's public key.
-    pub discord_key: Option<crate::platforms::verify::DiscordKey>,
+    pub discord_key: Option<botc_runtime::platforms::verify::DiscordKey>,
     /// Slack: the signing secret.
     pub signing_secret: Option<Secret>,
     /// Telegram: the `secret_token` given to setWebhook.
@@ -203,7 +203,7 @@ impl Ports {
             replies: store,
             history: history.clone(),
             flows: history,
-            limiter: Arc::new(crate::platforms::limiter::Gcra::new(clock.clone())),
+            limiter: Arc::new(botc_runtime::platforms::limiter::Gcra::new(clock.clone())),
             client: Arc::new(dispatch::HttpClient::default()),
             clock,
         }

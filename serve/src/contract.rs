@@ -8,13 +8,13 @@
 //! clock at all.
 //!
 //! ```text
-//! botc_runtime::contract_suite!(async { MyStore::fresh(botc_runtime::serve::contract::PARTITIONS).await });
+//! botc_serve::contract_suite!(my_store_fresh(botc_serve::contract::PARTITIONS));
 //! ```
 
 use super::Event;
 use super::ports::*;
 use super::transcript::{Entry, From};
-use crate::vm::Input;
+use botc_runtime::vm::Input;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +64,7 @@ macro_rules! contract_suite {
             #[tokio::test]
             async fn $check() {
                 let fresh = $fresh.await;
-                $crate::serve::contract::$check(&fresh.store).await;
+                $crate::contract::$check(&fresh.store).await;
             }
         )*
     };
@@ -133,7 +133,12 @@ fn reply(key: &str, id: &str) -> QueuedReply {
         id: id.into(),
         bot: BOT.into(),
         key: key.into(),
-        reply: crate::platforms::Reply { reply_to: "chat".into(), text: id.into(), buttons: vec![], first: true },
+        reply: botc_runtime::platforms::Reply {
+            reply_to: "chat".into(),
+            text: id.into(),
+            buttons: vec![],
+            first: true,
+        },
     }
 }
 

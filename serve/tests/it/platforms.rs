@@ -6,8 +6,8 @@ use crate::harness::Server;
 use crate::load;
 use botc_runtime::platforms::limiter::Limit;
 use botc_runtime::platforms::verify::{DiscordKey, slack_sign};
-use botc_runtime::serve::fake::{FakePlatform, Received, Tokens, Trouble};
-use botc_runtime::serve::{ApiBases, Bot, Options, Platform, Secret};
+use botc_serve::fake::{FakePlatform, Received, Tokens, Trouble};
+use botc_serve::{ApiBases, Bot, Options, Platform, Secret};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -244,7 +244,8 @@ async fn a_429_storm_and_server_errors_delay_replies_but_lose_and_repeat_none() 
             "/botTOKEN/answerCallbackQuery ",
             "/botTOKEN/sendMessage A small it is."
         ],
-        "every reply once, in order"
+        "every reply once, in order (refused: {:#?})",
+        fake.refused()
     );
     let refused = fake.refused();
     assert_eq!(refused.len(), 3);
@@ -352,8 +353,8 @@ async fn slack_and_discord_429s_and_5xx_are_waited_out_in_their_own_shapes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_apis_are_called_over_tls() {
-    use botc_runtime::serve::HttpClient;
-    use botc_runtime::serve::ports::PlatformClient;
+    use botc_serve::HttpClient;
+    use botc_serve::ports::PlatformClient;
     use tokio::io::AsyncReadExt;
     // A plain TCP listener: it records what the client says first, then hangs up.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");

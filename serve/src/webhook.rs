@@ -5,10 +5,10 @@
 use super::Event;
 use super::http::{Gateway, error};
 use super::metrics::Platformed;
-use crate::platforms::{self, Inbound, Platform, verify};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use botc_runtime::platforms::{self, Inbound, Platform, verify};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

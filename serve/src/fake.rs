@@ -3,12 +3,12 @@
 //! platforms document them (including their 401s), records every call, and can be told to
 //! answer the next calls with a 429 (each platform's own retry-after shape) or a 5xx.
 
-use crate::clock::{Clock, SystemClock};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use botc_runtime::clock::{Clock, SystemClock};
 use serde_json::{Value as Json, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,8 @@
 //! The one internal event type every channel's input becomes, and its versioned encoding
 //! (what the bus stores). Decoding never panics and refuses what it does not understand.
 
-use crate::codec::{DecodeError, Reader, put_bytes, put_var};
-use crate::vm::Input;
+use botc_runtime::codec::{DecodeError, Reader, put_bytes, put_var};
+use botc_runtime::vm::Input;
 
 /// Version of the encoding below; bump it with any layout change and keep reading the old.
 /// Version 2 added `reply_to`, version 3 `user_language`.

@@ -5,7 +5,7 @@
 //! written again (a record whose id is there already is kept once).
 
 use super::ports::{Direction, FlowRegistry, Fut, HistoryRecord, HistorySink, StoreError};
-use crate::vm::Button;
+use botc_runtime::vm::Button;
 use serde_json::{Value as Json, json};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -26,8 +26,8 @@ fn migrator() -> sqlx::migrate::Migrator {
         Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
     };
     Migrator::with_migrations(vec![
-        step(1, "history", include_str!("../../migrations/sqlite/0001_history.sql")),
-        step(2, "flows by bot", include_str!("../../migrations/sqlite/0002_flows_by_bot.sql")),
+        step(1, "history", include_str!("../migrations/sqlite/0001_history.sql")),
+        step(2, "flows by bot", include_str!("../migrations/sqlite/0002_flows_by_bot.sql")),
     ])
 }
 

@@ -10,7 +10,7 @@
 
 use super::Metrics;
 use super::ports::{Lease, Leases, StoreError, Work};
-use crate::clock::Clock;
+use botc_runtime::clock::Clock;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};

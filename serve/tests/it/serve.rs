@@ -4,8 +4,8 @@ use crate::harness;
 use crate::harness::Server;
 use crate::load;
 use botc_runtime::clock::ManualClock;
-use botc_runtime::serve::ports::{Bus, SessionStore, TimerStore, Work};
-use botc_runtime::serve::{Bot, Embedded, Options, SqliteHistory, history_path};
+use botc_serve::ports::{Bus, SessionStore, TimerStore, Work};
+use botc_serve::{Bot, Embedded, Options, SqliteHistory, history_path};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -373,7 +373,7 @@ async fn when_the_store_stops_events_get_503_and_readyz_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_conversations_are_forgotten_and_their_history_kept() {
-    use botc_runtime::serve::ports::{TimerStore, Transcript};
+    use botc_serve::ports::{TimerStore, Transcript};
     let dir = data_dir();
     // An hour's wait: the reminder timer is still pending when the test looks. The clock
     // stands at 00:00:30 on some day: events are stamped with it.
@@ -450,7 +450,7 @@ async fn a_history_database_from_before_migrations_is_upgraded_in_place() {
             sqlx::query(sql).execute(&mut db).await.expect(sql);
         }
     }
-    use botc_runtime::serve::ports::FlowRegistry;
+    use botc_serve::ports::FlowRegistry;
     let history = SqliteHistory::open(&path).await.expect("upgrades");
     assert_eq!(history.versions("shop".into()).await.expect("versions"), [vec![1u8, 2]], "the old version is kept");
     // The same flow served by a second bot is that bot's version too.

@@ -2,8 +2,8 @@
 //! to it over loopback HTTP, stop it the way SIGTERM does.
 
 use botc_runtime::clock::{Clock, SystemClock};
-use botc_runtime::serve::ports::{Lease, Leases, Work};
-use botc_runtime::serve::{Bot, Embedded, Options, Ports, SqliteHistory, history_path, serve};
+use botc_serve::ports::{Lease, Leases, Work};
+use botc_serve::{Bot, Embedded, Options, Ports, SqliteHistory, history_path, serve};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -99,7 +99,7 @@ impl Server {
     /// Waits until every event is stepped and every platform reply delivered: after that
     /// nothing more reaches a platform until something new comes in.
     pub async fn settled(&self) {
-        use botc_runtime::serve::ports::{Bus, ReplyQueue};
+        use botc_serve::ports::{Bus, ReplyQueue};
         let settled = async {
             loop {
                 let events = Bus::depth(&*self.store).await.expect("bus depth");

@@ -5,11 +5,11 @@ use crate::harness::{self, Server};
 use crate::load;
 use botc_runtime::Input;
 use botc_runtime::clock::ManualClock;
-use botc_runtime::serve::ports::{
+use botc_serve::ports::{
     Batch, Bus, Committer, Delivery, Expected, Found, Fut, Lease, Leases, SessionStore, StoreError, Stored,
     TimerChange, Work,
 };
-use botc_runtime::serve::{Bot, Bots, Core, Embedded, Event, Metrics, Options, Worker};
+use botc_serve::{Bot, Bots, Core, Embedded, Event, Metrics, Options, Worker};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -238,11 +238,7 @@ async fn a_damaged_session_on_disk_does_not_stall_its_partition() {
     assert_eq!(quarantined.len(), 1);
     assert_eq!((quarantined[0].key.as_str(), quarantined[0].raw.as_slice()), ("shop/web/c1", &[0xee, 0x00, 0x01][..]));
     assert!(s.metric("botc_sessions_quarantined_total 1").await);
-    assert_eq!(
-        botc_runtime::serve::ports::TimerStore::pending(&*s.store).await.expect("timers"),
-        1,
-        "c2 reached its wait"
-    );
+    assert_eq!(botc_serve::ports::TimerStore::pending(&*s.store).await.expect("timers"), 1, "c2 reached its wait");
     s.shut_down().await;
 }
 

@@ -5,13 +5,13 @@
 use super::ports::{Bus, SessionStore, StoreError, Transcript};
 use super::transcript::{Entry, From};
 use super::{Bots, Event, Metrics};
-use crate::clock::Clock;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use botc_runtime::clock::Clock;
 use serde_json::{Value as Json, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -220,8 +220,8 @@ async fn post_message(
         return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("a message is at most {MAX_TEXT} characters"));
     }
     let input = match (text, button) {
-        (Some(t), None) => crate::vm::Input::Text(t.to_string()),
-        (None, Some(b)) => crate::vm::Input::Button(b.to_string()),
+        (Some(t), None) => botc_runtime::vm::Input::Text(t.to_string()),
+        (None, Some(b)) => botc_runtime::vm::Input::Button(b.to_string()),
         _ => {
             s.metrics.reject("bad_request");
             return error(StatusCode::BAD_REQUEST, "send {\"text\": \"...\"} or {\"button\": \"value\"}");
@@ -321,7 +321,7 @@ async fn hand_back(State(s): State<Arc<Gateway>>, Path((bot, conversation)): Pat
         user_id: format!("web:{conversation}"),
         user_name,
         user_language: String::new(),
-        kind: crate::vm::Input::HandBack,
+        kind: botc_runtime::vm::Input::HandBack,
         received_at: s.clock.unix(),
         reply_to: String::new(),
     };
@@ -344,7 +344,7 @@ async fn graph(
     };
     let p = b.program.program();
     let waiting_at = |stored: &super::ports::Stored| {
-        crate::session::Session::decode(&stored.session)
+        botc_runtime::session::Session::decode(&stored.session)
             .ok()
             .filter(|session| session.program == p.hash)
             .and_then(|session| b.program.waiting_at(&session))
