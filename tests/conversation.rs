@@ -47,8 +47,28 @@ fn a_failing_test_shows_expected_and_actual_and_fails_the_run() {
         "{out}"
     );
     let junit = stdout(&botc(&["test", "--format", "junit", &d.to_string_lossy()]));
-    assert!(junit.starts_with("<?xml") && junit.contains("<testsuites tests=\"3\" failures=\"1\">"), "{junit}");
-    assert!(junit.contains("<failure message="), "{junit}");
+    let report = quick_junit::Report::deserialize_from_str(&junit).expect("the JUnit report parses");
+    assert_eq!((report.tests, report.failures), (3, 1), "{junit}");
+    assert!(junit.contains("<failure message=\"step 2"), "{junit}");
+}
+
+#[test]
+fn a_junit_report_holds_no_character_xml_cannot() {
+    let d = temp_dir("junit-control");
+    // The bot rings a bell and colours its text: a failure message quotes both.
+    let flow = "flow: t\nstart: hi\nnodes:\n  hi:\n    say: \"ding\\a \\e[31mred\\e[0m & <done>\"\n    next: done\n  done:\n    end:\n";
+    std::fs::write(d.join("t.yaml"), flow).expect("write");
+    std::fs::write(
+        d.join("t.test.yaml"),
+        "flow: t.yaml\ntests:\n  - name: expects another text\n    steps:\n      - user: hi\n        bot: [\"dong\"]\n",
+    )
+    .expect("write");
+    let junit = stdout(&botc(&["test", "--format", "junit", &d.to_string_lossy()]));
+    let bad: Vec<char> = junit.chars().filter(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')).collect();
+    assert!(bad.is_empty(), "characters XML 1.0 forbids: {bad:?} in\n{junit}");
+    let report = quick_junit::Report::deserialize_from_str(&junit).expect("the JUnit report parses");
+    assert_eq!(report.failures, 1, "{junit}");
+    assert!(junit.contains("red") && junit.contains("&amp; &lt;done&gt;"), "the text is kept, escaped: {junit}");
 }
 
 #[test]

@@ -100,7 +100,8 @@ pub fn to_json(n: &Node) -> Json {
             t => t
                 .parse::<i64>()
                 .map(|i| json!(i))
-                .or_else(|_| t.parse::<f64>().map(|f| json!(f)))
+                // `nan`, `inf` and the like stay text: JSON has no such numbers.
+                .or_else(|_| t.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| json!(f)).ok_or(()))
                 .unwrap_or_else(|_| json!(t)),
         },
         Y::Seq(items) => Json::Array(items.iter().map(to_json).collect()),
@@ -567,6 +568,17 @@ pub fn find(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_scalars_become_json_as_yaml_types_them_and_nothing_json_cannot_hold() {
+        let text = "a: 1\nb: 2.5\nc: true\nd: ~\ne: \"7\"\nf: nan\ng: inf\nh: .nan\ni: 1e3\nj: [x, null]\n";
+        let root = yaml::parse(botc_compiler::FileId(0), text).expect("parses");
+        assert_eq!(
+            to_json(&root),
+            json!({"a": 1, "b": 2.5, "c": true, "d": null, "e": "7", "f": "nan", "g": "inf", "h": ".nan", "i": 1000.0, "j": ["x", null]})
+        );
+    }
 }

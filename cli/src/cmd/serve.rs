@@ -1,0 +1,188 @@
+//! `botc serve`: every role in one process on the embedded store.
+
+use crate::flows::{collect, load_flow};
+use crate::{EXIT_FINDINGS, config, fail};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Logs go to stderr; `RUST_LOG` filters them (default: info).
+pub(crate) fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub(crate) fn serve_cmd(
+    mut paths: Vec<PathBuf>,
+    config: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> ExitCode {
+    // Everything is read and checked before anything binds.
+    let config = match config.map(config::load).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    use botc_serve as serve;
+    let mut options = serve::Options::default();
+    let (mut partitions, mut capacity) = (serve::DEFAULT_PARTITIONS, serve::DEFAULT_QUEUE_CAPACITY);
+    let mut declared: Vec<&config::BotConfig> = Vec::new();
+    if let Some(c) = &config {
+        options.body_limit = c.limits.body_limit;
+        options.forget_idle = (c.limits.forget_idle_days > 0)
+            .then(|| std::time::Duration::from_secs(c.limits.forget_idle_days.saturating_mul(86_400)));
+        capacity = c.limits.queue_capacity;
+        partitions = c.limits.partitions;
+        let apis = &c.platforms;
+        for (base, set) in [
+            (&apis.discord_api, &mut options.api.discord),
+            (&apis.slack_api, &mut options.api.slack),
+            (&apis.telegram_api, &mut options.api.telegram),
+        ] {
+            if let Some(b) = base {
+                *set = b.trim_end_matches('/').to_string();
+            }
+        }
+        declared = c.bots.iter().collect();
+        for b in &c.bots {
+            tracing::info!(bot = %b.id, platform = ?b.platform, tenant = b.tenant.as_deref().unwrap_or("-"), plan = ?b.plan, "bot declared");
+        }
+    }
+    let listen = listen.or(config.as_ref().and_then(|c| c.listen)).unwrap_or(([127, 0, 0, 1], 8080).into());
+    if paths.is_empty() && declared.is_empty() {
+        paths.push(PathBuf::from("flows/examples"));
+    }
+    let files = if paths.is_empty() {
+        Vec::new()
+    } else {
+        match collect(&paths) {
+            Ok(f) if !f.is_empty() => f,
+            Ok(_) => return fail("no flow files (.yaml, .yml, .flow) found"),
+            Err(e) => return fail(e),
+        }
+    };
+    // Every flow found becomes a bot named after its file; a flow's YAML and DSL twins are
+    // one bot. Bots declared in the config come first, with their own ids and names.
+    let mut bots: Vec<serve::Bot> = Vec::new();
+    for b in &declared {
+        let program = match load_flow(&b.flow) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: bot `{}`: {e}; nothing was started", b.id);
+                return ExitCode::from(EXIT_FINDINGS);
+            }
+        };
+        let name = b.name.clone().unwrap_or_else(|| program.program().name.replace('_', " "));
+        let platform = b.platform;
+        let (mut per_bot, mut per_conversation) = platform.limits();
+        let plans = &config.as_ref().map(|c| (c.plans.free, c.plans.premium));
+        let plan = match (b.plan, plans) {
+            (config::Plan::Free, Some((free, _))) => free.messages_per_second,
+            (config::Plan::Premium, Some((_, premium))) => premium.messages_per_second,
+            _ => None,
+        };
+        if platform != serve::Platform::Web {
+            // The bot's own figure replaces the platform's (a platform may grant more); the
+            // plan's caps it.
+            if let Some(n) = b.messages_per_second {
+                per_bot = botc_runtime::platforms::limiter::Limit::per_second(n);
+            }
+            if let Some(cap) = plan
+                && cap < per_bot.rate
+            {
+                per_bot = botc_runtime::platforms::limiter::Limit::per_second(cap);
+            }
+            if let Some(n) = b.conversation_messages_per_second {
+                per_conversation = botc_runtime::platforms::limiter::Limit::per_second(n);
+            }
+        }
+        let mut bot = serve::Bot::web(&b.id, &name, std::sync::Arc::new(program));
+        bot.platform = platform;
+        bot.secrets = b.secrets.clone();
+        bot.per_bot = per_bot;
+        bot.per_conversation = per_conversation;
+        bots.push(bot);
+    }
+    for path in &files {
+        let program = match load_flow(path) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}; nothing was started");
+                return ExitCode::from(EXIT_FINDINGS);
+            }
+        };
+        let id = path.file_stem().map_or("bot".into(), |s| s.to_string_lossy().into_owned());
+        if let Some(other) = bots.iter().find(|b| b.id == id) {
+            if other.program.program().hash != program.program().hash {
+                return fail(format!("two different flows are both named `{id}`; rename one of the files"));
+            }
+            continue;
+        }
+        let name = program.program().name.replace('_', " ");
+        bots.push(serve::Bot::web(&id, &name, std::sync::Arc::new(program)));
+    }
+    let data_dir =
+        data_dir.or(config.as_ref().and_then(|c| c.data_dir.clone())).unwrap_or_else(|| PathBuf::from("botc-data"));
+    let store = match serve::Embedded::open(&data_dir, partitions, capacity) {
+        Ok(s) => std::sync::Arc::new(s),
+        Err(e) => return fail(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let history = match serve::SqliteHistory::open(&serve::history_path(&data_dir)).await {
+            Ok(h) => std::sync::Arc::new(h),
+            Err(e) => return fail(e),
+        };
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(format!(
+                    "cannot listen on {listen}: {e} (is another botc running? try --listen 127.0.0.1:0)"
+                ));
+            }
+        };
+        // Signal handlers go in before the banner: a supervisor may send SIGTERM as soon as
+        // it sees the server up, and that must drain, not kill.
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => return fail(format!("cannot handle signals: {e}")),
+        };
+        let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
+        outln!(
+            "botc is serving {} bot(s) at http://{addr}/  (Ctrl-C stops it; conversations are kept in {})",
+            bots.len(),
+            data_dir.display()
+        );
+        tracing::info!(address = %addr, bots = bots.len(), data = %store.path().display(), "serving");
+        let shutdown = async move {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            tracing::info!("stopping: finishing requests in flight");
+        };
+        let clock = std::sync::Arc::new(botc_runtime::clock::SystemClock::default());
+        let ports = serve::Ports::embedded(store.clone(), history.clone(), clock);
+        let result = serve::serve(listener, bots, options, ports, shutdown).await;
+        store.close();
+        history.close().await;
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format!("server error: {e}")),
+        }
+    })
+}
