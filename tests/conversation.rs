@@ -206,3 +206,14 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
     let _ = server.wait();
     assert!(banner.contains("serving 1 bot(s)"), "only the declared bot is served: {banner}");
 }
+
+#[test]
+fn after_the_end_a_message_begins_again_in_botc_test_as_in_serve() {
+    let d = temp_dir("after-end");
+    let flow = "flow: t\nstart: hi\nnodes:\n  hi:\n    say: Hello\n    next: done\n  done:\n    end:\n";
+    std::fs::write(d.join("t.yaml"), flow).expect("write");
+    let test = "flow: t.yaml\ntests:\n  - name: twice\n    steps:\n      - user: hi\n        bot: [Hello]\n        ended: true\n      - user: again\n        bot: [Hello]\n        ended: true\n";
+    std::fs::write(d.join("t.test.yaml"), test).expect("write");
+    let o = botc(&["test", &d.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+}

@@ -154,7 +154,7 @@ fn show(
         writeln!(out, "(ignored: {why})")?;
     }
     if c.ended() {
-        writeln!(out, "(the conversation has ended; /restart to begin again)")?;
+        writeln!(out, "(the conversation has ended; say something to begin again)")?;
     } else if let Some(node) = c.waiting_at() {
         let timers: Vec<String> = c
             .timers()

@@ -94,6 +94,8 @@ impl<'p> Conversation<'p> {
         self.events += 1;
         self.context.event_id = format!("sim-{}", self.events);
         self.context.event_text = text.to_string();
+        // As `botc serve` does: a message after the end begins the conversation again.
+        self.program.reopen(&mut self.session, &input);
         let step = vm::step(self.program, &mut self.session, input, &self.context, self.now, &self.limits)?;
         Ok(self.absorb(step))
     }

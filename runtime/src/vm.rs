@@ -84,6 +84,27 @@ impl Loaded {
         Session::new(self.program().hash)
     }
 
+    /// A fresh session that follows `old`: its version and timer numbers keep counting, so
+    /// compare-and-set stays meaningful and the old conversation's timers stay stale.
+    pub fn restart(&self, old: &Session) -> Session {
+        let mut s = self.new_session();
+        s.timers_started = old.timers_started;
+        s.version = old.version;
+        s
+    }
+
+    /// Readies `session` for `input`: a conversation that has ended starts again when its
+    /// user writes or presses a button (timers, http answers and hand-backs for it are
+    /// ignored). The one rule `botc serve`, `botc test` and `botc chat` all follow; returns
+    /// whether it started again.
+    pub fn reopen(&self, session: &mut Session, input: &Input) -> bool {
+        let reopens = session.state == State::Ended && matches!(input, Input::Text(_) | Input::Button(_));
+        if reopens {
+            *session = self.restart(session);
+        }
+        reopens
+    }
+
     /// The node (index into `program().nodes`) a session waits at, or `None` when it is not
     /// waiting (new or ended). For a `wait` or a hand-off, the node that paused it.
     pub fn waiting_at(&self, session: &Session) -> Option<u32> {

@@ -13,7 +13,7 @@ use super::ports::{
 use super::transcript::{Entry, From};
 use super::{Bot, Bots, Event, Metrics};
 use botc_runtime::clock::Clock;
-use botc_runtime::session::{Session, State};
+use botc_runtime::session::Session;
 use botc_runtime::vm::{self, Context, Effect, Input, Limits};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -283,13 +283,10 @@ impl Core {
 }
 
 fn restart(bot: &Bot, old: Option<&Session>) -> Session {
-    let mut s = bot.program.new_session();
-    if let Some(old) = old {
-        // Timer numbers keep counting, so the old conversation's timers stay stale.
-        s.timers_started = old.timers_started;
-        s.version = old.version;
+    match old {
+        Some(old) => bot.program.restart(old),
+        None => bot.program.new_session(),
     }
-    s
 }
 
 impl Core {
@@ -297,9 +294,7 @@ impl Core {
     fn apply(&self, bot: &Bot, event: &Event, session: &mut Session, batch: &mut Batch) {
         let key = event.key();
         // A conversation that has ended starts again with the next message.
-        if session.state == State::Ended && matches!(event.kind, Input::Text(_) | Input::Button(_)) {
-            *session = restart(bot, Some(session));
-        }
+        bot.program.reopen(session, &event.kind);
         let record =
             |id: &str, direction: Direction, kind: &str, text: &str, buttons: &[vm::Button], at: u64| HistoryRecord {
                 id: id.to_string(),
