@@ -217,3 +217,17 @@ fn after_the_end_a_message_begins_again_in_botc_test_as_in_serve() {
     let o = botc(&["test", &d.to_string_lossy()]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn quarantine_lists_nothing_in_a_fresh_data_dir_and_names_a_wrong_one() {
+    let (mut server, _, data) = start_serve(&["flows/examples/pizza_order.yaml"], false);
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    server.wait().expect("stops");
+    let o = botc(&["quarantine", "--data-dir", &data.path().to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).starts_with("no quarantined sessions in "), "{}", stdout(&o));
+    let o = botc(&["quarantine", "--data-dir", "flows"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("flows holds no botc data (no botc.redb); give the --data-dir botc serve used"), "{err}");
+}

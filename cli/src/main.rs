@@ -136,6 +136,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = HistoryFormat::Human)]
         format: HistoryFormat,
     },
+    /// List the stored sessions `botc serve` could not read and set aside (each conversation
+    /// started over), from a data directory no botc is using
+    Quarantine {
+        /// The data directory `botc serve` used
+        #[arg(long, default_value = "botc-data")]
+        data_dir: PathBuf,
+        /// At most this many records, oldest first
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Human)]
+        format: HistoryFormat,
+    },
     /// Load-test a running `botc serve` at a fixed arrival rate (a benchmark tool)
     Load {
         /// Base URL of the server, e.g. http://127.0.0.1:8080
@@ -230,6 +242,7 @@ fn main() -> ExitCode {
             };
             cmd::history::history_cmd(&bot, &who, by_conversation, &data_dir, limit, format)
         }
+        Command::Quarantine { data_dir, limit, format } => cmd::quarantine::quarantine_cmd(&data_dir, limit, format),
         Command::Serve { paths, config, listen, data_dir, log_format } => {
             cmd::serve::init_logs(log_format);
             cmd::serve::serve_cmd(paths, config.as_deref(), listen, data_dir)

@@ -213,17 +213,34 @@ impl Embedded {
 
     /// The unreadable session records set aside so far, oldest first (at most `max`).
     pub fn quarantined(&self, max: usize) -> Result<Vec<Quarantined>, StoreError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = txn.open_table(QUARANTINE).map_err(io)?;
-        let mut out = Vec::new();
-        for r in table.iter().map_err(io)?.take(max) {
-            let (k, v) = r.map_err(io)?;
-            match decode_quarantined(v.value()) {
-                Ok(q) => out.push(q),
-                Err(e) => tracing::error!(position = k.value(), error = %e, "a quarantine record is unreadable"),
-            }
+        read_quarantine(&self.db.begin_read().map_err(io)?, max)
+    }
+
+    /// [`Embedded::quarantined`] of the data directory `dir`, opened for reading only (for
+    /// `botc quarantine`). redb does not share a file with a process writing it, so this
+    /// says to stop botc serve first; `/metrics` counts quarantined sessions meanwhile.
+    pub fn quarantined_in(dir: &Path, max: usize) -> Result<Vec<Quarantined>, OpenError> {
+        let path = dir.join("botc.redb");
+        if !path.exists() {
+            return Err(OpenError(format!(
+                "{} holds no botc data (no botc.redb); give the --data-dir botc serve used",
+                dir.display()
+            )));
         }
-        Ok(out)
+        let shown = path.display();
+        let db = redb::ReadOnlyDatabase::open(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError(format!(
+                "{shown} is in use by a running botc (botc_sessions_quarantined_total in its /metrics counts \
+                 these records); stop botc serve and try again"
+            )),
+            e => OpenError(format!("cannot open {shown}: {e}")),
+        })?;
+        let txn = db.begin_read().map_err(|e| OpenError(format!("cannot read {shown}: {e}")))?;
+        match txn.open_table(QUARANTINE) {
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(OpenError(format!("cannot read {shown}: {e}"))),
+            Ok(_) => read_quarantine(&txn, max).map_err(|e| OpenError(format!("cannot read {shown}: {e}"))),
+        }
     }
 
     /// Stops the writer after the jobs already sent; later calls fail with an error.
@@ -241,6 +258,19 @@ impl Embedded {
         check(&self.leases, lease)?;
         Ok((p, part))
     }
+}
+
+fn read_quarantine(txn: &redb::ReadTransaction, max: usize) -> Result<Vec<Quarantined>, StoreError> {
+    let table = txn.open_table(QUARANTINE).map_err(io)?;
+    let mut out = Vec::new();
+    for r in table.iter().map_err(io)?.take(max) {
+        let (k, v) = r.map_err(io)?;
+        match decode_quarantined(v.value()) {
+            Ok(q) => out.push(q),
+            Err(e) => tracing::error!(position = k.value(), error = %e, "a quarantine record is unreadable"),
+        }
+    }
+    Ok(out)
 }
 
 impl Drop for Embedded {

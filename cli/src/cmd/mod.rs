@@ -11,5 +11,6 @@ pub(crate) mod fmt;
 pub(crate) mod graph;
 pub(crate) mod history;
 pub(crate) mod load;
+pub(crate) mod quarantine;
 pub(crate) mod serve;
 pub(crate) mod test;

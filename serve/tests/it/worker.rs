@@ -239,7 +239,11 @@ async fn a_damaged_session_on_disk_does_not_stall_its_partition() {
     assert_eq!((quarantined[0].key.as_str(), quarantined[0].raw.as_slice()), ("shop/web/c1", &[0xee, 0x00, 0x01][..]));
     assert!(s.metric("botc_sessions_quarantined_total 1").await);
     assert_eq!(botc_serve::ports::TimerStore::pending(&*s.store).await.expect("timers"), 1, "c2 reached its wait");
+    // `botc quarantine` reads a data directory no botc is writing, and says so otherwise.
+    let busy = Embedded::quarantined_in(dir.path(), 10).expect_err("the directory is in use");
+    assert!(busy.0.contains("stop botc serve and try again"), "{busy}");
     s.shut_down().await;
+    assert_eq!(Embedded::quarantined_in(dir.path(), 10).expect("read after the stop"), quarantined);
 }
 
 #[test]
