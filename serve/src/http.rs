@@ -110,7 +110,7 @@ async fn publish(s: &Gateway, event: Event) -> Response {
     let id = event.id.clone();
     match s.bus.publish(vec![event]).await {
         Ok(()) => {
-            s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+            s.metrics.accepted.inc();
             (StatusCode::ACCEPTED, axum::Json(json!({ "event": id }))).into_response()
         }
         Err(e) => not_stored(s, &e),
@@ -156,14 +156,15 @@ async fn ready(State(o): State<Arc<Ops>>) -> Response {
 }
 
 async fn metrics(State(o): State<Arc<Ops>>) -> Response {
-    let gauges = [
-        ("botc_bus_depth", "Events waiting on the bus.", o.bus.depth().await.unwrap_or(0)),
-        ("botc_timers_pending", "Timers scheduled and not yet due.", o.timers.pending().await.unwrap_or(0)),
-        ("botc_sessions", "Conversations with a stored session.", o.sessions.count().await.unwrap_or(0)),
-        ("botc_replies_waiting", "Platform replies waiting for delivery.", o.replies.depth().await.unwrap_or(0)),
+    use super::metrics::Measured;
+    let measured = [
+        (Measured::BusDepth, o.bus.depth().await.unwrap_or(0)),
+        (Measured::TimersPending, o.timers.pending().await.unwrap_or(0)),
+        (Measured::Sessions, o.sessions.count().await.unwrap_or(0)),
+        (Measured::RepliesWaiting, o.replies.depth().await.unwrap_or(0)),
     ];
-    let mut r = o.metrics.render(&gauges).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    let mut r = o.metrics.render(&measured).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(super::metrics::CONTENT_TYPE));
     r
 }
 
@@ -181,7 +182,7 @@ fn valid_id(s: &str) -> bool {
 /// Counts an inbound request and reads its body up to the limit (413 with a JSON error
 /// beyond it).
 pub(super) async fn receive(s: &Gateway, body: axum::body::Body) -> Result<Bytes, Response> {
-    s.metrics.received.fetch_add(1, Ordering::Relaxed);
+    s.metrics.received.inc();
     axum::body::to_bytes(body, s.body_limit).await.map_err(|_| {
         s.metrics.reject("too_large");
         error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over the {} byte limit", s.body_limit))
@@ -303,7 +304,7 @@ async fn get_messages(
 }
 
 async fn hand_back(State(s): State<Arc<Gateway>>, Path((bot, conversation)): Path<(String, String)>) -> Response {
-    s.metrics.received.fetch_add(1, Ordering::Relaxed);
+    s.metrics.received.inc();
     if s.bots.get(&bot).is_none() {
         s.metrics.reject("unknown_bot");
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));

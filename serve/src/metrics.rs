@@ -1,38 +1,41 @@
-//! Counters for `/metrics`, in Prometheus' text format.
+//! Counters for `/metrics`, in Prometheus' text format (0.0.4).
+//!
+//! Kept with `prometheus-client`, the Prometheus project's own Rust client, rather than by
+//! hand: it writes the exposition format (names, `# HELP`/`# TYPE`, label escaping,
+//! histogram buckets) the way Prometheus parses it, and every role process of the
+//! distributed column exposes the same families through it.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the step latency histogram, in seconds.
 const BUCKETS: [f64; 9] = [0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1];
 
-#[derive(Default)]
-pub struct Metrics {
-    pub received: AtomicU64,
-    pub accepted: AtomicU64,
-    /// Rejected events by reason.
-    rejected: Mutex<BTreeMap<&'static str, u64>>,
-    pub steps: AtomicU64,
-    pub step_errors: AtomicU64,
-    pub replies: AtomicU64,
-    /// Events delivered again (a replay) and skipped because their session had them.
-    pub replays_skipped: AtomicU64,
-    /// Timers that fell due and went onto the bus.
-    pub timers_fired: AtomicU64,
-    /// Idle conversations forgotten.
-    pub forgotten: AtomicU64,
-    /// Unreadable sessions set aside (their conversations started over).
-    pub quarantined: AtomicU64,
-    /// Role restarts after a panic or failure, by role.
-    restarts: Mutex<BTreeMap<String, u64>>,
-    latency: [AtomicU64; BUCKETS.len() + 1],
-    latency_sum_ns: AtomicU64,
-    /// Node visits by (bot, node name).
-    visits: Mutex<BTreeMap<(String, String), u64>>,
-    /// Platform traffic: (metric, platform) → count.
-    platform: Mutex<BTreeMap<(Platformed, &'static str), u64>>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OnPlatform {
+    platform: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OfRole {
+    role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AtNode {
+    bot: String,
+    node: String,
 }
 
 /// Counters kept per platform.
@@ -50,145 +53,181 @@ pub enum Platformed {
     Retried,
 }
 
-impl Platformed {
-    fn name(self) -> (&'static str, &'static str) {
-        match self {
-            Platformed::Duplicates => ("botc_webhook_duplicates_total", "Webhook deliveries of events already taken."),
-            Platformed::Delivered => ("botc_replies_delivered_total", "Replies a platform accepted."),
-            Platformed::Failed => ("botc_replies_failed_total", "Replies a platform refused for good."),
-            Platformed::RateLimited => ("botc_platform_rate_limited_total", "429 answers from platforms."),
-            Platformed::Retried => ("botc_replies_retried_total", "Sends retried after a server error."),
+/// A gauge computed when `/metrics` is read (from the ports), by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measured {
+    BusDepth,
+    TimersPending,
+    Sessions,
+    RepliesWaiting,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub received: Counter,
+    pub accepted: Counter,
+    rejected: Family<Reason, Counter>,
+    pub steps: Counter,
+    pub step_errors: Counter,
+    pub replies: Counter,
+    /// Events delivered again (a replay) and skipped because their session had them.
+    pub replays_skipped: Counter,
+    /// Timers that fell due and went onto the bus.
+    pub timers_fired: Counter,
+    /// Idle conversations forgotten.
+    pub forgotten: Counter,
+    /// Unreadable sessions set aside (their conversations started over).
+    pub quarantined: Counter,
+    restarts: Family<OfRole, Counter>,
+    step_seconds: Histogram,
+    visits: Family<AtNode, Counter>,
+    platform: [Family<OnPlatform, Counter>; 5],
+    gauges: [Gauge; 4],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut r = Registry::default();
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let received = counter(&mut r, "botc_events_received", "Events that reached the gateway");
+        let accepted = counter(&mut r, "botc_events_accepted", "Events published to the bus and acknowledged");
+        let rejected = Family::<Reason, Counter>::default();
+        r.register("botc_events_rejected", "Events refused, by reason", rejected.clone());
+        let steps = counter(&mut r, "botc_steps", "Events applied by the VM");
+        let step_errors = counter(&mut r, "botc_step_errors", "Steps that trapped or hit a VM bug");
+        let replies = counter(&mut r, "botc_replies_sent", "Messages sent to users");
+        let timers_fired = counter(&mut r, "botc_timers_fired", "Timers that fell due and went onto the bus");
+        let forgotten =
+            counter(&mut r, "botc_conversations_forgotten", "Idle conversations forgotten (their history stays)");
+        let replays_skipped = counter(
+            &mut r,
+            "botc_replays_skipped",
+            "Events delivered again and skipped because their session had applied them",
+        );
+        let quarantined = counter(
+            &mut r,
+            "botc_sessions_quarantined",
+            "Unreadable sessions set aside; their conversations started over",
+        );
+        let restarts = Family::<OfRole, Counter>::default();
+        r.register("botc_role_restarts", "Roles restarted after a panic or failure", restarts.clone());
+        let step_seconds = Histogram::new(BUCKETS);
+        r.register("botc_step_seconds", "Time the VM took per event", step_seconds.clone());
+        let platform: [Family<OnPlatform, Counter>; 5] = Default::default();
+        for (what, family) in [
+            ("botc_webhook_duplicates", "Webhook deliveries of events already taken"),
+            ("botc_replies_delivered", "Replies a platform accepted"),
+            ("botc_replies_failed", "Replies a platform refused for good"),
+            ("botc_platform_rate_limited", "429 answers from platforms"),
+            ("botc_replies_retried", "Sends retried after a server error"),
+        ]
+        .into_iter()
+        .zip(&platform)
+        {
+            r.register(what.0, what.1, family.clone());
+        }
+        let gauges: [Gauge; 4] = Default::default();
+        for ((name, help), g) in [
+            ("botc_bus_depth", "Events waiting on the bus"),
+            ("botc_timers_pending", "Timers scheduled and not yet due"),
+            ("botc_sessions", "Conversations with a stored session"),
+            ("botc_replies_waiting", "Platform replies waiting for delivery"),
+        ]
+        .into_iter()
+        .zip(&gauges)
+        {
+            r.register(name, help, g.clone());
+        }
+        let visits = Family::<AtNode, Counter>::default();
+        r.register("botc_node_visits", "Times a node was entered", visits.clone());
+        Metrics {
+            registry: r,
+            received,
+            accepted,
+            rejected,
+            steps,
+            step_errors,
+            replies,
+            replays_skipped,
+            timers_fired,
+            forgotten,
+            quarantined,
+            restarts,
+            step_seconds,
+            visits,
+            platform,
+            gauges,
         }
     }
 }
 
 impl Metrics {
     pub fn reject(&self, reason: &'static str) {
-        *self.rejected.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
+        self.rejected.get_or_create(&Reason { reason }).inc();
     }
 
     pub fn count(&self, what: Platformed, platform: &'static str) {
-        *self.platform.lock().unwrap_or_else(|e| e.into_inner()).entry((what, platform)).or_default() += 1;
+        self.platform[what as usize].get_or_create(&OnPlatform { platform }).inc();
     }
 
     pub fn step_took(&self, d: std::time::Duration) {
-        let secs = d.as_secs_f64();
-        let i = BUCKETS.iter().position(|&b| secs <= b).unwrap_or(BUCKETS.len());
-        self.latency[i].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.step_seconds.observe(d.as_secs_f64());
     }
 
     pub fn restarted(&self, role: &str) {
-        *self.restarts.lock().unwrap_or_else(|e| e.into_inner()).entry(role.to_string()).or_default() += 1;
+        self.restarts.get_or_create(&OfRole { role: role.to_string() }).inc();
     }
 
     pub fn visited(&self, bot: &str, nodes: impl Iterator<Item = String>) {
-        let mut v = self.visits.lock().unwrap_or_else(|e| e.into_inner());
-        for n in nodes {
-            *v.entry((bot.to_string(), n)).or_default() += 1;
+        for node in nodes {
+            self.visits.get_or_create(&AtNode { bot: bot.to_string(), node }).inc();
         }
     }
 
-    /// The text exposition format; `gauges` are current values computed by the caller.
-    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+    /// The text exposition format, with `measured` gauges as the caller just read them.
+    pub fn render(&self, measured: &[(Measured, u64)]) -> String {
+        for &(which, v) in measured {
+            self.gauges[which as usize].set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
-        counter(
-            &mut out,
-            "botc_events_received_total",
-            "Events that reached the gateway.",
-            self.received.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "botc_events_accepted_total",
-            "Events published to the bus and acknowledged.",
-            self.accepted.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP botc_events_rejected_total Events refused, by reason.\n# TYPE botc_events_rejected_total counter"
-        );
-        for (reason, n) in self.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "botc_events_rejected_total{{reason=\"{reason}\"}} {n}");
-        }
-        counter(&mut out, "botc_steps_total", "Events applied by the VM.", self.steps.load(Ordering::Relaxed));
-        counter(
-            &mut out,
-            "botc_step_errors_total",
-            "Steps that trapped or hit a VM bug.",
-            self.step_errors.load(Ordering::Relaxed),
-        );
-        counter(&mut out, "botc_replies_sent_total", "Messages sent to users.", self.replies.load(Ordering::Relaxed));
-        counter(
-            &mut out,
-            "botc_timers_fired_total",
-            "Timers that fell due and went onto the bus.",
-            self.timers_fired.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "botc_conversations_forgotten_total",
-            "Idle conversations forgotten (their history stays).",
-            self.forgotten.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "botc_replays_skipped_total",
-            "Events delivered again and skipped because their session had applied them.",
-            self.replays_skipped.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "botc_sessions_quarantined_total",
-            "Unreadable sessions set aside; their conversations started over.",
-            self.quarantined.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP botc_role_restarts_total Roles restarted after a panic or failure.\n# TYPE botc_role_restarts_total counter"
-        );
-        for (role, n) in self.restarts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "botc_role_restarts_total{{role=\"{}\"}} {n}", escape(role));
-        }
-        let _ =
-            writeln!(out, "# HELP botc_step_seconds Time the VM took per event.\n# TYPE botc_step_seconds histogram");
-        let mut cumulative = 0;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            cumulative += self.latency[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "botc_step_seconds_bucket{{le=\"{b}\"}} {cumulative}");
-        }
-        cumulative += self.latency[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "botc_step_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "botc_step_seconds_sum {}", self.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9);
-        let _ = writeln!(out, "botc_step_seconds_count {cumulative}");
-        let platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = None;
-        for ((what, p), n) in platform.iter() {
-            let (name, help) = what.name();
-            if last != Some(*what) {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                last = Some(*what);
-            }
-            let _ = writeln!(out, "{name}{{platform=\"{p}\"}} {n}");
-        }
-        drop(platform);
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP botc_node_visits_total Times a node was entered.\n# TYPE botc_node_visits_total counter"
-        );
-        for ((bot, node), n) in self.visits.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "botc_node_visits_total{{bot=\"{}\",node=\"{}\"}} {n}", escape(bot), escape(node));
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_has_help_types_labels_escaped_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.received.inc();
+        m.reject("bad_signature");
+        m.count(Platformed::RateLimited, "telegram");
+        m.restarted("dispatcher \"shop\"\nx");
+        m.step_took(std::time::Duration::from_micros(70));
+        m.step_took(std::time::Duration::from_millis(2));
+        let text = m.render(&[(Measured::BusDepth, 7)]);
+        for line in [
+            "# HELP botc_events_received_total Events that reached the gateway.",
+            "# TYPE botc_events_received_total counter",
+            "botc_events_received_total 1",
+            "botc_events_rejected_total{reason=\"bad_signature\"} 1",
+            "botc_platform_rate_limited_total{platform=\"telegram\"} 1",
+            "botc_role_restarts_total{role=\"dispatcher \\\"shop\\\"\\nx\"} 1",
+            "botc_step_seconds_bucket{le=\"0.0001\"} 1",
+            "botc_step_seconds_bucket{le=\"0.005\"} 2",
+            "botc_step_seconds_count 2",
+            "# TYPE botc_bus_depth gauge",
+            "botc_bus_depth 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
+        }
+    }
 }

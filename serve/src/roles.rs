@@ -46,7 +46,7 @@ impl Scheduler {
             let wait = match self.timers.fire_due(&lease, self.clock.unix()).await {
                 Ok(n) => {
                     failures = 0;
-                    self.metrics.timers_fired.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.timers_fired.inc_by(n as u64);
                     match self.timers.next_due().await {
                         // Timers are kept in whole seconds: wake at the start of the second due.
                         Ok(Some(at)) => {
@@ -78,7 +78,7 @@ impl Scheduler {
         loop {
             match self.sessions.forget_idle(before, STEP).await {
                 Ok(n) => {
-                    self.metrics.forgotten.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.forgotten.inc_by(n as u64);
                     if n > 0 {
                         tracing::info!(conversations = n, "forgot idle conversations");
                     }

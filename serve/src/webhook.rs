@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use botc_runtime::platforms::{self, Inbound, Platform, verify};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// How long a platform event id is remembered, to drop redeliveries: Telegram keeps
@@ -99,7 +98,7 @@ pub async fn webhook(
     };
     match s.bus.publish_once(event, dedupe_ttl(p)).await {
         Ok(true) => {
-            s.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+            s.metrics.accepted.inc();
             reply(answer)
         }
         Ok(false) => {

@@ -17,7 +17,6 @@ use botc_runtime::session::Session;
 use botc_runtime::vm::{self, Context, Effect, Input, Limits};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 
 /// Events per batch.
@@ -181,7 +180,7 @@ impl Core {
             // A position on another partition (the bus was repartitioned) says nothing about
             // this one's events: none is skipped.
             if conv.partition == partition && offset < conv.applied {
-                self.metrics.replays_skipped.fetch_add(1, Ordering::Relaxed);
+                self.metrics.replays_skipped.inc();
                 continue;
             }
             // The name given last stands for events that carry none.
@@ -277,7 +276,7 @@ impl Core {
 
     fn quarantine(&self, key: &str, raw: Vec<u8>, error: String, at: u64, batch: &mut Batch) {
         tracing::error!(conversation = %key, error = %error, "a stored session is unreadable; it is quarantined and the conversation starts over");
-        self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+        self.metrics.quarantined.inc();
         batch.quarantined.push(Quarantined { key: key.to_string(), raw, error, at });
     }
 }
@@ -356,11 +355,11 @@ impl Core {
         let result =
             vm::step_in_place(&bot.program, session, event.kind.clone(), &ctx, event.received_at, &Limits::default());
         self.metrics.step_took(self.clock.monotonic().saturating_sub(started));
-        self.metrics.steps.fetch_add(1, Ordering::Relaxed);
+        self.metrics.steps.inc();
         let step = match result {
             Ok(step) => step,
             Err(e) => {
-                self.metrics.step_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.step_errors.inc();
                 tracing::error!(conversation = %key, error = %e, "step failed");
                 let text = format!("Sorry, this bot ran into a problem: {e}");
                 say(batch, format!("{}:error", event.id), From::System, text, vec![]);
@@ -384,7 +383,7 @@ impl Core {
                         Some(url) => format!("{text}\n{url}"),
                         None => text,
                     };
-                    self.metrics.replies.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.replies.inc();
                     // Replies go back the way the conversation came: a platform bot can also be
                     // tried out in the web chat, and then answers there.
                     if bot.platform != super::Platform::Web && event.platform == bot.platform.name() {

@@ -100,7 +100,7 @@ fn an_unreadable_session_is_quarantined_and_its_conversation_starts_over() {
     assert_eq!(write.expected, Expected::Unreadable);
     assert!(write.stored.version < 10, "a fresh version, not a sentinel: {}", write.stored.version);
     assert_eq!(write.stored.applied, 8);
-    assert_eq!(core.metrics.quarantined.load(Ordering::Relaxed), 1);
+    assert_eq!(core.metrics.quarantined.get(), 1);
     let asked = batch.messages.iter().any(|m| m.entry.text == "Which size?");
     assert!(asked, "the conversation started over: {:#?}", batch.messages);
 }
