@@ -17,6 +17,7 @@ mod history;
 mod http;
 mod metrics;
 pub mod ports;
+pub mod records;
 mod roles;
 pub mod supervise;
 mod transcript;
