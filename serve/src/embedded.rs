@@ -34,8 +34,6 @@ const TIMERS: TableDefinition<(u64, &str, u32), &[u8]> = TableDefinition::new("t
 const TIMER_INDEX: TableDefinition<(&str, u32), u64> = TableDefinition::new("timer_index");
 /// (conversation key, position) → transcript entry.
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
-/// (conversation key, entry id) → its position: an entry committed again is kept once.
-const MESSAGE_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("message_ids");
 /// item id → outbox item.
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 /// event id → when its dedupe mark expires (unix seconds).
@@ -57,6 +55,10 @@ const FORMAT: u64 = 3;
 /// Committed events kept per partition after their batch, so a worker can be rewound and
 /// an operator can look back; older ones are deleted as batches commit.
 const RETAIN: u64 = 10_000;
+
+/// A transcript entry committed again is kept once if it is among its conversation's this
+/// many latest entries (see `Writer::commit`).
+const RECENT: usize = 32;
 
 /// Most jobs applied in one transaction.
 const GROUP: usize = 2048;
@@ -303,8 +305,8 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
         }
         // Format 2 keys conversations by (bot, channel, conversation). A directory from before
         // holds sessions keyed by (bot, conversation), whose channel cannot be told apart.
-        // Format 3 adds the entry and reply id indexes, empty in a format 2 directory until
-        // its next entry: a format 2 directory is carried over as it is.
+        // Format 3 adds the reply id index, empty in a format 2 directory until its next
+        // reply: a format 2 directory is carried over as it is.
         let format = meta.get("format").map_err(io)?.map(|v| v.value());
         match format {
             Some(FORMAT) => {}
@@ -347,7 +349,6 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
         txn.open_table(TIMERS).map_err(io)?;
         txn.open_table(TIMER_INDEX).map_err(io)?;
         txn.open_table(MESSAGES).map_err(io)?;
-        txn.open_table(MESSAGE_IDS).map_err(io)?;
         txn.open_table(REPLY_IDS).map_err(io)?;
         txn.open_table(OUTBOX).map_err(io)?;
         let history = txn.open_table(HISTORY).map_err(io)?;
@@ -458,7 +459,6 @@ struct Tables<'t> {
     timers: redb::Table<'t, (u64, &'static str, u32), &'static [u8]>,
     timer_index: redb::Table<'t, (&'static str, u32), u64>,
     messages: redb::Table<'t, (&'static str, u64), &'static [u8]>,
-    message_ids: redb::Table<'t, (&'static str, &'static str), u64>,
     reply_ids: redb::Table<'t, &'static str, u64>,
     outbox: redb::Table<'t, &'static str, &'static [u8]>,
     history: redb::Table<'t, u64, &'static [u8]>,
@@ -550,7 +550,6 @@ impl Writer {
                 timers: txn.open_table(TIMERS).map_err(io)?,
                 timer_index: txn.open_table(TIMER_INDEX).map_err(io)?,
                 messages: txn.open_table(MESSAGES).map_err(io)?,
-                message_ids: txn.open_table(MESSAGE_IDS).map_err(io)?,
                 reply_ids: txn.open_table(REPLY_IDS).map_err(io)?,
                 outbox: txn.open_table(OUTBOX).map_err(io)?,
                 history: txn.open_table(HISTORY).map_err(io)?,
@@ -688,7 +687,6 @@ impl Writer {
                     t.touched.remove((*at, k)).map_err(io)?;
                     t.sessions.remove(k).map_err(io)?;
                     t.messages.retain_in((k, 0)..=(k, u64::MAX), |_, _| false).map_err(io)?;
-                    t.message_ids.retain_in((k, "")..(k, "\u{10FFFF}"), |_, _| false).map_err(io)?;
                     let mut timers = Vec::new();
                     for r in t.timer_index.range((k, 0)..=(k, u32::MAX)).map_err(io)? {
                         let (tk, due) = r.map_err(io)?;
@@ -770,18 +768,33 @@ impl Writer {
                 t.touched.insert((w.stored.touched_at, k), ()).map_err(io)?;
             }
         }
+        // Per conversation, its last position and the ids of its latest entries, read once
+        // per batch: an entry committed again is among them (a batch is written whole or not
+        // at all, so a second copy can only come from the batch after it).
+        let mut recent: HashMap<&str, (u64, Vec<String>)> = HashMap::new();
         for m in &b.messages {
             let k = m.key.as_str();
-            if t.message_ids.get((k, m.entry.id.as_str())).map_err(io)?.is_some() {
+            if !recent.contains_key(k) {
+                let mut ids = Vec::new();
+                let mut last = 0;
+                for r in t.messages.range((k, 0)..=(k, u64::MAX)).map_err(io)?.rev().take(RECENT) {
+                    let (key, v) = r.map_err(io)?;
+                    let seq = key.value().1;
+                    last = last.max(seq);
+                    if let Ok(e) = decode_entry(seq, v.value()) {
+                        ids.push(e.id);
+                    }
+                }
+                recent.insert(k, (last, ids));
+            }
+            let (last, ids) = recent.get_mut(k).expect("just read");
+            if ids.contains(&m.entry.id) {
                 continue;
             }
-            let last = match t.messages.range((k, 0)..=(k, u64::MAX)).map_err(io)?.next_back() {
-                Some(r) => r.map_err(io)?.0.value().1,
-                None => 0,
-            };
-            let entry = Entry { seq: last + 1, ..m.entry.clone() };
+            *last += 1;
+            let entry = Entry { seq: *last, ..m.entry.clone() };
             t.messages.insert((k, entry.seq), encode_entry(&entry).as_slice()).map_err(io)?;
-            t.message_ids.insert((k, entry.id.as_str()), entry.seq).map_err(io)?;
+            ids.push(entry.id);
             touched.transcript = true;
         }
         for change in &b.timers {

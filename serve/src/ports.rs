@@ -349,7 +349,9 @@ pub trait TimerStore: Send + Sync {
     fn scheduled(&self) -> Fut<'_, ()>;
 }
 
-/// The web channel's transcripts. An entry committed again (same id) is kept once.
+/// The web channel's transcripts. An entry committed again (same id) is kept once; a store
+/// may bound how far back in the conversation it looks, as long as a batch done again after
+/// a crash is covered (the embedded store: the conversation's last 32 entries).
 pub trait Transcript: Send + Sync {
     /// A conversation's entries after position `seq`.
     fn after<'a>(&'a self, key: &'a str, seq: u64) -> Fut<'a, Result<Vec<Entry>, StoreError>>;
