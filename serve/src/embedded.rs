@@ -768,34 +768,34 @@ impl Writer {
                 t.touched.insert((w.stored.touched_at, k), ()).map_err(io)?;
             }
         }
-        // Per conversation, its last position and the ids of its latest entries, read once
-        // per batch: an entry committed again is among them (a batch is written whole or not
-        // at all, so a second copy can only come from the batch after it).
-        let mut recent: HashMap<&str, (u64, Vec<String>)> = HashMap::new();
-        for m in &b.messages {
-            let k = m.key.as_str();
-            if !recent.contains_key(k) {
-                let mut ids = Vec::new();
-                let mut last = 0;
-                for r in t.messages.range((k, 0)..=(k, u64::MAX)).map_err(io)?.rev().take(RECENT) {
-                    let (key, v) = r.map_err(io)?;
-                    let seq = key.value().1;
-                    last = last.max(seq);
-                    if let Ok(e) = decode_entry(seq, v.value()) {
-                        ids.push(e.id);
+        // An entry committed again is among its conversation's latest entries (a batch is
+        // written whole or not at all, so a second copy can only come from the batch after
+        // it): per conversation, its latest entries are read once per batch and their ids
+        // compared as bytes with the batch's.
+        let mut order: Vec<&Message> = b.messages.iter().collect();
+        order.sort_by(|x, y| x.key.cmp(&y.key)); // stable: each conversation's own order stays
+        for batch in order.chunk_by(|x, y| x.key == y.key) {
+            let k = batch[0].key.as_str();
+            let mut present = vec![false; batch.len()];
+            let mut last = 0;
+            for r in t.messages.range((k, 0)..=(k, u64::MAX)).map_err(io)?.rev().take(RECENT) {
+                let (key, v) = r.map_err(io)?;
+                last = last.max(key.value().1);
+                if let Ok(id) = entry_id(v.value()) {
+                    for (m, seen) in batch.iter().zip(present.iter_mut()) {
+                        *seen |= m.entry.id.as_bytes() == id;
                     }
                 }
-                recent.insert(k, (last, ids));
             }
-            let (last, ids) = recent.get_mut(k).expect("just read");
-            if ids.contains(&m.entry.id) {
-                continue;
+            for (i, m) in batch.iter().enumerate() {
+                if present[i] || batch[..i].iter().any(|x| x.entry.id == m.entry.id) {
+                    continue;
+                }
+                last += 1;
+                let entry = Entry { seq: last, ..m.entry.clone() };
+                t.messages.insert((k, last), encode_entry(&entry).as_slice()).map_err(io)?;
+                touched.transcript = true;
             }
-            *last += 1;
-            let entry = Entry { seq: *last, ..m.entry.clone() };
-            t.messages.insert((k, entry.seq), encode_entry(&entry).as_slice()).map_err(io)?;
-            ids.push(entry.id);
-            touched.transcript = true;
         }
         for change in &b.timers {
             match change {

@@ -92,6 +92,16 @@ pub fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Entry, DecodeError> {
     Ok(Entry { seq, id, from, text, buttons })
 }
 
+/// An entry's id, read without decoding the rest (the transcript's dedupe reads many).
+pub fn entry_id(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    let mut r = Reader::new(bytes);
+    let v = r.u8()?;
+    if v != 1 {
+        return Err(DecodeError::Version(v));
+    }
+    r.bytes()
+}
+
 pub fn put_buttons(out: &mut Vec<u8>, buttons: &[botc_runtime::vm::Button]) {
     put_var(out, buttons.len() as u64);
     for b in buttons {
