@@ -949,7 +949,7 @@ impl Bus for Embedded {
                             // Not deliverable; the worker's position moves past it anyway.
                             Err(e) => {
                                 tracing::error!(partition, offset, error = %e, "an event on the bus is unreadable");
-                                out.push(Delivery { offset, event: unreadable(offset) });
+                                out.push(Delivery { offset, event: Event::unreadable(offset) });
                             }
                         }
                     }
@@ -982,23 +982,6 @@ impl Bus for Embedded {
             .map(|p| p.next.load(Ordering::Acquire).saturating_sub(p.committed.load(Ordering::Acquire)))
             .sum();
         Box::pin(std::future::ready(Ok(depth)))
-    }
-}
-
-/// A placeholder for an event that could not be decoded: it belongs to no bot, so the
-/// worker passes over it.
-fn unreadable(offset: u64) -> Event {
-    Event {
-        id: format!("unreadable:{offset}"),
-        platform: String::new(),
-        bot: String::new(),
-        conversation: String::new(),
-        user_id: String::new(),
-        user_name: String::new(),
-        user_language: String::new(),
-        kind: botc_runtime::vm::Input::HandBack,
-        received_at: 0,
-        reply_to: String::new(),
     }
 }
 

@@ -43,6 +43,23 @@ impl Event {
         key(&self.bot, &self.platform, &self.conversation)
     }
 
+    /// A placeholder for a bus event that could not be decoded: it belongs to no bot, so the
+    /// worker passes over it (and its partition's position moves on).
+    pub fn unreadable(offset: u64) -> Event {
+        Event {
+            id: format!("unreadable:{offset}"),
+            platform: String::new(),
+            bot: String::new(),
+            conversation: String::new(),
+            user_id: String::new(),
+            user_name: String::new(),
+            user_language: String::new(),
+            kind: Input::HandBack,
+            received_at: 0,
+            reply_to: String::new(),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![EVENT_VERSION];
         for s in [&self.id, &self.platform, &self.bot, &self.conversation, &self.user_id, &self.user_name] {

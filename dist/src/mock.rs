@@ -1,0 +1,53 @@
+//! librdkafka's mock cluster: real Kafka protocol on loopback ports, in this process, for
+//! tests and for trying the distributed roles on one machine without a broker. The cluster
+//! is not `Send`, so it lives on a thread of its own until the handle is dropped.
+
+use std::sync::mpsc;
+
+/// A running mock cluster; dropping it stops the cluster.
+pub struct MockKafka {
+    pub brokers: String,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MockKafka {
+    /// Starts `brokers` mock brokers with `topics` created (name, partitions).
+    pub fn start(brokers: i32, topics: &[(&str, usize)]) -> Result<MockKafka, String> {
+        let topics: Vec<(String, usize)> = topics.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("kafka-mock".into())
+            .spawn(move || {
+                let cluster = match rdkafka::mocking::MockCluster::new(brokers) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot start the mock Kafka cluster: {e}")));
+                        return;
+                    }
+                };
+                for (t, p) in &topics {
+                    if let Err(e) = cluster.create_topic(t, *p as i32, 1) {
+                        let _ = ready_tx.send(Err(format!("cannot create topic {t}: {e}")));
+                        return;
+                    }
+                }
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                // Until the handle is dropped (the sender with it).
+                let _ = stop_rx.recv();
+            })
+            .map_err(|e| e.to_string())?;
+        let brokers = ready_rx.recv().map_err(|e| e.to_string())??;
+        Ok(MockKafka { brokers, stop: Some(stop_tx), thread: Some(thread) })
+    }
+}
+
+impl Drop for MockKafka {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
