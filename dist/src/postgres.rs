@@ -1,0 +1,205 @@
+//! History and the flow registry in Postgres (sqlx, with migrations): batched, idempotent
+//! inserts (one statement per batch, `ON CONFLICT DO NOTHING` on the records' ids), and the
+//! reads `botc history` makes. The history shipper moves records here from the Redis queue,
+//! so a Postgres outage delays history and loses none of it.
+
+use botc_runtime::vm::Button;
+use botc_serve::ports::{Direction, FlowRegistry, Fut, HistoryRecord, HistorySink, StoreError};
+use serde_json::{Value as Json, json};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+fn migrator() -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    // Written out rather than `sqlx::migrate!`, which needs sqlx's proc macros (and their
+    // build time) for one list of files.
+    let step = |version, description: &'static str, sql: &'static str| {
+        Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
+    };
+    Migrator::with_migrations(vec![step(
+        1,
+        "history and flows",
+        include_str!("../migrations/postgres/0001_history_and_flows.sql"),
+    )])
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Io(format!("postgres: {e}"))
+}
+
+/// Where the database is and how many connections to keep.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    pub url: String,
+    /// The schema botc's tables live in (created if missing).
+    pub schema: String,
+    pub pool: u32,
+}
+
+pub struct Postgres {
+    pool: PgPool,
+}
+
+impl Postgres {
+    /// Connects and brings the schema up to date. Errors say what failed, for people.
+    pub async fn open(config: &PostgresConfig) -> Result<Postgres, String> {
+        let schema = &config.schema;
+        if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("postgres schema `{schema}` is not valid; use letters, digits and _"));
+        }
+        let options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| format!("postgres url is not valid: {e}"))?
+            .options([("search_path", schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.pool.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| format!("cannot connect to postgres: {e}"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+            .execute(&pool)
+            .await
+            .map_err(|e| format!("cannot create postgres schema {schema}: {e}"))?;
+        migrator().run(&pool).await.map_err(|e| format!("cannot migrate postgres schema {schema}: {e}"))?;
+        Ok(Postgres { pool })
+    }
+
+    /// A conversation's (or a user's) latest `limit` records, oldest first.
+    pub async fn transcript(
+        &self,
+        bot: &str,
+        who: &str,
+        by_conversation: bool,
+        limit: u32,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        let column = if by_conversation { "conversation" } else { "user_id" };
+        let sql = format!(
+            "SELECT seq, id, bot, conversation, user_id, platform, direction, kind, text, buttons::text AS buttons, at
+             FROM (SELECT * FROM history WHERE bot = $1 AND {column} = $2 ORDER BY seq DESC LIMIT $3) t ORDER BY seq"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(bot)
+            .bind(who)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(record).collect()
+    }
+
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM history").fetch_one(&self.pool).await.map_err(db)?;
+        Ok(n as u64)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn record(row: &sqlx::postgres::PgRow) -> Result<HistoryRecord, StoreError> {
+    let get = |name: &str| row.try_get::<String, _>(name).map_err(db);
+    let buttons: Json = serde_json::from_str(&get("buttons")?).unwrap_or(Json::Null);
+    let buttons = buttons
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|b| Button {
+                    label: b["label"].as_str().unwrap_or_default().to_string(),
+                    value: b["value"].as_str().map(str::to_string),
+                    url: b["url"].as_str().map(str::to_string),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(HistoryRecord {
+        id: get("id")?,
+        bot: get("bot")?,
+        conversation: get("conversation")?,
+        user_id: get("user_id")?,
+        platform: get("platform")?,
+        direction: if get("direction")? == "in" { Direction::In } else { Direction::Out },
+        kind: get("kind")?,
+        text: get("text")?,
+        buttons,
+        at: row.try_get::<i64, _>("at").map_err(db)? as u64,
+    })
+}
+
+impl HistorySink for Postgres {
+    fn record(&self, records: Vec<HistoryRecord>) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let col = |f: fn(&HistoryRecord) -> String| records.iter().map(f).collect::<Vec<String>>();
+            let buttons = col(|r| {
+                let list: Vec<Json> =
+                    r.buttons.iter().map(|b| json!({ "label": b.label, "value": b.value, "url": b.url })).collect();
+                Json::Array(list).to_string()
+            });
+            let at: Vec<i64> = records.iter().map(|r| r.at as i64).collect();
+            // One statement for the whole batch; rows keep the batch's order.
+            sqlx::query(
+                "INSERT INTO history (id, bot, conversation, user_id, platform, direction, kind, text, buttons, at)
+                 SELECT id, bot, conversation, user_id, platform, direction, kind, text, buttons::jsonb, at
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                             $8::text[], $9::text[], $10::bigint[])
+                      AS t (id, bot, conversation, user_id, platform, direction, kind, text, buttons, at)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(col(|r| r.id.clone()))
+            .bind(col(|r| r.bot.clone()))
+            .bind(col(|r| r.conversation.clone()))
+            .bind(col(|r| r.user_id.clone()))
+            .bind(col(|r| r.platform.clone()))
+            .bind(col(|r| match r.direction {
+                Direction::In => "in".into(),
+                Direction::Out => "out".into(),
+            }))
+            .bind(col(|r| r.kind.clone()))
+            .bind(col(|r| r.text.clone()))
+            .bind(buttons)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl FlowRegistry for Postgres {
+    fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>, at: u64) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO flows (bot, hash, bytecode, first_served) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(bot)
+            .bind(hex(&hash))
+            .bind(bytecode)
+            .bind(at as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT bytecode FROM flows WHERE bot = $1 ORDER BY first_served")
+                .bind(bot)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)
+        })
+    }
+}
