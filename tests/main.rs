@@ -10,6 +10,8 @@ mod browser;
 mod cli;
 mod compile;
 mod conversation;
+#[cfg(feature = "distributed")]
+mod distributed;
 mod durability;
 mod fixtures;
 mod forms;

@@ -1,6 +1,10 @@
 //! `botc.toml`: what `botc serve` runs. Read and checked completely before anything binds,
 //! so a mistake is reported with its file, line and fix instead of half a server starting.
 
+// A botc built without the distributed roles still reads their sections (one botc.toml
+// serves both builds) but has no use for them.
+#![cfg_attr(not(feature = "distributed"), allow(dead_code))]
+
 use botc_serve::Platform;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -22,6 +26,182 @@ pub struct Config {
     pub plans: Plans,
     #[serde(default)]
     pub bots: Vec<BotConfig>,
+    /// The distributed roles' infrastructure (docs/distributed.md); `botc serve` ignores it.
+    pub kafka: Option<KafkaSection>,
+    pub redis: Option<RedisSection>,
+    pub postgres: Option<PostgresSection>,
+}
+
+/// `[kafka]`: the event bus.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    /// `host:port,host:port`.
+    pub brokers: String,
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// The topic's partitions: the most workers that can step events at once.
+    #[serde(default = "default_kafka_partitions")]
+    pub partitions: usize,
+    /// Copies of each partition `botc kafka init` asks for.
+    #[serde(default = "default_replication")]
+    pub replication: u16,
+    /// Longest a gateway waits for the brokers before answering 503.
+    #[serde(default = "default_publish_timeout_ms")]
+    pub publish_timeout_ms: u64,
+    /// Extra librdkafka settings (`"security.protocol" = "SASL_SSL"`).
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// librdkafka settings whose values are secrets: the names of the environment variables
+    /// holding them (`"sasl.password" = "KAFKA_PASSWORD"`).
+    #[serde(default)]
+    pub settings_env: std::collections::BTreeMap<String, String>,
+}
+
+fn default_topic() -> String {
+    "botc-events".into()
+}
+fn default_kafka_partitions() -> usize {
+    16
+}
+fn default_replication() -> u16 {
+    3
+}
+fn default_publish_timeout_ms() -> u64 {
+    5_000
+}
+
+/// `[redis]`: one server (`url` or `url_env`) or a cluster (`cluster`, every node or a few).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    pub url: Option<String>,
+    /// The environment variable holding the URL (when it carries a password).
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    /// Put before every key, so several deployments can share one Redis.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+fn default_prefix() -> String {
+    "botc:".into()
+}
+
+/// `[postgres]`: history and the flow registry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    pub url: Option<String>,
+    /// The environment variable holding the URL (when it carries a password).
+    pub url_env: Option<String>,
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    #[serde(default = "default_pool")]
+    pub pool: u32,
+}
+
+fn default_schema() -> String {
+    "botc".into()
+}
+fn default_pool() -> u32 {
+    8
+}
+
+/// The distributed roles' settings, complete and checked, secrets read.
+#[cfg(feature = "distributed")]
+pub struct Infra {
+    pub kafka: botc_dist::KafkaConfig,
+    pub replication: u16,
+    pub redis: botc_dist::RedisAddr,
+    pub prefix: String,
+    pub postgres: botc_dist::PostgresConfig,
+}
+
+/// Reads `[kafka]`, `[redis]` and `[postgres]` of a loaded config (`path` for messages):
+/// every setting checked and every secret read before anything connects.
+#[cfg(feature = "distributed")]
+pub fn infra(config: &Config, path: &Path) -> Result<Infra, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let line_of =
+        |needle: &str| text.lines().position(|l| l.contains(needle)).map_or(String::new(), |i| format!(":{}", i + 1));
+    let missing = |section: &str, example: &str| {
+        format!(
+            "{shown}: the distributed roles need a [{section}] section, e.g.\n\n[{section}]\n{example}\n\n(see docs/distributed.md)"
+        )
+    };
+    let env = |name: &str, field: &str, section: &str| match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+        _ => Err(format!("{shown}{}: environment variable {name} ({section}.{field}) is not set", line_of(name))),
+    };
+    let k = config.kafka.as_ref().ok_or_else(|| missing("kafka", "brokers = \"127.0.0.1:9092\""))?;
+    if k.brokers.trim().is_empty() {
+        return Err(format!(
+            "{shown}{}: kafka.brokers is empty; give host:port of one or more brokers",
+            line_of("brokers")
+        ));
+    }
+    if k.partitions == 0 || k.partitions > 1024 {
+        return Err(format!("{shown}{}: kafka.partitions must be between 1 and 1024", line_of("partitions")));
+    }
+    if k.topic.is_empty() || !k.topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(format!(
+            "{shown}{}: kafka.topic `{}` is not a valid topic name; use letters, digits, `.`, `_` and `-`",
+            line_of("topic"),
+            k.topic
+        ));
+    }
+    if !(100..=120_000).contains(&k.publish_timeout_ms) {
+        return Err(format!(
+            "{shown}{}: kafka.publish_timeout_ms must be between 100 and 120000 (platforms give up on a webhook after seconds)",
+            line_of("publish_timeout_ms")
+        ));
+    }
+    let mut settings: Vec<(String, String)> = k.settings.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+    for (setting, var) in &k.settings_env {
+        settings.push((setting.clone(), env(var, &format!("settings_env.\"{setting}\""), "kafka")?));
+    }
+    let r = config.redis.as_ref().ok_or_else(|| missing("redis", "url = \"redis://127.0.0.1:6379\""))?;
+    let redis = match (&r.url, &r.url_env, r.cluster.is_empty()) {
+        (Some(url), None, true) => botc_dist::RedisAddr::Single(url.clone()),
+        (None, Some(var), true) => botc_dist::RedisAddr::Single(env(var, "url_env", "redis")?),
+        (None, None, false) => botc_dist::RedisAddr::Cluster(r.cluster.clone()),
+        _ => {
+            return Err(format!(
+                "{shown}{}: give exactly one of redis.url, redis.url_env or redis.cluster",
+                line_of("[redis]")
+            ));
+        }
+    };
+    let p = config.postgres.as_ref().ok_or_else(|| missing("postgres", "url = \"postgres://botc@127.0.0.1/botc\""))?;
+    let url = match (&p.url, &p.url_env) {
+        (Some(url), None) => url.clone(),
+        (None, Some(var)) => env(var, "url_env", "postgres")?,
+        _ => {
+            return Err(format!(
+                "{shown}{}: give exactly one of postgres.url or postgres.url_env",
+                line_of("[postgres]")
+            ));
+        }
+    };
+    if p.schema.is_empty() || !p.schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("{shown}{}: postgres.schema must be letters, digits and _", line_of("schema")));
+    }
+    Ok(Infra {
+        kafka: botc_dist::KafkaConfig {
+            brokers: k.brokers.clone(),
+            topic: k.topic.clone(),
+            partitions: k.partitions,
+            publish_timeout: std::time::Duration::from_millis(k.publish_timeout_ms),
+            settings,
+        },
+        replication: k.replication,
+        redis,
+        prefix: r.prefix.clone(),
+        postgres: botc_dist::PostgresConfig { url, schema: p.schema.clone(), pool: p.pool.max(1) },
+    })
 }
 
 #[derive(Debug, Deserialize, Default)]

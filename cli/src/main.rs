@@ -116,6 +116,32 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
     },
+    /// Run the gateway role of the distributed runtime: verify webhooks and web-chat
+    /// messages, put them on Kafka, acknowledge (docs/distributed.md)
+    #[cfg(feature = "distributed")]
+    Gateway(RoleArgs),
+    /// Run the worker role: step the flows over the events of the Kafka partitions it leases
+    #[cfg(feature = "distributed")]
+    Worker(RoleArgs),
+    /// Run the dispatcher role: deliver replies through the platforms' APIs within budgets
+    #[cfg(feature = "distributed")]
+    Dispatcher(RoleArgs),
+    /// Run the scheduler role: timers, flows' http requests, history into Postgres
+    #[cfg(feature = "distributed")]
+    Scheduler(RoleArgs),
+    /// Kafka for the distributed runtime
+    #[cfg(feature = "distributed")]
+    Kafka {
+        #[command(subcommand)]
+        command: KafkaCommand,
+    },
+    /// Tools for trying and testing botc on one machine
+    #[cfg(feature = "distributed")]
+    #[command(hide = true)]
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
     /// Print a conversation's history from `botc serve`'s data directory (also while it runs)
     History {
         /// The bot's id
@@ -209,6 +235,45 @@ enum Command {
     DumpIr { file: PathBuf },
 }
 
+/// What every distributed role takes.
+#[cfg(feature = "distributed")]
+#[derive(clap::Args)]
+struct RoleArgs {
+    /// Flow files, or directories searched for them, besides the bots the config declares
+    paths: Vec<PathBuf>,
+    /// botc.toml with [kafka], [redis] and [postgres] (docs/distributed.md)
+    #[arg(long)]
+    config: PathBuf,
+    /// Address for this process's HTTP (the gateway's API; /healthz, /readyz, /metrics)
+    /// [default: the config's, else 127.0.0.1:8080]
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[cfg(feature = "distributed")]
+#[derive(Subcommand)]
+enum KafkaCommand {
+    /// Create the events topic with the configured partitions (or check the one there)
+    Init {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[cfg(feature = "distributed")]
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Run librdkafka's mock Kafka cluster with the events topic; prints its brokers
+    KafkaMock {
+        #[arg(long, default_value = "botc-events")]
+        topic: String,
+        #[arg(long, default_value_t = 16)]
+        partitions: usize,
+    },
+}
+
 /// Exit codes: 0 clean, 1 the flows have errors, 2 usage or I/O errors.
 const EXIT_FINDINGS: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -247,9 +312,29 @@ fn main() -> ExitCode {
             cmd::serve::init_logs(log_format);
             cmd::serve::serve_cmd(paths, config.as_deref(), listen, data_dir)
         }
+        #[cfg(feature = "distributed")]
+        Command::Gateway(a) => role(cmd::role::Part::Gateway, a),
+        #[cfg(feature = "distributed")]
+        Command::Worker(a) => role(cmd::role::Part::Worker, a),
+        #[cfg(feature = "distributed")]
+        Command::Dispatcher(a) => role(cmd::role::Part::Dispatcher, a),
+        #[cfg(feature = "distributed")]
+        Command::Scheduler(a) => role(cmd::role::Part::Scheduler, a),
+        #[cfg(feature = "distributed")]
+        Command::Kafka { command: KafkaCommand::Init { config } } => cmd::role::kafka_init_cmd(&config),
+        #[cfg(feature = "distributed")]
+        Command::Dev { command: DevCommand::KafkaMock { topic, partitions } } => {
+            cmd::role::kafka_mock_cmd(&topic, partitions)
+        }
         Command::Chat { flow, user } => cmd::chat::chat_cmd(&flow, &user),
         Command::Fmt { file, to, write, drop_comments } => cmd::fmt::fmt(&file, to, write, drop_comments),
     }
+}
+
+#[cfg(feature = "distributed")]
+fn role(part: cmd::role::Part, a: RoleArgs) -> ExitCode {
+    cmd::serve::init_logs(a.log_format);
+    cmd::role::role_cmd(part, a.paths, &a.config, a.listen)
 }
 
 /// A usage or I/O problem: printed to stderr, exit 2.

@@ -214,3 +214,28 @@ impl Kafka {
         .map_err(|e| StoreError::Io(e.to_string()))?
     }
 }
+
+/// Creates the events topic: `Ok(true)` when created, `Ok(false)` when it existed already.
+pub async fn create_topic(config: &KafkaConfig, replication: u16) -> Result<bool, String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers);
+    for (k, v) in &config.settings {
+        c.set(k, v);
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        c.create().map_err(|e| format!("cannot set up the kafka client: {e}"))?;
+    let topic = NewTopic::new(&config.topic, config.partitions as i32, TopicReplication::Fixed(i32::from(replication)));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(|e| format!("cannot create topic {} at {}: {e}", config.topic, config.brokers))?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((_, code))) => Err(format!("cannot create topic {}: {code}", config.topic)),
+        None => Err(format!("the brokers did not answer about topic {}", config.topic)),
+    }
+}

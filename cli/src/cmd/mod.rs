@@ -12,5 +12,7 @@ pub(crate) mod graph;
 pub(crate) mod history;
 pub(crate) mod load;
 pub(crate) mod quarantine;
+#[cfg(feature = "distributed")]
+pub(crate) mod role;
 pub(crate) mod serve;
 pub(crate) mod test;

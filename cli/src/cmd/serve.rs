@@ -2,6 +2,7 @@
 
 use crate::flows::{collect, load_flow};
 use crate::{EXIT_FINDINGS, config, fail};
+use botc_serve as serve;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +15,8 @@ pub(crate) enum LogFormat {
 
 /// Logs go to stderr; `RUST_LOG` filters them (default: info).
 pub(crate) fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -25,18 +27,12 @@ pub(crate) fn init_logs(format: LogFormat) {
     }
 }
 
-pub(crate) fn serve_cmd(
+/// The bots a process runs (declared in the config, then one per flow file found) and the
+/// options the config sets, with the bus partitions and capacity for the embedded store.
+pub(crate) fn bots_and_options(
     mut paths: Vec<PathBuf>,
-    config: Option<&Path>,
-    listen: Option<std::net::SocketAddr>,
-    data_dir: Option<PathBuf>,
-) -> ExitCode {
-    // Everything is read and checked before anything binds.
-    let config = match config.map(config::load).transpose() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    use botc_serve as serve;
+    config: Option<&config::Config>,
+) -> Result<(Vec<serve::Bot>, serve::Options, usize, usize), ExitCode> {
     let mut options = serve::Options::default();
     let (mut partitions, mut capacity) = (serve::DEFAULT_PARTITIONS, serve::DEFAULT_QUEUE_CAPACITY);
     let mut declared: Vec<&config::BotConfig> = Vec::new();
@@ -61,7 +57,6 @@ pub(crate) fn serve_cmd(
             tracing::info!(bot = %b.id, platform = ?b.platform, tenant = b.tenant.as_deref().unwrap_or("-"), plan = ?b.plan, "bot declared");
         }
     }
-    let listen = listen.or(config.as_ref().and_then(|c| c.listen)).unwrap_or(([127, 0, 0, 1], 8080).into());
     if paths.is_empty() && declared.is_empty() {
         paths.push(PathBuf::from("flows/examples"));
     }
@@ -70,8 +65,8 @@ pub(crate) fn serve_cmd(
     } else {
         match collect(&paths) {
             Ok(f) if !f.is_empty() => f,
-            Ok(_) => return fail("no flow files (.yaml, .yml, .flow) found"),
-            Err(e) => return fail(e),
+            Ok(_) => return Err(fail("no flow files (.yaml, .yml, .flow) found")),
+            Err(e) => return Err(fail(e)),
         }
     };
     // Every flow found becomes a bot named after its file; a flow's YAML and DSL twins are
@@ -82,13 +77,13 @@ pub(crate) fn serve_cmd(
             Ok(p) => p,
             Err(e) => {
                 eprintln!("error: bot `{}`: {e}; nothing was started", b.id);
-                return ExitCode::from(EXIT_FINDINGS);
+                return Err(ExitCode::from(EXIT_FINDINGS));
             }
         };
         let name = b.name.clone().unwrap_or_else(|| program.program().name.replace('_', " "));
         let platform = b.platform;
         let (mut per_bot, mut per_conversation) = platform.limits();
-        let plans = &config.as_ref().map(|c| (c.plans.free, c.plans.premium));
+        let plans = &config.map(|c| (c.plans.free, c.plans.premium));
         let plan = match (b.plan, plans) {
             (config::Plan::Free, Some((free, _))) => free.messages_per_second,
             (config::Plan::Premium, Some((_, premium))) => premium.messages_per_second,
@@ -121,19 +116,38 @@ pub(crate) fn serve_cmd(
             Ok(p) => p,
             Err(e) => {
                 eprintln!("error: {e}; nothing was started");
-                return ExitCode::from(EXIT_FINDINGS);
+                return Err(ExitCode::from(EXIT_FINDINGS));
             }
         };
         let id = path.file_stem().map_or("bot".into(), |s| s.to_string_lossy().into_owned());
         if let Some(other) = bots.iter().find(|b| b.id == id) {
             if other.program.program().hash != program.program().hash {
-                return fail(format!("two different flows are both named `{id}`; rename one of the files"));
+                return Err(fail(format!("two different flows are both named `{id}`; rename one of the files")));
             }
             continue;
         }
         let name = program.program().name.replace('_', " ");
         bots.push(serve::Bot::web(&id, &name, std::sync::Arc::new(program)));
     }
+    Ok((bots, options, partitions, capacity))
+}
+
+pub(crate) fn serve_cmd(
+    paths: Vec<PathBuf>,
+    config: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> ExitCode {
+    // Everything is read and checked before anything binds.
+    let config = match config.map(config::load).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (bots, options, partitions, capacity) = match bots_and_options(paths, config.as_ref()) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let listen = listen.or(config.as_ref().and_then(|c| c.listen)).unwrap_or(([127, 0, 0, 1], 8080).into());
     let data_dir =
         data_dir.or(config.as_ref().and_then(|c| c.data_dir.clone())).unwrap_or_else(|| PathBuf::from("botc-data"));
     let store = match serve::Embedded::open(&data_dir, partitions, capacity) {
@@ -149,20 +163,9 @@ pub(crate) fn serve_cmd(
             Ok(h) => std::sync::Arc::new(h),
             Err(e) => return fail(e),
         };
-        let listener = match tokio::net::TcpListener::bind(listen).await {
+        let (listener, shutdown) = match listen_until_signalled(listen).await {
             Ok(l) => l,
-            Err(e) => {
-                return fail(format!(
-                    "cannot listen on {listen}: {e} (is another botc running? try --listen 127.0.0.1:0)"
-                ));
-            }
-        };
-        // Signal handlers go in before the banner: a supervisor may send SIGTERM as soon as
-        // it sees the server up, and that must drain, not kill.
-        use tokio::signal::unix::{SignalKind, signal};
-        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(t), Ok(i)) => (t, i),
-            (Err(e), _) | (_, Err(e)) => return fail(format!("cannot handle signals: {e}")),
+            Err(e) => return fail(e),
         };
         let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
         outln!(
@@ -171,10 +174,6 @@ pub(crate) fn serve_cmd(
             data_dir.display()
         );
         tracing::info!(address = %addr, bots = bots.len(), data = %store.path().display(), "serving");
-        let shutdown = async move {
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            tracing::info!("stopping: finishing requests in flight");
-        };
         let clock = std::sync::Arc::new(botc_runtime::clock::SystemClock::default());
         let ports = serve::Ports::embedded(store.clone(), history.clone(), clock);
         let result = serve::serve(listener, bots, options, ports, shutdown).await;
@@ -185,4 +184,25 @@ pub(crate) fn serve_cmd(
             Err(e) => fail(format!("server error: {e}")),
         }
     })
+}
+
+/// Binds `listen` and installs the SIGTERM/SIGINT handlers, before the caller prints that it
+/// is up (a supervisor may send SIGTERM as soon as it sees that, and that must drain, not
+/// kill): the listener, and a future that completes at the first signal.
+pub(crate) async fn listen_until_signalled(
+    listen: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, impl std::future::Future<Output = ()> + Send + 'static), String> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e} (is another botc running? try --listen 127.0.0.1:0)"))?;
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => return Err(format!("cannot handle signals: {e}")),
+    };
+    let shutdown = async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("stopping: finishing requests in flight");
+    };
+    Ok((listener, shutdown))
 }

@@ -1,0 +1,175 @@
+//! `botc gateway`, `botc worker`, `botc dispatcher`, `botc scheduler`: one role of the
+//! distributed runtime per process, on Kafka, Redis and Postgres (docs/distributed.md), and
+//! `botc kafka init`, which creates the events topic. The roles are `botc serve`'s own,
+//! composed by the same root; only the ports differ.
+
+use super::serve::{bots_and_options, listen_until_signalled};
+use crate::{config, fail};
+use botc_dist::{Conn, Distributed, Kafka, Keys, Postgres, Redis};
+use botc_serve as serve;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    Gateway,
+    Worker,
+    Dispatcher,
+    Scheduler,
+}
+
+impl Part {
+    fn roles(self) -> Vec<serve::Role> {
+        use serve::Role;
+        match self {
+            Part::Gateway => vec![Role::Gateway],
+            Part::Worker => vec![Role::Worker],
+            Part::Dispatcher => vec![Role::Dispatcher],
+            // Timers, flows' http requests and history: the small roles, together.
+            Part::Scheduler => vec![Role::Scheduler, Role::Outbox, Role::History],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Part::Gateway => "gateway",
+            Part::Worker => "worker",
+            Part::Dispatcher => "dispatcher",
+            Part::Scheduler => "scheduler",
+        }
+    }
+}
+
+/// Reads and checks everything a distributed command needs before anything connects.
+fn read(config_path: &Path) -> Result<(config::Config, config::Infra), String> {
+    let c = config::load(config_path)?;
+    let infra = config::infra(&c, config_path)?;
+    Ok((c, infra))
+}
+
+async fn connect(infra: &config::Infra) -> Result<(Distributed, Postgres), String> {
+    let conn =
+        Conn::connect(&infra.redis).await.map_err(|e| format!("cannot connect to redis ({:?}): {e}", infra.redis))?;
+    let redis = Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0 };
+    redis.ping().await.map_err(|e| format!("redis does not answer: {e}"))?;
+    let kafka = Kafka::new(infra.kafka.clone()).map_err(|e| format!("cannot set up the kafka client: {e}"))?;
+    kafka.check().await.map_err(|e| e.to_string())?;
+    let postgres = Postgres::open(&infra.postgres).await?;
+    Ok((Distributed::new(redis, kafka), postgres))
+}
+
+pub(crate) fn role_cmd(
+    part: Part,
+    paths: Vec<PathBuf>,
+    config_path: &Path,
+    listen: Option<std::net::SocketAddr>,
+) -> ExitCode {
+    let (config, infra) = match read(config_path) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let (bots, mut options, _, _) = match bots_and_options(paths, Some(&config)) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    options.roles = part.roles();
+    let listen = listen.or(config.listen).unwrap_or(([127, 0, 0, 1], 8080).into());
+    let idle_ms = options.forget_idle.map_or(0, |d| d.as_millis() as u64);
+    crate::with_runtime(async move {
+        let (mut store, postgres) = match connect(&infra).await {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        store.redis.idle_ms = idle_ms;
+        let store = Arc::new(store);
+        let postgres = Arc::new(postgres);
+        let (listener, shutdown) = match listen_until_signalled(listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+        let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
+        outln!("botc {} is running {} bot(s); health and metrics at http://{addr}/", part.name(), bots.len());
+        tracing::info!(role = part.name(), address = %addr, bots = bots.len(), "running");
+        let clock: Arc<dyn botc_runtime::clock::Clock> = Arc::new(botc_runtime::clock::SystemClock::default());
+        let ports = serve::Ports {
+            leases: store.clone(),
+            bus: store.clone(),
+            sessions: store.clone(),
+            committer: store.clone(),
+            timers: store.clone(),
+            transcript: store.clone(),
+            outbox: store.clone(),
+            history_queue: store.clone(),
+            replies: store.clone(),
+            history: postgres.clone(),
+            flows: postgres.clone(),
+            // Per process for now; shared budgets in Redis are the next step (issue 11).
+            limiter: Arc::new(botc_runtime::platforms::limiter::Gcra::new(clock.clone())),
+            client: Arc::new(serve::HttpClient::default()),
+            clock,
+        };
+        let result = serve::serve(listener, bots, options, ports, shutdown).await;
+        postgres.close().await;
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format!("server error: {e}")),
+        }
+    })
+}
+
+/// `botc kafka init`: creates the events topic with the configured partitions and copies;
+/// a topic that exists already is checked instead.
+pub(crate) fn kafka_init_cmd(config_path: &Path) -> ExitCode {
+    let infra = match read(config_path) {
+        Ok((_, infra)) => infra,
+        Err(e) => return fail(e),
+    };
+    crate::with_runtime(async move {
+        let k = &infra.kafka;
+        match botc_dist::kafka::create_topic(k, infra.replication).await {
+            Ok(true) => {
+                outln!(
+                    "created topic {} with {} partitions ({} copies each)",
+                    k.topic,
+                    k.partitions,
+                    infra.replication
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(false) => {
+                let kafka = match Kafka::new(k.clone()) {
+                    Ok(k) => k,
+                    Err(e) => return fail(e),
+                };
+                match kafka.check().await {
+                    Ok(()) => {
+                        outln!("topic {} exists with {} partitions; nothing to do", k.topic, k.partitions);
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            Err(e) => fail(e),
+        }
+    })
+}
+
+/// `botc dev kafka-mock`: librdkafka's mock cluster with the events topic, for trying the
+/// distributed roles on one machine and for tests; prints the brokers, runs until stopped.
+pub(crate) fn kafka_mock_cmd(topic: &str, partitions: usize) -> ExitCode {
+    let mock = match botc_dist::mock::MockKafka::start(1, &[(topic, partitions)]) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    outln!("{}", mock.brokers);
+    crate::with_runtime(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut t), Ok(mut i)) => tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} },
+            (Err(e), _) | (_, Err(e)) => return fail(format!("cannot handle signals: {e}")),
+        }
+        drop(mock);
+        ExitCode::SUCCESS
+    })
+}

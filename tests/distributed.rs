@@ -1,0 +1,251 @@
+//! The distributed runtime as separate processes of the one binary: a Kafka-protocol broker
+//! (librdkafka's mock cluster, in a `botc dev kafka-mock` process), the machine's Redis and
+//! Postgres (a key prefix and a schema of this test's own), a gateway, workers and a
+//! scheduler. What `botc serve` promises holds across processes: every acknowledged message
+//! is answered exactly once, in order, also when a worker is killed with SIGKILL.
+
+use crate::{banner_url, root};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Answers every message: `ask` into `t`, then `say` it back.
+const ECHO: &str = "flow: echo\nstart: listen\nvars:\n  t: text\nnodes:\n  listen:\n    ask: \"Say something\"\n    into: t\n    next: answer\n  answer:\n    say: \"echo {{ t }}\"\n    next: listen\n";
+
+const CONVERSATIONS: usize = 8;
+
+/// Child processes killed when the test ends, however it ends.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `botc ARGS` and reads its first line of output.
+fn start(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(args)
+        .current_dir(root())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("botc starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    assert!(!line.is_empty(), "botc {args:?} printed nothing (see its errors above)");
+    (child, line)
+}
+
+/// A schema of this test's own in the machine's Postgres, dropped at the end.
+struct Schema(String);
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0))
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// This test's keys in the machine's Redis, deleted at the end.
+struct Prefix(String);
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("redis-cli --scan --pattern '{}*' | xargs -r redis-cli del >/dev/null", self.0))
+            .status();
+    }
+}
+
+fn psql(query: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc", query])
+        .output()
+        .expect("psql runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn send_until(base: &str, stop: Instant) -> Vec<usize> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let mut tasks = Vec::new();
+    for c in 0..CONVERSATIONS {
+        let (client, base) = (client.clone(), base.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 0;
+            while Instant::now() < stop {
+                let url = format!("{base}/api/bots/echo/conversations/c{c}/messages");
+                let body = format!("{{\"text\": \"m{c}-{acked}\"}}");
+                match client.post(url).header("content-type", "application/json").body(body).send().await {
+                    Ok(r) if r.status() == 202 => acked += 1,
+                    Ok(r) => panic!("the gateway refused a message: {}", r.status()),
+                    Err(e) => panic!("the gateway did not answer: {e}"),
+                }
+            }
+            acked
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("sender"));
+    }
+    out
+}
+
+async fn transcript(client: &reqwest::Client, base: &str, c: usize) -> Vec<Value> {
+    let url = format!("{base}/api/bots/echo/conversations/c{c}/messages?after=0");
+    let v: Value = client.get(url).send().await.expect("get").json().await.expect("json");
+    v["messages"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("echo.yaml"), ECHO).expect("write flow");
+    let tag = format!("{:016x}", fastrand::u64(..));
+    let schema = Schema(format!("botc_e2e_{tag}"));
+    let prefix = Prefix(format!("botc-e2e:{tag}:"));
+    // Declared after the schema and the prefix, so the processes stop before those are
+    // cleaned up.
+    let mut procs = Procs(Vec::new());
+    let (mock, brokers) = start(&["dev", "kafka-mock", "--partitions", "4"]);
+    procs.0.push(mock);
+    let config = dir.path().join("botc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\npartitions = 4\nreplication = 1\n\n[redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = \"{}\"\n\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
+            brokers.trim(),
+            prefix.0,
+            schema.0
+        ),
+    )
+    .expect("write config");
+    let (config, flows) = (config.to_string_lossy().into_owned(), dir.path().to_string_lossy().into_owned());
+    let role = |name: &str| start(&[name, flows.as_str(), "--config", config.as_str(), "--listen", "127.0.0.1:0"]);
+    let (gateway, banner) = role("gateway");
+    procs.0.push(gateway);
+    let base = banner_url(&banner).expect("gateway url");
+    let (first, _) = role("worker");
+    let first_pid = first.id().to_string();
+    procs.0.push(first);
+    let (second, _) = role("worker");
+    procs.0.push(second);
+    let (scheduler, _) = role("scheduler");
+    procs.0.push(scheduler);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // Kill the first worker while messages flow: whichever partitions it leased wait for its
+    // leases to expire, then the second worker takes them over.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        Command::new("kill").args(["-KILL", &first_pid]).status().expect("kill runs")
+    });
+    let acked = rt.block_on(send_until(&base, Instant::now() + Duration::from_secs(3)));
+    assert!(killer.join().expect("killer").success());
+    eprintln!("acknowledged: {acked:?}");
+    assert!(acked.iter().sum::<usize>() >= 50, "the senders got going ({acked:?})");
+
+    // The second worker takes the partitions over once the dead one's leases expire (10 s).
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (c, &n) in acked.iter().enumerate() {
+        let last = if n > 1 { format!("echo m{c}-{}", n - 1) } else { "Say something".into() };
+        let seen = loop {
+            let seen = rt.block_on(transcript(&client, &base, c));
+            if seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
+                break seen;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for m in &seen {
+            *count.entry(format!("{}: {}", m["from"], m["text"].as_str().unwrap_or(""))).or_default() += 1;
+        }
+        for i in 0..n {
+            let mut lines = vec![format!("\"user\": m{c}-{i}")];
+            if i > 0 {
+                lines.push(format!("\"bot\": echo m{c}-{i}"));
+            }
+            for line in lines {
+                assert_eq!(count.get(&line), Some(&1), "conversation c{c}: {line} exactly once in {seen:#?}");
+            }
+        }
+        for (line, k) in &count {
+            assert!(*k == 1 || line.contains("Say something"), "c{c}: {line} appears {k} times");
+        }
+        // In order: each user message before its echo, and the messages in sending order.
+        let texts: Vec<&str> = seen.iter().filter_map(|m| m["text"].as_str()).collect();
+        let users: Vec<&str> = texts.iter().copied().filter(|t| t.starts_with('m')).collect();
+        let sent: Vec<String> = (0..n).map(|i| format!("m{c}-{i}")).collect();
+        assert_eq!(users, sent, "c{c}: the user's messages in the order sent");
+    }
+    // History reaches Postgres, once per message, from the scheduler's shipper.
+    let want = acked.iter().map(|&n| 2 * n).sum::<usize>();
+    let count_history = || {
+        psql(&format!(
+            "SELECT COUNT(*) FROM {}.history WHERE kind IN ('text', 'message') AND text LIKE '%m%-%'",
+            schema.0
+        ))
+    };
+    let mut got = count_history();
+    while got.trim().parse::<usize>().unwrap_or(0) < want - CONVERSATIONS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        got = count_history();
+    }
+    // Each user message is in; each is echoed except each conversation's first.
+    assert_eq!(
+        got.trim().parse::<usize>().unwrap_or(0),
+        want - acked.iter().filter(|&&n| n > 0).count(),
+        "history rows"
+    );
+    let dupes =
+        psql(&format!("SELECT COUNT(*) FROM (SELECT id FROM {}.history GROUP BY id HAVING COUNT(*) > 1) d", schema.0));
+    assert_eq!(dupes.trim(), "0", "a history record is there twice");
+}
+
+/// A distributed role reads and checks its whole config before it connects to anything: each
+/// mistake is refused with the file, the line where it can say, and the fix.
+#[test]
+fn a_role_refuses_a_bad_config_before_connecting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        ("[redis]\nurl = \"redis://127.0.0.1:1\"\n", "need a [kafka] section"),
+        ("[kafka]\nbrokers = \"127.0.0.1:1\"\n", "need a [redis] section"),
+        (
+            "[kafka]\nbrokers = \"127.0.0.1:1\"\n[redis]\nurl = \"redis://127.0.0.1:1\"\ncluster = [\"redis://127.0.0.1:2\"]\n",
+            "give exactly one of redis.url, redis.url_env or redis.cluster",
+        ),
+        (
+            "[kafka]\nbrokers = \"127.0.0.1:1\"\npartitions = 0\n[redis]\nurl = \"redis://127.0.0.1:1\"\n",
+            ":3: kafka.partitions must be between 1 and 1024",
+        ),
+        (
+            "[kafka]\nbrokers = \"127.0.0.1:1\"\n[redis]\nurl_env = \"BOTC_TEST_UNSET_REDIS_URL\"\n[postgres]\nurl = \"postgres://x@127.0.0.1:1/x\"\n",
+            "environment variable BOTC_TEST_UNSET_REDIS_URL (redis.url_env) is not set",
+        ),
+        ("[kafka]\nbrokers = \"127.0.0.1:1\"\nbrokerz = 1\n", ":3: unknown field `brokerz`"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let started = Instant::now();
+        let out = crate::botc(&["worker", "flows/examples", "--config", &path.to_string_lossy()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {err}");
+        assert!(err.contains(want), "case {i}: wanted `{want}` in: {err}");
+        assert!(err.contains(&*path.to_string_lossy()), "case {i}: the file is named: {err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "case {i}: refused only after {:?}", started.elapsed());
+    }
+}
