@@ -22,6 +22,8 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_millis(100);
 /// Longest a gateway's claim on a redelivered event holds if it dies while publishing.
 const CLAIM_MS: u64 = 30_000;
+/// Longest a gateway waits for Redis's redelivery check.
+const CLAIM_WAIT: Duration = Duration::from_millis(500);
 /// Due timers moved per shard per call.
 const FIRE_MAX: usize = 1_000;
 
@@ -109,22 +111,49 @@ impl Bus for Distributed {
     }
     fn publish_once(&self, event: Event, ttl: Duration) -> Fut<'_, Result<bool, StoreError>> {
         Box::pin(async move {
-            match self.redis.claim(&event.id, event.received_at, CLAIM_MS).await? {
-                Claim::Duplicate => return Ok(false),
-                Claim::Busy => {
+            // Redis answering slowly or not at all must not turn webhooks away (platforms give
+            // up on a webhook after seconds): then the event is published without the
+            // redelivery check, at the risk of a duplicate rather than of a lost message.
+            let claimed = match tokio::time::timeout(
+                CLAIM_WAIT,
+                self.redis.claim(&event.id, event.received_at, CLAIM_MS),
+            )
+            .await
+            {
+                Ok(Ok(claim)) => Some(claim),
+                Ok(Err(e)) => {
+                    tracing::warn!(event = %event.id, error = %e, "cannot check for a redelivery; publishing anyway");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(event = %event.id, "redis is slow to check for a redelivery; publishing anyway");
+                    None
+                }
+            };
+            match claimed {
+                Some(Claim::Duplicate) => return Ok(false),
+                Some(Claim::Busy) => {
                     return Err(StoreError::Io("another gateway is publishing this event right now".into()));
                 }
-                Claim::Fresh => {}
+                Some(Claim::Fresh) | None => {}
             }
             match self.kafka.publish(std::slice::from_ref(&event)).await {
                 Ok(()) => {
-                    let expires = event.received_at.saturating_add(ttl.as_secs());
-                    self.redis.settle(&event.id, expires, ttl.as_millis() as u64).await?;
+                    if claimed.is_some() {
+                        let expires = event.received_at.saturating_add(ttl.as_secs());
+                        // The event is durable: acknowledge it whatever happens to the mark
+                        // (a mark left pending lapses after CLAIM_MS).
+                        if let Err(e) = self.redis.settle(&event.id, expires, ttl.as_millis() as u64).await {
+                            tracing::warn!(event = %event.id, error = %e, "cannot record a published event's id; a redelivery may be taken again");
+                        }
+                    }
                     Ok(true)
                 }
                 Err(e) => {
                     // The platform retries; that retry must be taken.
-                    if let Err(u) = self.redis.unclaim(&event.id).await {
+                    if claimed.is_some()
+                        && let Err(u) = self.redis.unclaim(&event.id).await
+                    {
                         tracing::warn!(event = %event.id, error = %u, "cannot release a redelivery claim; it lapses by itself");
                     }
                     Err(e)
