@@ -14,7 +14,8 @@
 //! - `{timers}:lease`, and `{tN}:due`, `{tN}:ev` for N in 0..16: timers, sharded so the
 //!   timers of many conversations spread over the cluster.
 //! - `{history}:q`, `:ids`, `:next`: history not yet in Postgres.
-//! - `quarantine` (a list), `d:EVENT` (redelivery marks), `replies:bots` (bots with replies).
+//! - `quarantine` (a list), `d:EVENT` (redelivery marks), `replies:bots` (bots with replies),
+//!   `members:GROUP` (the live processes of a role, for sharing its work).
 //!
 //! A conversation key may hold any character; `{`, `}` and `%` are escaped, so a key never
 //! changes which part of it is the hash tag.
@@ -163,6 +164,15 @@ script!(
 if not held(KEYS[1], ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'until', '0')
 return 1
+"#
+);
+script!(
+    MEMBERS,
+    r#"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZCARD', KEYS[1])
 "#
 );
 script!(
@@ -476,6 +486,20 @@ impl Redis {
             .await
             .map_err(io)?;
         Ok(())
+    }
+
+    /// Counts the live holders of `group`, after saying `holder` is alive for `ttl_ms`.
+    pub async fn members(&self, group: &str, holder: &str, now_ms: u64, ttl_ms: u64) -> Result<usize, StoreError> {
+        let n: usize = MEMBERS
+            .key(self.keys.plain(&format!("members:{}", esc(group))))
+            .arg(holder)
+            .arg(now_ms.saturating_add(ttl_ms))
+            .arg(now_ms)
+            .arg(ttl_ms.saturating_mul(2))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(io)?;
+        Ok(n)
     }
 
     /// `Err(Fenced)` unless `lease` is the newest on its work.

@@ -97,6 +97,15 @@ impl Leases for Distributed {
             self.redis.release(lease).await
         })
     }
+    fn members<'a>(
+        &'a self,
+        group: &'a str,
+        holder: &'a str,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Fut<'a, Result<usize, StoreError>> {
+        Box::pin(self.redis.members(group, holder, now_ms, ttl.as_millis() as u64))
+    }
 }
 
 impl Bus for Distributed {

@@ -48,6 +48,7 @@ macro_rules! contract_suite {
     ($fresh:expr) => {
         $crate::contract_suite!(@tests $fresh;
             leases_are_exclusive_until_they_expire,
+            members_are_counted_until_they_expire,
             a_lease_is_fenced_by_the_next_one,
             published_events_come_back_in_order,
             duplicate_deliveries_are_published_once,
@@ -231,6 +232,18 @@ pub async fn leases_are_exclusive_until_they_expire(s: &impl Store) {
     });
     let won = futures_util::future::join_all(tries).await.into_iter().flatten().count();
     assert_eq!(won, 1, "exactly one of 16 simultaneous callers holds partition 0");
+}
+
+/// The processes doing a kind of work are counted while they say they are alive, per group.
+pub async fn members_are_counted_until_they_expire(s: &impl Store) {
+    let count =
+        |holder: &'static str, at: u64| async move { s.members("workers", holder, at, TTL).await.expect("members") };
+    assert_eq!(count("a", T0).await, 1);
+    assert_eq!(count("b", T0 + 1_000).await, 2);
+    assert_eq!(count("a", T0 + 9_000).await, 2, "a said it was alive again");
+    // b said last at +1 s, for 10 s: gone at +12 s; a (at +9 s) is not.
+    assert_eq!(count("c", T0 + 12_000).await, 2, "b went quiet; a and c remain");
+    assert_eq!(s.members("dispatchers", "a", T0, TTL).await.expect("members"), 1, "another group counts its own");
 }
 
 fn fenced<T>(r: Result<T, StoreError>, what: &str, work: Work) {

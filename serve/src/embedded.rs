@@ -102,6 +102,8 @@ fn check(leases: &LeaseTable, lease: &Lease) -> Result<(), StoreError> {
 pub struct Embedded {
     db: Arc<Database>,
     leases: LeaseTable,
+    /// By group, each holder and until when it is alive (unix ms).
+    members: Mutex<HashMap<String, HashMap<String, u64>>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     signals: Arc<Signals>,
@@ -182,6 +184,7 @@ impl Embedded {
         Ok(Embedded {
             db,
             leases,
+            members: Mutex::default(),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             signals,
@@ -901,6 +904,20 @@ impl Leases for Embedded {
             h.until_ms = 0;
         }
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn members<'a>(
+        &'a self,
+        group: &'a str,
+        holder: &'a str,
+        now_ms: u64,
+        ttl: std::time::Duration,
+    ) -> Fut<'a, Result<usize, StoreError>> {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        let group = members.entry(group.to_string()).or_default();
+        group.insert(holder.to_string(), now_ms.saturating_add(ttl.as_millis() as u64));
+        group.retain(|_, until| *until > now_ms);
+        Box::pin(std::future::ready(Ok(group.len())))
     }
 }
 

@@ -319,11 +319,20 @@ pub async fn serve(
             sessions: ports.sessions.clone(),
             committer: ports.committer.clone(),
         });
+        // The partitions are shared fairly among the worker processes.
+        let share = supervise::Share::new("workers", ports.bus.partitions());
+        aborting.push(tokio::spawn({
+            let (h, share, stop) = (holding.clone(), share.clone(), supervision.stop.clone());
+            async move { h.count_in(share, stop).await }
+        }));
         for p in 0..ports.bus.partitions() {
-            let (w, h, stop) = (worker.clone(), holding.clone(), supervision.stop.clone());
+            let (w, h, stop, share) = (worker.clone(), holding.clone(), supervision.stop.clone(), share.clone());
             let start = move || {
-                let (w, h, stop) = (w.clone(), h.clone(), stop.clone());
-                async move { h.hold(Work::Partition(p), stop.clone(), |lease| w.clone().run(lease, stop.clone())).await }
+                let (w, h, stop, share) = (w.clone(), h.clone(), stop.clone(), share.clone());
+                async move {
+                    h.hold(Work::Partition(p), Some(&share), stop.clone(), |lease| w.clone().run(lease, stop.clone()))
+                        .await
+                }
             };
             finishing.push(tokio::spawn(supervise(format!("worker {p}"), OnStop::Finish, supervision.clone(), start)));
         }
@@ -339,7 +348,7 @@ pub async fn serve(
         let (h, stop) = (holding.clone(), supervision.stop.clone());
         let start = move || {
             let (s, h, stop) = (scheduler.clone(), h.clone(), stop.clone());
-            async move { h.hold(Work::Timers, stop, |lease| s.clone().run(lease)).await }
+            async move { h.hold(Work::Timers, None, stop, |lease| s.clone().run(lease)).await }
         };
         aborting.push(tokio::spawn(supervise("scheduler".into(), OnStop::Abort, supervision.clone(), start)));
     }
@@ -352,7 +361,7 @@ pub async fn serve(
         let (h, stop) = (holding.clone(), supervision.stop.clone());
         let start = move || {
             let (r, h, stop) = (runner.clone(), h.clone(), stop.clone());
-            async move { h.hold(Work::Outbox, stop, |lease| r.clone().run(lease)).await }
+            async move { h.hold(Work::Outbox, None, stop, |lease| r.clone().run(lease)).await }
         };
         aborting.push(tokio::spawn(supervise("outbox".into(), OnStop::Abort, supervision.clone(), start)));
     }
@@ -380,7 +389,7 @@ pub async fn serve(
             let (d, h, stop, id) = (dispatcher.clone(), holding.clone(), supervision.stop.clone(), b.id.clone());
             let start = move || {
                 let (d, h, stop, work) = (d.clone(), h.clone(), stop.clone(), Work::Replies(id.clone()));
-                async move { h.hold(work, stop, |lease| d.clone().run(lease)).await }
+                async move { h.hold(work, None, stop, |lease| d.clone().run(lease)).await }
             };
             aborting.push(tokio::spawn(supervise(
                 format!("dispatcher {}", b.id),

@@ -125,6 +125,16 @@ pub trait Leases: Send + Sync {
     fn renew<'a>(&'a self, lease: &'a Lease, now_ms: u64, ttl: std::time::Duration) -> Fut<'a, Result<(), StoreError>>;
     /// Gives the work up at once (a clean stop), so another holder need not wait for expiry.
     fn release<'a>(&'a self, lease: &'a Lease) -> Fut<'a, Result<(), StoreError>>;
+    /// Says `holder` is alive among the holders of `group` (the processes doing one kind of
+    /// work) until `now_ms + ttl`, and returns how many of the group are alive, itself
+    /// included, so each can take its fair share of the work.
+    fn members<'a>(
+        &'a self,
+        group: &'a str,
+        holder: &'a str,
+        now_ms: u64,
+        ttl: std::time::Duration,
+    ) -> Fut<'a, Result<usize, StoreError>>;
 }
 
 /// An event and its position in its bus partition.

@@ -124,6 +124,76 @@ where
 /// died without a word, before another process takes it.
 pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// One kind of work split among the processes doing it (the bus partitions among the
+/// workers): each process holds at most its fair share, `total / processes` rounded up, so a
+/// worker started next to a busy one takes partitions over instead of waiting as a standby,
+/// and a worker that dies leaves its partitions to the others.
+pub struct Share {
+    /// The group the processes count themselves in.
+    pub group: String,
+    /// Pieces of work in all.
+    pub total: usize,
+    held: std::sync::atomic::AtomicUsize,
+    members: std::sync::atomic::AtomicUsize,
+}
+
+impl Share {
+    pub fn new(group: &str, total: usize) -> Arc<Share> {
+        Arc::new(Share {
+            group: group.to_string(),
+            total,
+            held: Default::default(),
+            members: std::sync::atomic::AtomicUsize::new(1),
+        })
+    }
+
+    /// The most this process may hold now.
+    pub fn limit(&self) -> usize {
+        self.total.div_ceil(self.members.load(std::sync::atomic::Ordering::Relaxed).max(1))
+    }
+
+    /// Takes a place for one more piece, if within the share; the place is given back when
+    /// dropped (also when the role holding it panics).
+    fn take(&self) -> Option<Place<'_>> {
+        let limit = self.limit();
+        let taken = self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| (h < limit).then_some(h + 1));
+        taken.is_ok().then_some(Place(self))
+    }
+
+    fn give(&self) {
+        let _ = self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| h.checked_sub(1));
+    }
+
+    /// Gives `place` back if this process holds more than its share: true when the caller
+    /// should hand its piece over. (One atomic step, so two pieces never both leave for one
+    /// place too many.)
+    fn shed<'a>(&'a self, place: Place<'a>) -> Option<Place<'a>> {
+        let limit = self.limit();
+        if self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| (h > limit).then(|| h - 1)).is_ok() {
+            std::mem::forget(place);
+            None
+        } else {
+            Some(place)
+        }
+    }
+
+    /// How many pieces this process holds.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
+use std::sync::atomic::Ordering;
+
+/// One piece of a [`Share`] taken; given back when dropped.
+struct Place<'a>(&'a Share);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.give();
+    }
+}
+
 /// What a role needs to hold a lease.
 #[derive(Clone)]
 pub struct Holding {
@@ -134,12 +204,29 @@ pub struct Holding {
 }
 
 impl Holding {
+    /// Counts this process in `share`'s group now and every third of a lease's time, until
+    /// `stop`: how it learns its fair share.
+    pub async fn count_in(&self, share: Arc<Share>, mut stop: watch::Receiver<bool>) {
+        loop {
+            match self.leases.members(&share.group, &self.holder, self.clock.unix_ms(), LEASE_TTL).await {
+                Ok(n) => share.members.store(n.max(1), Ordering::Relaxed),
+                Err(e) => tracing::warn!(group = %share.group, error = %e, "cannot count the processes sharing work"),
+            }
+            tokio::select! {
+                _ = self.clock.sleep(LEASE_TTL / 3) => {}
+                _ = until_stopped(&mut stop) => return,
+            }
+        }
+    }
+
     /// Runs `run` with a lease on `work` for as long as it is held: first waits until the
     /// work is free (another process may be doing it), then renews the lease every third of
     /// its time. When the lease is lost, `run` is dropped and the lease sought again; when
     /// `run` returns (asked to stop, or told it was fenced) and `stop` is set, the lease is
-    /// given up so a successor need not wait for it to expire.
-    pub async fn hold<F, Fut>(&self, work: Work, mut stop: watch::Receiver<bool>, mut run: F)
+    /// given up so a successor need not wait for it to expire. With a `share`, the work is
+    /// taken only within this process's share, and handed over (run dropped, lease given up)
+    /// when the share shrinks because more processes joined.
+    pub async fn hold<F, Fut>(&self, work: Work, share: Option<&Share>, mut stop: watch::Receiver<bool>, mut run: F)
     where
         F: FnMut(Lease) -> Fut,
         Fut: Future<Output = ()>,
@@ -149,6 +236,20 @@ impl Holding {
         loop {
             if *stop.borrow() {
                 return;
+            }
+            let mut place = None;
+            if let Some(share) = share {
+                match share.take() {
+                    Some(p) => place = Some(p),
+                    None => {
+                        // This process holds its share already.
+                        tokio::select! {
+                            _ = self.clock.sleep(every) => {}
+                            _ = until_stopped(&mut stop) => return,
+                        }
+                        continue;
+                    }
+                }
             }
             let lease = match self.leases.acquire(work.clone(), &self.holder, self.clock.unix_ms(), LEASE_TTL).await {
                 Ok(Some(lease)) => lease,
@@ -172,9 +273,8 @@ impl Holding {
             };
             failures = 0;
             tracing::debug!(work = %work, epoch = lease.epoch, "lease taken");
-            let running = run(lease.clone());
-            tokio::pin!(running);
-            loop {
+            let mut running = Box::pin(run(lease.clone()));
+            let handed_over = loop {
                 tokio::select! {
                     _ = &mut running => {
                         if *stop.borrow() {
@@ -183,19 +283,39 @@ impl Holding {
                             }
                             return;
                         }
-                        break;
+                        break false;
                     }
                     _ = self.clock.sleep(every) => {
+                        if let (Some(share), Some(p)) = (share, place.take()) {
+                            place = share.shed(p);
+                        }
+                        if share.is_some() && place.is_none() {
+                            tracing::info!(work = %work, "more processes share this work; handing it over");
+                            if let Err(e) = self.leases.release(&lease).await {
+                                tracing::warn!(work = %work, error = %e, "cannot give up a lease; it expires by itself");
+                            }
+                            break true;
+                        }
                         match self.leases.renew(&lease, self.clock.unix_ms(), LEASE_TTL).await {
                             Ok(()) => {}
                             Err(StoreError::Fenced(_)) => {
                                 tracing::warn!(work = %work, "lease lost to another process; stopping this work");
-                                break;
+                                break false;
                             }
                             // Not lost yet: the store will say so if it is.
                             Err(e) => tracing::error!(work = %work, error = %e, "cannot renew a lease"),
                         }
                     }
+                }
+            };
+            // The work stops here, before anything else happens: a successor may be doing it.
+            drop(running);
+            drop(place);
+            if handed_over {
+                // Let the process it was handed to take it before looking again.
+                tokio::select! {
+                    _ = self.clock.sleep(LEASE_TTL) => {}
+                    _ = until_stopped(&mut stop) => return,
                 }
             }
         }

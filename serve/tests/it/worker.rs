@@ -299,3 +299,109 @@ async fn a_worker_whose_partition_was_taken_over_stops_and_writes_nothing() {
     assert_eq!(store.committed(&newer).await.expect("position"), 0, "the fenced worker moved the position");
     assert!(store.load(&["shop/web/c1".to_string()]).await.expect("load").is_empty(), "the fenced worker wrote");
 }
+
+/// Which partitions each of two processes holds, as their hold loops see it.
+#[derive(Default)]
+struct Holds(std::sync::Mutex<HashMap<usize, &'static str>>);
+
+impl Holds {
+    fn of(&self, who: &str) -> usize {
+        self.0.lock().expect("holds").values().filter(|w| **w == who).count()
+    }
+}
+
+/// Starts a process's worth of hold loops on `total` partitions, sharing them fairly.
+fn start_holding(
+    store: &Arc<Embedded>,
+    clock: &Arc<ManualClock>,
+    who: &'static str,
+    total: usize,
+    holds: &Arc<Holds>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> (Arc<botc_serve::supervise::Share>, Vec<tokio::task::JoinHandle<()>>) {
+    use botc_serve::supervise::{Holding, Share};
+    let mut tasks = Vec::new();
+    let holding = Holding { leases: store.clone(), holder: who.into(), clock: clock.clone() };
+    let share = Share::new("workers", total);
+    tasks.push(tokio::spawn({
+        let (h, share, stop) = (holding.clone(), share.clone(), stop.clone());
+        async move { h.count_in(share, stop).await }
+    }));
+    for p in 0..total {
+        let (h, share, stop, holds) = (holding.clone(), share.clone(), stop.clone(), holds.clone());
+        tasks.push(tokio::spawn(async move {
+            h.hold(Work::Partition(p), Some(&share), stop, |_lease| {
+                let holds = holds.clone();
+                async move {
+                    // Holds the partition until dropped (handed over) or the test ends.
+                    struct Mark(Arc<Holds>, usize);
+                    impl Drop for Mark {
+                        fn drop(&mut self) {
+                            self.0.0.lock().expect("holds").remove(&self.1);
+                        }
+                    }
+                    holds.0.lock().expect("holds").insert(p, who);
+                    let _mark = Mark(holds.clone(), p);
+                    std::future::pending::<()>().await
+                }
+            })
+            .await
+        }));
+    }
+    (share, tasks)
+}
+
+/// Waits (yielding to the tasks, on no clock) until `done`, or fails after many rounds.
+async fn settle(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("never settled: {what}");
+}
+
+/// A worker process started next to one holding every partition takes half of them over
+/// within seconds (instead of waiting as a standby), and gets them all when the first goes
+/// quiet.
+#[tokio::test]
+async fn worker_processes_share_the_partitions_fairly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Embedded::open(dir.path(), 4, 100).expect("store"));
+    let clock = Arc::new(ManualClock::at(1_700_000_000_000));
+    let holds = Arc::new(Holds::default());
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let (_, a) = start_holding(&store, &clock, "a", 4, &holds, &stopped);
+    settle("a takes all four", || holds.of("a") == 4).await;
+
+    let (b, _) = start_holding(&store, &clock, "b", 4, &holds, &stopped);
+    settle("b counts two processes", || b.limit() == 2).await;
+    for _ in 0..8 {
+        clock.advance(Duration::from_millis(3_400));
+        settle("the loops run", || true).await;
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        if holds.of("b") == 2 {
+            break;
+        }
+    }
+    assert_eq!((holds.of("a"), holds.of("b")), (2, 2), "the four partitions shared two and two");
+
+    // a dies without a word (its leases are neither renewed nor released); after they
+    // expire, b takes everything.
+    for t in a {
+        t.abort();
+    }
+    for _ in 0..12 {
+        clock.advance(Duration::from_millis(3_400));
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+        }
+        if holds.of("b") == 4 {
+            break;
+        }
+    }
+    assert_eq!(holds.of("b"), 4, "b took over a's partitions once a went quiet");
+}
