@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod kafka;
+pub mod limiter;
 pub mod mock;
 pub mod postgres;
 pub mod redis;
@@ -14,6 +15,7 @@ pub mod store;
 
 pub use conn::{Conn, RedisAddr};
 pub use kafka::{Kafka, KafkaConfig};
+pub use limiter::RedisLimiter;
 pub use postgres::{Postgres, PostgresConfig};
 pub use redis::{Keys, Redis};
 pub use store::Distributed;

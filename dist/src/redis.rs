@@ -16,6 +16,7 @@
 //! - `{history}:q`, `:ids`, `:next`: history not yet in Postgres.
 //! - `quarantine` (a list), `d:EVENT` (redelivery marks), `replies:bots` (bots with replies),
 //!   `members:GROUP` (the live processes of a role, for sharing its work).
+//! - `{l:FIRST}:KEY`: send budgets (`limiter.rs`), under the tag of their send's first one.
 //!
 //! A conversation key may hold any character; `{`, `}` and `%` are escaped, so a key never
 //! changes which part of it is the hash tag.
@@ -118,6 +119,10 @@ impl Keys {
     }
     fn plain(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+    /// A send budget's key, in the hash tag of its send's first budget.
+    pub(crate) fn limit(&self, tag: &str, key: &str) -> String {
+        format!("{}{{l:{}}}:{}", self.prefix, esc(tag), esc(key))
     }
     /// The conversation key of a session key.
     fn conversation_of(&self, session_key: &str) -> Option<String> {

@@ -104,8 +104,8 @@ pub(crate) fn role_cmd(
             replies: store.clone(),
             history: postgres.clone(),
             flows: postgres.clone(),
-            // Per process for now; shared budgets in Redis are the next step (issue 11).
-            limiter: Arc::new(botc_runtime::platforms::limiter::Gcra::new(clock.clone())),
+            // Shared by every dispatcher process.
+            limiter: Arc::new(botc_dist::RedisLimiter { redis: store.redis.clone() }),
             client: Arc::new(serve::HttpClient::default()),
             clock,
         };
