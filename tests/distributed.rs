@@ -30,8 +30,13 @@ impl Drop for Procs {
 
 /// Starts `botc ARGS` and reads its first line of output.
 fn start(args: &[&str]) -> (Child, String) {
+    start_with(args, Stdio::null())
+}
+
+fn start_with(args: &[&str], stdin: Stdio) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
         .args(args)
+        .stdin(stdin)
         .current_dir(root())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -109,41 +114,77 @@ async fn transcript(client: &reqwest::Client, base: &str, c: usize) -> Vec<Value
     v["messages"].as_array().cloned().unwrap_or_default()
 }
 
+/// A deployment's infrastructure for one test: the mock broker (its stdin takes faults),
+/// a Redis prefix and a Postgres schema of the test's own, and a config naming them.
+struct Deployment {
+    config: String,
+    flows: String,
+    broker: std::process::ChildStdin,
+    // Fields drop in order: the processes stop before their data is cleaned up.
+    procs: Procs,
+    schema: Schema,
+    _prefix: Prefix,
+}
+
+impl Deployment {
+    /// `extra`: more lines for the config's [kafka] section.
+    fn new(dir: &tempfile::TempDir, partitions: usize, extra: &str) -> Deployment {
+        std::fs::write(dir.path().join("echo.yaml"), ECHO).expect("write flow");
+        let tag = format!("{:016x}", fastrand::u64(..));
+        let schema = Schema(format!("botc_e2e_{tag}"));
+        let prefix = Prefix(format!("botc-e2e:{tag}:"));
+        let mut procs = Procs(Vec::new());
+        let (mut mock, brokers) =
+            start_with(&["dev", "kafka-mock", "--partitions", &partitions.to_string()], Stdio::piped());
+        let broker = mock.stdin.take().expect("stdin");
+        procs.0.push(mock);
+        let config = dir.path().join("botc.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[kafka]\nbrokers = \"{}\"\npartitions = {partitions}\nreplication = 1\n{extra}\n[redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = \"{}\"\n\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
+                brokers.trim(),
+                prefix.0,
+                schema.0
+            ),
+        )
+        .expect("write config");
+        Deployment {
+            config: config.to_string_lossy().into_owned(),
+            flows: dir.path().to_string_lossy().into_owned(),
+            broker,
+            procs,
+            schema,
+            _prefix: prefix,
+        }
+    }
+
+    fn role(&self, name: &str) -> (Child, String) {
+        start(&[name, self.flows.as_str(), "--config", self.config.as_str(), "--listen", "127.0.0.1:0"])
+    }
+
+    fn broker(&mut self, fault: &str) {
+        use std::io::Write;
+        writeln!(self.broker, "{fault}").expect("the mock broker takes faults");
+    }
+}
+
 #[test]
 fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("echo.yaml"), ECHO).expect("write flow");
-    let tag = format!("{:016x}", fastrand::u64(..));
-    let schema = Schema(format!("botc_e2e_{tag}"));
-    let prefix = Prefix(format!("botc-e2e:{tag}:"));
-    // Declared after the schema and the prefix, so the processes stop before those are
-    // cleaned up.
-    let mut procs = Procs(Vec::new());
-    let (mock, brokers) = start(&["dev", "kafka-mock", "--partitions", "4"]);
-    procs.0.push(mock);
-    let config = dir.path().join("botc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"{}\"\npartitions = 4\nreplication = 1\n\n[redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = \"{}\"\n\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
-            brokers.trim(),
-            prefix.0,
-            schema.0
-        ),
-    )
-    .expect("write config");
-    let (config, flows) = (config.to_string_lossy().into_owned(), dir.path().to_string_lossy().into_owned());
-    let role = |name: &str| start(&[name, flows.as_str(), "--config", config.as_str(), "--listen", "127.0.0.1:0"]);
-    let (gateway, banner) = role("gateway");
-    procs.0.push(gateway);
+    let d = Deployment::new(&dir, 4, "");
+    let (mut d, _) = (d, ());
+    let (gateway, banner) = d.role("gateway");
+    d.procs.0.push(gateway);
     let base = banner_url(&banner).expect("gateway url");
-    let (first, _) = role("worker");
+    let (first, _) = d.role("worker");
     let first_pid = first.id().to_string();
-    procs.0.push(first);
-    let (second, _) = role("worker");
-    procs.0.push(second);
-    let (scheduler, _) = role("scheduler");
-    procs.0.push(scheduler);
+    d.procs.0.push(first);
+    let (second, _) = d.role("worker");
+    d.procs.0.push(second);
+    let (scheduler, _) = d.role("scheduler");
+    d.procs.0.push(scheduler);
+    let schema = &d.schema;
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     // Kill the first worker while messages flow: whichever partitions it leased wait for its
@@ -213,6 +254,73 @@ fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     let dupes =
         psql(&format!("SELECT COUNT(*) FROM (SELECT id FROM {}.history GROUP BY id HAVING COUNT(*) > 1) d", schema.0));
     assert_eq!(dupes.trim(), "0", "a history record is there twice");
+}
+
+async fn post(client: &reqwest::Client, base: &str, c: &str, text: &str) -> (u16, Option<String>) {
+    let url = format!("{base}/api/bots/echo/conversations/{c}/messages");
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(format!("{{\"text\": \"{text}\"}}"))
+        .send()
+        .await
+        .expect("the gateway answers");
+    let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    (r.status().as_u16(), retry)
+}
+
+/// While the brokers are down the gateway answers 503 with Retry-After within its publish
+/// timeout, never a 2xx for an event it could not store; when they are back, messages are
+/// taken again and every acknowledged one is answered once.
+#[test]
+fn while_the_broker_is_down_the_gateway_answers_503_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut d = Deployment::new(&dir, 2, "publish_timeout_ms = 1000");
+    let (gateway, banner) = d.role("gateway");
+    d.procs.0.push(gateway);
+    let base = banner_url(&banner).expect("gateway url");
+    let (worker, _) = d.role("worker");
+    d.procs.0.push(worker);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+    assert_eq!(rt.block_on(post(&client, &base, "c", "before")).0, 202);
+
+    d.broker("down");
+    let sent = Instant::now();
+    let (status, retry) = rt.block_on(post(&client, &base, "c", "during"));
+    assert_eq!(status, 503, "a message the brokers could not take was acknowledged");
+    assert_eq!(retry.as_deref(), Some("1"), "the 503 says when to retry");
+    assert!(sent.elapsed() < Duration::from_secs(5), "the 503 took {:?}", sent.elapsed());
+
+    d.broker("up");
+    // The client retries, as platforms do, until the brokers take it again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = rt.block_on(post(&client, &base, "c", "after"));
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503, "only 503 while the brokers come back");
+        assert!(Instant::now() < deadline, "the gateway never took messages again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = loop {
+        let seen = rt.block_on(async {
+            let url = format!("{base}/api/bots/echo/conversations/c/messages?after=0");
+            let v: Value = client.get(url).send().await.expect("get").json().await.expect("json");
+            v["messages"].as_array().cloned().unwrap_or_default()
+        });
+        if seen.len() >= 5 || Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let texts: Vec<&str> = seen.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(
+        texts,
+        ["before", "Say something", "after", "echo after", "Say something"],
+        "the refused message was not stored; the others were answered once"
+    );
 }
 
 /// A distributed role reads and checks its whole config before it connects to anything: each

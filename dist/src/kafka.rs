@@ -99,6 +99,8 @@ impl Kafka {
             .set("group.id", format!("botc-{}", self.config.topic))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // A position below what the topic still holds goes on from its oldest event.
+            .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10");
         for (k, v) in &self.config.settings {
             c.set(k, v);
@@ -132,15 +134,34 @@ impl Kafka {
             }
         };
         let mut out = Vec::new();
-        let first = consumer.recv().await.map_err(kafka)?;
-        self.take(partition, from, &first, &mut out);
-        drop(first);
+        // Errors on the way are the brokers coming and going (librdkafka reconnects by
+        // itself): said once, then waited out like a quiet partition.
+        let mut said = false;
+        while out.is_empty() {
+            match consumer.recv().await {
+                Ok(m) => self.take(partition, from, &m, &mut out),
+                Err(e) if !said => {
+                    tracing::warn!(partition, error = %e, "reading the bus failed; waiting for the brokers");
+                    said = true;
+                }
+                Err(_) => {}
+            }
+        }
         while out.len() < max {
             match consumer.recv().now_or_never() {
                 Some(Ok(m)) => self.take(partition, from, &m, &mut out),
-                Some(Err(e)) => return Err(kafka(e)),
-                None => break,
+                Some(Err(_)) | None => break,
             }
+        }
+        if let Some(first) = out.first()
+            && first.offset > from
+        {
+            tracing::error!(
+                partition,
+                from,
+                to = first.offset,
+                "events were deleted from the bus before they were stepped (retention too short?); going on after them"
+            );
         }
         let next = out.last().map_or(from, |d: &Delivery| d.offset + 1);
         if let Some(r) = self.readers.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&partition)

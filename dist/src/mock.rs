@@ -4,10 +4,19 @@
 
 use std::sync::mpsc;
 
+/// What a test can do to the running cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Every broker stops answering (connections are refused).
+    Down,
+    /// The brokers answer again.
+    Up,
+}
+
 /// A running mock cluster; dropping it stops the cluster.
 pub struct MockKafka {
     pub brokers: String,
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<mpsc::Sender<Fault>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -16,7 +25,7 @@ impl MockKafka {
     pub fn start(brokers: i32, topics: &[(&str, usize)]) -> Result<MockKafka, String> {
         let topics: Vec<(String, usize)> = topics.iter().map(|(t, p)| (t.to_string(), *p)).collect();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (stop_tx, stop_rx) = mpsc::channel::<Fault>();
         let thread = std::thread::Builder::new()
             .name("kafka-mock".into())
             .spawn(move || {
@@ -35,11 +44,30 @@ impl MockKafka {
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
                 // Until the handle is dropped (the sender with it).
-                let _ = stop_rx.recv();
+                while let Ok(fault) = stop_rx.recv() {
+                    for broker in 1..=brokers {
+                        let done = match fault {
+                            Fault::Down => cluster.broker_down(broker),
+                            Fault::Up => cluster.broker_up(broker),
+                        };
+                        if let Err(e) = done {
+                            tracing::error!(broker, error = %e, "the mock cluster did not take a fault");
+                        }
+                    }
+                }
             })
             .map_err(|e| e.to_string())?;
         let brokers = ready_rx.recv().map_err(|e| e.to_string())??;
         Ok(MockKafka { brokers, stop: Some(stop_tx), thread: Some(thread) })
+    }
+}
+
+impl MockKafka {
+    /// Makes every broker go down or come back.
+    pub fn fault(&self, fault: Fault) {
+        if let Some(tx) = &self.stop {
+            let _ = tx.send(fault);
+        }
     }
 }
 

@@ -157,17 +157,34 @@ pub(crate) fn kafka_init_cmd(config_path: &Path) -> ExitCode {
 
 /// `botc dev kafka-mock`: librdkafka's mock cluster with the events topic, for trying the
 /// distributed roles on one machine and for tests; prints the brokers, runs until stopped.
+/// Lines on stdin inject faults: `down` (the brokers stop answering), `up`.
 pub(crate) fn kafka_mock_cmd(topic: &str, partitions: usize) -> ExitCode {
+    use botc_dist::mock::Fault;
     let mock = match botc_dist::mock::MockKafka::start(1, &[(topic, partitions)]) {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
     outln!("{}", mock.brokers);
     crate::with_runtime(async move {
+        use tokio::io::AsyncBufReadExt;
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(mut t), Ok(mut i)) => tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} },
+        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(t), Ok(i)) => (t, i),
             (Err(e), _) | (_, Err(e)) => return fail(format!("cannot handle signals: {e}")),
+        };
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let mut stdin_open = true;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                line = lines.next_line(), if stdin_open => match line {
+                    Ok(Some(l)) if l.trim() == "down" => mock.fault(Fault::Down),
+                    Ok(Some(l)) if l.trim() == "up" => mock.fault(Fault::Up),
+                    Ok(Some(l)) => eprintln!("unknown fault `{}`; use `down` or `up`", l.trim()),
+                    Ok(None) | Err(_) => stdin_open = false,
+                },
+            }
         }
         drop(mock);
         ExitCode::SUCCESS
