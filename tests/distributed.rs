@@ -129,6 +129,10 @@ struct Deployment {
 impl Deployment {
     /// `extra`: more lines for the config's [kafka] section.
     fn new(dir: &tempfile::TempDir, partitions: usize, extra: &str) -> Deployment {
+        Deployment::on_redis(dir, partitions, extra, "redis://127.0.0.1:6379")
+    }
+
+    fn on_redis(dir: &tempfile::TempDir, partitions: usize, extra: &str, redis: &str) -> Deployment {
         std::fs::write(dir.path().join("echo.yaml"), ECHO).expect("write flow");
         let tag = format!("{:016x}", fastrand::u64(..));
         let schema = Schema(format!("botc_e2e_{tag}"));
@@ -142,7 +146,7 @@ impl Deployment {
         std::fs::write(
             &config,
             format!(
-                "[kafka]\nbrokers = \"{}\"\npartitions = {partitions}\nreplication = 1\n{extra}\n[redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = \"{}\"\n\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
+                "[kafka]\nbrokers = \"{}\"\npartitions = {partitions}\nreplication = 1\n{extra}\n[redis]\nurl = \"{redis}\"\nprefix = \"{}\"\n\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
                 brokers.trim(),
                 prefix.0,
                 schema.0
@@ -321,6 +325,77 @@ fn while_the_broker_is_down_the_gateway_answers_503_and_loses_nothing() {
         ["before", "Say something", "after", "echo after", "Say something"],
         "the refused message was not stored; the others were answered once"
     );
+}
+
+/// A Redis server of the test's own, on a free port, that the test may stop and continue.
+fn own_redis() -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+/// While Redis is stalled (SIGSTOP) for 10 s the gateway keeps acknowledging web messages
+/// at once (they wait on Kafka); when Redis continues, the worker catches up and answers
+/// every one, once, in order.
+#[test]
+fn while_redis_is_stalled_the_gateway_keeps_acknowledging_and_the_backlog_drains() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (redis, port) = own_redis();
+    let redis_pid = redis.id().to_string();
+    let mut d = Deployment::on_redis(&dir, 2, "", &format!("redis://127.0.0.1:{port}"));
+    d.procs.0.push(redis);
+    let (gateway, banner) = d.role("gateway");
+    d.procs.0.push(gateway);
+    let base = banner_url(&banner).expect("gateway url");
+    let (worker, _) = d.role("worker");
+    d.procs.0.push(worker);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+    assert_eq!(rt.block_on(post(&client, &base, "c", "m0")).0, 202);
+
+    let signal = |sig: &str| {
+        assert!(Command::new("kill").args([sig, &redis_pid]).status().expect("kill runs").success());
+    };
+    signal("-STOP");
+    let stalled = Instant::now();
+    let mut sent = 1;
+    while stalled.elapsed() < Duration::from_secs(10) {
+        let started = Instant::now();
+        let (status, _) = rt.block_on(post(&client, &base, "c", &format!("m{sent}")));
+        assert_eq!(status, 202, "message {sent} was refused while Redis was stalled");
+        assert!(started.elapsed() < Duration::from_secs(1), "message {sent} took {:?}", started.elapsed());
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    signal("-CONT");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = format!("echo m{}", sent - 1);
+    let seen = loop {
+        let seen = rt.block_on(async {
+            let url = format!("{base}/api/bots/echo/conversations/c/messages?after=0");
+            let v: Value = client.get(url).send().await.expect("get").json().await.expect("json");
+            v["messages"].as_array().cloned().unwrap_or_default()
+        });
+        if seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let users: Vec<&str> = seen.iter().filter(|m| m["from"] == "user").filter_map(|m| m["text"].as_str()).collect();
+    let sent_texts: Vec<String> = (0..sent).map(|i| format!("m{i}")).collect();
+    assert_eq!(users, sent_texts, "every acknowledged message, once, in order");
+    let echoes = seen.iter().filter(|m| m["text"].as_str().is_some_and(|t| t.starts_with("echo "))).count();
+    assert_eq!(echoes, sent - 1, "each message after the first echoed once: {seen:#?}");
 }
 
 /// A distributed role reads and checks its whole config before it connects to anything: each
