@@ -398,6 +398,125 @@ fn while_redis_is_stalled_the_gateway_keeps_acknowledging_and_the_backlog_drains
     assert_eq!(echoes, sent - 1, "each message after the first echoed once: {seen:#?}");
 }
 
+/// A TCP proxy to the machine's Postgres that the test can cut (every connection closed,
+/// new ones refused) and restore: an outage of the database as the roles see it, in user
+/// space.
+struct Cuttable {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Cuttable {
+    fn to(upstream: u16) -> Cuttable {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, open2) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let mut list = open2.lock().expect("open");
+                for s in [&client, &server] {
+                    if let Ok(c) = s.try_clone() {
+                        list.push(c);
+                    }
+                }
+                for (mut from, mut to) in
+                    [(client.try_clone().expect("clone"), server.try_clone().expect("clone")), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Cuttable { port, up, open }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for s in self.open.lock().expect("open").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// While Postgres is unreachable for 10 s conversations go on, and their history waits in
+/// Redis; once it is back, the history is complete, each record once.
+#[test]
+fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let proxy = Cuttable::to(5432);
+    let mut d = Deployment::new(&dir, 2, "");
+    let config = std::fs::read_to_string(&d.config).expect("config");
+    let config = config.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    std::fs::write(&d.config, config).expect("config");
+    let (gateway, banner) = d.role("gateway");
+    d.procs.0.push(gateway);
+    let base = banner_url(&banner).expect("gateway url");
+    let (worker, _) = d.role("worker");
+    d.procs.0.push(worker);
+    let (scheduler, _) = d.role("scheduler");
+    d.procs.0.push(scheduler);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+    let rows = |schema: &str| {
+        psql(&format!("SELECT COUNT(*) FROM {schema}.history WHERE direction = 'in'"))
+            .trim()
+            .parse::<usize>()
+            .unwrap_or(0)
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(rt.block_on(post(&client, &base, "c", &format!("m{i}"))).0, 202);
+    }
+    wait_for("the first messages' history", &|| rows(&d.schema.0) == 3);
+
+    proxy.cut();
+    for i in 3..8 {
+        assert_eq!(rt.block_on(post(&client, &base, "c", &format!("m{i}"))).0, 202, "m{i} while Postgres is down");
+    }
+    // The conversation goes on without Postgres.
+    let transcript = || {
+        rt.block_on(async {
+            let url = format!("{base}/api/bots/echo/conversations/c/messages?after=0");
+            let v: Value = client.get(url).send().await.expect("get").json().await.expect("json");
+            v["messages"].as_array().cloned().unwrap_or_default()
+        })
+    };
+    wait_for("the answers while Postgres is down", &|| transcript().iter().any(|m| m["text"] == "echo m7"));
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(rows(&d.schema.0), 3, "history reached a database that was down");
+
+    proxy.restore();
+    wait_for("the history of the outage", &|| rows(&d.schema.0) == 8);
+    let dupes = psql(&format!(
+        "SELECT COUNT(*) FROM (SELECT id FROM {}.history GROUP BY id HAVING COUNT(*) > 1) d",
+        d.schema.0
+    ));
+    assert_eq!(dupes.trim(), "0", "a history record is there twice");
+    let users =
+        psql(&format!("SELECT string_agg(text, ',' ORDER BY seq) FROM {}.history WHERE direction = 'in'", d.schema.0));
+    assert_eq!(users.trim(), "m0,m1,m2,m3,m4,m5,m6,m7", "in order");
+}
+
 /// A distributed role reads and checks its whole config before it connects to anything: each
 /// mistake is refused with the file, the line where it can say, and the fix.
 #[test]
