@@ -258,6 +258,12 @@ fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     let dupes =
         psql(&format!("SELECT COUNT(*) FROM (SELECT id FROM {}.history GROUP BY id HAVING COUNT(*) > 1) d", schema.0));
     assert_eq!(dupes.trim(), "0", "a history record is there twice");
+    // `botc history` reads it from Postgres.
+    let out =
+        crate::botc(&["history", "--config", &d.config, "--bot", "echo", "--conversation", "c0", "--limit", "100000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let last = format!("  bot    echo m0-{}\n", acked[0].saturating_sub(1));
+    assert!(crate::stdout(&out).contains(&last), "{}", crate::stdout(&out));
 }
 
 async fn post(client: &reqwest::Client, base: &str, c: &str, text: &str) -> (u16, Option<String>) {

@@ -156,6 +156,10 @@ enum Command {
         /// The data directory `botc serve` used
         #[arg(long, default_value = "botc-data")]
         data_dir: PathBuf,
+        /// Read the distributed runtime's history instead: the botc.toml whose [postgres]
+        /// holds it
+        #[arg(long, conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
         /// Only the last N lines
         #[arg(long, default_value_t = 200)]
         limit: u32,
@@ -299,13 +303,13 @@ fn main() -> ExitCode {
         }
         Command::FakePlatform { listen } => cmd::fake_platform::fake_platform_cmd(listen),
         Command::LoadBaseline { listen } => cmd::load::baseline_cmd(listen),
-        Command::History { bot, user, conversation, data_dir, limit, format } => {
+        Command::History { bot, user, conversation, data_dir, config, limit, format } => {
             let (who, by_conversation) = match (user, conversation) {
                 (_, Some(c)) => (c, true),
                 (Some(u), None) => (u, false),
                 (None, None) => return fail("give --user or --conversation"),
             };
-            cmd::history::history_cmd(&bot, &who, by_conversation, &data_dir, limit, format)
+            cmd::history::history_cmd(&bot, &who, by_conversation, &data_dir, config.as_deref(), limit, format)
         }
         Command::Quarantine { data_dir, limit, format } => cmd::quarantine::quarantine_cmd(&data_dir, limit, format),
         Command::Serve { paths, config, listen, data_dir, log_format } => {

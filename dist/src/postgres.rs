@@ -90,6 +90,22 @@ impl Postgres {
         rows.iter().map(record).collect()
     }
 
+    /// A bot's users, the most recent first.
+    pub async fn users(&self, bot: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT user_id FROM history WHERE bot = $1 GROUP BY user_id ORDER BY MAX(seq) DESC LIMIT $2",
+        )
+        .bind(bot)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    pub async fn bots(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT DISTINCT bot FROM history ORDER BY bot").fetch_all(&self.pool).await.map_err(db)
+    }
+
     pub async fn count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM history").fetch_one(&self.pool).await.map_err(db)?;
         Ok(n as u64)

@@ -11,21 +11,76 @@ pub(crate) enum HistoryFormat {
     Jsonl,
 }
 
+/// Where history is read from: `botc serve`'s data directory, or the distributed runtime's
+/// Postgres.
+enum Source {
+    Sqlite(botc_serve::SqliteHistory),
+    #[cfg(feature = "distributed")]
+    Postgres(botc_dist::Postgres),
+}
+
+type Records = Result<Vec<botc_serve::ports::HistoryRecord>, botc_serve::ports::StoreError>;
+type Names = Result<Vec<String>, botc_serve::ports::StoreError>;
+
+impl Source {
+    async fn open(dir: &Path, config: Option<&Path>) -> Result<Source, String> {
+        match config {
+            None => {
+                let path = botc_serve::history_path(dir);
+                Ok(Source::Sqlite(botc_serve::SqliteHistory::open_read_only(&path).await?))
+            }
+            #[cfg(feature = "distributed")]
+            Some(config) => {
+                let c = crate::config::load(config)?;
+                let infra = crate::config::infra(&c, config)?;
+                Ok(Source::Postgres(botc_dist::Postgres::open(&infra.postgres).await?))
+            }
+            #[cfg(not(feature = "distributed"))]
+            Some(_) => Err("this botc was built without the distributed runtime; read history with --data-dir".into()),
+        }
+    }
+
+    async fn transcript(&self, bot: &str, who: &str, by_conversation: bool, limit: u32) -> Records {
+        match self {
+            Source::Sqlite(h) => h.transcript(bot, who, by_conversation, limit).await,
+            #[cfg(feature = "distributed")]
+            Source::Postgres(p) => p.transcript(bot, who, by_conversation, limit).await,
+        }
+    }
+
+    async fn users(&self, bot: &str, limit: u32) -> Names {
+        match self {
+            Source::Sqlite(h) => h.users(bot, limit).await,
+            #[cfg(feature = "distributed")]
+            Source::Postgres(p) => p.users(bot, limit).await,
+        }
+    }
+
+    async fn bots(&self) -> Names {
+        match self {
+            Source::Sqlite(h) => h.bots().await,
+            #[cfg(feature = "distributed")]
+            Source::Postgres(p) => p.bots().await,
+        }
+    }
+}
+
 pub(crate) fn history_cmd(
     bot: &str,
     who: &str,
     by_conversation: bool,
     dir: &Path,
+    config: Option<&Path>,
     limit: u32,
     format: HistoryFormat,
 ) -> ExitCode {
-    use botc_serve::{SqliteHistory, history_path, ports::Direction};
+    use botc_serve::ports::Direction;
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     runtime.block_on(async {
-        let history = match SqliteHistory::open_read_only(&history_path(dir)).await {
+        let history = match Source::open(dir, config).await {
             Ok(h) => h,
             Err(e) => return fail(e),
         };
@@ -39,7 +94,7 @@ pub(crate) fn history_cmd(
             let hint = if users.is_empty() {
                 let bots = history.bots().await.unwrap_or_default();
                 if bots.is_empty() {
-                    "this data directory has no history yet".to_string()
+                    "there is no history yet".to_string()
                 } else {
                     format!("bot `{bot}` has none; bots with history: {}", bots.join(", "))
                 }
