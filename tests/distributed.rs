@@ -523,6 +523,41 @@ fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after
     assert_eq!(users.trim(), "m0,m1,m2,m3,m4,m5,m6,m7", "in order");
 }
 
+/// `botc doctor` says what a deployment's config reaches, and what is wrong, changing
+/// nothing: the topic, Redis and its mode, Postgres and its schema.
+#[test]
+fn doctor_checks_every_part_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut d = Deployment::new(&dir, 2, "");
+    let out = crate::botc(&["doctor", "--config", &d.config]);
+    let text = crate::stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for want in [
+        "ok    kafka at",
+        "topic botc-events has 2 partitions",
+        "ok    redis (one server)",
+        "is created when a role first starts",
+    ] {
+        assert!(text.contains(want), "wanted `{want}` in:\n{text}");
+    }
+    assert_eq!(
+        psql(&format!("SELECT to_regclass('{}.history')", d.schema.0)).trim(),
+        "",
+        "the doctor changed postgres"
+    );
+    // The topic's partitions disagree with the config.
+    let config = std::fs::read_to_string(&d.config).expect("config").replace("partitions = 2", "partitions = 3");
+    std::fs::write(&d.config, config).expect("config");
+    let out = crate::botc(&["doctor", "--config", &d.config]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(crate::stdout(&out).contains("has 2 partitions but kafka.partitions says 3"), "{}", crate::stdout(&out));
+    // The brokers are gone.
+    d.broker("down");
+    let out = crate::botc(&["doctor", "--config", &d.config]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(crate::stdout(&out).contains("FAIL  cannot reach the kafka brokers"), "{}", crate::stdout(&out));
+}
+
 /// A distributed role reads and checks its whole config before it connects to anything: each
 /// mistake is refused with the file, the line where it can say, and the fix.
 #[test]

@@ -135,6 +135,13 @@ enum Command {
         #[command(subcommand)]
         command: KafkaCommand,
     },
+    /// Check that the distributed roles can run with a config: brokers, topic, Redis,
+    /// Postgres; says what is wrong and how to fix it (changes nothing)
+    #[cfg(feature = "distributed")]
+    Doctor {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Tools for trying and testing botc on one machine
     #[cfg(feature = "distributed")]
     #[command(hide = true)]
@@ -326,6 +333,8 @@ fn main() -> ExitCode {
         Command::Scheduler(a) => role(cmd::role::Part::Scheduler, a),
         #[cfg(feature = "distributed")]
         Command::Kafka { command: KafkaCommand::Init { config } } => cmd::role::kafka_init_cmd(&config),
+        #[cfg(feature = "distributed")]
+        Command::Doctor { config } => cmd::role::doctor_cmd(&config),
         #[cfg(feature = "distributed")]
         Command::Dev { command: DevCommand::KafkaMock { topic, partitions } } => {
             cmd::role::kafka_mock_cmd(&topic, partitions)

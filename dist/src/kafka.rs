@@ -212,27 +212,30 @@ impl Kafka {
         .map_err(|e| StoreError::Io(e.to_string()))?
     }
 
-    /// Whether the topic exists with the configured partitions: `Err` says what is wrong.
-    pub async fn check(&self) -> Result<(), StoreError> {
+    /// Whether the topic exists with the configured partitions: `Err` says what is wrong
+    /// and what to do, for people.
+    pub async fn check(&self) -> Result<(), String> {
         let client = self.producer.clone();
         let topic = self.config.topic.clone();
+        let brokers = self.config.brokers.clone();
         let want = self.config.partitions;
         tokio::task::spawn_blocking(move || {
-            let md = client.client().fetch_metadata(Some(&topic), Duration::from_secs(5)).map_err(kafka)?;
+            let md = client
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .map_err(|e| format!("cannot reach the kafka brokers at {brokers} ({e}); is kafka running there?"))?;
             let t = md.topics().iter().find(|t| t.name() == topic);
             match t {
                 Some(t) if t.error().is_none() && t.partitions().len() == want => Ok(()),
-                Some(t) if t.error().is_none() => Err(StoreError::Io(format!(
-                    "kafka topic `{topic}` has {} partitions, botc is configured for {want}",
+                Some(t) if t.error().is_none() => Err(format!(
+                    "kafka topic `{topic}` has {} partitions but kafka.partitions says {want}; make them agree",
                     t.partitions().len()
-                ))),
-                _ => Err(StoreError::Io(format!(
-                    "kafka topic `{topic}` does not exist; create it with `botc kafka init`"
-                ))),
+                )),
+                _ => Err(format!("kafka topic `{topic}` does not exist; create it with `botc kafka init`")),
             }
         })
         .await
-        .map_err(|e| StoreError::Io(e.to_string()))?
+        .map_err(|e| e.to_string())?
     }
 }
 

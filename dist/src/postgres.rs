@@ -67,6 +67,36 @@ impl Postgres {
         Ok(Postgres { pool })
     }
 
+    /// Connects without changing anything and says how far the schema is migrated: the
+    /// latest migration applied (0: none yet) and the latest this botc knows.
+    pub async fn migrated(config: &PostgresConfig) -> Result<(i64, i64), String> {
+        let options = PgConnectOptions::from_str(&config.url).map_err(|e| format!("postgres url is not valid: {e}"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| format!("cannot connect to postgres: {e}"))?;
+        let table = format!("{}._sqlx_migrations", config.schema);
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&table)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| format!("cannot read postgres: {e}"))?;
+        let applied = match exists {
+            None => 0,
+            Some(_) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COALESCE(MAX(version), 0) FROM {table}")))
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(|e| format!("cannot read {table}: {e}"))?
+            }
+        };
+        pool.close().await;
+        let known = migrator().iter().map(|m| m.version).max().unwrap_or(0);
+        Ok((applied, known))
+    }
+
     /// A conversation's (or a user's) latest `limit` records, oldest first.
     pub async fn transcript(
         &self,

@@ -1128,6 +1128,19 @@ impl Redis {
         Ok(())
     }
 
+    /// The server's facts a doctor looks at: whether it is a cluster member, and whether it
+    /// keeps its data (AOF or RDB snapshots).
+    pub async fn facts(&self) -> Result<(bool, bool), StoreError> {
+        let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut self.conn()).await.map_err(io)?;
+        let cluster = info.lines().any(|l| l.trim() == "cluster_enabled:1");
+        let info: String = redis::cmd("INFO").arg("persistence").query_async(&mut self.conn()).await.map_err(io)?;
+        let aof = info.lines().any(|l| l.trim() == "aof_enabled:1");
+        let save: Vec<String> =
+            redis::cmd("CONFIG").arg("GET").arg("save").query_async(&mut self.conn()).await.unwrap_or_default();
+        let snapshots = save.get(1).is_some_and(|s| !s.trim().is_empty());
+        Ok((cluster, aof || snapshots))
+    }
+
     /// Whether Redis answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         redis::cmd("PING").query_async::<String>(&mut self.conn()).await.map(|_| ()).map_err(io)

@@ -195,7 +195,7 @@ impl Bus for Distributed {
     fn ready(&self) -> Fut<'_, Result<(), StoreError>> {
         Box::pin(async move {
             self.redis.ping().await?;
-            self.kafka.check().await
+            self.kafka.check().await.map_err(StoreError::Io)
         })
     }
 }

@@ -54,7 +54,7 @@ async fn connect(infra: &config::Infra) -> Result<(Distributed, Postgres), Strin
     let redis = Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0 };
     redis.ping().await.map_err(|e| format!("redis does not answer: {e}"))?;
     let kafka = Kafka::new(infra.kafka.clone()).map_err(|e| format!("cannot set up the kafka client: {e}"))?;
-    kafka.check().await.map_err(|e| e.to_string())?;
+    kafka.check().await?;
     let postgres = Postgres::open(&infra.postgres).await?;
     Ok((Distributed::new(redis, kafka), postgres))
 }
@@ -188,5 +188,88 @@ pub(crate) fn kafka_mock_cmd(topic: &str, partitions: usize) -> ExitCode {
         }
         drop(mock);
         ExitCode::SUCCESS
+    })
+}
+
+/// `botc doctor`: checks that the distributed roles can run with this config (brokers,
+/// topic, Redis and its mode, Postgres and its schema) and says what to do about what is
+/// wrong. Changes nothing. Exit 0: nothing wrong (warnings maybe); 1: something is.
+pub(crate) fn doctor_cmd(config_path: &Path) -> ExitCode {
+    let infra = match read(config_path) {
+        Ok((_, infra)) => {
+            outln!("ok    {} reads and checks", config_path.display());
+            infra
+        }
+        Err(e) => {
+            outln!("FAIL  {e}");
+            return ExitCode::from(crate::EXIT_FINDINGS);
+        }
+    };
+    crate::with_runtime(async move {
+        let mut failed = false;
+        let mut report = |ok: Result<String, String>| match ok {
+            Ok(line) => outln!("{line}"),
+            Err(line) => {
+                failed = true;
+                outln!("FAIL  {line}");
+            }
+        };
+        let k = &infra.kafka;
+        report(match Kafka::new(k.clone()) {
+            Ok(kafka) => match kafka.check().await {
+                Ok(()) => {
+                    Ok(format!("ok    kafka at {}: topic {} has {} partitions", k.brokers, k.topic, k.partitions))
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(format!("kafka: {e}")),
+        });
+        let redis = match Conn::connect(&infra.redis).await {
+            Ok(conn) => Some(Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0 }),
+            Err(e) => {
+                report(Err(format!("cannot connect to redis ({:?}): {e}", infra.redis)));
+                None
+            }
+        };
+        if let Some(redis) = redis {
+            let configured_cluster = matches!(infra.redis, botc_dist::RedisAddr::Cluster(_));
+            report(match redis.facts().await {
+                Ok((true, _)) if !configured_cluster => {
+                    Err("redis is a cluster but the config gives one url: list the nodes in redis.cluster instead"
+                        .into())
+                }
+                Ok((false, _)) if configured_cluster => {
+                    Err("redis.cluster is given but the server is not a cluster: give its url in redis.url".into())
+                }
+                Ok((_, keeps)) => {
+                    if !keeps {
+                        outln!(
+                            "warn  redis keeps nothing on disk (no AOF, no snapshots): a restart loses every conversation; turn on appendonly or run replicas with failover"
+                        );
+                    }
+                    Ok(format!("ok    redis ({})", if configured_cluster { "cluster" } else { "one server" }))
+                }
+                Err(e) => Err(format!("redis: {e}")),
+            });
+        }
+        let p = &infra.postgres;
+        report(match Postgres::migrated(p).await {
+            Ok((applied, known)) if applied == known => {
+                Ok(format!("ok    postgres: schema {} is up to date", p.schema))
+            }
+            Ok((0, _)) => {
+                Ok(format!("ok    postgres answers; schema {} is created when a role first starts", p.schema))
+            }
+            Ok((applied, known)) if applied < known => Ok(format!(
+                "ok    postgres: schema {} is at migration {applied}; the roles bring it to {known} when they start",
+                p.schema
+            )),
+            Ok((applied, known)) => Err(format!(
+                "postgres schema {} is at migration {applied}, newer than this botc knows ({known}): upgrade botc",
+                p.schema
+            )),
+            Err(e) => Err(e),
+        });
+        if failed { ExitCode::from(crate::EXIT_FINDINGS) } else { ExitCode::SUCCESS }
     })
 }
