@@ -12,6 +12,7 @@ pub mod mock;
 pub mod postgres;
 pub mod redis;
 pub mod store;
+pub mod wake;
 
 pub use conn::{Conn, RedisAddr};
 pub use kafka::{Kafka, KafkaConfig};

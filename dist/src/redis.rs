@@ -15,7 +15,8 @@
 //!   timers of many conversations spread over the cluster.
 //! - `{history}:q`, `:ids`, `:next`: history not yet in Postgres.
 //! - `quarantine` (a list), `d:EVENT` (redelivery marks), `replies:bots` (bots with replies),
-//!   `members:GROUP` (the live processes of a role, for sharing its work).
+//!   `members:GROUP` (the live processes of a role, for sharing its work); the channel
+//!   `wake` carries wake-ups between processes (`wake.rs`).
 //! - `{l:FIRST}:KEY`: send budgets (`limiter.rs`), under the tag of their send's first one.
 //!
 //! A conversation key may hold any character; `{`, `}` and `%` are escaped, so a key never
@@ -116,6 +117,10 @@ impl Keys {
     }
     fn history(&self, part: &str) -> String {
         format!("{}{{history}}:{part}", self.prefix)
+    }
+    /// A key (or channel) name outside any hash tag.
+    pub fn plain_name(&self, name: &str) -> String {
+        self.plain(name)
     }
     fn plain(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)

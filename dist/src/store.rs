@@ -10,6 +10,7 @@
 
 use crate::kafka::Kafka;
 use crate::redis::{Claim, Redis};
+use crate::wake::{Kind, Wakeups};
 use botc_serve::Entry;
 use botc_serve::Event;
 use botc_serve::ports::*;
@@ -17,9 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often the cross-process "may have changed" signals look again. (The embedded store
-/// wakes its readers directly; between processes a short poll is the simple, robust way.)
-const POLL: Duration = Duration::from_millis(100);
 /// Longest a gateway's claim on a redelivered event holds if it dies while publishing.
 const CLAIM_MS: u64 = 30_000;
 /// Longest a gateway waits for Redis's redelivery check.
@@ -30,15 +28,51 @@ const FIRE_MAX: usize = 1_000;
 pub struct Distributed {
     pub redis: Redis,
     pub kafka: Kafka,
-}
-
-fn poll() -> Fut<'static, ()> {
-    Box::pin(tokio::time::sleep(POLL))
+    /// Wakes this process's waiters when another process added work (`wake.rs`).
+    pub wake: Arc<Wakeups>,
 }
 
 impl Distributed {
     pub fn new(redis: Redis, kafka: Kafka) -> Distributed {
-        Distributed { redis, kafka }
+        Distributed { redis, kafka, wake: Arc::default() }
+    }
+
+    /// The channel wake-ups travel on.
+    fn channel(&self) -> String {
+        self.redis.keys.plain_name("wake")
+    }
+
+    /// Starts listening for other processes' wake-ups (without it, waiters look again every
+    /// few seconds).
+    pub fn listen(&self, addr: &crate::RedisAddr) {
+        self.wake.listen(addr, self.channel());
+    }
+
+    /// Tells every process what kinds of work `b` added.
+    async fn announce(&self, b: &Batch) {
+        let mut kinds = Vec::new();
+        for (added, kind) in [
+            (!b.messages.is_empty(), Kind::Transcript),
+            (!b.replies.is_empty(), Kind::Replies),
+            (!b.outbox.is_empty(), Kind::Outbox),
+            (b.timers.iter().any(|t| matches!(t, TimerChange::Start { .. })), Kind::Timers),
+            (!b.history.is_empty(), Kind::History),
+        ] {
+            if added {
+                kinds.push(kind);
+            }
+        }
+        if kinds.is_empty() {
+            return;
+        }
+        let published = redis::cmd("PUBLISH")
+            .arg(self.channel())
+            .arg(Wakeups::payload(&kinds))
+            .query_async::<i64>(&mut self.redis.conn.clone())
+            .await;
+        if let Err(e) = published {
+            tracing::debug!(error = %e, "cannot announce a batch; waiters find it a little later");
+        }
     }
 
     async fn commit_batch(&self, b: &Batch) -> Result<(), StoreError> {
@@ -66,7 +100,9 @@ impl Distributed {
         if !failed.is_empty() {
             return Err(StoreError::Conflict(failed));
         }
-        self.redis.advance(&b.lease, b.next_offset).await
+        self.redis.advance(&b.lease, b.next_offset).await?;
+        self.announce(b).await;
+        Ok(())
     }
 }
 
@@ -252,7 +288,7 @@ impl TimerStore for Distributed {
         Box::pin(async move { Ok(self.redis.timer_stats().await?.1) })
     }
     fn scheduled(&self) -> Fut<'_, ()> {
-        poll()
+        self.wake.wait(Kind::Timers)
     }
 }
 
@@ -261,7 +297,7 @@ impl Transcript for Distributed {
         Box::pin(self.redis.transcript(key, seq))
     }
     fn changed(&self) -> Fut<'_, ()> {
-        poll()
+        self.wake.wait(Kind::Transcript)
     }
 }
 
@@ -280,7 +316,7 @@ impl Outbox for Distributed {
         })
     }
     fn added(&self) -> Fut<'_, ()> {
-        poll()
+        self.wake.wait(Kind::Outbox)
     }
 }
 
@@ -292,7 +328,7 @@ impl ReplyQueue for Distributed {
         Box::pin(self.redis.delivered(lease, position))
     }
     fn queued(&self) -> Fut<'_, ()> {
-        poll()
+        self.wake.wait(Kind::Replies)
     }
     fn depth(&self) -> Fut<'_, Result<u64, StoreError>> {
         Box::pin(self.redis.replies_depth())
@@ -307,6 +343,6 @@ impl HistoryQueue for Distributed {
         Box::pin(self.redis.shipped(upto))
     }
     fn recorded(&self) -> Fut<'_, ()> {
-        poll()
+        self.wake.wait(Kind::History)
     }
 }

@@ -82,6 +82,7 @@ pub(crate) fn role_cmd(
             Err(e) => return fail(e),
         };
         store.redis.idle_ms = idle_ms;
+        store.listen(&infra.redis);
         let store = Arc::new(store);
         let postgres = Arc::new(postgres);
         let (listener, shutdown) = match listen_until_signalled(listen).await {
