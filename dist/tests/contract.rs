@@ -1,10 +1,9 @@
-//! The port contract on Kafka (librdkafka's mock cluster: the real protocol on loopback) with
-//! the machine's Redis, and again with a Redis Cluster the tests start; each check with its
-//! own mock cluster and key prefix.
+//! The port contract on Kafka (librdkafka's mock cluster: the real protocol on loopback; or a
+//! real broker, `BOTC_TEST_KAFKA`) with the machine's Redis, and again with a Redis Cluster
+//! the tests start; each check with its own topic and key prefix.
 
 mod support;
 
-use botc_dist::mock::MockKafka;
 use botc_dist::{Conn, Distributed, Kafka, KafkaConfig, Keys, Redis, RedisAddr};
 use botc_serve::contract::{Fresh, PARTITIONS};
 use std::time::Duration;
@@ -15,14 +14,13 @@ fn redis_url() -> String {
 }
 
 async fn fresh(redis_addr: RedisAddr) -> Fresh<Distributed> {
-    let topic = "events";
-    let mock = MockKafka::start(1, &[(topic, PARTITIONS)]).expect("mock kafka");
+    let (brokers, topic, mock) = support::kafka(PARTITIONS).await;
     let conn = Conn::connect(&redis_addr).await.unwrap_or_else(|e| panic!("redis at {redis_addr:?}: {e}"));
     let prefix = format!("botc-test:{:016x}:", fastrand::u64(..));
     let redis = Redis { conn, keys: Keys::new(&prefix), idle_ms: 0 };
     let kafka = Kafka::new(KafkaConfig {
-        brokers: mock.brokers.clone(),
-        topic: topic.into(),
+        brokers,
+        topic,
         partitions: PARTITIONS,
         publish_timeout: Duration::from_secs(10),
         settings: vec![],

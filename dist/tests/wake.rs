@@ -1,18 +1,19 @@
 //! Wake-ups between processes: a process waiting for a transcript to change is woken when
 //! another process commits a batch with transcript entries, well before its fallback poll.
 
-use botc_dist::mock::MockKafka;
+mod support;
+
 use botc_dist::{Conn, Distributed, Kafka, KafkaConfig, Keys, Redis, RedisAddr};
 use botc_serve::Entry;
 use botc_serve::ports::{Batch, Committer, Expected, Leases, Message, SessionWrite, Stored, Transcript, Work};
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn process(mock: &MockKafka, addr: &RedisAddr, prefix: &str) -> Distributed {
+async fn process(brokers: &str, topic: &str, addr: &RedisAddr, prefix: &str) -> Distributed {
     let conn = Conn::connect(addr).await.expect("redis");
     let kafka = Kafka::new(KafkaConfig {
-        brokers: mock.brokers.clone(),
-        topic: "events".into(),
+        brokers: brokers.into(),
+        topic: topic.into(),
         partitions: 1,
         publish_timeout: Duration::from_secs(5),
         settings: vec![],
@@ -23,10 +24,11 @@ async fn process(mock: &MockKafka, addr: &RedisAddr, prefix: &str) -> Distribute
 
 #[tokio::test]
 async fn a_commit_in_one_process_wakes_a_transcript_reader_in_another() {
-    let mock = MockKafka::start(1, &[("events", 1)]).expect("mock kafka");
+    let (brokers, topic, _mock) = support::kafka(1).await;
     let addr = RedisAddr::Single(std::env::var("BOTC_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
     let prefix = format!("botc-test:{:016x}:", fastrand::u64(..));
-    let (writer, reader) = (process(&mock, &addr, &prefix).await, process(&mock, &addr, &prefix).await);
+    let (writer, reader) =
+        (process(&brokers, &topic, &addr, &prefix).await, process(&brokers, &topic, &addr, &prefix).await);
     reader.listen(&addr);
     // Subscribing wakes every waiter once (anything missed meanwhile is looked at).
     tokio::time::timeout(Duration::from_secs(3), reader.changed()).await.expect("subscribed");
