@@ -51,6 +51,7 @@ macro_rules! contract_suite {
             members_are_counted_until_they_expire,
             a_lease_is_fenced_by_the_next_one,
             published_events_come_back_in_order,
+            depth_counts_what_is_not_yet_committed,
             duplicate_deliveries_are_published_once,
             replaying_any_suffix_of_batches_changes_nothing,
             conflicts_are_reported_per_key_and_hold_the_position,
@@ -315,10 +316,21 @@ pub async fn published_events_come_back_in_order(s: &impl Store) {
     assert_eq!(ids, ["e0", "e1", "e2", "e3", "e4"]);
     assert!(got.windows(2).all(|w| w[0].offset < w[1].offset), "offsets grow: {got:?}");
     assert_eq!(got[0].event, events[0], "an event comes back as it was published");
-    assert_eq!(Bus::depth(s).await.expect("depth"), 5);
     let other = take(s, Work::Partition(0), "w", T0).await;
     let none = tokio::time::timeout(Duration::from_millis(50), s.fetch(&other, 0, 10)).await;
     assert!(none.is_err(), "partition 0 has no events, so a fetch waits: {none:?}");
+}
+
+/// The bus's depth counts the events published and not yet committed, over all partitions.
+pub async fn depth_counts_what_is_not_yet_committed(s: &impl Store) {
+    let convs = conversations_on(s, 1, 2);
+    let events: Vec<Event> = (0..5).map(|i| text(&format!("e{i}"), &convs[i % 2])).collect();
+    s.publish(events).await.expect("publish");
+    s.publish(vec![text("e5", &conversations_on(s, 0, 1)[0])]).await.expect("publish");
+    assert_eq!(Bus::depth(s).await.expect("depth"), 6);
+    let lease = take(s, Work::Partition(1), "w", T0).await;
+    s.commit(Arc::new(Batch::new(lease, 3))).await.expect("commit");
+    assert_eq!(Bus::depth(s).await.expect("depth"), 3, "three of partition 1's events are committed");
 }
 
 /// A platform's redelivery of an event (same id) within the window is taken once.
