@@ -14,6 +14,40 @@ pub enum RedisAddr {
     Cluster(Vec<String>),
 }
 
+/// A Redis URL without its password (`redis://user:***@host:6379`), for messages: a URL given
+/// through an environment variable may carry one.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
+impl std::fmt::Display for RedisAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisAddr::Single(url) => f.write_str(&redacted(url)),
+            RedisAddr::Cluster(seeds) => {
+                let seeds: Vec<String> = seeds.iter().map(|s| redacted(s)).collect();
+                write!(f, "cluster {}", seeds.join(", "))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_in_a_url_is_never_shown() {
+        assert_eq!(super::redacted("redis://botc:s3cret@redis:6379/0"), "redis://botc:***@redis:6379/0");
+        assert_eq!(super::redacted("rediss://:s3cret@redis"), "rediss://:***@redis");
+        assert_eq!(super::redacted("redis://redis:6379"), "redis://redis:6379");
+    }
+}
+
 #[derive(Clone)]
 pub enum Conn {
     Single(ConnectionManager),

@@ -50,7 +50,7 @@ fn read(config_path: &Path) -> Result<(config::Config, config::Infra), String> {
 
 async fn connect(infra: &config::Infra) -> Result<(Distributed, Postgres), String> {
     let conn =
-        Conn::connect(&infra.redis).await.map_err(|e| format!("cannot connect to redis ({:?}): {e}", infra.redis))?;
+        Conn::connect(&infra.redis).await.map_err(|e| format!("cannot connect to redis ({}): {e}", infra.redis))?;
     let redis = Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0 };
     redis.ping().await.map_err(|e| format!("redis does not answer: {e}"))?;
     let kafka = Kafka::new(infra.kafka.clone()).map_err(|e| format!("cannot set up the kafka client: {e}"))?;
@@ -228,7 +228,7 @@ pub(crate) fn doctor_cmd(config_path: &Path) -> ExitCode {
         let redis = match Conn::connect(&infra.redis).await {
             Ok(conn) => Some(Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0 }),
             Err(e) => {
-                report(Err(format!("cannot connect to redis ({:?}): {e}", infra.redis)));
+                report(Err(format!("cannot connect to redis ({}): {e}", infra.redis)));
                 None
             }
         };
