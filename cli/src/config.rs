@@ -83,6 +83,10 @@ pub struct RedisSection {
     /// Put before every key, so several deployments can share one Redis.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Replicas every write must reach before a batch counts as done (Redis `WAIT`); 1 for
+    /// a cluster whose masters each have a replica, so a failover loses nothing.
+    #[serde(default)]
+    pub replicas: usize,
 }
 
 fn default_prefix() -> String {
@@ -116,6 +120,7 @@ pub struct Infra {
     pub replication: u16,
     pub redis: botc_dist::RedisAddr,
     pub prefix: String,
+    pub replicas: usize,
     pub postgres: botc_dist::PostgresConfig,
 }
 
@@ -200,6 +205,7 @@ pub fn infra(config: &Config, path: &Path) -> Result<Infra, String> {
         replication: k.replication,
         redis,
         prefix: r.prefix.clone(),
+        replicas: r.replicas,
         postgres: botc_dist::PostgresConfig { url, schema: p.schema.clone(), pool: p.pool.max(1) },
     })
 }

@@ -422,6 +422,10 @@ pub struct Redis {
     /// Sessions and transcripts expire this long after their conversation last moved
     /// (milliseconds; 0: never).
     pub idle_ms: u64,
+    /// Replicas each master must have copied a batch's writes to before the partition's
+    /// position moves past it (0: do not wait), so a failover cannot lose what a worker
+    /// counted as done.
+    pub replicas: usize,
 }
 
 fn int(v: &Value) -> Option<i64> {
@@ -495,6 +499,32 @@ impl Redis {
             .invoke_async(&mut self.conn())
             .await
             .map_err(io)?;
+        Ok(())
+    }
+
+    /// Waits until every master's writes so far reached `replicas` replicas (at most a
+    /// second). Short of that (a replica is down) it says so and goes on: the cluster is
+    /// degraded, and stopping every worker would not make it less so.
+    pub async fn replicated(&self) -> Result<(), StoreError> {
+        if self.replicas == 0 {
+            return Ok(());
+        }
+        let masters = self.masters().await?;
+        let waits = masters.iter().map(|m| {
+            let mut cmd = redis::cmd("WAIT");
+            cmd.arg(self.replicas).arg(1000);
+            self.query_on(m, cmd)
+        });
+        for r in futures_util::future::join_all(waits).await {
+            let got = int(&r?).unwrap_or(0);
+            if (got as usize) < self.replicas {
+                tracing::warn!(
+                    replicas = got,
+                    wanted = self.replicas,
+                    "redis writes reached fewer replicas than configured; a failover now could lose them"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -649,22 +679,27 @@ impl Redis {
         Ok(failed)
     }
 
-    /// Every master: `None` for the one server, else the cluster route to each master.
+    /// Every master: `None` for the one server, else a cluster route to each master (by
+    /// the first slot it serves, so the client's own slot map finds the connection).
     async fn masters(&self) -> Result<Vec<Option<redis::cluster_routing::RoutingInfo>>, StoreError> {
-        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
         let Conn::Cluster(c) = &self.conn else { return Ok(vec![None]) };
         let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut c.clone()).await.map_err(io)?;
         let mut out = Vec::new();
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
-            let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else { continue };
+            let Some(flags) = fields.get(2) else { continue };
             if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
                 continue;
             }
-            let addr = addr.split('@').next().unwrap_or_default();
-            let Some((host, port)) = addr.rsplit_once(':') else { continue };
-            let Ok(port) = port.parse() else { continue };
-            out.push(Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.into(), port })));
+            // Fields 8 on: the slots served, `0-5460` or `5461`; a master with none is skipped.
+            let Some(slot) = fields.get(8).and_then(|r| r.split('-').next()).and_then(|s| s.parse::<u16>().ok()) else {
+                continue;
+            };
+            out.push(Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+                slot,
+                SlotAddr::Master,
+            )))));
         }
         Ok(out)
     }

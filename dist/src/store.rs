@@ -100,6 +100,9 @@ impl Distributed {
         if !failed.is_empty() {
             return Err(StoreError::Conflict(failed));
         }
+        // On the replicas before the position moves: a failover then loses nothing the
+        // position counts as done.
+        self.redis.replicated().await?;
         self.redis.advance(&b.lease, b.next_offset).await?;
         self.announce(b).await;
         Ok(())

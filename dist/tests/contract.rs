@@ -17,7 +17,9 @@ async fn fresh(redis_addr: RedisAddr) -> Fresh<Distributed> {
     let (brokers, topic, mock) = support::kafka(PARTITIONS).await;
     let conn = Conn::connect(&redis_addr).await.unwrap_or_else(|e| panic!("redis at {redis_addr:?}: {e}"));
     let prefix = format!("botc-test:{:016x}:", fastrand::u64(..));
-    let redis = Redis { conn, keys: Keys::new(&prefix), idle_ms: 0 };
+    // The cluster has a replica per master: every batch waits for it, as in production.
+    let replicas = usize::from(matches!(redis_addr, RedisAddr::Cluster(_)));
+    let redis = Redis { conn, keys: Keys::new(&prefix), idle_ms: 0, replicas };
     let kafka = Kafka::new(KafkaConfig {
         brokers,
         topic,

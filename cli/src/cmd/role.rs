@@ -51,7 +51,7 @@ fn read(config_path: &Path) -> Result<(config::Config, config::Infra), String> {
 async fn connect(infra: &config::Infra) -> Result<(Distributed, Postgres), String> {
     let conn =
         Conn::connect(&infra.redis).await.map_err(|e| format!("cannot connect to redis ({}): {e}", infra.redis))?;
-    let redis = Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0 };
+    let redis = Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0, replicas: infra.replicas };
     redis.ping().await.map_err(|e| format!("redis does not answer: {e}"))?;
     let kafka = Kafka::new(infra.kafka.clone()).map_err(|e| format!("cannot set up the kafka client: {e}"))?;
     kafka.check().await?;
@@ -226,7 +226,7 @@ pub(crate) fn doctor_cmd(config_path: &Path) -> ExitCode {
             Err(e) => Err(format!("kafka: {e}")),
         });
         let redis = match Conn::connect(&infra.redis).await {
-            Ok(conn) => Some(Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0 }),
+            Ok(conn) => Some(Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0, replicas: infra.replicas }),
             Err(e) => {
                 report(Err(format!("cannot connect to redis ({}): {e}", infra.redis)));
                 None
@@ -243,6 +243,11 @@ pub(crate) fn doctor_cmd(config_path: &Path) -> ExitCode {
                     Err("redis.cluster is given but the server is not a cluster: give its url in redis.url".into())
                 }
                 Ok((_, keeps)) => {
+                    if configured_cluster && infra.replicas == 0 {
+                        outln!(
+                            "warn  redis.replicas is 0: a batch counts as done before a replica has it, so a master's failover can lose the last ones; set redis.replicas = 1 when each master has a replica"
+                        );
+                    }
                     if !keeps {
                         outln!(
                             "warn  redis keeps nothing on disk (no AOF, no snapshots): a restart loses every conversation; turn on appendonly or run replicas with failover"

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 pub struct RedisCluster {
     pub nodes: Vec<String>,
+    pub ports: Vec<u16>,
     /// The watchdog shells (each ends with its server when the test process does).
     _servers: Vec<std::process::Child>,
     _dir: tempfile::TempDir,
@@ -31,12 +32,13 @@ fn free_port() -> u16 {
     }
 }
 
-fn cli(port: u16, args: &[&str]) -> String {
+pub fn cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli").arg("-p").arg(port.to_string()).args(args).output().expect("redis-cli");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn start() -> RedisCluster {
+/// A cluster of this test's own (one it may break).
+pub fn start() -> RedisCluster {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let me = std::process::id();
@@ -85,7 +87,7 @@ fn start() -> RedisCluster {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    RedisCluster { nodes: addrs.iter().map(|a| format!("redis://{a}")).collect(), _servers: servers, _dir: dir }
+    RedisCluster { nodes: addrs.iter().map(|a| format!("redis://{a}")).collect(), ports, _servers: servers, _dir: dir }
 }
 
 /// The cluster this test binary shares, started on first use.
