@@ -350,15 +350,15 @@ end
 return n
 "#
 );
+// Records not shipped yet, once per id: three commands a record.
 script!(
     HISTORY_ADD,
     r#"
 local n = 0
 for i = 1, #ARGV, 2 do
   local id = ARGV[i]
-  if redis.call('HSETNX', KEYS[2], id, '0') == 1 then
+  if redis.call('HSETNX', KEYS[2], id, '1') == 1 then
     local pos = redis.call('INCR', KEYS[3])
-    redis.call('HSET', KEYS[2], id, pos)
     redis.call('RPUSH', KEYS[1], string.format('%d %d ', pos, #id) .. id .. ARGV[i + 1])
     n = n + 1
   end
@@ -366,21 +366,25 @@ end
 return n
 "#
 );
+// Forgets the records up to position ARGV[1]: three commands per thousand records.
 script!(
     HISTORY_SHIPPED,
     r#"
 local n = 0
 while true do
-  local head = redis.call('LINDEX', KEYS[1], 0)
-  if not head then break end
-  local _, stop, pos, len = string.find(head, '^(%d+) (%d+) ')
-  if not pos then redis.call('LPOP', KEYS[1])
-  else
-    if tonumber(pos) > tonumber(ARGV[1]) then break end
-    redis.call('HDEL', KEYS[2], string.sub(head, stop + 1, stop + tonumber(len)))
-    redis.call('LPOP', KEYS[1])
+  local items = redis.call('LRANGE', KEYS[1], 0, 999)
+  local ids = {}
+  local k = 0
+  for _, item in ipairs(items) do
+    local _, stop, pos, len = string.find(item, '^(%d+) (%d+) ')
+    if pos and tonumber(pos) > tonumber(ARGV[1]) then break end
+    if pos then table.insert(ids, string.sub(item, stop + 1, stop + tonumber(len))) end
+    k = k + 1
   end
-  n = n + 1
+  if #ids > 0 then redis.call('HDEL', KEYS[2], unpack(ids)) end
+  if k > 0 then redis.call('LTRIM', KEYS[1], k, -1) end
+  n = n + k
+  if k < 1000 then break end
 end
 return n
 "#

@@ -59,6 +59,7 @@ macro_rules! contract_suite {
             timers_fire_once_when_due_and_can_be_cancelled,
             outbox_items_complete_once,
             replies_wait_in_order_until_delivered,
+            history_waits_in_order_until_shipped,
         );
     };
     (@tests $fresh:expr; $($check:ident),* $(,)?) => {
@@ -533,4 +534,30 @@ pub async fn replies_wait_in_order_until_delivered(s: &impl Store) {
     assert_eq!(ReplyQueue::depth(s).await.expect("depth"), 3, "the other bot's reply still waits");
     let mut found: HashMap<u64, QueuedReply> = s.waiting(&d, 10).await.expect("waiting").into_iter().collect();
     assert!(found.remove(&waiting[1].0).is_none(), "the delivered reply is gone");
+}
+
+/// History records wait in commit order, each once, until shipped up to a position.
+pub async fn history_waits_in_order_until_shipped(s: &impl Store) {
+    let conv = &conversations_on(s, 0, 1)[0];
+    let key = text("x", conv).key();
+    let lease = take(s, Work::Partition(0), "w", T0).await;
+    for (n, ids) in [(1, ["e1:user", "e1:0"]), (2, ["e2:user", "e2:0"]), (3, ["e3:user", "e3:0"])] {
+        let mut b = Batch::new(lease.clone(), n);
+        let expected = if n == 1 { Expected::Absent } else { Expected::Version(n - 1) };
+        b.sessions.push(session(&key, expected, n, n, 0));
+        b.history.extend(ids.iter().map(|id| history(conv, id)));
+        s.commit(Arc::new(b)).await.expect("commit");
+    }
+    let waiting = s.unshipped(1000).await.expect("unshipped");
+    let ids: Vec<&str> = waiting.iter().map(|(_, r)| r.id.as_str()).collect();
+    assert_eq!(ids, ["e1:user", "e1:0", "e2:user", "e2:0", "e3:user", "e3:0"]);
+    assert!(waiting.windows(2).all(|w| w[0].0 < w[1].0), "positions grow: {waiting:?}");
+    let first_two = s.unshipped(2).await.expect("unshipped");
+    assert_eq!(first_two.len(), 2, "at most as many as asked for");
+    // The sink has the first four: they go, the rest stay, in order.
+    s.shipped(waiting[3].0).await.expect("shipped");
+    let left: Vec<String> = s.unshipped(1000).await.expect("unshipped").into_iter().map(|(_, r)| r.id).collect();
+    assert_eq!(left, ["e3:user", "e3:0"]);
+    s.shipped(waiting[5].0).await.expect("shipped");
+    assert!(s.unshipped(1000).await.expect("unshipped").is_empty());
 }
