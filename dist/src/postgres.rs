@@ -3,9 +3,7 @@
 //! reads `botc history` makes. The history shipper moves records here from the Redis queue,
 //! so a Postgres outage delays history and loses none of it.
 
-use botc_runtime::vm::Button;
-use botc_serve::ports::{Direction, FlowRegistry, Fut, HistoryRecord, HistorySink, StoreError};
-use serde_json::{Value as Json, json};
+use botc_serve::ports::{FlowRegistry, Fut, HistoryRecord, HistorySink, StoreError};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -147,32 +145,7 @@ impl Postgres {
 }
 
 fn record(row: &sqlx::postgres::PgRow) -> Result<HistoryRecord, StoreError> {
-    let get = |name: &str| row.try_get::<String, _>(name).map_err(db);
-    let buttons: Json = serde_json::from_str(&get("buttons")?).unwrap_or(Json::Null);
-    let buttons = buttons
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|b| Button {
-                    label: b["label"].as_str().unwrap_or_default().to_string(),
-                    value: b["value"].as_str().map(str::to_string),
-                    url: b["url"].as_str().map(str::to_string),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(HistoryRecord {
-        id: get("id")?,
-        bot: get("bot")?,
-        conversation: get("conversation")?,
-        user_id: get("user_id")?,
-        platform: get("platform")?,
-        direction: if get("direction")? == "in" { Direction::In } else { Direction::Out },
-        kind: get("kind")?,
-        text: get("text")?,
-        buttons,
-        at: row.try_get::<i64, _>("at").map_err(db)? as u64,
-    })
+    botc_serve::record_from_columns(|name| row.try_get::<String, _>(name).map_err(db), row.try_get("at").map_err(db)?)
 }
 
 impl HistorySink for Postgres {
@@ -182,11 +155,7 @@ impl HistorySink for Postgres {
                 return Ok(());
             }
             let col = |f: fn(&HistoryRecord) -> String| records.iter().map(f).collect::<Vec<String>>();
-            let buttons = col(|r| {
-                let list: Vec<Json> =
-                    r.buttons.iter().map(|b| json!({ "label": b.label, "value": b.value, "url": b.url })).collect();
-                Json::Array(list).to_string()
-            });
+            let buttons = col(|r| botc_serve::buttons_json(&r.buttons));
             let at: Vec<i64> = records.iter().map(|r| r.at as i64).collect();
             // One statement for the whole batch; rows keep the batch's order.
             sqlx::query(
@@ -202,10 +171,7 @@ impl HistorySink for Postgres {
             .bind(col(|r| r.conversation.clone()))
             .bind(col(|r| r.user_id.clone()))
             .bind(col(|r| r.platform.clone()))
-            .bind(col(|r| match r.direction {
-                Direction::In => "in".into(),
-                Direction::Out => "out".into(),
-            }))
+            .bind(col(|r| botc_serve::direction_name(r.direction).into()))
             .bind(col(|r| r.kind.clone()))
             .bind(col(|r| r.text.clone()))
             .bind(buttons)
@@ -218,10 +184,6 @@ impl HistorySink for Postgres {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl FlowRegistry for Postgres {
     fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>, at: u64) -> Fut<'_, Result<(), StoreError>> {
         Box::pin(async move {
@@ -229,7 +191,7 @@ impl FlowRegistry for Postgres {
                 "INSERT INTO flows (bot, hash, bytecode, first_served) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(bot)
-            .bind(hex(&hash))
+            .bind(botc_serve::hex(&hash))
             .bind(bytecode)
             .bind(at as i64)
             .execute(&self.pool)

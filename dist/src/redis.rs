@@ -30,9 +30,10 @@ use botc_serve::Entry;
 use botc_serve::Event;
 use botc_serve::ports::*;
 use botc_serve::records::*;
+use redis::cluster_routing::RoutingInfo;
 use redis::{Script, Value};
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// Timer shards: enough to spread over a large cluster's masters, few enough to read all at
 /// every tick.
@@ -430,6 +431,9 @@ pub struct Redis {
     /// position moves past it (0: do not wait), so a failover cannot lose what a worker
     /// counted as done.
     pub replicas: usize,
+    /// The routes to every master, read once: they go by slot, so a failover does not change
+    /// them (forgotten when a WAIT fails, in case the cluster was resharded).
+    masters: Arc<Mutex<Option<Vec<Option<RoutingInfo>>>>>,
 }
 
 fn int(v: &Value) -> Option<i64> {
@@ -460,6 +464,12 @@ fn checked(v: Vec<Value>, work: &Work) -> Result<Vec<Value>, StoreError> {
 }
 
 impl Redis {
+    /// Sessions and transcripts expire after `idle_ms` without an event (0: never); batches
+    /// wait for `replicas` replicas (0: for none).
+    pub fn new(conn: Conn, keys: Keys, idle_ms: u64, replicas: usize) -> Redis {
+        Redis { conn, keys, idle_ms, replicas, masters: Arc::default() }
+    }
+
     fn conn(&self) -> Conn {
         self.conn.clone()
     }
@@ -513,13 +523,22 @@ impl Redis {
         if self.replicas == 0 {
             return Ok(());
         }
-        let masters = self.masters().await?;
+        let cached = self.masters.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let masters = match cached {
+            Some(m) => m,
+            None => {
+                let m = self.masters().await?;
+                *self.masters.lock().unwrap_or_else(|e| e.into_inner()) = Some(m.clone());
+                m
+            }
+        };
         let waits = masters.iter().map(|m| {
             let mut cmd = redis::cmd("WAIT");
             cmd.arg(self.replicas).arg(1000);
             self.query_on(m, cmd)
         });
         for r in futures_util::future::join_all(waits).await {
+            let r = r.inspect_err(|_| *self.masters.lock().unwrap_or_else(|e| e.into_inner()) = None);
             let got = int(&r?).unwrap_or(0);
             if (got as usize) < self.replicas {
                 tracing::warn!(
@@ -685,8 +704,8 @@ impl Redis {
 
     /// Every master: `None` for the one server, else a cluster route to each master (by
     /// the first slot it serves, so the client's own slot map finds the connection).
-    async fn masters(&self) -> Result<Vec<Option<redis::cluster_routing::RoutingInfo>>, StoreError> {
-        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    async fn masters(&self) -> Result<Vec<Option<RoutingInfo>>, StoreError> {
+        use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
         let Conn::Cluster(c) = &self.conn else { return Ok(vec![None]) };
         let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut c.clone()).await.map_err(io)?;
         let mut out = Vec::new();
@@ -708,11 +727,7 @@ impl Redis {
         Ok(out)
     }
 
-    async fn query_on(
-        &self,
-        route: &Option<redis::cluster_routing::RoutingInfo>,
-        cmd: redis::Cmd,
-    ) -> Result<Value, StoreError> {
+    async fn query_on(&self, route: &Option<RoutingInfo>, cmd: redis::Cmd) -> Result<Value, StoreError> {
         match (&self.conn, route) {
             (Conn::Cluster(c), Some(route)) => c.clone().route_command(cmd, route.clone()).await.map_err(io),
             _ => cmd.query_async::<Value>(&mut self.conn()).await.map_err(io),

@@ -19,7 +19,7 @@ async fn fresh(redis_addr: RedisAddr) -> Fresh<Distributed> {
     let prefix = format!("botc-test:{:016x}:", fastrand::u64(..));
     // The cluster has a replica per master: every batch waits for it, as in production.
     let replicas = usize::from(matches!(redis_addr, RedisAddr::Cluster(_)));
-    let redis = Redis { conn, keys: Keys::new(&prefix), idle_ms: 0, replicas };
+    let redis = Redis::new(conn, Keys::new(&prefix), 0, replicas);
     let kafka = Kafka::new(KafkaConfig {
         brokers,
         topic,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 async fn limiter(addr: &RedisAddr, prefix: &str) -> RedisLimiter {
     let conn = Conn::connect(addr).await.expect("redis");
-    RedisLimiter { redis: Redis { conn, keys: Keys::new(prefix), idle_ms: 0, replicas: 0 } }
+    RedisLimiter { redis: Redis::new(conn, Keys::new(prefix), 0, 0) }
 }
 
 fn per_minute(n: u32) -> Limit {

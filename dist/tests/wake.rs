@@ -19,7 +19,7 @@ async fn process(brokers: &str, topic: &str, addr: &RedisAddr, prefix: &str) -> 
         settings: vec![],
     })
     .expect("kafka");
-    Distributed::new(Redis { conn, keys: Keys::new(prefix), idle_ms: 60_000, replicas: 0 }, kafka)
+    Distributed::new(Redis::new(conn, Keys::new(prefix), 60_000, 0), kafka)
 }
 
 #[tokio::test]

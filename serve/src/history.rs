@@ -141,7 +141,15 @@ impl SqliteHistory {
 }
 
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<HistoryRecord, StoreError> {
-    let get = |name: &str| row.try_get::<String, _>(name).map_err(db);
+    record_from_columns(|name| row.try_get::<String, _>(name).map_err(db), row.try_get::<i64, _>("at").map_err(db)?)
+}
+
+/// A history record from a database row (SQLite here, Postgres in the distributed store):
+/// `get` reads a text column by name, `at` is the `at` column.
+pub fn record_from_columns(
+    get: impl Fn(&str) -> Result<String, StoreError>,
+    at: i64,
+) -> Result<HistoryRecord, StoreError> {
     let buttons: Json = serde_json::from_str(&get("buttons")?).unwrap_or(Json::Null);
     let buttons = buttons
         .as_array()
@@ -165,8 +173,22 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<HistoryRecord, StoreError> {
         kind: get("kind")?,
         text: get("text")?,
         buttons,
-        at: row.try_get::<i64, _>("at").map_err(db)? as u64,
+        at: at as u64,
     })
+}
+
+/// A record's buttons as the JSON text the history tables keep.
+pub fn buttons_json(buttons: &[Button]) -> String {
+    let list: Vec<Json> = buttons.iter().map(|b| json!({ "label": b.label, "value": b.value, "url": b.url })).collect();
+    Json::Array(list).to_string()
+}
+
+/// The `direction` column's value.
+pub fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::In => "in",
+        Direction::Out => "out",
+    }
 }
 
 impl HistorySink for SqliteHistory {
@@ -174,8 +196,6 @@ impl HistorySink for SqliteHistory {
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(db)?;
             for r in &records {
-                let buttons: Vec<Json> =
-                    r.buttons.iter().map(|b| json!({ "label": b.label, "value": b.value, "url": b.url })).collect();
                 sqlx::query(
                     "INSERT OR IGNORE INTO history (id, bot, conversation, user_id, platform, direction, kind, text, buttons, at)
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -185,13 +205,10 @@ impl HistorySink for SqliteHistory {
                 .bind(&r.conversation)
                 .bind(&r.user_id)
                 .bind(&r.platform)
-                .bind(match r.direction {
-                    Direction::In => "in",
-                    Direction::Out => "out",
-                })
+                .bind(direction_name(r.direction))
                 .bind(&r.kind)
                 .bind(&r.text)
-                .bind(Json::Array(buttons).to_string())
+                .bind(buttons_json(&r.buttons))
                 .bind(r.at as i64)
                 .execute(&mut *tx)
                 .await
@@ -228,6 +245,7 @@ impl FlowRegistry for SqliteHistory {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// A flow's hash as the registry keeps it.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -27,7 +27,7 @@ mod worker;
 pub use dispatch::{Dispatcher, HttpClient};
 pub use embedded::{Embedded, OpenError, partition_of};
 pub use event::{EVENT_VERSION, Event};
-pub use history::{SqliteHistory, history_path};
+pub use history::{SqliteHistory, buttons_json, direction_name, hex, history_path, record_from_columns};
 pub use http::{Gateway, Ops};
 pub use metrics::Metrics;
 pub use roles::{HistoryShipper, OutboxRunner, Scheduler};
@@ -192,6 +192,22 @@ pub struct Ports {
 impl Ports {
     /// One machine: everything in the data directory, in redb and SQLite.
     pub fn embedded(store: Arc<Embedded>, history: Arc<SqliteHistory>, clock: Arc<dyn Clock>) -> Ports {
+        let limiter = Arc::new(botc_runtime::platforms::limiter::Gcra::new(clock.clone()));
+        Ports::of(store, history, limiter, clock)
+    }
+
+    /// Every data port from one store (one that passes the [`contract`]), history and the
+    /// flow registry from another, send budgets from `limiter`, platform calls over HTTP.
+    pub fn of<S, H>(
+        store: Arc<S>,
+        history: Arc<H>,
+        limiter: Arc<dyn ports::RateLimiter>,
+        clock: Arc<dyn Clock>,
+    ) -> Ports
+    where
+        S: contract::Store + 'static,
+        H: ports::HistorySink + ports::FlowRegistry + 'static,
+    {
         Ports {
             leases: store.clone(),
             bus: store.clone(),
@@ -204,7 +220,7 @@ impl Ports {
             replies: store,
             history: history.clone(),
             flows: history,
-            limiter: Arc::new(botc_runtime::platforms::limiter::Gcra::new(clock.clone())),
+            limiter,
             client: Arc::new(dispatch::HttpClient::default()),
             clock,
         }

@@ -51,7 +51,7 @@ fn read(config_path: &Path) -> Result<(config::Config, config::Infra), String> {
 async fn connect(infra: &config::Infra) -> Result<(Distributed, Postgres), String> {
     let conn =
         Conn::connect(&infra.redis).await.map_err(|e| format!("cannot connect to redis ({}): {e}", infra.redis))?;
-    let redis = Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0, replicas: infra.replicas };
+    let redis = Redis::new(conn, Keys::new(&infra.prefix), 0, infra.replicas);
     redis.ping().await.map_err(|e| format!("redis does not answer: {e}"))?;
     let kafka = Kafka::new(infra.kafka.clone()).map_err(|e| format!("cannot set up the kafka client: {e}"))?;
     kafka.check().await?;
@@ -93,23 +93,9 @@ pub(crate) fn role_cmd(
         outln!("botc {} is running {} bot(s); health and metrics at http://{addr}/", part.name(), bots.len());
         tracing::info!(role = part.name(), address = %addr, bots = bots.len(), "running");
         let clock: Arc<dyn botc_runtime::clock::Clock> = Arc::new(botc_runtime::clock::SystemClock::default());
-        let ports = serve::Ports {
-            leases: store.clone(),
-            bus: store.clone(),
-            sessions: store.clone(),
-            committer: store.clone(),
-            timers: store.clone(),
-            transcript: store.clone(),
-            outbox: store.clone(),
-            history_queue: store.clone(),
-            replies: store.clone(),
-            history: postgres.clone(),
-            flows: postgres.clone(),
-            // Shared by every dispatcher process.
-            limiter: Arc::new(botc_dist::RedisLimiter { redis: store.redis.clone() }),
-            client: Arc::new(serve::HttpClient::default()),
-            clock,
-        };
+        // Send budgets are shared by every dispatcher process.
+        let limiter = Arc::new(botc_dist::RedisLimiter { redis: store.redis.clone() });
+        let ports = serve::Ports::of(store, postgres.clone(), limiter, clock);
         let result = serve::serve(listener, bots, options, ports, shutdown).await;
         postgres.close().await;
         match result {
@@ -226,7 +212,7 @@ pub(crate) fn doctor_cmd(config_path: &Path) -> ExitCode {
             Err(e) => Err(format!("kafka: {e}")),
         });
         let redis = match Conn::connect(&infra.redis).await {
-            Ok(conn) => Some(Redis { conn, keys: Keys::new(&infra.prefix), idle_ms: 0, replicas: infra.replicas }),
+            Ok(conn) => Some(Redis::new(conn, Keys::new(&infra.prefix), 0, infra.replicas)),
             Err(e) => {
                 report(Err(format!("cannot connect to redis ({}): {e}", infra.redis)));
                 None
