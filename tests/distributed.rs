@@ -5,14 +5,9 @@
 //! is answered exactly once, in order, also when a worker is killed with SIGKILL.
 
 use crate::{banner_url, root};
-use serde_json::Value;
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Answers every message: `ask` into `t`, then `say` it back.
-const ECHO: &str = "flow: echo\nstart: listen\nvars:\n  t: text\nnodes:\n  listen:\n    ask: \"Say something\"\n    into: t\n    next: answer\n  answer:\n    say: \"echo {{ t }}\"\n    next: listen\n";
 
 const CONVERSATIONS: usize = 8;
 
@@ -110,12 +105,6 @@ async fn send_until(base: &str, stop: Instant) -> Vec<usize> {
     out
 }
 
-async fn transcript(client: &reqwest::Client, base: &str, c: usize) -> Vec<Value> {
-    let url = format!("{base}/api/bots/echo/conversations/c{c}/messages?after=0");
-    let v: Value = client.get(url).send().await.expect("get").json().await.expect("json");
-    v["messages"].as_array().cloned().unwrap_or_default()
-}
-
 /// A real Kafka-protocol broker to run against instead of the mock (scripts/test-real-kafka
 /// sets it): its `host:port`.
 fn real_broker() -> Option<String> {
@@ -145,7 +134,7 @@ impl Deployment {
     }
 
     fn on_redis(dir: &tempfile::TempDir, partitions: usize, extra: &str, redis: &str) -> Deployment {
-        std::fs::write(dir.path().join("echo.yaml"), ECHO).expect("write flow");
+        std::fs::write(dir.path().join("echo.yaml"), crate::ECHO).expect("write flow");
         let tag = format!("{:016x}", fastrand::u64(..));
         let schema = Schema(format!("botc_e2e_{tag}"));
         let prefix = Prefix(format!("botc-e2e:{tag}:"));
@@ -211,7 +200,8 @@ fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     let (gateway, banner) = d.role("gateway");
     d.procs.0.push(gateway);
     let base = banner_url(&banner).expect("gateway url");
-    let (first, _) = d.role("worker");
+    let (first, first_banner) = d.role("worker");
+    let first_url = banner_url(&first_banner).expect("worker url");
     let first_pid = first.id().to_string();
     d.procs.0.push(first);
     let (second, _) = d.role("worker");
@@ -221,10 +211,21 @@ fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     let schema = &d.schema;
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    // Kill the first worker while messages flow: whichever partitions it leased wait for its
-    // leases to expire, then the second worker takes them over.
+    // Kill the first worker while messages flow, once it has stepped some of them: whichever
+    // partitions it leased wait for its leases to expire, then the second worker takes them
+    // over.
     let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = Command::new("curl").args(["-s", &format!("{first_url}/metrics")]).output().expect("curl");
+            let steps = String::from_utf8_lossy(&metrics.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("botc_steps_total ").and_then(|n| n.trim().parse::<u64>().ok()));
+            if steps.is_some_and(|n| n >= 50) || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Command::new("kill").args(["-KILL", &first_pid]).status().expect("kill runs")
     });
     let acked = rt.block_on(send_until(&base, Instant::now() + Duration::from_secs(3)));
@@ -238,28 +239,13 @@ fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     for (c, &n) in acked.iter().enumerate() {
         let last = if n > 1 { format!("echo m{c}-{}", n - 1) } else { "Say something".into() };
         let seen = loop {
-            let seen = rt.block_on(transcript(&client, &base, c));
+            let seen = rt.block_on(crate::echo_transcript(&client, &base, &format!("c{c}")));
             if seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
                 break seen;
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        let mut count: HashMap<String, usize> = HashMap::new();
-        for m in &seen {
-            *count.entry(format!("{}: {}", m["from"], m["text"].as_str().unwrap_or(""))).or_default() += 1;
-        }
-        for i in 0..n {
-            let mut lines = vec![format!("\"user\": m{c}-{i}")];
-            if i > 0 {
-                lines.push(format!("\"bot\": echo m{c}-{i}"));
-            }
-            for line in lines {
-                assert_eq!(count.get(&line), Some(&1), "conversation c{c}: {line} exactly once in {seen:#?}");
-            }
-        }
-        for (line, k) in &count {
-            assert!(*k == 1 || line.contains("Say something"), "c{c}: {line} appears {k} times");
-        }
+        crate::assert_each_answered_once(&seen, c, n);
         // In order: each user message before its echo, and the messages in sending order.
         let texts: Vec<&str> = seen.iter().filter_map(|m| m["text"].as_str()).collect();
         let users: Vec<&str> = texts.iter().copied().filter(|t| t.starts_with('m')).collect();
@@ -348,11 +334,7 @@ fn while_the_broker_is_down_the_gateway_answers_503_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let seen = loop {
-        let seen = rt.block_on(async {
-            let url = format!("{base}/api/bots/echo/conversations/c/messages?after=0");
-            let v: Value = client.get(url).send().await.expect("get").json().await.expect("json");
-            v["messages"].as_array().cloned().unwrap_or_default()
-        });
+        let seen = rt.block_on(crate::echo_transcript(&client, &base, "c"));
         if seen.len() >= 5 || Instant::now() > deadline {
             break seen;
         }
@@ -420,11 +402,7 @@ fn while_redis_is_stalled_the_gateway_keeps_acknowledging_and_the_backlog_drains
     let deadline = Instant::now() + Duration::from_secs(60);
     let last = format!("echo m{}", sent - 1);
     let seen = loop {
-        let seen = rt.block_on(async {
-            let url = format!("{base}/api/bots/echo/conversations/c/messages?after=0");
-            let v: Value = client.get(url).send().await.expect("get").json().await.expect("json");
-            v["messages"].as_array().cloned().unwrap_or_default()
-        });
+        let seen = rt.block_on(crate::echo_transcript(&client, &base, "c"));
         if seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
             break seen;
         }
@@ -533,13 +511,7 @@ fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after
         assert_eq!(rt.block_on(post(&client, &base, "c", &format!("m{i}"))).0, 202, "m{i} while Postgres is down");
     }
     // The conversation goes on without Postgres.
-    let transcript = || {
-        rt.block_on(async {
-            let url = format!("{base}/api/bots/echo/conversations/c/messages?after=0");
-            let v: Value = client.get(url).send().await.expect("get").json().await.expect("json");
-            v["messages"].as_array().cloned().unwrap_or_default()
-        })
-    };
+    let transcript = || rt.block_on(crate::echo_transcript(&client, &base, "c"));
     wait_for("the answers while Postgres is down", &|| transcript().iter().any(|m| m["text"] == "echo m7"));
     std::thread::sleep(Duration::from_secs(10));
     assert_eq!(rows(&d.schema.0), 3, "history reached a database that was down");
@@ -664,7 +636,6 @@ fn a_dispatcher_killed_mid_send_loses_no_reply_and_repeats_only_what_was_in_flig
             assert!(Command::new("kill").args(["-KILL", &holder]).status().expect("kill").success());
             killed = Some(holder);
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(killed.is_some());
     // Every chat gets "Say something" for its first message and an echo for each later one.

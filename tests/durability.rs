@@ -3,12 +3,7 @@
 //! answered exactly once.
 
 use crate::{banner_url, start_serve_in};
-use serde_json::Value;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-/// Answers every message, forever: `ask` into `t`, then `say` it back.
-const ECHO: &str = "flow: echo\nstart: listen\nvars:\n  t: text\nnodes:\n  listen:\n    ask: \"Say something\"\n    into: t\n    next: answer\n  answer:\n    say: \"echo {{ t }}\"\n    next: listen\n";
 
 const CONVERSATIONS: usize = 8;
 
@@ -40,16 +35,10 @@ async fn send_until(base: &str, stop: Instant) -> Vec<usize> {
     out
 }
 
-async fn transcript(client: &reqwest::Client, base: &str, c: usize) -> Vec<Value> {
-    let url = format!("{base}/api/bots/echo/conversations/c{c}/messages?after=0");
-    let v: Value = client.get(url).send().await.expect("get").json().await.expect("json");
-    v["messages"].as_array().cloned().unwrap_or_default()
-}
-
 #[test]
 fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     let flows = tempfile::tempdir().expect("temp dir");
-    std::fs::write(flows.path().join("echo.yaml"), ECHO).expect("write");
+    std::fs::write(flows.path().join("echo.yaml"), crate::ECHO).expect("write");
     let data = tempfile::tempdir().expect("temp dir");
     let flow = flows.path().to_string_lossy().into_owned();
     let args = ["--listen", "127.0.0.1:0", flow.as_str()];
@@ -77,31 +66,13 @@ fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     for (c, &n) in acked.iter().enumerate() {
         let last = if n > 1 { format!("echo m{c}-{}", n - 1) } else { "Say something".into() };
         let seen = loop {
-            let seen = rt.block_on(transcript(&client, &base, c));
+            let seen = rt.block_on(crate::echo_transcript(&client, &base, &format!("c{c}")));
             if n == 0 || seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
                 break seen;
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        let mut count: HashMap<String, usize> = HashMap::new();
-        for m in &seen {
-            *count.entry(format!("{}: {}", m["from"], m["text"].as_str().unwrap_or(""))).or_default() += 1;
-        }
-        // The first message starts the conversation; every later one is echoed.
-        for i in 0..n {
-            let mut lines = vec![format!("\"user\": m{c}-{i}")];
-            if i > 0 {
-                lines.push(format!("\"bot\": echo m{c}-{i}"));
-            }
-            for line in lines {
-                assert_eq!(count.get(&line), Some(&1), "conversation c{c}: {line} exactly once in {seen:#?}");
-            }
-        }
-        // Nothing is there twice (a message in flight at the kill was taken whole or not at
-        // all), except the bot's repeated question.
-        for (line, k) in &count {
-            assert!(*k == 1 || line.contains("Say something"), "c{c}: {line} appears {k} times");
-        }
+        crate::assert_each_answered_once(&seen, c, n);
     }
     // The history is readable while botc runs, and was written once per message.
     let dir = data.path().to_string_lossy().into_owned();

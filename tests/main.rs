@@ -93,3 +93,36 @@ pub fn start_serve_in(args: &[&str], data: &std::path::Path, capture_stderr: boo
 pub fn banner_url(banner: &str) -> Option<String> {
     banner.split_whitespace().find(|w| w.starts_with("http://")).map(|u| u.trim_end_matches('/').to_string())
 }
+
+/// The echo bot the durability tests talk to: it answers every message, `ask` into `t`, then
+/// `say` it back.
+pub const ECHO: &str = "flow: echo\nstart: listen\nvars:\n  t: text\nnodes:\n  listen:\n    ask: \"Say something\"\n    into: t\n    next: answer\n  answer:\n    say: \"echo {{ t }}\"\n    next: listen\n";
+
+/// The echo bot's web-chat transcript of one conversation.
+pub async fn echo_transcript(client: &reqwest::Client, base: &str, conversation: &str) -> Vec<serde_json::Value> {
+    let url = format!("{base}/api/bots/echo/conversations/{conversation}/messages?after=0");
+    let v: serde_json::Value = client.get(url).send().await.expect("get").json().await.expect("json");
+    v["messages"].as_array().cloned().unwrap_or_default()
+}
+
+/// Conversation `c{c}` of the echo bot after its `n` acknowledged messages `m{c}-{i}`: each
+/// message is there once and, after the first (which starts the conversation), echoed once;
+/// nothing else is there twice but the bot's repeated question.
+pub fn assert_each_answered_once(seen: &[serde_json::Value], c: usize, n: usize) {
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for m in seen {
+        *count.entry(format!("{}: {}", m["from"], m["text"].as_str().unwrap_or(""))).or_default() += 1;
+    }
+    for i in 0..n {
+        let mut lines = vec![format!("\"user\": m{c}-{i}")];
+        if i > 0 {
+            lines.push(format!("\"bot\": echo m{c}-{i}"));
+        }
+        for line in lines {
+            assert_eq!(count.get(&line), Some(&1), "conversation c{c}: {line} exactly once in {seen:#?}");
+        }
+    }
+    for (line, k) in &count {
+        assert!(*k == 1 || line.contains("Say something"), "c{c}: {line} appears {k} times");
+    }
+}
