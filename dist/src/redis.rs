@@ -434,6 +434,15 @@ pub struct Redis {
     /// The routes to every master, read once: they go by slot, so a failover does not change
     /// them (forgotten when a WAIT fails, in case the cluster was resharded).
     masters: Arc<Mutex<Option<Vec<Option<RoutingInfo>>>>>,
+    /// Batches in a row whose writes reached fewer replicas than asked (for logging: once
+    /// at 1, 10, 100, 1,000, then every 10,000, not once a batch).
+    short: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Whether the `n`th event in a row of one kind is logged: the 1st, 10th, 100th, 1,000th,
+/// then every 10,000th (a fault that lasts does not flood the log, and is still seen).
+pub fn log_nth(n: u64) -> bool {
+    matches!(n, 1 | 10 | 100 | 1000) || (n > 0 && n.is_multiple_of(10_000))
 }
 
 fn int(v: &Value) -> Option<i64> {
@@ -467,7 +476,7 @@ impl Redis {
     /// Sessions and transcripts expire after `idle_ms` without an event (0: never); batches
     /// wait for `replicas` replicas (0: for none).
     pub fn new(conn: Conn, keys: Keys, idle_ms: u64, replicas: usize) -> Redis {
-        Redis { conn, keys, idle_ms, replicas, masters: Arc::default() }
+        Redis { conn, keys, idle_ms, replicas, masters: Arc::default(), short: Arc::default() }
     }
 
     fn conn(&self) -> Conn {
@@ -537,16 +546,24 @@ impl Redis {
             cmd.arg(self.replicas).arg(1000);
             self.query_on(m, cmd)
         });
+        let mut fewest = usize::MAX;
         for r in futures_util::future::join_all(waits).await {
             let r = r.inspect_err(|_| *self.masters.lock().unwrap_or_else(|e| e.into_inner()) = None);
-            let got = int(&r?).unwrap_or(0);
-            if (got as usize) < self.replicas {
+            fewest = fewest.min(int(&r?).unwrap_or(0).max(0) as usize);
+        }
+        use std::sync::atomic::Ordering;
+        if fewest < self.replicas {
+            let n = self.short.fetch_add(1, Ordering::Relaxed) + 1;
+            if log_nth(n) {
                 tracing::warn!(
-                    replicas = got,
+                    replicas = fewest,
                     wanted = self.replicas,
+                    batches = n,
                     "redis writes reached fewer replicas than configured; a failover now could lose them"
                 );
             }
+        } else if self.short.swap(0, Ordering::Relaxed) > 0 {
+            tracing::info!(replicas = self.replicas, "redis writes reach every configured replica again");
         }
         Ok(())
     }
@@ -706,8 +723,8 @@ impl Redis {
     /// the first slot it serves, so the client's own slot map finds the connection).
     async fn masters(&self) -> Result<Vec<Option<RoutingInfo>>, StoreError> {
         use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
-        let Conn::Cluster(c) = &self.conn else { return Ok(vec![None]) };
-        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut c.clone()).await.map_err(io)?;
+        let Conn::Cluster(_) = &self.conn else { return Ok(vec![None]) };
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut self.conn()).await.map_err(io)?;
         let mut out = Vec::new();
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
@@ -729,7 +746,7 @@ impl Redis {
 
     async fn query_on(&self, route: &Option<RoutingInfo>, cmd: redis::Cmd) -> Result<Value, StoreError> {
         match (&self.conn, route) {
-            (Conn::Cluster(c), Some(route)) => c.clone().route_command(cmd, route.clone()).await.map_err(io),
+            (Conn::Cluster(c), Some(route)) => c.route_command(cmd, route.clone()).await.map_err(io),
             _ => cmd.query_async::<Value>(&mut self.conn()).await.map_err(io),
         }
     }
@@ -1216,5 +1233,11 @@ mod tests {
         assert_eq!(k.conv("bot/web/a}b{c%", "s"), "botc:{c:bot/web/a%7Db%7Bc%25}:s");
         assert_eq!(k.lease(&Work::Replies("x}".into())), "botc:{r:x%7D}:lease");
         assert_eq!(k.replies("x}", "items"), "botc:{r:x%7D}:items");
+    }
+
+    #[test]
+    fn a_lasting_fault_is_logged_ever_more_rarely() {
+        let logged: Vec<u64> = (0..=30_000).filter(|n| log_nth(*n)).collect();
+        assert_eq!(logged, [1, 10, 100, 1000, 10_000, 20_000, 30_000]);
     }
 }
