@@ -9,8 +9,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CONVERSATIONS: usize = 8;
-
 /// Child processes killed when the test ends, however it ends.
 struct Procs(Vec<Child>);
 
@@ -79,32 +77,6 @@ fn psql(query: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn send_until(base: &str, stop: Instant) -> Vec<usize> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-    let mut tasks = Vec::new();
-    for c in 0..CONVERSATIONS {
-        let (client, base) = (client.clone(), base.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut acked = 0;
-            while Instant::now() < stop {
-                let url = format!("{base}/api/bots/echo/conversations/c{c}/messages");
-                let body = format!("{{\"text\": \"m{c}-{acked}\"}}");
-                match client.post(url).header("content-type", "application/json").body(body).send().await {
-                    Ok(r) if r.status() == 202 => acked += 1,
-                    Ok(r) => panic!("the gateway refused a message: {}", r.status()),
-                    Err(e) => panic!("the gateway did not answer: {e}"),
-                }
-            }
-            acked
-        }));
-    }
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.expect("sender"));
-    }
-    out
-}
-
 /// A real Kafka-protocol broker to run against instead of the mock (scripts/test-real-kafka
 /// sets it): its `host:port`.
 fn real_broker() -> Option<String> {
@@ -124,16 +96,34 @@ struct Deployment {
     // Fields drop in order: the processes stop before their data is cleaned up.
     procs: Procs,
     schema: Schema,
-    _prefix: Prefix,
+    prefix: Prefix,
+}
+
+/// What a [`Deployment`] is made of, beyond the defaults.
+struct Setup<'a> {
+    partitions: usize,
+    /// More lines for the config's [kafka] section.
+    kafka: &'a str,
+    /// The [redis] section's address lines.
+    redis: String,
+    /// Lines for a [limits] section.
+    limits: &'a str,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup { partitions: 2, kafka: "", redis: "url = \"redis://127.0.0.1:6379\"".into(), limits: "" }
+    }
 }
 
 impl Deployment {
     /// `extra`: more lines for the config's [kafka] section.
     fn new(dir: &tempfile::TempDir, partitions: usize, extra: &str) -> Deployment {
-        Deployment::on_redis(dir, partitions, extra, "redis://127.0.0.1:6379")
+        Deployment::with(dir, Setup { partitions, kafka: extra, ..Setup::default() })
     }
 
-    fn on_redis(dir: &tempfile::TempDir, partitions: usize, extra: &str, redis: &str) -> Deployment {
+    fn with(dir: &tempfile::TempDir, setup: Setup) -> Deployment {
+        let Setup { partitions, kafka: extra, redis, limits } = setup;
         std::fs::write(dir.path().join("echo.yaml"), crate::ECHO).expect("write flow");
         let tag = format!("{:016x}", fastrand::u64(..));
         let schema = Schema(format!("botc_e2e_{tag}"));
@@ -153,7 +143,7 @@ impl Deployment {
         std::fs::write(
             &config,
             format!(
-                "[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\npartitions = {partitions}\nreplication = 1\n{extra}\n[redis]\nurl = \"{redis}\"\nprefix = \"{}\"\n\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
+                "[limits]\n{limits}\n[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\npartitions = {partitions}\nreplication = 1\n{extra}\n[redis]\n{redis}\nprefix = \"{}\"\n\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
                 prefix.0,
                 schema.0
             ),
@@ -170,7 +160,7 @@ impl Deployment {
             env: Vec::new(),
             procs,
             schema,
-            _prefix: prefix,
+            prefix,
         }
     }
 
@@ -192,54 +182,66 @@ impl Deployment {
     }
 }
 
-#[test]
-fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let d = Deployment::new(&dir, 4, "");
-    let (mut d, _) = (d, ());
-    let (gateway, banner) = d.role("gateway");
-    d.procs.0.push(gateway);
-    let base = banner_url(&banner).expect("gateway url");
-    let (first, first_banner) = d.role("worker");
-    let first_url = banner_url(&first_banner).expect("worker url");
-    let first_pid = first.id().to_string();
-    d.procs.0.push(first);
-    let (second, _) = d.role("worker");
-    d.procs.0.push(second);
-    let (scheduler, _) = d.role("scheduler");
-    d.procs.0.push(scheduler);
-    let schema = &d.schema;
+/// Worker processes and their HTTP addresses, killed when dropped.
+struct Workers(std::collections::VecDeque<(Child, String)>);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    // Kill the first worker while messages flow, once it has stepped some of them: whichever
-    // partitions it leased wait for its leases to expire, then the second worker takes them
-    // over.
-    let killer = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let metrics = Command::new("curl").args(["-s", &format!("{first_url}/metrics")]).output().expect("curl");
-            let steps = String::from_utf8_lossy(&metrics.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("botc_steps_total ").and_then(|n| n.trim().parse::<u64>().ok()));
-            if steps.is_some_and(|n| n >= 50) || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (c, _) in self.0.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
-        Command::new("kill").args(["-KILL", &first_pid]).status().expect("kill runs")
-    });
-    let acked = rt.block_on(send_until(&base, Instant::now() + Duration::from_secs(3)));
-    assert!(killer.join().expect("killer").success());
-    eprintln!("acknowledged: {acked:?}");
-    assert!(acked.iter().sum::<usize>() >= 50, "the senders got going ({acked:?})");
+    }
+}
 
-    // The second worker takes the partitions over once the dead one's leases expire (10 s).
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// `botc_steps_total` of the role whose HTTP is at `url` (`None` when it does not answer).
+fn steps_of(url: &str) -> Option<u64> {
+    let metrics = Command::new("curl").args(["-s", "--max-time", "5", &format!("{url}/metrics")]).output().ok()?;
+    String::from_utf8_lossy(&metrics.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("botc_steps_total ").and_then(|n| n.trim().parse::<u64>().ok()))
+}
+
+/// Sends `total` messages over `chats` conversations (each conversation's in order, the
+/// conversations at once) and counts each conversation's acknowledged messages. Every one
+/// must be taken: a refusal or no answer fails the test.
+async fn send_all(base: &str, chats: usize, total: usize) -> Vec<usize> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+    let claimed = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..chats {
+        let (client, base, claimed) = (client.clone(), base.to_string(), claimed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 0;
+            while claimed.fetch_add(1, Ordering::Relaxed) < total {
+                let url = format!("{base}/api/bots/echo/conversations/c{c}/messages");
+                let body = format!("{{\"text\": \"m{c}-{acked}\"}}");
+                match client.post(url).header("content-type", "application/json").body(body).send().await {
+                    Ok(r) if r.status() == 202 => acked += 1,
+                    Ok(r) => panic!("the gateway refused a message: {}", r.status()),
+                    Err(e) => panic!("the gateway did not answer: {e}"),
+                }
+            }
+            acked
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("sender"));
+    }
+    out
+}
+
+/// Every acknowledged message (`acked[c]` in conversation `c{c}`) is answered exactly once
+/// and in order in the web transcript, and is in Postgres's history exactly once.
+fn assert_all_answered(rt: &tokio::runtime::Runtime, d: &Deployment, base: &str, acked: &[usize]) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let deadline = Instant::now() + Duration::from_secs(180);
     for (c, &n) in acked.iter().enumerate() {
         let last = if n > 1 { format!("echo m{c}-{}", n - 1) } else { "Say something".into() };
         let seen = loop {
-            let seen = rt.block_on(crate::echo_transcript(&client, &base, &format!("c{c}")));
+            let seen = rt.block_on(crate::echo_transcript(&client, base, &format!("c{c}")));
             if seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
                 break seen;
             }
@@ -252,27 +254,28 @@ fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
         let sent: Vec<String> = (0..n).map(|i| format!("m{c}-{i}")).collect();
         assert_eq!(users, sent, "c{c}: the user's messages in the order sent");
     }
-    // History reaches Postgres, once per message, from the scheduler's shipper.
-    let want = acked.iter().map(|&n| 2 * n).sum::<usize>();
+    // History reaches Postgres, once per message, from the scheduler's shipper: each user
+    // message, and each one's echo but each conversation's first.
+    let want = acked.iter().map(|&n| 2 * n).sum::<usize>() - acked.iter().filter(|&&n| n > 0).count();
     let count_history = || {
         psql(&format!(
             "SELECT COUNT(*) FROM {}.history WHERE kind IN ('text', 'message') AND text LIKE '%m%-%'",
-            schema.0
+            d.schema.0
         ))
+        .trim()
+        .parse::<usize>()
+        .unwrap_or(0)
     };
     let mut got = count_history();
-    while got.trim().parse::<usize>().unwrap_or(0) < want - CONVERSATIONS && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+    while got < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
         got = count_history();
     }
-    // Each user message is in; each is echoed except each conversation's first.
-    assert_eq!(
-        got.trim().parse::<usize>().unwrap_or(0),
-        want - acked.iter().filter(|&&n| n > 0).count(),
-        "history rows"
-    );
-    let dupes =
-        psql(&format!("SELECT COUNT(*) FROM (SELECT id FROM {}.history GROUP BY id HAVING COUNT(*) > 1) d", schema.0));
+    assert_eq!(got, want, "history rows");
+    let dupes = psql(&format!(
+        "SELECT COUNT(*) FROM (SELECT id FROM {}.history GROUP BY id HAVING COUNT(*) > 1) d",
+        d.schema.0
+    ));
     assert_eq!(dupes.trim(), "0", "a history record is there twice");
     // `botc history` reads it from Postgres.
     let out =
@@ -280,6 +283,118 @@ fn a_worker_killed_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let last = format!("  bot    echo m0-{}\n", acked[0].saturating_sub(1));
     assert!(crate::stdout(&out).contains(&last), "{}", crate::stdout(&out));
+}
+
+/// Five workers killed with SIGKILL, one after another, while 100,000 messages flow through
+/// three (each killed one replaced at once, so two or more always run): every acknowledged
+/// message is answered exactly once, in order, and is in Postgres's history once. Each kill
+/// comes once a worker has stepped another 3,000 events, and takes that one; the partitions it held wait for
+/// its leases to expire (2 s here), then the others take them over.
+#[test]
+fn five_worker_kills_during_100000_messages_lose_none_and_repeat_none() {
+    const TOTAL: usize = 100_000;
+    const CHATS: usize = 64;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut d = Deployment::with(&dir, Setup { partitions: 8, limits: "lease_seconds = 2", ..Setup::default() });
+    let (gateway, banner) = d.role("gateway");
+    d.procs.0.push(gateway);
+    let base = banner_url(&banner).expect("gateway url");
+    let (scheduler, _) = d.role("scheduler");
+    d.procs.0.push(scheduler);
+    let worker = |d: &Deployment| {
+        let (child, banner) = d.role("worker");
+        let url = banner_url(&banner).expect("worker url");
+        (child, url)
+    };
+    // The live workers (killed with the test if it fails) and their HTTP addresses.
+    let mut workers = Workers((0..3).map(|_| worker(&d)).collect());
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let started = Instant::now();
+    let (acked, kills) = std::thread::scope(|scope| {
+        let d = &d;
+        let killer = scope.spawn(move || {
+            // Killed workers are reaped here; the live ones go back to the test's processes.
+            let mut kills = Vec::new();
+            for round in 1..=5 {
+                // The victim: the first worker to step another 3,000 events from now (one
+                // that holds partitions and is busy with them).
+                let from: Vec<u64> = workers.0.iter().map(|(_, url)| steps_of(url).unwrap_or(0)).collect();
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let victim = loop {
+                    let busy =
+                        workers.0.iter().zip(&from).position(|((_, url), f)| steps_of(url).unwrap_or(0) >= f + 3_000);
+                    if let Some(i) = busy {
+                        break i;
+                    }
+                    assert!(Instant::now() < deadline, "kill {round}: no worker stepped 3,000 events in 2 minutes");
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                let (mut child, _) = workers.0.remove(victim).expect("the victim");
+                let _ = child.kill();
+                let _ = child.wait();
+                kills.push(started.elapsed());
+                workers.0.push_back(worker(d));
+            }
+            (workers, kills)
+        });
+        let acked = rt.block_on(send_all(&base, CHATS, TOTAL));
+        let (alive, kills) = killer.join().expect("killer");
+        (acked, (alive, kills))
+    });
+    let (alive, kills) = kills;
+    let mut alive = alive;
+    d.procs.0.extend(std::mem::take(&mut alive.0).into_iter().map(|(c, _)| c));
+    eprintln!("acknowledged {} in {:?}; killed at {kills:?}", acked.iter().sum::<usize>(), started.elapsed());
+    assert_eq!(acked.iter().sum::<usize>(), TOTAL, "every message was acknowledged");
+    assert_eq!(kills.len(), 5);
+    assert_all_answered(&rt, &d, &base, &acked);
+    eprintln!("all answered after {:?}", started.elapsed());
+}
+
+/// A Redis Cluster master killed with SIGKILL while messages flow: its replica takes over,
+/// and every acknowledged message is answered exactly once, in order (with `replicas = 1`
+/// each batch waits for a replica before its position moves, so the promoted replica has
+/// everything a committed batch wrote).
+#[test]
+fn a_redis_cluster_master_killed_mid_load_fails_over_and_loses_nothing() {
+    const TOTAL: usize = 4_000;
+    const CHATS: usize = 8;
+    let cluster = crate::redis_cluster::start();
+    let nodes: Vec<String> = cluster.nodes.iter().map(|n| format!("\"{n}\"")).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redis = format!("cluster = [{}]\nreplicas = 1", nodes.join(", "));
+    let mut d = Deployment::with(&dir, Setup { partitions: 4, redis, limits: "lease_seconds = 2", ..Setup::default() });
+    let (gateway, banner) = d.role("gateway");
+    d.procs.0.push(gateway);
+    let base = banner_url(&banner).expect("gateway url");
+    let (scheduler, _) = d.role("scheduler");
+    d.procs.0.push(scheduler);
+    let (worker, worker_banner) = d.role("worker");
+    d.procs.0.push(worker);
+    let worker_url = banner_url(&worker_banner).expect("worker url");
+    let (worker, _) = d.role("worker");
+    d.procs.0.push(worker);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let session = format!("{}{{c:echo/web/c0}}:s", d.prefix.0);
+    let acked = std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while steps_of(&worker_url).unwrap_or(0) < 200 {
+                assert!(Instant::now() < deadline, "the worker stepped nothing");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let master = cluster.master_of(&session);
+            cluster.kill(master);
+            cluster.wait_ok_without(master);
+        });
+        let acked = rt.block_on(send_all(&base, CHATS, TOTAL));
+        killer.join().expect("killer");
+        acked
+    });
+    assert_eq!(acked.iter().sum::<usize>(), TOTAL, "every message was acknowledged");
+    assert_all_answered(&rt, &d, &base, &acked);
 }
 
 async fn post(client: &reqwest::Client, base: &str, c: &str, text: &str) -> (u16, Option<String>) {
@@ -372,7 +487,8 @@ fn while_redis_is_stalled_the_gateway_keeps_acknowledging_and_the_backlog_drains
     let dir = tempfile::tempdir().expect("temp dir");
     let (redis, port) = own_redis();
     let redis_pid = redis.id().to_string();
-    let mut d = Deployment::on_redis(&dir, 2, "", &format!("redis://127.0.0.1:{port}"));
+    let mut d =
+        Deployment::with(&dir, Setup { redis: format!("url = \"redis://127.0.0.1:{port}\""), ..Setup::default() });
     d.procs.0.push(redis);
     let (gateway, banner) = d.role("gateway");
     d.procs.0.push(gateway);
@@ -469,7 +585,7 @@ impl Cuttable {
     }
 }
 
-/// While Postgres is unreachable for 10 s conversations go on, and their history waits in
+/// While Postgres is unreachable for 30 s conversations go on, and their history waits in
 /// Redis; once it is back, the history is complete, each record once.
 #[test]
 fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after() {
@@ -506,18 +622,22 @@ fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after
     }
     wait_for("the first messages' history", &|| rows(&d.schema.0) == 3);
 
+    // A 30 s outage, a message every 3 s through it: the conversation goes on without
+    // Postgres (each message is answered while it is down).
     proxy.cut();
-    for i in 3..8 {
-        assert_eq!(rt.block_on(post(&client, &base, "c", &format!("m{i}"))).0, 202, "m{i} while Postgres is down");
-    }
-    // The conversation goes on without Postgres.
+    let down = Instant::now();
     let transcript = || rt.block_on(crate::echo_transcript(&client, &base, "c"));
-    wait_for("the answers while Postgres is down", &|| transcript().iter().any(|m| m["text"] == "echo m7"));
-    std::thread::sleep(Duration::from_secs(10));
+    for i in 3..13 {
+        assert_eq!(rt.block_on(post(&client, &base, "c", &format!("m{i}"))).0, 202, "m{i} while Postgres is down");
+        let echo = format!("echo m{i}");
+        wait_for("the answers while Postgres is down", &|| transcript().iter().any(|m| m["text"] == echo.as_str()));
+        std::thread::sleep((down + Duration::from_secs(3 * (i - 2))).saturating_duration_since(Instant::now()));
+    }
+    assert!(down.elapsed() >= Duration::from_secs(30));
     assert_eq!(rows(&d.schema.0), 3, "history reached a database that was down");
 
     proxy.restore();
-    wait_for("the history of the outage", &|| rows(&d.schema.0) == 8);
+    wait_for("the history of the outage", &|| rows(&d.schema.0) == 13);
     let dupes = psql(&format!(
         "SELECT COUNT(*) FROM (SELECT id FROM {}.history GROUP BY id HAVING COUNT(*) > 1) d",
         d.schema.0
@@ -525,7 +645,8 @@ fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after
     assert_eq!(dupes.trim(), "0", "a history record is there twice");
     let users =
         psql(&format!("SELECT string_agg(text, ',' ORDER BY seq) FROM {}.history WHERE direction = 'in'", d.schema.0));
-    assert_eq!(users.trim(), "m0,m1,m2,m3,m4,m5,m6,m7", "in order");
+    let sent: Vec<String> = (0..13).map(|i| format!("m{i}")).collect();
+    assert_eq!(users.trim(), sent.join(","), "in order");
 }
 
 /// `botc doctor` says what a deployment's config reaches, and what is wrong, changing
@@ -697,6 +818,10 @@ fn a_role_refuses_a_bad_config_before_connecting() {
             "environment variable BOTC_TEST_UNSET_REDIS_URL (redis.url_env) is not set",
         ),
         ("[kafka]\nbrokers = \"127.0.0.1:1\"\nbrokerz = 1\n", ":3: unknown field `brokerz`"),
+        (
+            "[limits]\nlease_seconds = 1\n[kafka]\nbrokers = \"127.0.0.1:1\"\n[redis]\nurl = \"redis://127.0.0.1:1\"\n",
+            ":2: limits.lease_seconds must be between 2 and 300",
+        ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));

@@ -16,6 +16,10 @@ mod durability;
 mod fixtures;
 mod forms;
 mod platforms;
+#[cfg(feature = "distributed")]
+#[allow(dead_code)]
+#[path = "../dist/tests/support/cluster.rs"]
+mod redis_cluster;
 mod schema;
 
 use std::path::{Path, PathBuf};

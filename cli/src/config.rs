@@ -257,6 +257,10 @@ pub struct Limits {
     /// Conversations idle this many days are forgotten (0: never); history stays.
     #[serde(default = "default_forget")]
     pub forget_idle_days: u64,
+    /// How long a process's hold on work (a partition, a bot's sends) lasts unrenewed: how
+    /// long the work waits after its process died without a word.
+    #[serde(default = "default_lease")]
+    pub lease_seconds: u64,
 }
 
 impl Default for Limits {
@@ -266,6 +270,7 @@ impl Default for Limits {
             queue_capacity: default_queue(),
             partitions: default_partitions(),
             forget_idle_days: default_forget(),
+            lease_seconds: default_lease(),
         }
     }
 }
@@ -281,6 +286,9 @@ fn default_partitions() -> usize {
 }
 fn default_forget() -> u64 {
     30
+}
+fn default_lease() -> u64 {
+    10
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -381,6 +389,12 @@ pub fn load(path: &Path) -> Result<Config, String> {
     }
     if config.limits.partitions == 0 || config.limits.partitions > 1024 {
         return Err(format!("{shown}{}: limits.partitions must be between 1 and 1024", line_of("partitions")));
+    }
+    if !(2..=300).contains(&config.limits.lease_seconds) {
+        return Err(format!(
+            "{shown}{}: limits.lease_seconds must be between 2 and 300 (a lease is renewed every third of it)",
+            line_of("lease_seconds")
+        ));
     }
     if config.limits.body_limit < 1024 {
         return Err(format!("{shown}{}: limits.body_limit must be at least 1024 bytes", line_of("body_limit")));

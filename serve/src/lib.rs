@@ -129,6 +129,8 @@ pub struct Options {
     pub forget_idle: Option<std::time::Duration>,
     /// The roles this process runs.
     pub roles: Vec<Role>,
+    /// How long a lease on work lasts unrenewed (see [`supervise::LEASE_TTL`]).
+    pub lease_ttl: std::time::Duration,
 }
 
 impl Default for Options {
@@ -138,6 +140,7 @@ impl Default for Options {
             api: ApiBases::default(),
             forget_idle: Some(std::time::Duration::from_secs(30 * 86_400)),
             roles: Role::ALL.to_vec(),
+            lease_ttl: supervise::LEASE_TTL,
         }
     }
 }
@@ -317,6 +320,7 @@ pub async fn serve(
         leases: ports.leases.clone(),
         holder: format!("{}:{:016x}", std::process::id(), fastrand::u64(..)).into(),
         clock: clock.clone(),
+        ttl: options.lease_ttl,
     };
     let mut bots = Bots::new(bots);
     bots.remember_versions(&*ports.flows, clock.unix()).await;

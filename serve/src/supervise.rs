@@ -120,8 +120,8 @@ where
     }
 }
 
-/// How long a lease lasts without renewal: how long work stays undone after its holder
-/// died without a word, before another process takes it.
+/// How long a lease lasts without renewal by default: how long work stays undone after its
+/// holder died without a word, before another process takes it (`limits.lease_seconds`).
 pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One kind of work split among the processes doing it (the bus partitions among the
@@ -201,6 +201,8 @@ pub struct Holding {
     /// This process, among the holders.
     pub holder: Arc<str>,
     pub clock: Arc<dyn Clock>,
+    /// How long a lease lasts unrenewed; renewed every third of it.
+    pub ttl: std::time::Duration,
 }
 
 impl Holding {
@@ -208,12 +210,12 @@ impl Holding {
     /// `stop`: how it learns its fair share.
     pub async fn count_in(&self, share: Arc<Share>, mut stop: watch::Receiver<bool>) {
         loop {
-            match self.leases.members(&share.group, &self.holder, self.clock.unix_ms(), LEASE_TTL).await {
+            match self.leases.members(&share.group, &self.holder, self.clock.unix_ms(), self.ttl).await {
                 Ok(n) => share.members.store(n.max(1), Ordering::Relaxed),
                 Err(e) => tracing::warn!(group = %share.group, error = %e, "cannot count the processes sharing work"),
             }
             tokio::select! {
-                _ = self.clock.sleep(LEASE_TTL / 3) => {}
+                _ = self.clock.sleep(self.ttl / 3) => {}
                 _ = until_stopped(&mut stop) => return,
             }
         }
@@ -231,7 +233,7 @@ impl Holding {
         F: FnMut(Lease) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let every = LEASE_TTL / 3;
+        let every = self.ttl / 3;
         let mut failures = 0;
         loop {
             if *stop.borrow() {
@@ -251,7 +253,7 @@ impl Holding {
                     }
                 }
             }
-            let lease = match self.leases.acquire(work.clone(), &self.holder, self.clock.unix_ms(), LEASE_TTL).await {
+            let lease = match self.leases.acquire(work.clone(), &self.holder, self.clock.unix_ms(), self.ttl).await {
                 Ok(Some(lease)) => lease,
                 Ok(None) => {
                     // Held by another process: wait for it to give up or go quiet.
@@ -296,7 +298,7 @@ impl Holding {
                             }
                             break true;
                         }
-                        match self.leases.renew(&lease, self.clock.unix_ms(), LEASE_TTL).await {
+                        match self.leases.renew(&lease, self.clock.unix_ms(), self.ttl).await {
                             Ok(()) => {}
                             Err(StoreError::Fenced(_)) => {
                                 tracing::warn!(work = %work, "lease lost to another process; stopping this work");
@@ -314,7 +316,7 @@ impl Holding {
             if handed_over {
                 // Let the process it was handed to take it before looking again.
                 tokio::select! {
-                    _ = self.clock.sleep(LEASE_TTL) => {}
+                    _ = self.clock.sleep(self.ttl) => {}
                     _ = until_stopped(&mut stop) => return,
                 }
             }

@@ -13,10 +13,12 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Logs go to stderr; `RUST_LOG` filters them (default: info).
+/// Logs go to stderr; `RUST_LOG` filters them (default: info, without Postgres's notices
+/// and the Redis client's own retry chatter, which repeats every second while a cluster
+/// node is down: botc logs what matters of it itself).
 pub(crate) fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into());
+        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn,redis=error".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -40,6 +42,7 @@ pub(crate) fn bots_and_options(
         options.body_limit = c.limits.body_limit;
         options.forget_idle = (c.limits.forget_idle_days > 0)
             .then(|| std::time::Duration::from_secs(c.limits.forget_idle_days.saturating_mul(86_400)));
+        options.lease_ttl = std::time::Duration::from_secs(c.limits.lease_seconds);
         capacity = c.limits.queue_capacity;
         partitions = c.limits.partitions;
         let apis = &c.platforms;

@@ -321,7 +321,12 @@ fn start_holding(
 ) -> (Arc<botc_serve::supervise::Share>, Vec<tokio::task::JoinHandle<()>>) {
     use botc_serve::supervise::{Holding, Share};
     let mut tasks = Vec::new();
-    let holding = Holding { leases: store.clone(), holder: who.into(), clock: clock.clone() };
+    let holding = Holding {
+        leases: store.clone(),
+        holder: who.into(),
+        clock: clock.clone(),
+        ttl: botc_serve::supervise::LEASE_TTL,
+    };
     let share = Share::new("workers", total);
     tasks.push(tokio::spawn({
         let (h, share, stop) = (holding.clone(), share.clone(), stop.clone());
