@@ -647,6 +647,23 @@ fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after
         psql(&format!("SELECT string_agg(text, ',' ORDER BY seq) FROM {}.history WHERE direction = 'in'", d.schema.0));
     let sent: Vec<String> = (0..13).map(|i| format!("m{i}")).collect();
     assert_eq!(users.trim(), sent.join(","), "in order");
+
+    // `botc history` reads from a read replica when one is configured (here the machine's
+    // Postgres, while the primary the roles use is cut again), and says what it cannot reach.
+    proxy.cut();
+    let out = crate::botc(&["history", "--config", &d.config, "--bot", "echo", "--conversation", "c"]);
+    assert_eq!(out.status.code(), Some(2), "{}", crate::stdout(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to postgres"), "{out:?}");
+    let config = std::fs::read_to_string(&d.config).expect("config");
+    let with_replica = config.replace("[postgres]\n", "[postgres]\nread_url_env = \"BOTC_TEST_READ_URL\"\n");
+    std::fs::write(&d.config, with_replica).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["history", "--config", &d.config, "--bot", "echo", "--conversation", "c"])
+        .env("BOTC_TEST_READ_URL", "postgres://postgres@127.0.0.1:5432/test")
+        .output()
+        .expect("botc history");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(crate::stdout(&out).contains("  bot    echo m12\n"), "{}", crate::stdout(&out));
 }
 
 /// `botc doctor` says what a deployment's config reaches, and what is wrong, changing

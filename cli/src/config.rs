@@ -100,6 +100,9 @@ pub struct PostgresSection {
     pub url: Option<String>,
     /// The environment variable holding the URL (when it carries a password).
     pub url_env: Option<String>,
+    /// A read replica that `botc history` reads from (or `read_url_env`).
+    pub read_url: Option<String>,
+    pub read_url_env: Option<String>,
     #[serde(default = "default_schema")]
     pub schema: String,
     #[serde(default = "default_pool")]
@@ -191,6 +194,17 @@ pub fn infra(config: &Config, path: &Path) -> Result<Infra, String> {
             ));
         }
     };
+    let read_url = match (&p.read_url, &p.read_url_env) {
+        (None, None) => None,
+        (Some(url), None) => Some(url.clone()),
+        (None, Some(var)) => Some(env(var, "read_url_env", "postgres")?),
+        _ => {
+            return Err(format!(
+                "{shown}{}: give at most one of postgres.read_url or postgres.read_url_env",
+                line_of("read_url")
+            ));
+        }
+    };
     if p.schema.is_empty() || !p.schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(format!("{shown}{}: postgres.schema must be letters, digits and _", line_of("schema")));
     }
@@ -206,7 +220,7 @@ pub fn infra(config: &Config, path: &Path) -> Result<Infra, String> {
         redis,
         prefix: r.prefix.clone(),
         replicas: r.replicas,
-        postgres: botc_dist::PostgresConfig { url, schema: p.schema.clone(), pool: p.pool.max(1) },
+        postgres: botc_dist::PostgresConfig { url, read_url, schema: p.schema.clone(), pool: p.pool.max(1) },
     })
 }
 

@@ -32,6 +32,8 @@ fn db(e: sqlx::Error) -> StoreError {
 #[derive(Clone, Debug)]
 pub struct PostgresConfig {
     pub url: String,
+    /// A read replica for history reads (`botc history`); `None` reads from `url`.
+    pub read_url: Option<String>,
     /// The schema botc's tables live in (created if missing).
     pub schema: String,
     pub pool: u32,
@@ -62,6 +64,38 @@ impl Postgres {
             .await
             .map_err(|e| format!("cannot create postgres schema {schema}: {e}"))?;
         migrator().run(&pool).await.map_err(|e| format!("cannot migrate postgres schema {schema}: {e}"))?;
+        Ok(Postgres { pool })
+    }
+
+    /// Connects for reading history only: to the read replica when one is configured, else
+    /// to the primary; it changes nothing (a replica cannot be migrated), so a schema that is
+    /// not there yet is an error that says so.
+    pub async fn open_reader(config: &PostgresConfig) -> Result<Postgres, String> {
+        let schema = &config.schema;
+        let (url, which) = match &config.read_url {
+            Some(url) => (url, "the postgres read replica (postgres.read_url)"),
+            None => (&config.url, "postgres"),
+        };
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| format!("{which}: the url is not valid: {e}"))?
+            .options([("search_path", schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| format!("cannot connect to {which}: {e}"))?;
+        let table = format!("{schema}.history");
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&table)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| format!("cannot read {which}: {e}"))?;
+        if exists.is_none() {
+            return Err(format!(
+                "{which} has no table {table}: no role has started against this database yet (roles create and migrate the schema)"
+            ));
+        }
         Ok(Postgres { pool })
     }
 

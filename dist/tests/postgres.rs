@@ -33,7 +33,9 @@ impl Drop for Schema {
 async fn open() -> (Postgres, Schema) {
     let url = url();
     let schema = format!("botc_test_{:016x}", fastrand::u64(..));
-    let pg = Postgres::open(&PostgresConfig { url, schema: schema.clone(), pool: 2 }).await.expect("postgres");
+    let pg = Postgres::open(&PostgresConfig { url, read_url: None, schema: schema.clone(), pool: 2 })
+        .await
+        .expect("postgres");
     (pg, Schema(schema))
 }
 
@@ -86,8 +88,9 @@ async fn a_second_open_finds_the_schema_migrated() {
     let (pg, schema) = open().await;
     pg.record(vec![record("x", "c", 1)]).await.expect("record");
     pg.close().await;
-    let again =
-        Postgres::open(&PostgresConfig { url: url(), schema: schema.0.clone(), pool: 1 }).await.expect("reopen");
+    let again = Postgres::open(&PostgresConfig { url: url(), read_url: None, schema: schema.0.clone(), pool: 1 })
+        .await
+        .expect("reopen");
     assert_eq!(again.count().await.expect("count"), 1, "the reopened schema kept its history");
 }
 
@@ -95,6 +98,7 @@ async fn a_second_open_finds_the_schema_migrated() {
 async fn a_bad_schema_name_is_refused_before_connecting() {
     let e = Postgres::open(&PostgresConfig {
         url: "postgres://nowhere.invalid/x".into(),
+        read_url: None,
         schema: "a; DROP".into(),
         pool: 1,
     })

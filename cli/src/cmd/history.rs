@@ -33,7 +33,7 @@ impl Source {
             Some(config) => {
                 let c = crate::config::load(config)?;
                 let infra = crate::config::infra(&c, config)?;
-                Ok(Source::Postgres(botc_dist::Postgres::open(&infra.postgres).await?))
+                Ok(Source::Postgres(botc_dist::Postgres::open_reader(&infra.postgres).await?))
             }
             #[cfg(not(feature = "distributed"))]
             Some(_) => Err("this botc was built without the distributed runtime; read history with --data-dir".into()),
