@@ -87,3 +87,20 @@ fn a_reader_that_stops_early_is_not_an_error() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(first.starts_with("flow f0 big"), "{first}");
 }
+
+/// A directory of flows mounted from a Kubernetes ConfigMap holds each file three times
+/// over (the file's link, `..data/`, and the timestamped directory it points at): botc
+/// skips hidden entries and reads each flow once.
+#[test]
+fn a_configmap_mounted_flow_directory_is_read_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stamped = dir.path().join("..2026_12_03_15_00_00.123456789");
+    std::fs::create_dir(&stamped).expect("mkdir");
+    std::fs::write(stamped.join("echo.yaml"), crate::ECHO).expect("write");
+    std::os::unix::fs::symlink("..2026_12_03_15_00_00.123456789", dir.path().join("..data")).expect("link");
+    std::os::unix::fs::symlink("..data/echo.yaml", dir.path().join("echo.yaml")).expect("link");
+    let out = crate::botc(&["check", &dir.path().to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(0), "{}", crate::stdout(&out));
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("checked 1 file:"), "{all}");
+}

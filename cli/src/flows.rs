@@ -73,9 +73,16 @@ pub(crate) fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// The flow files under `dir`, skipping hidden entries (`.git`, editors' files, and the
+/// `..data` links a Kubernetes ConfigMap mount makes beside its files, which would otherwise
+/// show every flow three times).
 pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
         if path.is_dir() {
             walk(&path, out)?;
         } else if syntax_of(&path).is_some() && !path.to_string_lossy().ends_with(".test.yaml") {
