@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod compile;
 mod conversation;
+mod deploy;
 #[cfg(feature = "distributed")]
 mod distributed;
 mod durability;
