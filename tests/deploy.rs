@@ -43,6 +43,13 @@ fn the_dashboard_and_alerts_query_only_metrics_botc_exports() {
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 10));
 }
 
+/// The flows the manifests ship compile cleanly.
+#[test]
+fn the_shipped_flows_check_clean() {
+    let out = crate::botc(&["check", "--deny-warnings", "deploy/flows/bots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", crate::stdout(&out));
+}
+
 /// The config the manifests ship reads and checks (doctor then fails only on what it cannot
 /// reach here: the cluster's Kafka, Redis and Postgres).
 #[cfg(feature = "distributed")]

@@ -278,10 +278,30 @@ enum KafkaCommand {
 enum DevCommand {
     /// Run librdkafka's mock Kafka cluster with the events topic; prints its brokers
     KafkaMock {
+        /// The topics to create (repeat for more; the mock cannot create them later)
         #[arg(long, default_value = "botc-events")]
+        topic: Vec<String>,
+        #[arg(long, default_value_t = 16)]
+        partitions: usize,
+    },
+    /// Measure the brokers alone: produce events to a topic, then consume each and produce it
+    /// to another (the baseline of scripts/bench-distributed)
+    KafkaPassthrough {
+        #[arg(long)]
+        brokers: String,
+        /// The input topic (created when missing; not the events topic roles read)
+        #[arg(long, default_value = "botc-passthrough-in")]
         topic: String,
         #[arg(long, default_value_t = 16)]
         partitions: usize,
+        /// The output topic (created when missing)
+        #[arg(long, default_value = "botc-passthrough-out")]
+        output: String,
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Payload bytes per event
+        #[arg(long, default_value_t = 200)]
+        size: usize,
     },
 }
 
@@ -338,6 +358,10 @@ fn main() -> ExitCode {
         #[cfg(feature = "distributed")]
         Command::Dev { command: DevCommand::KafkaMock { topic, partitions } } => {
             cmd::role::kafka_mock_cmd(&topic, partitions)
+        }
+        #[cfg(feature = "distributed")]
+        Command::Dev { command: DevCommand::KafkaPassthrough { brokers, topic, partitions, output, events, size } } => {
+            cmd::role::kafka_passthrough_cmd(brokers, topic, partitions, &output, events, size)
         }
         Command::Chat { flow, user } => cmd::chat::chat_cmd(&flow, &user),
         Command::Fmt { file, to, write, drop_comments } => cmd::fmt::fmt(&file, to, write, drop_comments),

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod kafka;
 pub mod limiter;
 pub mod mock;
+pub mod passthrough;
 pub mod postgres;
 pub mod redis;
 pub mod store;

@@ -145,9 +145,10 @@ pub(crate) fn kafka_init_cmd(config_path: &Path) -> ExitCode {
 /// `botc dev kafka-mock`: librdkafka's mock cluster with the events topic, for trying the
 /// distributed roles on one machine and for tests; prints the brokers, runs until stopped.
 /// Lines on stdin inject faults: `down` (the brokers stop answering), `up`.
-pub(crate) fn kafka_mock_cmd(topic: &str, partitions: usize) -> ExitCode {
+pub(crate) fn kafka_mock_cmd(topics: &[String], partitions: usize) -> ExitCode {
     use botc_dist::mock::Fault;
-    let mock = match botc_dist::mock::MockKafka::start(1, &[(topic, partitions)]) {
+    let topics: Vec<(&str, usize)> = topics.iter().map(|t| (t.as_str(), partitions)).collect();
+    let mock = match botc_dist::mock::MockKafka::start(1, &topics) {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
@@ -175,6 +176,54 @@ pub(crate) fn kafka_mock_cmd(topic: &str, partitions: usize) -> ExitCode {
         }
         drop(mock);
         ExitCode::SUCCESS
+    })
+}
+
+/// `botc dev kafka-passthrough`: the brokers' own consume-then-produce rate on this machine.
+pub(crate) fn kafka_passthrough_cmd(
+    brokers: String,
+    topic: String,
+    partitions: usize,
+    output: &str,
+    events: usize,
+    size: usize,
+) -> ExitCode {
+    let config = botc_dist::KafkaConfig {
+        brokers,
+        topic,
+        partitions,
+        publish_timeout: std::time::Duration::from_secs(60),
+        settings: vec![],
+    };
+    crate::with_runtime(async move {
+        let out = botc_dist::KafkaConfig { topic: output.to_string(), ..config.clone() };
+        for topic in [&config, &out] {
+            // Created only when missing (librdkafka's mock cluster cannot create topics: start
+            // it with them, `botc dev kafka-mock --topic A --topic B`).
+            let exists = match botc_dist::Kafka::new(topic.clone()) {
+                Ok(k) => k.check().await.is_ok(),
+                Err(e) => return fail(e.to_string()),
+            };
+            if !exists && let Err(e) = botc_dist::kafka::create_topic(topic, 1).await {
+                return fail(e);
+            }
+        }
+        let clock = botc_runtime::clock::SystemClock::default();
+        match botc_dist::passthrough::run(&config, output, events, size, &clock).await {
+            Ok(r) => {
+                let rate = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64().max(1e-9);
+                outln!(
+                    "produced {} events of {size} bytes in {:.2} s: {:.0}/s; consumed and produced again in {:.2} s: {:.0}/s",
+                    r.produced,
+                    r.produce.as_secs_f64(),
+                    rate(r.produced, r.produce),
+                    r.pass.as_secs_f64(),
+                    rate(r.passed, r.pass)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        }
     })
 }
 
