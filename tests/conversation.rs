@@ -195,6 +195,11 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.toml:6:") && err.contains("unknown field `platfrom`"), "{err}");
+    std::fs::write(d.join("zero.toml"), "listen = \"127.0.0.1:0\"\n\n[limits]\nqueue_capacity = 0\n").expect("write");
+    let o = botc(&["serve", "--config", &d.join("zero.toml").to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("zero.toml:4:") && err.contains("limits.queue_capacity must be at least 1"), "{err}");
 
     std::fs::write(
         d.join("good.toml"),

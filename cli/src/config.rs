@@ -404,6 +404,12 @@ pub fn load(path: &Path) -> Result<Config, String> {
     if config.limits.partitions == 0 || config.limits.partitions > 1024 {
         return Err(format!("{shown}{}: limits.partitions must be between 1 and 1024", line_of("partitions")));
     }
+    if config.limits.queue_capacity == 0 {
+        return Err(format!(
+            "{shown}{}: limits.queue_capacity must be at least 1 (events waiting per partition before the gateway answers 503)",
+            line_of("queue_capacity")
+        ));
+    }
     if !(2..=300).contains(&config.limits.lease_seconds) {
         return Err(format!(
             "{shown}{}: limits.lease_seconds must be between 2 and 300 (a lease is renewed every third of it)",

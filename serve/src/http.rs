@@ -274,8 +274,24 @@ async fn get_messages(
     if s.bots.get(&bot).is_none() {
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
     }
-    let after = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
-    let wait = q.get("wait").and_then(|w| w.parse::<u64>().ok()).unwrap_or(0).min(30);
+    if !valid_id(&conversation) {
+        return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
+    }
+    // The same rules as a POST: a value that is not a whole number is refused, never read as 0.
+    let number = |name: &str, what: &str| match q.get(name) {
+        None => Ok(0),
+        Some(v) => {
+            v.parse::<u64>().map_err(|_| error(StatusCode::BAD_REQUEST, &format!("`{name}` must be {what}, not `{v}`")))
+        }
+    };
+    let after = match number("after", "a whole number (the last `seq` you have; 0 for all)") {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let wait = match number("wait", "whole seconds to wait for a new message (0-30)") {
+        Ok(n) => n.min(30),
+        Err(r) => return r,
+    };
     let key = super::event::key(&bot, "web", &conversation);
     // A long poll holds a connection: it ends after `wait` seconds of real time whatever
     // the clock says, like any network timeout.
@@ -343,6 +359,9 @@ async fn graph(
     let Some(b) = s.bots.get(&bot) else {
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
     };
+    if q.get("conversation").is_some_and(|c| !valid_id(c)) {
+        return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
+    }
     let p = b.program.program();
     let waiting_at = |stored: &super::ports::Stored| {
         botc_runtime::session::Session::decode(&stored.session)

@@ -162,6 +162,30 @@ async fn bad_requests_get_clear_4xx_answers() {
     }
 }
 
+/// Reading a transcript (or the flow view of a conversation) follows the same rules as
+/// writing to it: a bad conversation id or a query value that is not a whole number is a 400
+/// that says what is wrong, never read as 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_transcript_reads_get_clear_400s() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    for (path, status, needle) in [
+        ("/api/bots/nope/conversations/c1/messages", 404, "no bot `nope`"),
+        ("/api/bots/shop/conversations/bad%20id/messages", 400, "conversation ids"),
+        ("/api/bots/shop/conversations/c1/messages?after=x", 400, "`after` must be a whole number"),
+        ("/api/bots/shop/conversations/c1/messages?after=-1", 400, "not `-1`"),
+        ("/api/bots/shop/conversations/c1/messages?wait=soon", 400, "`wait` must be whole seconds"),
+        ("/api/bots/shop/conversations/c1/messages?after=0&wait=0", 200, "\"messages\""),
+        ("/api/bots/shop/graph?conversation=bad%20id", 400, "conversation ids"),
+        ("/api/bots/shop/graph?conversation=c1", 200, "\"nodes\""),
+    ] {
+        let r = s.client.get(format!("{}{path}", s.base)).send().await.expect("get");
+        assert_eq!(r.status(), status, "{path}");
+        let text = r.text().await.expect("body");
+        assert!(text.contains(needle), "{path}: {text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_bus_answers_503_with_retry_after() {
     let dir = data_dir();
