@@ -329,6 +329,18 @@ async fn hand_back(State(s): State<Arc<Gateway>>, Path((bot, conversation)): Pat
         s.metrics.reject("bad_request");
         return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
     }
+    // Only a conversation that exists can be handed back: anything else would start one.
+    match s.sessions.load(&[super::event::key(&bot, "web", &conversation)]).await {
+        Ok(found) if !found.is_empty() => {}
+        Ok(_) => {
+            s.metrics.reject("bad_request");
+            return error(StatusCode::NOT_FOUND, &format!("bot `{bot}` has no conversation `{conversation}`"));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a session for a hand-back");
+            return unavailable("botc cannot read conversations right now; retry");
+        }
+    }
     let user_name = String::new();
     let event = Event {
         id: s.event_id("agent"),

@@ -186,6 +186,21 @@ async fn bad_transcript_reads_get_clear_400s() {
     }
 }
 
+/// A hand-back reaches only a conversation that exists: one that does not is a 404, and
+/// nothing starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_back_needs_a_conversation_that_exists() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    let r = s.post("/api/bots/shop/conversations/nobody/handback", "").await;
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.expect("body").contains("bot `shop` has no conversation `nobody`"));
+    assert!(transcript(&s, "nobody").await.is_empty(), "a hand-back started a conversation");
+    s.greet("c1").await;
+    let r = s.post("/api/bots/shop/conversations/c1/handback", "").await;
+    assert_eq!(r.status(), 202);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_bus_answers_503_with_retry_after() {
     let dir = data_dir();
