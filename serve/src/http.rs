@@ -240,8 +240,24 @@ async fn post_message(
     } else {
         String::new()
     };
+    // The client's own id for the message (`"id": "m-42"`) makes a retry after a lost
+    // answer safe: the same id within a day is taken once.
+    let client_id = match value.get("id") {
+        None => None,
+        Some(Json::String(id)) if valid_id(id) => Some(id.as_str()),
+        Some(_) => {
+            s.metrics.reject("bad_request");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`id` is your own id for this message: 1-128 letters, digits, `-`, `_` or `.`",
+            );
+        }
+    };
     let event = Event {
-        id: s.event_id("web"),
+        id: match client_id {
+            Some(id) => format!("web:{bot}/{conversation}/{id}"),
+            None => s.event_id("web"),
+        },
         platform: "web".into(),
         bot: bot.clone(),
         conversation: conversation.clone(),
@@ -252,8 +268,23 @@ async fn post_message(
         received_at: s.clock.unix(),
         reply_to: String::new(),
     };
-    publish(&s, event).await
+    if client_id.is_none() {
+        return publish(&s, event).await;
+    }
+    let id = event.id.clone();
+    match s.bus.publish_once(event, CLIENT_ID_TTL).await {
+        Ok(taken) => {
+            if taken {
+                s.metrics.accepted.inc();
+            }
+            (StatusCode::ACCEPTED, axum::Json(json!({ "event": id, "duplicate": !taken }))).into_response()
+        }
+        Err(e) => not_stored(&s, &e),
+    }
 }
+
+/// How long a web client's message id is remembered: a retry within this is taken once.
+const CLIENT_ID_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 fn entry_json(e: &Entry) -> Json {
     let buttons: Vec<Json> =

@@ -186,6 +186,33 @@ async fn bad_transcript_reads_get_clear_400s() {
     }
 }
 
+/// A client that sends its own message id may retry a POST whose answer it lost: the same id
+/// is taken once (202 both times, the second marked a duplicate), and answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_post_with_the_clients_id_is_taken_once() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    s.greet("c1").await;
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small", "id": "m-1"}"#).await;
+        assert_eq!(r.status(), 202);
+        answers.push(r.json::<Value>().await.expect("json"));
+    }
+    assert_eq!(answers[0]["event"], answers[1]["event"]);
+    assert_eq!((answers[0]["duplicate"].as_bool(), answers[1]["duplicate"].as_bool()), (Some(false), Some(true)));
+    // A later message: events of one conversation are stepped in order, so once it is in, a
+    // duplicate published before it would be too.
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "later", "id": "m-2"}"#).await;
+    assert_eq!(r.status(), 202);
+    s.expect_user("c1", "later").await;
+    let smalls = transcript(&s, "c1").await.iter().filter(|m| m["from"] == "user" && m["text"] == "small").count();
+    assert_eq!(smalls, 1, "the retried message was taken twice");
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hi", "id": "not ok"}"#).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.expect("body").contains("`id` is your own id"));
+}
+
 /// A hand-back reaches only a conversation that exists: one that does not is a 404, and
 /// nothing starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
