@@ -311,7 +311,7 @@ fn five_worker_kills_during_100000_messages_lose_none_and_repeat_none() {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let started = Instant::now();
-    let (acked, kills) = std::thread::scope(|scope| {
+    let (acked, mut alive, kills) = std::thread::scope(|scope| {
         let d = &d;
         let killer = scope.spawn(move || {
             // Killed workers are reaped here; the live ones go back to the test's processes.
@@ -340,10 +340,8 @@ fn five_worker_kills_during_100000_messages_lose_none_and_repeat_none() {
         });
         let acked = rt.block_on(send_all(&base, CHATS, TOTAL));
         let (alive, kills) = killer.join().expect("killer");
-        (acked, (alive, kills))
+        (acked, alive, kills)
     });
-    let (alive, kills) = kills;
-    let mut alive = alive;
     d.procs.0.extend(std::mem::take(&mut alive.0).into_iter().map(|(c, _)| c));
     eprintln!("acknowledged {} in {:?}; killed at {kills:?}", acked.iter().sum::<usize>(), started.elapsed());
     assert_eq!(acked.iter().sum::<usize>(), TOTAL, "every message was acknowledged");

@@ -88,11 +88,6 @@ impl Cluster {
         self.0.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// How many times the connection has been replaced.
-    pub fn generation(&self) -> u64 {
-        self.current().0
-    }
-
     /// One command on the node `route` names.
     pub async fn route_command(&self, cmd: Cmd, route: RoutingInfo) -> RedisResult<Value> {
         let (generation, mut conn) = self.current();

@@ -48,6 +48,38 @@ pub struct Kafka {
     readers: Mutex<HashMap<usize, Reader>>,
 }
 
+/// botc's producer settings: idempotent, `acks=all`, a publish bounded by the timeout, then
+/// the configured extras.
+pub(crate) fn producer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", config.publish_timeout.as_millis().max(1).to_string());
+    for (k, v) in &config.settings {
+        c.set(k, v);
+    }
+    c
+}
+
+/// botc's consumer settings: positions are kept by botc (nothing committed to Kafka), a
+/// position below what the topic still holds goes on from its oldest event, then the
+/// configured extras.
+pub(crate) fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10");
+    for (k, v) in &config.settings {
+        c.set(k, v);
+    }
+    c
+}
+
 fn kafka(e: KafkaError) -> StoreError {
     match e {
         KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => StoreError::Full,
@@ -57,16 +89,7 @@ fn kafka(e: KafkaError) -> StoreError {
 
 impl Kafka {
     pub fn new(config: KafkaConfig) -> Result<Kafka, StoreError> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", config.publish_timeout.as_millis().max(1).to_string());
-        for (k, v) in &config.settings {
-            c.set(k, v);
-        }
-        let producer: FutureProducer = c.create().map_err(kafka)?;
+        let producer: FutureProducer = producer_config(&config).create().map_err(kafka)?;
         Ok(Kafka { config, producer, readers: Mutex::new(HashMap::new()) })
     }
 
@@ -94,18 +117,8 @@ impl Kafka {
     }
 
     fn consumer(&self, partition: usize, from: u64) -> Result<StreamConsumer, StoreError> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.config.brokers)
-            .set("group.id", format!("botc-{}", self.config.topic))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            // A position below what the topic still holds goes on from its oldest event.
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10");
-        for (k, v) in &self.config.settings {
-            c.set(k, v);
-        }
-        let consumer: StreamConsumer = c.create().map_err(kafka)?;
+        let consumer: StreamConsumer =
+            consumer_config(&self.config, &format!("botc-{}", self.config.topic)).create().map_err(kafka)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.config.topic, partition as i32, Offset::Offset(from as i64)).map_err(kafka)?;
         consumer.assign(&tpl).map_err(kafka)?;

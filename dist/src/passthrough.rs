@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use std::time::Duration;
 
 /// What one run measured.
@@ -23,17 +23,12 @@ pub struct Passthrough {
     pub pass: Duration,
 }
 
+/// botc's own producer, with room to queue a whole run.
 fn producer(config: &KafkaConfig) -> Result<FutureProducer, String> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        .set("queue.buffering.max.messages", "1000000");
-    for (k, v) in &config.settings {
-        c.set(k, v);
-    }
-    c.create().map_err(|e| format!("cannot set up the kafka producer: {e}"))
+    crate::kafka::producer_config(config)
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(|e| format!("cannot set up the kafka producer: {e}"))
 }
 
 /// Enqueues `record` (waiting for deliveries in `pending` while librdkafka's queue is full)
@@ -115,18 +110,12 @@ pub async fn run(
     }
     let produce = clock.monotonic() - started;
 
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers)
-        .set("group.id", "botc-passthrough")
-        .set("enable.auto.commit", "false")
-        // A position the broker no longer holds (librdkafka's mock keeps a bounded log per
-        // partition) reads on from the oldest event, and the run then says it fell short.
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10");
-    for (k, v) in &config.settings {
-        c.set(k, v);
-    }
-    let consumer: StreamConsumer = c.create().map_err(|e| format!("cannot set up the kafka consumer: {e}"))?;
+    // botc's consumer settings: a position the broker no longer holds (librdkafka's mock keeps a
+    // bounded log per partition) reads on from the oldest event, and the run then says it fell
+    // short.
+    let consumer: StreamConsumer = crate::kafka::consumer_config(config, "botc-passthrough")
+        .create()
+        .map_err(|e| format!("cannot set up the kafka consumer: {e}"))?;
     let mut tpl = TopicPartitionList::new();
     for (i, start) in starts.iter().enumerate() {
         tpl.add_partition_offset(&config.topic, i as i32, Offset::Offset(*start)).map_err(|e| e.to_string())?;
