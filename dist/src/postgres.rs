@@ -3,7 +3,7 @@
 //! reads `botc history` makes. The history shipper moves records here from the Redis queue,
 //! so a Postgres outage delays history and loses none of it.
 
-use botc_serve::ports::{FlowRegistry, Fut, HistoryRecord, HistorySink, StoreError};
+use botc_serve::ports::{Deploy, FlowRegistry, Fut, HistoryRecord, HistorySink, Source, StoreError, Version};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -17,11 +17,14 @@ fn migrator() -> sqlx::migrate::Migrator {
     let step = |version, description: &'static str, sql: &'static str| {
         Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
     };
-    Migrator::with_migrations(vec![step(
-        1,
-        "history and flows",
-        include_str!("../migrations/postgres/0001_history_and_flows.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        step(1, "history and flows", include_str!("../migrations/postgres/0001_history_and_flows.sql")),
+        step(
+            2,
+            "versions and environments",
+            include_str!("../migrations/postgres/0002_versions_and_environments.sql"),
+        ),
+    ])
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -219,29 +222,237 @@ impl HistorySink for Postgres {
 }
 
 impl FlowRegistry for Postgres {
-    fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>, at: u64) -> Fut<'_, Result<(), StoreError>> {
+    fn register(
+        &self,
+        bot: String,
+        hash: [u8; 32],
+        bytecode: Vec<u8>,
+        source: Source,
+        at: u64,
+    ) -> Fut<'_, Result<Version, StoreError>> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            // Processes starting with new flows register at once: one at a time per bot, so
+            // each version gets the next number.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('botc flows ' || $1))")
+                .bind(&bot)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             sqlx::query(
-                "INSERT INTO flows (bot, hash, bytecode, first_served) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                "INSERT INTO flows (bot, hash, bytecode, first_served, number, source_commit, source_author, source_message)
+                 SELECT $1, $2, $3, $4, COALESCE(MAX(number), 0) + 1, $5, $6, $7 FROM flows WHERE bot = $1
+                 ON CONFLICT (bot, hash) DO NOTHING",
             )
-            .bind(bot)
+            .bind(&bot)
             .bind(botc_serve::hex(&hash))
             .bind(bytecode)
             .bind(at as i64)
-            .execute(&self.pool)
+            .bind(&source.commit)
+            .bind(&source.author)
+            .bind(&source.message)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-            Ok(())
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VERSION_COLUMNS} FROM flows WHERE bot = $1 AND hash = $2"
+            )))
+            .bind(&bot)
+            .bind(botc_serve::hex(&hash))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            version_row(&row)
         })
     }
 
-    fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>> {
+    fn programs(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>> {
         Box::pin(async move {
-            sqlx::query_scalar("SELECT bytecode FROM flows WHERE bot = $1 ORDER BY first_served")
+            sqlx::query_scalar("SELECT bytecode FROM flows WHERE bot = $1 ORDER BY number")
                 .bind(bot)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db)
         })
     }
+
+    fn program(&self, bot: String, hash: [u8; 32]) -> Fut<'_, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT bytecode FROM flows WHERE bot = $1 AND hash = $2")
+                .bind(bot)
+                .bind(botc_serve::hex(&hash))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Version>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VERSION_COLUMNS} FROM flows WHERE bot = $1 ORDER BY number"
+            )))
+            .bind(bot)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter().map(version_row).collect()
+        })
+    }
+
+    fn environment(&self, environment: String) -> Fut<'_, Result<Vec<Version>, StoreError>> {
+        Box::pin(async move {
+            let columns = VERSION_COLUMNS.replace(", ", ", f.");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT f.{columns} FROM aliases a JOIN flows f ON f.bot = a.bot AND f.number = a.number
+                 WHERE a.environment = $1 ORDER BY a.bot"
+            )))
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter().map(version_row).collect()
+        })
+    }
+
+    fn point(&self, d: Deploy) -> Fut<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let exists: Option<i64> = sqlx::query_scalar("SELECT number FROM flows WHERE bot = $1 AND number = $2")
+                .bind(&d.bot)
+                .bind(d.to as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if exists.is_none() {
+                return Err(StoreError::Io(format!("bot `{}` has no version {}", d.bot, d.to)));
+            }
+            // Compare-and-set in the statement that writes, so two deploys cannot both win.
+            let moved = match d.from {
+                Some(from) => {
+                    sqlx::query("UPDATE aliases SET number = $1 WHERE bot = $2 AND environment = $3 AND number = $4")
+                        .bind(d.to as i64)
+                        .bind(&d.bot)
+                        .bind(&d.environment)
+                        .bind(from as i64)
+                }
+                None => sqlx::query(
+                    "INSERT INTO aliases (number, bot, environment) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(d.to as i64)
+                .bind(&d.bot)
+                .bind(&d.environment),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if moved != 1 {
+                return Err(StoreError::Conflict(vec![format!("{}@{}", d.bot, d.environment)]));
+            }
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO deploys (bot, environment, from_number, to_number, action, by_whom, plan, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
+            )
+            .bind(&d.bot)
+            .bind(&d.environment)
+            .bind(d.from.map(|n| n as i64))
+            .bind(d.to as i64)
+            .bind(&d.action)
+            .bind(&d.by)
+            .bind(&d.plan)
+            .bind(d.at as i64)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            // Delivered to listeners when (and only if) the deploy commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(DEPLOYS_CHANNEL)
+                .bind(seq.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(seq as u64)
+        })
+    }
+
+    fn deploys(&self, bot: Option<String>, limit: usize) -> Fut<'_, Result<Vec<Deploy>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT seq, bot, environment, from_number, to_number, action, by_whom, plan, at FROM deploys
+                 WHERE $1::TEXT IS NULL OR bot = $1 ORDER BY seq DESC LIMIT $2",
+            )
+            .bind(bot)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Deploy {
+                        seq: r.try_get::<i64, _>(0).map_err(db)? as u64,
+                        bot: r.try_get(1).map_err(db)?,
+                        environment: r.try_get(2).map_err(db)?,
+                        from: r.try_get::<Option<i64>, _>(3).map_err(db)?.map(|n| n as u64),
+                        to: r.try_get::<i64, _>(4).map_err(db)? as u64,
+                        action: r.try_get(5).map_err(db)?,
+                        by: r.try_get(6).map_err(db)?,
+                        plan: r.try_get(7).map_err(db)?,
+                        at: r.try_get::<i64, _>(8).map_err(db)? as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn last_deploy(&self) -> Fut<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let seq: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM deploys").fetch_one(&self.pool).await.map_err(db)?;
+            Ok(seq as u64)
+        })
+    }
+
+    fn deployed_after(&self, seq: u64) -> Fut<'_, Result<u64, StoreError>> {
+        // LISTEN first, then look: a deploy committed in between is seen by the look, one
+        // after it by the notification. A notification lost with a broken connection is
+        // caught by looking again every 30 s.
+        Box::pin(async move {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(db)?;
+            listener.listen(DEPLOYS_CHANNEL).await.map_err(db)?;
+            loop {
+                let last = self.last_deploy().await?;
+                if last > seq {
+                    return Ok(last);
+                }
+                match tokio::time::timeout(Duration::from_secs(30), listener.try_recv()).await {
+                    Ok(Err(e)) => return Err(db(e)),
+                    Ok(Ok(_)) | Err(_) => {}
+                }
+            }
+        })
+    }
+}
+
+/// The channel a committed deploy is announced on (its payload: the deploy's sequence number).
+pub const DEPLOYS_CHANNEL: &str = "botc_deploys";
+
+const VERSION_COLUMNS: &str = "bot, number, hash, source_commit, source_author, source_message, first_served";
+
+fn version_row(r: &sqlx::postgres::PgRow) -> Result<Version, StoreError> {
+    let hash: String = r.try_get(2).map_err(db)?;
+    Ok(Version {
+        bot: r.try_get(0).map_err(db)?,
+        number: r.try_get::<i64, _>(1).map_err(db)? as u64,
+        hash: botc_serve::unhex(&hash)
+            .ok_or_else(|| StoreError::Io(format!("postgres: a flow hash `{hash}` is not valid")))?,
+        source: Source {
+            commit: r.try_get(3).map_err(db)?,
+            author: r.try_get(4).map_err(db)?,
+            message: r.try_get(5).map_err(db)?,
+        },
+        at: r.try_get::<i64, _>(6).map_err(db)? as u64,
+    })
 }

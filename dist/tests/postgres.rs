@@ -3,7 +3,7 @@
 
 use botc_dist::{Postgres, PostgresConfig};
 use botc_runtime::vm::Button;
-use botc_serve::ports::{Direction, FlowRegistry, HistoryRecord, HistorySink};
+use botc_serve::ports::{Direction, HistoryRecord, HistorySink};
 
 fn url() -> String {
     std::env::var("BOTC_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -73,17 +73,6 @@ async fn history_is_stored_once_per_id_in_batch_order() {
 }
 
 #[tokio::test]
-async fn flow_versions_are_kept_per_bot() {
-    let (pg, _schema) = open().await;
-    pg.register("a".into(), [1; 32], vec![1, 2, 3], 10).await.expect("register");
-    pg.register("a".into(), [1; 32], vec![1, 2, 3], 20).await.expect("the same version again");
-    pg.register("a".into(), [2; 32], vec![4], 30).await.expect("register");
-    pg.register("b".into(), [1; 32], vec![1, 2, 3], 40).await.expect("another bot, same flow");
-    assert_eq!(pg.versions("a".into()).await.expect("versions"), [vec![1, 2, 3], vec![4]]);
-    assert_eq!(pg.versions("b".into()).await.expect("versions"), [vec![1, 2, 3]]);
-}
-
-#[tokio::test]
 async fn a_second_open_finds_the_schema_migrated() {
     let (pg, schema) = open().await;
     pg.record(vec![record("x", "c", 1)]).await.expect("record");
@@ -106,4 +95,20 @@ async fn a_bad_schema_name_is_refused_before_connecting() {
     .err()
     .expect("refused");
     assert!(e.contains("schema `a; DROP` is not valid"), "{e}");
+}
+
+/// The flow registry's contract, on two connections to one schema (two processes).
+mod registry {
+    use super::*;
+    use botc_serve::contract::FreshRegistry;
+
+    async fn fresh() -> FreshRegistry<Postgres> {
+        let (first, schema) = open().await;
+        let second = Postgres::open(&PostgresConfig { url: url(), read_url: None, schema: schema.0.clone(), pool: 2 })
+            .await
+            .expect("postgres");
+        FreshRegistry { first, second, keep: Box::new(schema) }
+    }
+
+    botc_serve::registry_suite!(fresh());
 }

@@ -153,6 +153,14 @@ impl Session {
         out
     }
 
+    /// The program an encoded session is pinned to, without decoding the rest.
+    pub fn program_of(bytes: &[u8]) -> Option<[u8; 32]> {
+        match bytes {
+            [SESSION_VERSION, rest @ ..] => rest.get(..32)?.try_into().ok(),
+            _ => None,
+        }
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Session, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u8()?;

@@ -561,3 +561,113 @@ pub async fn history_waits_in_order_until_shipped(s: &impl Store) {
     s.shipped(waiting[5].0).await.expect("shipped");
     assert!(s.unshipped(1000).await.expect("unshipped").is_empty());
 }
+
+/// Two handles on one fresh flow registry (as two processes would have), and whatever must
+/// live as long as they do.
+pub struct FreshRegistry<R> {
+    pub first: R,
+    pub second: R,
+    pub keep: Box<dyn std::any::Any + Send>,
+}
+
+/// Runs every check of the flow registry's contract, one test each, against registries
+/// `$fresh` makes (a future of a [`FreshRegistry`]).
+#[macro_export]
+macro_rules! registry_suite {
+    ($fresh:expr) => {
+        $crate::registry_suite!(@tests $fresh;
+            versions_are_numbered_per_bot_and_kept_once,
+            an_alias_moves_only_from_where_it_points,
+            a_deploy_is_seen_by_another_process_within_seconds,
+        );
+    };
+    (@tests $fresh:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let fresh = $fresh.await;
+                $crate::contract::$check(&fresh.first, &fresh.second).await;
+            }
+        )*
+    };
+}
+
+fn source(commit: &str) -> super::ports::Source {
+    super::ports::Source { commit: commit.into(), author: "Ada <ada@example.com>".into(), message: "m".into() }
+}
+
+fn deploy(bot: &str, env: &str, from: Option<u64>, to: u64) -> super::ports::Deploy {
+    super::ports::Deploy {
+        seq: 0,
+        bot: bot.into(),
+        environment: env.into(),
+        from,
+        to,
+        action: "deploy".into(),
+        by: "ada@host".into(),
+        plan: "nothing waits".into(),
+        at: 100 + to,
+    }
+}
+
+pub async fn versions_are_numbered_per_bot_and_kept_once(r: &impl FlowRegistry, _: &impl FlowRegistry) {
+    let v1 = r.register("a".into(), [1; 32], vec![1, 2, 3], source("c1"), 10).await.expect("register");
+    assert_eq!((v1.number, v1.hash, v1.source.commit.as_str(), v1.at), (1, [1; 32], "c1", 10));
+    let again = r.register("a".into(), [1; 32], vec![1, 2, 3], source("c9"), 20).await.expect("again");
+    assert_eq!(again, v1, "a version registered again keeps its number, source and time");
+    let v2 = r.register("a".into(), [2; 32], vec![4], source("c2"), 30).await.expect("register");
+    assert_eq!(v2.number, 2);
+    let b1 = r.register("b".into(), [1; 32], vec![1, 2, 3], source("c1"), 40).await.expect("another bot");
+    assert_eq!(b1.number, 1, "numbers count per bot");
+    assert_eq!(r.programs("a".into()).await.expect("programs"), [vec![1, 2, 3], vec![4]]);
+    assert_eq!(r.program("a".into(), [2; 32]).await.expect("program"), Some(vec![4]));
+    assert_eq!(r.program("b".into(), [2; 32]).await.expect("program"), None, "versions belong to a bot");
+    assert_eq!(r.versions("a".into()).await.expect("versions"), [v1, v2]);
+    assert!(r.versions("nobody".into()).await.expect("versions").is_empty());
+}
+
+pub async fn an_alias_moves_only_from_where_it_points(r: &impl FlowRegistry, _: &impl FlowRegistry) {
+    let v1 = r.register("a".into(), [1; 32], vec![1], source("c1"), 10).await.expect("register");
+    let v2 = r.register("a".into(), [2; 32], vec![2], source("c2"), 20).await.expect("register");
+    assert_eq!(r.last_deploy().await.expect("last"), 0, "no deploys yet");
+    assert!(r.environment("production".into()).await.expect("env").is_empty());
+    let first = r.point(deploy("a", "production", None, 1)).await.expect("first deploy");
+    assert!(matches!(r.point(deploy("a", "production", None, 2)).await, Err(StoreError::Conflict(_))), "already set");
+    assert!(
+        matches!(r.point(deploy("a", "production", Some(2), 1)).await, Err(StoreError::Conflict(_))),
+        "it does not point at 2"
+    );
+    assert!(r.point(deploy("a", "production", Some(1), 7)).await.is_err(), "there is no version 7");
+    let second = r.point(deploy("a", "production", Some(1), 2)).await.expect("second deploy");
+    assert!(second > first);
+    r.point(deploy("a", "staging", None, 1)).await.expect("another environment");
+    assert_eq!(r.environment("production".into()).await.expect("env"), [v2]);
+    assert_eq!(r.environment("staging".into()).await.expect("env"), [v1]);
+    let history = r.deploys(Some("a".into()), 10).await.expect("deploys");
+    let moves: Vec<_> = history.iter().map(|d| (d.environment.as_str(), d.from, d.to)).collect();
+    assert_eq!(moves, [("staging", None, 1), ("production", Some(1), 2), ("production", None, 1)], "newest first");
+    assert_eq!(history[1].seq, second);
+    assert_eq!((history[1].by.as_str(), history[1].plan.as_str(), history[1].at), ("ada@host", "nothing waits", 102));
+    assert_eq!(r.deploys(None, 1).await.expect("deploys").len(), 1, "a limit");
+    assert!(r.deploys(Some("b".into()), 10).await.expect("deploys").is_empty());
+    assert_eq!(r.last_deploy().await.expect("last"), history[0].seq);
+}
+
+pub async fn a_deploy_is_seen_by_another_process_within_seconds(r: &impl FlowRegistry, other: &impl FlowRegistry) {
+    r.register("a".into(), [1; 32], vec![1], source("c1"), 10).await.expect("register");
+    let before = other.last_deploy().await.expect("last");
+    let waiting = other.deployed_after(before);
+    let deploying = async {
+        // After the other side has started waiting.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r.point(deploy("a", "production", None, 1)).await.expect("deploy")
+    };
+    let (seen, seq) =
+        tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(waiting, deploying) }).await.expect(
+            "the other process saw the deploy within 10 s",
+        );
+    assert_eq!(seen.expect("waits"), seq);
+    // A deploy already made is seen at once.
+    let seen = tokio::time::timeout(Duration::from_secs(2), other.deployed_after(before)).await.expect("at once");
+    assert_eq!(seen.expect("waits"), seq);
+}

@@ -126,7 +126,7 @@ impl Dispatcher {
                     wake = wake.min(t);
                     continue;
                 }
-                match self.limiter.acquire(&checks(b, &r.key)).await {
+                match self.limiter.acquire(&checks(&b, &r.key)).await {
                     Ok(()) => {
                         busy.insert(r.key.clone());
                         let skip = progress.get(position).map_or(0, |p| p.made);
@@ -159,7 +159,7 @@ impl Dispatcher {
                             Outcome::RateLimited(wait) => {
                                 self.metrics.count(Platformed::RateLimited, platform);
                                 tracing::warn!(bot = %b.id, wait_ms = wait.as_millis() as u64, "the platform asked to slow down");
-                                self.limiter.penalize(&checks(b, &reply.key), wait).await;
+                                self.limiter.penalize(&checks(&b, &reply.key), wait).await;
                                 progress.entry(position).or_default().made = done;
                             }
                             Outcome::Retry(why) => {

@@ -4,7 +4,7 @@
 //! between a batch and its history costs nothing: the records wait in the store and are
 //! written again (a record whose id is there already is kept once).
 
-use super::ports::{Direction, FlowRegistry, Fut, HistoryRecord, HistorySink, StoreError};
+use super::ports::{Deploy, Direction, FlowRegistry, Fut, HistoryRecord, HistorySink, Source, StoreError, Version};
 use botc_runtime::vm::Button;
 use serde_json::{Value as Json, json};
 use sqlx::Row;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// The schema's version, in SQLite's `user_version`, so a botc from before migrations
 /// refuses a database a newer one changed (migrations themselves are tracked by sqlx).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// The history database's migrations, in order. Built with `Migrator::with_migrations` over
 /// `include_str!` rather than the `sqlx::migrate!` macro: the macro's crate would compile
@@ -28,6 +28,7 @@ fn migrator() -> sqlx::migrate::Migrator {
     Migrator::with_migrations(vec![
         step(1, "history", include_str!("../migrations/sqlite/0001_history.sql")),
         step(2, "flows by bot", include_str!("../migrations/sqlite/0002_flows_by_bot.sql")),
+        step(3, "versions and environments", include_str!("../migrations/sqlite/0003_versions_and_environments.sql")),
     ])
 }
 
@@ -220,29 +221,217 @@ impl HistorySink for SqliteHistory {
 }
 
 impl FlowRegistry for SqliteHistory {
-    fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>, at: u64) -> Fut<'_, Result<(), StoreError>> {
+    fn register(
+        &self,
+        bot: String,
+        hash: [u8; 32],
+        bytecode: Vec<u8>,
+        source: Source,
+        at: u64,
+    ) -> Fut<'_, Result<Version, StoreError>> {
         Box::pin(async move {
-            sqlx::query("INSERT OR IGNORE INTO flows (bot, hash, bytecode, first_served) VALUES (?, ?, ?, ?)")
-                .bind(bot)
+            // One statement, so the next number is taken atomically (SQLite has one writer).
+            sqlx::query(
+                "INSERT OR IGNORE INTO flows (bot, hash, bytecode, first_served, number, source_commit, source_author, source_message)
+                 SELECT ?1, ?2, ?3, ?4, COALESCE(MAX(number), 0) + 1, ?5, ?6, ?7 FROM flows WHERE bot = ?1",
+            )
+            .bind(&bot)
+            .bind(hex(&hash))
+            .bind(bytecode)
+            .bind(at as i64)
+            .bind(&source.commit)
+            .bind(&source.author)
+            .bind(&source.message)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLUMNS} FROM flows WHERE bot = ? AND hash = ?")))
+                .bind(&bot)
                 .bind(hex(&hash))
-                .bind(bytecode)
-                .bind(at as i64)
-                .execute(&self.pool)
+                .fetch_one(&self.pool)
                 .await
                 .map_err(db)?;
-            Ok(())
+            version_row(&row)
         })
     }
 
-    fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>> {
+    fn programs(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>> {
         Box::pin(async move {
-            sqlx::query_scalar("SELECT bytecode FROM flows WHERE bot = ? ORDER BY first_served")
+            sqlx::query_scalar("SELECT bytecode FROM flows WHERE bot = ? ORDER BY number")
                 .bind(bot)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db)
         })
     }
+
+    fn program(&self, bot: String, hash: [u8; 32]) -> Fut<'_, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT bytecode FROM flows WHERE bot = ? AND hash = ?")
+                .bind(bot)
+                .bind(hex(&hash))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Version>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLUMNS} FROM flows WHERE bot = ? ORDER BY number")))
+                .bind(bot)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            rows.iter().map(version_row).collect()
+        })
+    }
+
+    fn environment(&self, environment: String) -> Fut<'_, Result<Vec<Version>, StoreError>> {
+        Box::pin(async move {
+            let columns = VERSION_COLUMNS.replace(", ", ", f.");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT f.{columns} FROM aliases a JOIN flows f ON f.bot = a.bot AND f.number = a.number
+                 WHERE a.environment = ? ORDER BY a.bot"
+            )))
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter().map(version_row).collect()
+        })
+    }
+
+    fn point(&self, d: Deploy) -> Fut<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let exists: Option<i64> = sqlx::query_scalar("SELECT number FROM flows WHERE bot = ? AND number = ?")
+                .bind(&d.bot)
+                .bind(d.to as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if exists.is_none() {
+                return Err(StoreError::Io(format!("bot `{}` has no version {}", d.bot, d.to)));
+            }
+            // Compare-and-set in the statement that writes, so two deploys cannot both win.
+            let moved = match d.from {
+                Some(from) => sqlx::query("UPDATE aliases SET number = ? WHERE bot = ? AND environment = ? AND number = ?")
+                    .bind(d.to as i64)
+                    .bind(&d.bot)
+                    .bind(&d.environment)
+                    .bind(from as i64),
+                None => sqlx::query("INSERT OR IGNORE INTO aliases (number, bot, environment) VALUES (?, ?, ?)")
+                    .bind(d.to as i64)
+                    .bind(&d.bot)
+                    .bind(&d.environment),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if moved != 1 {
+                return Err(StoreError::Conflict(vec![format!("{}@{}", d.bot, d.environment)]));
+            }
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO deploys (bot, environment, from_number, to_number, action, by_whom, plan, at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            )
+            .bind(&d.bot)
+            .bind(&d.environment)
+            .bind(d.from.map(|n| n as i64))
+            .bind(d.to as i64)
+            .bind(&d.action)
+            .bind(&d.by)
+            .bind(&d.plan)
+            .bind(d.at as i64)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(seq as u64)
+        })
+    }
+
+    fn deploys(&self, bot: Option<String>, limit: usize) -> Fut<'_, Result<Vec<Deploy>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT seq, bot, environment, from_number, to_number, action, by_whom, plan, at FROM deploys
+                 WHERE ?1 IS NULL OR bot = ?1 ORDER BY seq DESC LIMIT ?2",
+            )
+            .bind(bot)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Deploy {
+                        seq: r.try_get::<i64, _>(0).map_err(db)? as u64,
+                        bot: r.try_get(1).map_err(db)?,
+                        environment: r.try_get(2).map_err(db)?,
+                        from: r.try_get::<Option<i64>, _>(3).map_err(db)?.map(|n| n as u64),
+                        to: r.try_get::<i64, _>(4).map_err(db)? as u64,
+                        action: r.try_get(5).map_err(db)?,
+                        by: r.try_get(6).map_err(db)?,
+                        plan: r.try_get(7).map_err(db)?,
+                        at: r.try_get::<i64, _>(8).map_err(db)? as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn last_deploy(&self) -> Fut<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let seq: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM deploys").fetch_one(&self.pool).await.map_err(db)?;
+            Ok(seq as u64)
+        })
+    }
+
+    fn deployed_after(&self, seq: u64) -> Fut<'_, Result<u64, StoreError>> {
+        // SQLite tells no other process about a commit: `botc deploy` writes from its own
+        // process, so the server looks twice a second (one indexed read).
+        Box::pin(async move {
+            loop {
+                let last = self.last_deploy().await?;
+                if last > seq {
+                    return Ok(last);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    }
+}
+
+const VERSION_COLUMNS: &str = "bot, number, hash, source_commit, source_author, source_message, first_served";
+
+fn version_row(r: &sqlx::sqlite::SqliteRow) -> Result<Version, StoreError> {
+    let hash: String = r.try_get(2).map_err(db)?;
+    Ok(Version {
+        bot: r.try_get(0).map_err(db)?,
+        number: r.try_get::<i64, _>(1).map_err(db)? as u64,
+        hash: unhex(&hash).ok_or_else(|| StoreError::Io(format!("history database: a flow hash `{hash}` is not valid")))?,
+        source: Source {
+            commit: r.try_get(3).map_err(db)?,
+            author: r.try_get(4).map_err(db)?,
+            message: r.try_get(5).map_err(db)?,
+        },
+        at: r.try_get::<i64, _>(6).map_err(db)? as u64,
+    })
+}
+
+/// A hash as [`hex`] wrote it, back to bytes.
+pub fn unhex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// A flow's hash as the registry keeps it.

@@ -170,7 +170,7 @@ async fn metrics(State(o): State<Arc<Ops>>) -> Response {
 
 async fn list_bots(State(s): State<Arc<Gateway>>) -> Response {
     let bots: Vec<Json> =
-        s.bots.iter().map(|b| json!({ "id": b.id, "name": b.name, "platform": b.platform.name() })).collect();
+        s.bots.list().iter().map(|b| json!({ "id": b.id, "name": b.name, "platform": b.platform.name() })).collect();
     axum::Json(json!({ "bots": bots })).into_response()
 }
 

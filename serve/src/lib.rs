@@ -8,6 +8,7 @@
 //! requests back into events. The roles talk to storage only through the [`ports`]; here
 //! every port is the embedded redb store ([`Embedded`]).
 
+mod bots;
 pub mod contract;
 mod dispatch;
 mod embedded;
@@ -24,10 +25,11 @@ mod transcript;
 mod webhook;
 mod worker;
 
+pub use bots::{Bots, Catalog};
 pub use dispatch::{Dispatcher, HttpClient};
 pub use embedded::{Embedded, OpenError, partition_of};
 pub use event::{EVENT_VERSION, Event};
-pub use history::{SqliteHistory, buttons_json, direction_name, hex, history_path, record_from_columns};
+pub use history::{SqliteHistory, buttons_json, direction_name, hex, history_path, record_from_columns, unhex};
 pub use http::{Gateway, Ops};
 pub use metrics::Metrics;
 pub use roles::{HistoryShipper, OutboxRunner, Scheduler};
@@ -38,10 +40,10 @@ use botc_runtime::clock::Clock;
 pub use botc_runtime::platforms::Platform;
 use botc_runtime::platforms::limiter::Limit;
 use botc_runtime::vm::Loaded;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A bot: a flow made reachable on one platform.
+#[derive(Clone)]
 pub struct Bot {
     pub id: String,
     pub name: String,
@@ -131,6 +133,9 @@ pub struct Options {
     pub roles: Vec<Role>,
     /// How long a lease on work lasts unrenewed (see [`supervise::LEASE_TTL`]).
     pub lease_ttl: std::time::Duration,
+    /// The registry environment whose flow versions this process serves and follows (hot
+    /// reload); `None` serves the flows it was given.
+    pub environment: Option<String>,
 }
 
 impl Default for Options {
@@ -141,6 +146,7 @@ impl Default for Options {
             forget_idle: Some(std::time::Duration::from_secs(30 * 86_400)),
             roles: Role::ALL.to_vec(),
             lease_ttl: supervise::LEASE_TTL,
+            environment: None,
         }
     }
 }
@@ -230,64 +236,6 @@ impl Ports {
     }
 }
 
-/// The bots this process serves, by id, with the earlier versions of their flows (to move
-/// waiting conversations onto the current one).
-#[derive(Default)]
-pub struct Bots {
-    /// In the order they were configured (`/api/bots` lists them so).
-    list: Vec<Arc<Bot>>,
-    by_id: HashMap<String, Arc<Bot>>,
-    /// By bot id, then program hash.
-    previous: HashMap<String, HashMap<[u8; 32], Loaded>>,
-}
-
-impl Bots {
-    pub fn new(bots: Vec<Bot>) -> Bots {
-        let list: Vec<Arc<Bot>> = bots.into_iter().map(Arc::new).collect();
-        let by_id = list.iter().map(|b| (b.id.clone(), b.clone())).collect();
-        Bots { list, by_id, previous: HashMap::new() }
-    }
-
-    pub fn get(&self, id: &str) -> Option<&Bot> {
-        self.by_id.get(id).map(|b| &**b)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Bot> {
-        self.list.iter().map(|b| &**b)
-    }
-
-    /// An earlier version of `bot`'s flow, by its program hash.
-    pub fn previous(&self, bot: &str, hash: &[u8; 32]) -> Option<&Loaded> {
-        self.previous.get(bot).and_then(|v| v.get(hash))
-    }
-
-    /// Records each bot's current flow version in the registry and loads its earlier ones.
-    pub async fn remember_versions(&mut self, flows: &dyn ports::FlowRegistry, now: u64) {
-        for b in &self.list {
-            let p = b.program.program();
-            if let Err(e) = flows.register(b.id.clone(), p.hash, p.encode(), now).await {
-                tracing::error!(bot = %b.id, error = %e, "cannot record the flow version");
-            }
-            let mut versions = HashMap::new();
-            match flows.versions(b.id.clone()).await {
-                Ok(list) => {
-                    for bytes in list {
-                        match Loaded::from_bytes(&bytes) {
-                            Ok(old) if old.program().hash != p.hash => {
-                                versions.insert(old.program().hash, old);
-                            }
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(bot = %b.id, error = %e, "an earlier flow version does not load"),
-                        }
-                    }
-                }
-                Err(e) => tracing::error!(bot = %b.id, error = %e, "cannot read earlier flow versions"),
-            }
-            self.previous.insert(b.id.clone(), versions);
-        }
-    }
-}
-
 /// How long to wait before the `attempt`th retry (1, 2, …) of anything that failed: 0.5 s,
 /// 1 s, 2 s … up to a minute, each ±50% at random so retries from many places do not bunch
 /// up. The one retry policy of every role.
@@ -322,9 +270,8 @@ pub async fn serve(
         clock: clock.clone(),
         ttl: options.lease_ttl,
     };
-    let mut bots = Bots::new(bots);
-    bots.remember_versions(&*ports.flows, clock.unix()).await;
-    let bots = Arc::new(bots);
+    let bots = Arc::new(Bots::new(bots));
+    bots.remember_versions(&*ports.flows, options.environment.as_deref(), clock.unix()).await;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -332,12 +279,20 @@ pub async fn serve(
         Supervision { health: health.clone(), metrics: metrics.clone(), clock: clock.clone(), stop: stopped };
     let mut finishing = Vec::new();
     let mut aborting = Vec::new();
+    if let Some(env) = &options.environment {
+        if let Err(e) = bots.follow(&*ports.flows, env).await {
+            tracing::error!(environment = %env, error = %e, "cannot load the environment's flow versions; serving the flow files until it can");
+        }
+        aborting.push(tokio::spawn(bots::watch(bots.clone(), ports.flows.clone(), env.clone(), clock.clone())));
+    }
     if runs(Role::Worker) {
         let worker = Arc::new(Worker {
             core: Core { bots: bots.clone(), metrics: metrics.clone(), clock: clock.clone() },
             bus: ports.bus.clone(),
             sessions: ports.sessions.clone(),
             committer: ports.committer.clone(),
+            flows: ports.flows.clone(),
+            environment: options.environment.clone(),
         });
         // The partitions are shared fairly among the worker processes.
         let share = supervise::Share::new("workers", ports.bus.partitions());
@@ -405,7 +360,7 @@ pub async fn serve(
             metrics: metrics.clone(),
             clock: clock.clone(),
         });
-        for b in bots.iter().filter(|b| b.platform != Platform::Web) {
+        for b in bots.list().iter().filter(|b| b.platform != Platform::Web) {
             let (d, h, stop, id) = (dispatcher.clone(), holding.clone(), supervision.stop.clone(), b.id.clone());
             let start = move || {
                 let (d, h, stop, work) = (d.clone(), h.clone(), stop.clone(), Work::Replies(id.clone()));

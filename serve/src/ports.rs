@@ -425,13 +425,82 @@ pub trait HistorySink: Send + Sync {
     fn record(&self, records: Vec<HistoryRecord>) -> Fut<'_, Result<(), StoreError>>;
 }
 
+/// Where a flow version was built from: the git commit `botc deploy` found (empty for a
+/// version `botc serve` registered from files it was given).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Source {
+    pub commit: String,
+    /// The commit's author, `Name <email>`.
+    pub author: String,
+    /// The commit message's first line.
+    pub message: String,
+}
+
+/// A flow version in the registry: verified bytecode by content hash, numbered 1, 2, … per
+/// bot in the order the registry first saw them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub bot: String,
+    pub number: u64,
+    pub hash: [u8; 32],
+    pub source: Source,
+    /// Unix seconds it was first registered.
+    pub at: u64,
+}
+
+/// One move of an environment's alias (`production`, `staging`) to a version of a bot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deploy {
+    /// Assigned by the registry: increasing over all bots and environments.
+    pub seq: u64,
+    pub bot: String,
+    pub environment: String,
+    /// The version number the alias pointed at before (`None`: the first deploy).
+    pub from: Option<u64>,
+    pub to: u64,
+    /// `deploy` or `rollback`.
+    pub action: String,
+    /// Who ran it (`user@host`).
+    pub by: String,
+    /// What it did to waiting conversations, as `botc deploy` showed it.
+    pub plan: String,
+    /// Unix seconds.
+    pub at: u64,
+}
+
 /// Every flow version botc has run, by program hash, so a conversation pinned to an older
-/// version can still be understood (and migrated) after the flow changed.
+/// version can still be understood (and migrated) after the flow changed; and the
+/// environments (aliases per bot) that `botc deploy` moves and running processes follow.
 pub trait FlowRegistry: Send + Sync {
-    /// Records that `bot` serves this version (first served at unix second `at`).
-    fn register(&self, bot: String, hash: [u8; 32], bytecode: Vec<u8>, at: u64) -> Fut<'_, Result<(), StoreError>>;
-    /// Every version of a bot's flow ever served, as bytecode.
-    fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>>;
+    /// Records a version of `bot` (first registered at unix second `at`); a version already
+    /// there keeps its number and source. Returns it as the registry holds it.
+    fn register(
+        &self,
+        bot: String,
+        hash: [u8; 32],
+        bytecode: Vec<u8>,
+        source: Source,
+        at: u64,
+    ) -> Fut<'_, Result<Version, StoreError>>;
+    /// Every version of a bot's flow ever registered, as bytecode.
+    fn programs(&self, bot: String) -> Fut<'_, Result<Vec<Vec<u8>>, StoreError>>;
+    /// One version's bytecode, by hash.
+    fn program(&self, bot: String, hash: [u8; 32]) -> Fut<'_, Result<Option<Vec<u8>>, StoreError>>;
+    /// A bot's versions, oldest first.
+    fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Version>, StoreError>>;
+    /// The version each bot's alias in `environment` points at.
+    fn environment(&self, environment: String) -> Fut<'_, Result<Vec<Version>, StoreError>>;
+    /// Moves `deploy.bot`'s alias in `deploy.environment` to version `deploy.to` if it still
+    /// points at `deploy.from` (compare-and-set: [`StoreError::Conflict`] when another
+    /// deploy moved it meanwhile), and records the deploy. Returns its sequence number.
+    fn point(&self, deploy: Deploy) -> Fut<'_, Result<u64, StoreError>>;
+    /// The latest deploys, newest first, of one bot or of all.
+    fn deploys(&self, bot: Option<String>, limit: usize) -> Fut<'_, Result<Vec<Deploy>, StoreError>>;
+    /// The sequence number of the latest deploy (0: none yet).
+    fn last_deploy(&self) -> Fut<'_, Result<u64, StoreError>>;
+    /// Completes when a deploy later than `seq` exists (or may: a caller re-reads what it
+    /// needs), within seconds of it being made by any process.
+    fn deployed_after(&self, seq: u64) -> Fut<'_, Result<u64, StoreError>>;
 }
 
 /// Send budgets ([`botc_runtime::platforms::limiter`]): all checks of a send pass together or none

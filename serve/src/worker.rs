@@ -8,10 +8,10 @@
 
 use super::ports::{
     Batch, Bus, Committer, Delivery, Direction, Expected, Found, HistoryRecord, HttpRequest, Lease, Message,
-    OutboxItem, Quarantined, QueuedReply, SessionStore, SessionWrite, StoreError, Stored, TimerChange,
+    FlowRegistry, OutboxItem, Quarantined, QueuedReply, SessionStore, SessionWrite, StoreError, Stored, TimerChange,
 };
 use super::transcript::{Entry, From};
-use super::{Bot, Bots, Event, Metrics};
+use super::{Bot, Bots, Catalog, Event, Metrics};
 use botc_runtime::clock::Clock;
 use botc_runtime::session::Session;
 use botc_runtime::vm::{self, Context, Effect, Input, Limits};
@@ -36,6 +36,10 @@ pub struct Worker {
     pub bus: Arc<dyn Bus>,
     pub sessions: Arc<dyn SessionStore>,
     pub committer: Arc<dyn Committer>,
+    /// Where flow versions a session is pinned to and this process has not loaded are found.
+    pub flows: Arc<dyn FlowRegistry>,
+    /// The registry environment this process follows, if any.
+    pub environment: Option<String>,
 }
 
 impl Worker {
@@ -110,7 +114,35 @@ impl Worker {
         let deliveries = self.bus.fetch(lease, from, BATCH).await?;
         let Some(next) = deliveries.last().map(|d| d.offset + 1) else { return Ok(None) };
         let stored = self.sessions.load(&keys(&deliveries)).await?;
+        self.learn_versions(&deliveries, &stored).await?;
         Ok(Some((next, Arc::new(self.core.process(lease.clone(), next, deliveries, stored)))))
+    }
+
+    /// Loads the flow versions these sessions are pinned to that this process does not know
+    /// (deployed since it last looked, or first served by another process), so each is
+    /// stepped or moved as the registry says rather than started over.
+    async fn learn_versions(&self, deliveries: &[Delivery], stored: &HashMap<String, Found>) -> Result<(), StoreError> {
+        let mut bots = self.core.bots.snapshot();
+        // An event for a bot deployed since this process last looked (a gateway that has
+        // looked accepted it): look now rather than skip it.
+        if let Some(env) = &self.environment
+            && deliveries.iter().any(|d| bots.get(&d.event.bot).is_none() && !d.event.bot.is_empty())
+        {
+            self.core.bots.follow(&*self.flows, env).await?;
+            bots = self.core.bots.snapshot();
+        }
+        let mut unknown: Vec<(&str, [u8; 32])> = Vec::new();
+        for d in deliveries {
+            let Some(Found::Stored(s)) = stored.get(&d.event.key()) else { continue };
+            let Some(hash) = Session::program_of(&s.session) else { continue };
+            if bots.get(&d.event.bot).is_some() && !bots.knows(&d.event.bot, &hash) && !unknown.contains(&(&d.event.bot, hash)) {
+                unknown.push((&d.event.bot, hash));
+            }
+        }
+        for (bot, hash) in unknown {
+            self.core.bots.learn(&*self.flows, self.environment.as_deref(), bot, hash).await?;
+        }
+        Ok(())
     }
 
     /// Waits before trying the store again; true when asked to stop meanwhile.
@@ -166,17 +198,19 @@ impl Core {
         mut stored: HashMap<String, Found>,
     ) -> Batch {
         let partition = lease.partition().unwrap_or(usize::MAX) as u32;
+        // One version of every bot for the whole batch, whatever a reload does meanwhile.
+        let bots = self.bots.snapshot();
         let mut live: HashMap<String, Live> = HashMap::new();
         let mut batch = Batch::new(lease, next);
         for Delivery { offset, mut event } in deliveries {
-            let Some(bot) = self.bots.get(&event.bot) else {
+            let Some(bot) = bots.get(&event.bot) else {
                 tracing::warn!(bot = %event.bot, "an event for a bot that is not running is skipped");
                 continue;
             };
             let key = event.key();
             let conv = live
                 .entry(key.clone())
-                .or_insert_with(|| self.hydrate(bot, &key, stored.remove(&key), event.received_at, &mut batch));
+                .or_insert_with(|| self.hydrate(&bots, bot, &key, stored.remove(&key), event.received_at, &mut batch));
             // A position on another partition (the bus was repartitioned) says nothing about
             // this one's events: none is skipped.
             if conv.partition == partition && offset < conv.applied {
@@ -213,7 +247,7 @@ impl Core {
         batch
     }
 
-    fn hydrate(&self, bot: &Bot, key: &str, found: Option<Found>, now: u64, batch: &mut Batch) -> Live {
+    fn hydrate(&self, bots: &Catalog, bot: &Bot, key: &str, found: Option<Found>, now: u64, batch: &mut Batch) -> Live {
         let fresh = |expected, applied, name, touched_at| Live {
             session: bot.program.new_session(),
             expected,
@@ -237,7 +271,7 @@ impl Core {
             Ok(session) if session.program == bot.program.program().hash => session,
             // The flow changed since this conversation last moved: carry it over to the new
             // version when its position and variables still fit (as `botc diff` predicts).
-            Ok(old) => match self.bots.previous(&bot.id, &old.program) {
+            Ok(old) => match bots.previous(&bot.id, &old.program) {
                 Some(prev) => {
                     match botc_runtime::migrate::migrate(prev.program(), &bot.program, &old, &Default::default()) {
                         Ok(moved) => {

@@ -10,3 +10,19 @@ async fn fresh() -> Fresh<Embedded> {
 }
 
 botc_serve::contract_suite!(fresh());
+
+/// The flow registry in `history.sqlite`, opened twice as `botc serve` and `botc deploy` do.
+mod registry {
+    use botc_serve::SqliteHistory;
+    use botc_serve::contract::FreshRegistry;
+
+    async fn fresh() -> FreshRegistry<SqliteHistory> {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = botc_serve::history_path(dir.path());
+        let first = SqliteHistory::open(&path).await.expect("opens");
+        let second = SqliteHistory::open(&path).await.expect("opens again");
+        FreshRegistry { first, second, keep: Box::new(dir) }
+    }
+
+    botc_serve::registry_suite!(fresh());
+}

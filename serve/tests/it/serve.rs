@@ -518,17 +518,19 @@ async fn a_history_database_from_before_migrations_is_upgraded_in_place() {
     }
     use botc_serve::ports::FlowRegistry;
     let history = SqliteHistory::open(&path).await.expect("upgrades");
-    assert_eq!(history.versions("shop".into()).await.expect("versions"), [vec![1u8, 2]], "the old version is kept");
-    // The same flow served by a second bot is that bot's version too.
-    history.register("shop2".into(), [0; 32], vec![9], 8).await.expect("registers");
-    history.register("shop".into(), [0; 32], vec![9], 8).await.expect("registers");
-    assert_eq!(history.versions("shop".into()).await.expect("versions"), [vec![1u8, 2], vec![9]]);
-    assert_eq!(history.versions("shop2".into()).await.expect("versions"), [vec![9u8]]);
+    assert_eq!(history.programs("shop".into()).await.expect("versions"), [vec![1u8, 2]], "the old version is kept");
+    // The same flow served by a second bot is that bot's version too; numbers go on.
+    let source = botc_serve::ports::Source::default();
+    history.register("shop2".into(), [0; 32], vec![9], source.clone(), 8).await.expect("registers");
+    let v = history.register("shop".into(), [0; 32], vec![9], source, 8).await.expect("registers");
+    assert_eq!(v.number, 2, "the version from before migrations is number 1");
+    assert_eq!(history.programs("shop".into()).await.expect("versions"), [vec![1u8, 2], vec![9]]);
+    assert_eq!(history.programs("shop2".into()).await.expect("versions"), [vec![9u8]]);
     assert_eq!(history.count().await.expect("count"), 1, "history is kept");
     history.close().await;
     // Opening it again runs nothing twice.
     let history = SqliteHistory::open(&path).await.expect("opens again");
-    assert_eq!(history.versions("shop2".into()).await.expect("versions"), [vec![9u8]]);
+    assert_eq!(history.programs("shop2".into()).await.expect("versions"), [vec![9u8]]);
     history.close().await;
 }
 

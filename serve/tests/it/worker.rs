@@ -53,6 +53,11 @@ fn partition0() -> Lease {
     Lease { work: Work::Partition(0), epoch: 1 }
 }
 
+/// The flow registry in a data directory, as `botc serve` opens it.
+async fn registry(dir: &std::path::Path) -> Arc<botc_serve::SqliteHistory> {
+    Arc::new(botc_serve::SqliteHistory::open(&botc_serve::history_path(dir)).await.expect("registry"))
+}
+
 /// A worker's core for the shop bot, on a clock far from any event's time.
 fn core() -> Core {
     Core {
@@ -122,8 +127,14 @@ async fn a_worker_whose_store_keeps_failing_still_stops_when_asked() {
     let store = Arc::new(Embedded::open(dir.path(), 1, 100).expect("store"));
     store.publish(vec![event("e1", "c1", Input::Text("hi".into()), 1_000)]).await.expect("published");
     let broken = Arc::new(Broken(AtomicU64::new(0), tokio::sync::Notify::new()));
-    let worker =
-        Arc::new(Worker { core: core(), bus: store.clone(), sessions: store.clone(), committer: broken.clone() });
+    let worker = Arc::new(Worker {
+        core: core(),
+        bus: store.clone(),
+        sessions: store.clone(),
+        committer: broken.clone(),
+        flows: registry(dir.path()).await,
+        environment: None,
+    });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(worker.run(harness::lease(&store, Work::Partition(0)).await, stopped));
     let failed = broken.1.notified();
@@ -286,8 +297,14 @@ fn a_position_on_another_partition_skips_nothing_after_a_repartition() {
 async fn a_worker_whose_partition_was_taken_over_stops_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("dir");
     let store = Arc::new(Embedded::open(dir.path(), 1, 100).expect("store"));
-    let worker =
-        Arc::new(Worker { core: core(), bus: store.clone(), sessions: store.clone(), committer: store.clone() });
+    let worker = Arc::new(Worker {
+        core: core(),
+        bus: store.clone(),
+        sessions: store.clone(),
+        committer: store.clone(),
+        flows: registry(dir.path()).await,
+        environment: None,
+    });
     let lease = harness::lease(&store, Work::Partition(0)).await;
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(worker.run(lease, stopped));
