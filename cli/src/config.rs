@@ -17,6 +17,10 @@ pub struct Config {
     /// Where conversations, timers and queued events are kept, relative to the config
     /// file (the command line's `--data-dir` wins).
     pub data_dir: Option<PathBuf>,
+    /// The flow registry environment (`production`, `staging`) whose versions the
+    /// processes serve and follow, and that `botc deploy` moves (docs/deploy.md); unset,
+    /// `botc serve` serves the flow files as given.
+    pub environment: Option<String>,
     #[serde(default)]
     pub limits: Limits,
     /// Where the platforms' APIs are (tests point them at a fake server).
@@ -353,6 +357,17 @@ fn platform<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Platform, D::Error
     })
 }
 
+/// An environment's name: 1-64 letters, digits, `-` or `_`.
+pub fn check_environment(name: &str) -> Result<(), String> {
+    let valid =
+        !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("environment `{name}` is not valid; use 1-64 letters, digits, `-` or `_` (e.g. production)"))
+    }
+}
+
 /// Reads and checks a config file. The error is a complete message for the user.
 pub fn load(path: &Path) -> Result<Config, String> {
     let shown = path.display();
@@ -400,6 +415,9 @@ pub fn load(path: &Path) -> Result<Config, String> {
                 base.join(&bot.flow).display()
             ));
         }
+    }
+    if let Some(env) = &config.environment {
+        check_environment(env).map_err(|e| format!("{shown}{}: {e}", line_of("environment")))?;
     }
     if config.limits.partitions == 0 || config.limits.partitions > 1024 {
         return Err(format!("{shown}{}: limits.partitions must be between 1 and 1024", line_of("partitions")));

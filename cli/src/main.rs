@@ -112,6 +112,11 @@ enum Command {
         /// else ./botc-data]
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve the flow versions this registry environment points at, and follow it as
+        /// `botc deploy` moves it (hot reload) [default: the config's `environment`, else
+        /// the flow files as given]
+        #[arg(long, short = 'e')]
+        environment: Option<String>,
         /// Log lines for people, or one JSON object per line for log collectors
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
@@ -148,6 +153,66 @@ enum Command {
     Dev {
         #[command(subcommand)]
         command: DevCommand,
+    },
+    /// Deploy the flows to an environment of the flow registry: check and compile them,
+    /// record their git commit, show what happens to waiting conversations, and move the
+    /// environment; running processes that follow it load the new version within seconds
+    /// (docs/deploy.md)
+    Deploy {
+        /// Flow files, or directories searched for them, besides the bots the config declares
+        /// (the same as `botc serve` is given)
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Deploy only this bot (repeatable) [default: every bot found]
+        #[arg(long = "bot", value_name = "BOT")]
+        bots: Vec<String>,
+        /// Show the plan (versions, waiting conversations that move or start over); change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Deploy even when waiting conversations would start over
+        #[arg(long)]
+        allow_restarts: bool,
+        /// Deploy files that differ from the git commit (or outside git); the commit is
+        /// recorded with `-dirty`
+        #[arg(long)]
+        allow_dirty: bool,
+    },
+    /// Point an environment back at an earlier version of a bot's flow (by default the one
+    /// the current version replaced)
+    Rollback {
+        /// The bot's id
+        bot: String,
+        /// The version number to go back to (`botc versions BOT` lists them)
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Show the plan; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Roll back even when waiting conversations would start over
+        #[arg(long)]
+        allow_restarts: bool,
+    },
+    /// List a bot's flow versions in the registry: number, hash, commit, author, and which
+    /// environments point at each
+    Versions {
+        /// The bot's id
+        bot: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// List the latest deploys and rollbacks, newest first
+    Deploys {
+        /// Only this bot's
+        #[arg(long)]
+        bot: Option<String>,
+        /// How many
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Print a conversation's history from `botc serve`'s data directory (also while it runs)
     History {
@@ -259,8 +324,34 @@ struct RoleArgs {
     /// [default: the config's, else 127.0.0.1:8080]
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+    /// Serve and follow this registry environment [default: the config's `environment`,
+    /// else the flow files as given]
+    #[arg(long, short = 'e')]
+    environment: Option<String>,
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+}
+
+/// Which flow registry a deploy command uses.
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// A botc.toml: with a [postgres] section, the distributed runtime's registry (and its
+    /// Redis, to count conversations); else the data directory it names
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `botc serve`'s data directory (its history.sqlite holds the registry) [default: the
+    /// config's, else ./botc-data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The environment [default: the config's `environment`, else production]
+    #[arg(long, short = 'e')]
+    environment: Option<String>,
+}
+
+impl RegistryArgs {
+    fn into_where(self) -> cmd::deploy::Where {
+        cmd::deploy::Where { config: self.config, data_dir: self.data_dir, environment: self.environment }
+    }
 }
 
 #[cfg(feature = "distributed")]
@@ -338,10 +429,20 @@ fn main() -> ExitCode {
             };
             cmd::history::history_cmd(&bot, &who, by_conversation, &data_dir, config.as_deref(), limit, format)
         }
+        Command::Deploy { paths, registry, bots, dry_run, allow_restarts, allow_dirty } => {
+            let allow = cmd::deploy::Allow { dry_run, restarts: allow_restarts, dirty: allow_dirty };
+            cmd::deploy::deploy_cmd(paths, bots, registry.into_where(), allow)
+        }
+        Command::Rollback { bot, to, registry, dry_run, allow_restarts } => {
+            let allow = cmd::deploy::Allow { dry_run, restarts: allow_restarts, dirty: false };
+            cmd::deploy::rollback_cmd(bot, to, registry.into_where(), allow)
+        }
+        Command::Versions { bot, registry } => cmd::deploy::versions_cmd(bot, registry.into_where()),
+        Command::Deploys { bot, limit, registry } => cmd::deploy::deploys_cmd(bot, limit, registry.into_where()),
         Command::Quarantine { data_dir, limit, format } => cmd::quarantine::quarantine_cmd(&data_dir, limit, format),
-        Command::Serve { paths, config, listen, data_dir, log_format } => {
+        Command::Serve { paths, config, listen, data_dir, environment, log_format } => {
             cmd::serve::init_logs(log_format);
-            cmd::serve::serve_cmd(paths, config.as_deref(), listen, data_dir)
+            cmd::serve::serve_cmd(paths, config.as_deref(), listen, data_dir, environment)
         }
         #[cfg(feature = "distributed")]
         Command::Gateway(a) => role(cmd::role::Part::Gateway, a),
@@ -371,7 +472,7 @@ fn main() -> ExitCode {
 #[cfg(feature = "distributed")]
 fn role(part: cmd::role::Part, a: RoleArgs) -> ExitCode {
     cmd::serve::init_logs(a.log_format);
-    cmd::role::role_cmd(part, a.paths, &a.config, a.listen)
+    cmd::role::role_cmd(part, a.paths, &a.config, a.listen, a.environment)
 }
 
 /// A usage or I/O problem: printed to stderr, exit 2.

@@ -19,11 +19,7 @@ fn migrator() -> sqlx::migrate::Migrator {
     };
     Migrator::with_migrations(vec![
         step(1, "history and flows", include_str!("../migrations/postgres/0001_history_and_flows.sql")),
-        step(
-            2,
-            "versions and environments",
-            include_str!("../migrations/postgres/0002_versions_and_environments.sql"),
-        ),
+        step(2, "versions and environments", include_str!("../migrations/postgres/0002_versions_and_environments.sql")),
     ])
 }
 
@@ -409,8 +405,10 @@ impl FlowRegistry for Postgres {
 
     fn last_deploy(&self) -> Fut<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let seq: i64 =
-                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM deploys").fetch_one(&self.pool).await.map_err(db)?;
+            let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM deploys")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
             Ok(seq as u64)
         })
     }
@@ -427,9 +425,9 @@ impl FlowRegistry for Postgres {
                 if last > seq {
                     return Ok(last);
                 }
-                match tokio::time::timeout(Duration::from_secs(30), listener.try_recv()).await {
-                    Ok(Err(e)) => return Err(db(e)),
-                    Ok(Ok(_)) | Err(_) => {}
+                // A notification, or 30 s: either way, look again.
+                if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(30), listener.try_recv()).await {
+                    return Err(db(e));
                 }
             }
         })

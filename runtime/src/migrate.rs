@@ -317,3 +317,84 @@ fn return_position(old: &Program, new: &Program, ret: u32, map: &BTreeMap<String
     }
     Err(format!("`{target}` no longer calls a sub-flow"))
 }
+
+/// What a deploy does to the conversations waiting in a bot, worked out exactly as the
+/// worker will do it: each session is moved with [`migrate`] (no map) and counted by where
+/// it waits and what happens to it there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Forecast {
+    /// Waiting on the version being deployed already: nothing happens to them.
+    pub staying: u64,
+    /// Carried over to the new version where they wait.
+    pub moving: u64,
+    /// Started over: their node or variables do not fit the new version, or their own
+    /// version is not in the registry.
+    pub restarting: u64,
+    /// By the version (hash) and node they wait at, and whether they move: how many, and
+    /// why not.
+    pub places: BTreeMap<([u8; 32], String, bool), Place>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub count: u64,
+    /// Why they start over (empty when they move).
+    pub reason: String,
+}
+
+impl Forecast {
+    pub fn waiting(&self) -> u64 {
+        self.staying + self.moving + self.restarting
+    }
+}
+
+/// The [`Forecast`] of moving `sessions` to `target`; `version` finds the program a session
+/// is pinned to (the registry's, by hash). Sessions that wait nowhere (new or finished) are
+/// not counted: they start from the top either way.
+pub fn forecast<'a>(
+    target: &Loaded,
+    version: impl Fn(&[u8; 32]) -> Option<&'a Loaded>,
+    sessions: impl IntoIterator<Item = Session>,
+) -> Forecast {
+    let mut f = Forecast::default();
+    for s in sessions {
+        if matches!(s.state, State::New | State::Ended) {
+            continue;
+        }
+        if s.program == target.program().hash {
+            f.staying += 1;
+            continue;
+        }
+        let (place, outcome) = match version(&s.program) {
+            None => ("(unknown version)".to_string(), Err("its version is not in the registry".to_string())),
+            Some(old) => {
+                let p = old.program();
+                let place = old.waiting_at(&s).map_or_else(
+                    || "(nowhere)".to_string(),
+                    |n| {
+                        let flow = flow_name(p, n);
+                        let node = node_name(p, n);
+                        if p.flows.first().is_some_and(|main| p.text(main.name) == flow) {
+                            node.to_string()
+                        } else {
+                            format!("{flow}.{node}")
+                        }
+                    },
+                );
+                (place, migrate(p, target, &s, &BTreeMap::new()).map(|_| ()))
+            }
+        };
+        let moves = outcome.is_ok();
+        if moves {
+            f.moving += 1;
+        } else {
+            f.restarting += 1;
+        }
+        let entry = f
+            .places
+            .entry((s.program, place, moves))
+            .or_insert(Place { count: 0, reason: outcome.err().unwrap_or_default() });
+        entry.count += 1;
+    }
+    f
+}

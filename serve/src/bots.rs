@@ -249,6 +249,19 @@ pub async fn watch(
     flows: Arc<dyn FlowRegistry>,
     environment: String,
     clock: Arc<dyn botc_runtime::clock::Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = follow_forever(&bots, &*flows, &environment, &*clock) => {}
+        _ = super::supervise::until_stopped(&mut stop) => {}
+    }
+}
+
+async fn follow_forever(
+    bots: &Bots,
+    flows: &dyn FlowRegistry,
+    environment: &str,
+    clock: &dyn botc_runtime::clock::Clock,
 ) {
     // The deploy last followed: read before following, so a deploy made in between is
     // followed again rather than missed.
@@ -260,7 +273,7 @@ pub async fn watch(
                 None => flows.last_deploy().await?,
                 Some(seq) => flows.deployed_after(seq).await?,
             });
-            bots.follow(&*flows, &environment).await
+            bots.follow(flows, environment).await
         };
         match step.await {
             Ok(_) => failures = 0,

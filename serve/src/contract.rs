@@ -662,10 +662,9 @@ pub async fn a_deploy_is_seen_by_another_process_within_seconds(r: &impl FlowReg
         tokio::time::sleep(Duration::from_millis(200)).await;
         r.point(deploy("a", "production", None, 1)).await.expect("deploy")
     };
-    let (seen, seq) =
-        tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(waiting, deploying) }).await.expect(
-            "the other process saw the deploy within 10 s",
-        );
+    let (seen, seq) = tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(waiting, deploying) })
+        .await
+        .expect("the other process saw the deploy within 10 s");
     assert_eq!(seen.expect("waits"), seq);
     // A deploy already made is seen at once.
     let seen = tokio::time::timeout(Duration::from_secs(2), other.deployed_after(before)).await.expect("at once");

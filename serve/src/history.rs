@@ -245,12 +245,14 @@ impl FlowRegistry for SqliteHistory {
             .execute(&self.pool)
             .await
             .map_err(db)?;
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLUMNS} FROM flows WHERE bot = ? AND hash = ?")))
-                .bind(&bot)
-                .bind(hex(&hash))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VERSION_COLUMNS} FROM flows WHERE bot = ? AND hash = ?"
+            )))
+            .bind(&bot)
+            .bind(hex(&hash))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
             version_row(&row)
         })
     }
@@ -278,11 +280,13 @@ impl FlowRegistry for SqliteHistory {
 
     fn versions(&self, bot: String) -> Fut<'_, Result<Vec<Version>, StoreError>> {
         Box::pin(async move {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {VERSION_COLUMNS} FROM flows WHERE bot = ? ORDER BY number")))
-                .bind(bot)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VERSION_COLUMNS} FROM flows WHERE bot = ? ORDER BY number"
+            )))
+            .bind(bot)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
             rows.iter().map(version_row).collect()
         })
     }
@@ -316,11 +320,13 @@ impl FlowRegistry for SqliteHistory {
             }
             // Compare-and-set in the statement that writes, so two deploys cannot both win.
             let moved = match d.from {
-                Some(from) => sqlx::query("UPDATE aliases SET number = ? WHERE bot = ? AND environment = ? AND number = ?")
-                    .bind(d.to as i64)
-                    .bind(&d.bot)
-                    .bind(&d.environment)
-                    .bind(from as i64),
+                Some(from) => {
+                    sqlx::query("UPDATE aliases SET number = ? WHERE bot = ? AND environment = ? AND number = ?")
+                        .bind(d.to as i64)
+                        .bind(&d.bot)
+                        .bind(&d.environment)
+                        .bind(from as i64)
+                }
                 None => sqlx::query("INSERT OR IGNORE INTO aliases (number, bot, environment) VALUES (?, ?, ?)")
                     .bind(d.to as i64)
                     .bind(&d.bot)
@@ -384,8 +390,10 @@ impl FlowRegistry for SqliteHistory {
 
     fn last_deploy(&self) -> Fut<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let seq: i64 =
-                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM deploys").fetch_one(&self.pool).await.map_err(db)?;
+            let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM deploys")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
             Ok(seq as u64)
         })
     }
@@ -412,7 +420,8 @@ fn version_row(r: &sqlx::sqlite::SqliteRow) -> Result<Version, StoreError> {
     Ok(Version {
         bot: r.try_get(0).map_err(db)?,
         number: r.try_get::<i64, _>(1).map_err(db)? as u64,
-        hash: unhex(&hash).ok_or_else(|| StoreError::Io(format!("history database: a flow hash `{hash}` is not valid")))?,
+        hash: unhex(&hash)
+            .ok_or_else(|| StoreError::Io(format!("history database: a flow hash `{hash}` is not valid")))?,
         source: Source {
             commit: r.try_get(3).map_err(db)?,
             author: r.try_get(4).map_err(db)?,

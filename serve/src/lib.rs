@@ -283,7 +283,9 @@ pub async fn serve(
         if let Err(e) = bots.follow(&*ports.flows, env).await {
             tracing::error!(environment = %env, error = %e, "cannot load the environment's flow versions; serving the flow files until it can");
         }
-        aborting.push(tokio::spawn(bots::watch(bots.clone(), ports.flows.clone(), env.clone(), clock.clone())));
+        let watch =
+            bots::watch(bots.clone(), ports.flows.clone(), env.clone(), clock.clone(), supervision.stop.clone());
+        aborting.push(tokio::spawn(watch));
     }
     if runs(Role::Worker) {
         let worker = Arc::new(Worker {

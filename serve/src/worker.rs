@@ -7,8 +7,8 @@
 //! replaying any suffix of the bus changes nothing.
 
 use super::ports::{
-    Batch, Bus, Committer, Delivery, Direction, Expected, Found, HistoryRecord, HttpRequest, Lease, Message,
-    FlowRegistry, OutboxItem, Quarantined, QueuedReply, SessionStore, SessionWrite, StoreError, Stored, TimerChange,
+    Batch, Bus, Committer, Delivery, Direction, Expected, FlowRegistry, Found, HistoryRecord, HttpRequest, Lease,
+    Message, OutboxItem, Quarantined, QueuedReply, SessionStore, SessionWrite, StoreError, Stored, TimerChange,
 };
 use super::transcript::{Entry, From};
 use super::{Bot, Bots, Catalog, Event, Metrics};
@@ -135,7 +135,10 @@ impl Worker {
         for d in deliveries {
             let Some(Found::Stored(s)) = stored.get(&d.event.key()) else { continue };
             let Some(hash) = Session::program_of(&s.session) else { continue };
-            if bots.get(&d.event.bot).is_some() && !bots.knows(&d.event.bot, &hash) && !unknown.contains(&(&d.event.bot, hash)) {
+            if bots.get(&d.event.bot).is_some()
+                && !bots.knows(&d.event.bot, &hash)
+                && !unknown.contains(&(&d.event.bot, hash))
+            {
                 unknown.push((&d.event.bot, hash));
             }
         }

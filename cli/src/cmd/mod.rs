@@ -3,6 +3,7 @@
 pub(crate) mod chat;
 pub(crate) mod check;
 pub(crate) mod compile;
+pub(crate) mod deploy;
 pub(crate) mod diff;
 pub(crate) mod disasm;
 pub(crate) mod dump_ir;

@@ -64,6 +64,7 @@ pub(crate) fn role_cmd(
     paths: Vec<PathBuf>,
     config_path: &Path,
     listen: Option<std::net::SocketAddr>,
+    environment: Option<String>,
 ) -> ExitCode {
     let (config, infra) = match read(config_path) {
         Ok(r) => r,
@@ -74,6 +75,9 @@ pub(crate) fn role_cmd(
         Err(code) => return code,
     };
     options.roles = part.roles();
+    if let Err(e) = super::serve::follow(&mut options, environment) {
+        return fail(e);
+    }
     let listen = listen.or(config.listen).unwrap_or(([127, 0, 0, 1], 8080).into());
     let idle_ms = options.forget_idle.map_or(0, |d| d.as_millis() as u64);
     crate::with_runtime(async move {

@@ -43,6 +43,7 @@ pub(crate) fn bots_and_options(
         options.forget_idle = (c.limits.forget_idle_days > 0)
             .then(|| std::time::Duration::from_secs(c.limits.forget_idle_days.saturating_mul(86_400)));
         options.lease_ttl = std::time::Duration::from_secs(c.limits.lease_seconds);
+        options.environment.clone_from(&c.environment);
         capacity = c.limits.queue_capacity;
         partitions = c.limits.partitions;
         let apis = &c.platforms;
@@ -140,16 +141,20 @@ pub(crate) fn serve_cmd(
     config: Option<&Path>,
     listen: Option<std::net::SocketAddr>,
     data_dir: Option<PathBuf>,
+    environment: Option<String>,
 ) -> ExitCode {
     // Everything is read and checked before anything binds.
     let config = match config.map(config::load).transpose() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let (bots, options, partitions, capacity) = match bots_and_options(paths, config.as_ref()) {
+    let (bots, mut options, partitions, capacity) = match bots_and_options(paths, config.as_ref()) {
         Ok(b) => b,
         Err(code) => return code,
     };
+    if let Err(e) = follow(&mut options, environment) {
+        return fail(e);
+    }
     let listen = listen.or(config.as_ref().and_then(|c| c.listen)).unwrap_or(([127, 0, 0, 1], 8080).into());
     let data_dir =
         data_dir.or(config.as_ref().and_then(|c| c.data_dir.clone())).unwrap_or_else(|| PathBuf::from("botc-data"));
@@ -187,6 +192,16 @@ pub(crate) fn serve_cmd(
             Err(e) => fail(format!("server error: {e}")),
         }
     })
+}
+
+/// The registry environment to follow: the command line's, else the config's (already in
+/// `options`), else none.
+pub(crate) fn follow(options: &mut serve::Options, flag: Option<String>) -> Result<(), String> {
+    if let Some(env) = flag {
+        config::check_environment(&env)?;
+        options.environment = Some(env);
+    }
+    Ok(())
 }
 
 /// Binds `listen` and installs the SIGTERM/SIGINT handlers, before the caller prints that it
