@@ -850,3 +850,131 @@ fn a_role_refuses_a_bad_config_before_connecting() {
         assert!(started.elapsed() < Duration::from_secs(5), "case {i}: refused only after {:?}", started.elapsed());
     }
 }
+
+/// Sends messages over `chats` conversations (each conversation's in order, the
+/// conversations at once, each at most 20 a second so a debug build's workers keep up)
+/// until `stop`, then counts each conversation's acknowledged messages. Every one must be
+/// taken.
+async fn send_until(base: &str, chats: usize, stop: &std::sync::atomic::AtomicBool) -> Vec<usize> {
+    use std::sync::atomic::Ordering;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+    let sends = (0..chats).map(|c| {
+        let client = client.clone();
+        async move {
+            let mut acked = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let url = format!("{base}/api/bots/echo/conversations/c{c}/messages");
+                let body = format!("{{\"text\": \"m{c}-{acked}\"}}");
+                match client.post(url).header("content-type", "application/json").body(body).send().await {
+                    Ok(r) if r.status() == 202 => acked += 1,
+                    Ok(r) => panic!("the gateway refused a message: {}", r.status()),
+                    Err(e) => panic!("the gateway did not answer: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            acked
+        }
+    });
+    futures_util::future::join_all(sends).await
+}
+
+/// `botc deploy` from a git repository while messages flow through a gateway and two
+/// workers that follow `production`: every worker serves the new version within seconds of
+/// the deploy, every acknowledged message is answered exactly once (by the version the
+/// conversation was on), and each conversation, once moved, stays on the new version: the
+/// waiting conversations move as the plan said (all of them: the question is unchanged).
+#[test]
+fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
+    use crate::registry::{ECHO_2, botc_in, commit, git};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const CHATS: usize = 24;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut d = Deployment::new(&dir, 4, "");
+    let config = std::fs::read_to_string(&d.config).expect("config");
+    std::fs::write(&d.config, format!("environment = \"production\"\n{config}")).expect("config");
+    git(dir.path(), &["init", "-q"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "The echo bot"]);
+    // The roles start on the flow files: the first one records them as production's v1.
+    let (gateway, banner) = d.role("gateway");
+    d.procs.0.push(gateway);
+    let base = banner_url(&banner).expect("gateway url");
+    for role in ["scheduler", "worker", "worker"] {
+        let (child, _) = d.role(role);
+        d.procs.0.push(child);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let client = reqwest::Client::new();
+    let answered = |conv: &str, text: &str| {
+        rt.block_on(crate::echo_transcript(&client, &base, conv)).iter().any(|m| m["text"] == text)
+    };
+    let stop = AtomicBool::new(false);
+    let acked = std::thread::scope(|scope| {
+        let load = scope.spawn(|| rt.block_on(send_until(&base, CHATS, &stop)));
+        // Mid-load: every conversation has been answered by the old version.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(0..CHATS).all(|c| answered(&format!("c{c}"), &format!("echo m{c}-1"))) {
+            assert!(Instant::now() < deadline, "the load did not get going");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("load running; deploying");
+        commit(dir.path(), "echo.yaml", ECHO_2, "A new answer");
+        let out = botc_in(dir.path(), &["deploy", &d.flows, "--config", &d.config]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{said}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(said.contains(" move on, 0 start over"), "every waiting conversation moves: {said}");
+        let deployed = Instant::now();
+        // Every worker follows within seconds: probes on every partition get the new answer.
+        for p in 0..16 {
+            let conv = format!("probe{p}");
+            for text in ["hi", "ping"] {
+                let url = format!("{base}/api/bots/echo/conversations/{conv}/messages");
+                let body = format!("{{\"text\": \"{text}\"}}");
+                let r = rt.block_on(client.post(url).header("content-type", "application/json").body(body).send());
+                assert_eq!(r.expect("post").status(), 202);
+            }
+            while !answered(&conv, "echo2 ping") {
+                assert!(!answered(&conv, "echo ping"), "{conv}: answered by the old version after the deploy");
+                assert!(deployed.elapsed() < Duration::from_secs(30), "{conv}: no answer within 30 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        eprintln!("every partition served the new version {:?} after the deploy", deployed.elapsed());
+        // Each conversation answered by the new version, then the load stops.
+        while !(0..CHATS).all(|c| {
+            rt.block_on(crate::echo_transcript(&client, &base, &format!("c{c}")))
+                .iter()
+                .any(|m| m["text"].as_str().is_some_and(|t| t.starts_with("echo2 ")))
+        }) {
+            assert!(deployed.elapsed() < Duration::from_secs(60), "a conversation was not moved within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("every conversation moved {:?} after the deploy; stopping the load", deployed.elapsed());
+        stop.store(true, Ordering::Relaxed);
+        load.join().expect("load")
+    });
+    // Nothing lost or repeated; a conversation never goes back to the old version.
+    for (c, &n) in acked.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let last = format!("m{c}-{}", n - 1);
+        let seen = loop {
+            let seen = rt.block_on(crate::echo_transcript(&client, &base, &format!("c{c}")));
+            if seen.iter().any(|m| m["text"].as_str().is_some_and(|t| t.ends_with(&format!(" {last}")))) {
+                break seen;
+            }
+            assert!(Instant::now() < deadline, "c{c}: {last} never answered");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let echoes: Vec<&str> = seen
+            .iter()
+            .filter(|m| m["from"] == "bot")
+            .filter_map(|m| m["text"].as_str())
+            .filter(|t| t.starts_with("echo"))
+            .collect();
+        let want: Vec<String> = (1..n).map(|i| format!("m{c}-{i}")).collect();
+        let got: Vec<&str> = echoes.iter().map(|t| t.split_once(' ').map_or("", |(_, m)| m)).collect();
+        assert_eq!(got, want, "c{c}: each message answered once, in order");
+        let switch = echoes.iter().position(|t| t.starts_with("echo2 ")).expect("moved");
+        assert!(echoes[switch..].iter().all(|t| t.starts_with("echo2 ")), "c{c} went back: {echoes:?}");
+    }
+}

@@ -21,7 +21,7 @@ mod platforms;
 #[allow(dead_code)]
 #[path = "../dist/tests/support/cluster.rs"]
 mod redis_cluster;
-mod registry;
+pub mod registry;
 mod schema;
 
 use std::path::{Path, PathBuf};

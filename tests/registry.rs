@@ -48,8 +48,9 @@ pub fn repo_with(flow: &str) -> (tempfile::TempDir, String) {
     (dir, head)
 }
 
-pub fn commit(dir: &Path, flow: &str, message: &str) -> String {
-    std::fs::write(dir.join("flows/echo.yaml"), flow).expect("write");
+/// Writes `flow` to `file` in the repository and commits it.
+pub fn commit(dir: &Path, file: &str, flow: &str, message: &str) -> String {
+    std::fs::write(dir.join(file), flow).expect("write");
     git(dir, &["commit", "-qam", message]);
     head(dir)
 }
@@ -220,7 +221,7 @@ fn deploys_move_waiting_conversations_as_planned_and_a_rollback_brings_back_the_
 
     // Renaming the question would start both conversations over: refused, while the server
     // runs (the plan says where, uncounted) and once it is stopped (counted exactly).
-    commit(dir, ECHO_RENAMED, "Rename the question");
+    commit(dir, "flows/echo.yaml", ECHO_RENAMED, "Rename the question");
     let refused = botc_in(dir, &["deploy", "flows", "--data-dir", "data"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(text(&refused).contains("at listen (ask): would start over"), "{}", text(&refused));
