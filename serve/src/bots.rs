@@ -249,10 +249,11 @@ pub async fn watch(
     flows: Arc<dyn FlowRegistry>,
     environment: String,
     clock: Arc<dyn botc_runtime::clock::Clock>,
+    metrics: Arc<super::Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     tokio::select! {
-        _ = follow_forever(&bots, &*flows, &environment, &*clock) => {}
+        _ = follow_forever(&bots, &*flows, &environment, &*clock, &metrics) => {}
         _ = super::supervise::until_stopped(&mut stop) => {}
     }
 }
@@ -262,6 +263,7 @@ async fn follow_forever(
     flows: &dyn FlowRegistry,
     environment: &str,
     clock: &dyn botc_runtime::clock::Clock,
+    metrics: &super::Metrics,
 ) {
     // The deploy last followed: read before following, so a deploy made in between is
     // followed again rather than missed.
@@ -276,7 +278,10 @@ async fn follow_forever(
             bots.follow(flows, environment).await
         };
         match step.await {
-            Ok(_) => failures = 0,
+            Ok(changed) => {
+                failures = 0;
+                metrics.flow_reloads.inc_by(changed as u64);
+            }
             Err(e) => {
                 failures += 1;
                 let wait = super::backoff(failures);

@@ -82,6 +82,7 @@ pub struct Ops {
     pub timers: Arc<dyn super::ports::TimerStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub replies: Arc<dyn super::ports::ReplyQueue>,
+    pub bots: Arc<super::Bots>,
 }
 
 impl Ops {
@@ -163,7 +164,10 @@ async fn metrics(State(o): State<Arc<Ops>>) -> Response {
         (Measured::Sessions, o.sessions.count().await.unwrap_or(0)),
         (Measured::RepliesWaiting, o.replies.depth().await.unwrap_or(0)),
     ];
-    let mut r = o.metrics.render(&measured).into_response();
+    let bots = o.bots.snapshot();
+    let versions: Vec<(String, u64)> =
+        bots.iter().filter_map(|b| bots.number(&b.id).map(|n| (b.id.clone(), n))).collect();
+    let mut r = o.metrics.render(&measured, &versions).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(super::metrics::CONTENT_TYPE));
     r
 }

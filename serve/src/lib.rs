@@ -283,8 +283,14 @@ pub async fn serve(
         if let Err(e) = bots.follow(&*ports.flows, env).await {
             tracing::error!(environment = %env, error = %e, "cannot load the environment's flow versions; serving the flow files until it can");
         }
-        let watch =
-            bots::watch(bots.clone(), ports.flows.clone(), env.clone(), clock.clone(), supervision.stop.clone());
+        let watch = bots::watch(
+            bots.clone(),
+            ports.flows.clone(),
+            env.clone(),
+            clock.clone(),
+            metrics.clone(),
+            supervision.stop.clone(),
+        );
         aborting.push(tokio::spawn(watch));
     }
     if runs(Role::Worker) {
@@ -383,6 +389,7 @@ pub async fn serve(
         timers: ports.timers.clone(),
         sessions: ports.sessions.clone(),
         replies: ports.replies.clone(),
+        bots: bots.clone(),
     });
     let mut app = ops.router();
     if runs(Role::Gateway) {

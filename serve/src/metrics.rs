@@ -33,6 +33,11 @@ struct OfRole {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OfBot {
+    bot: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AtNode {
     bot: String,
     node: String,
@@ -83,6 +88,9 @@ pub struct Metrics {
     visits: Family<AtNode, Counter>,
     platform: [Family<OnPlatform, Counter>; 5],
     gauges: [Gauge; 4],
+    /// Flow versions loaded while running (deploys and rollbacks followed).
+    pub flow_reloads: Counter,
+    flow_version: Family<OfBot, Gauge>,
 }
 
 impl Default for Metrics {
@@ -144,6 +152,17 @@ impl Default for Metrics {
         }
         let visits = Family::<AtNode, Counter>::default();
         r.register("botc_node_visits", "Times a node was entered", visits.clone());
+        let flow_reloads = counter(
+            &mut r,
+            "botc_flow_reloads",
+            "Flow versions loaded while running (deploys and rollbacks of the followed environment)",
+        );
+        let flow_version = Family::<OfBot, Gauge>::default();
+        r.register(
+            "botc_flow_version",
+            "The registry's version number of the flow each bot serves",
+            flow_version.clone(),
+        );
         Metrics {
             registry: r,
             received,
@@ -161,6 +180,8 @@ impl Default for Metrics {
             visits,
             platform,
             gauges,
+            flow_reloads,
+            flow_version,
         }
     }
 }
@@ -188,10 +209,14 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format, with `measured` gauges as the caller just read them.
-    pub fn render(&self, measured: &[(Measured, u64)]) -> String {
+    /// The text exposition format, with `measured` gauges as the caller just read them, and
+    /// each bot's flow version number.
+    pub fn render(&self, measured: &[(Measured, u64)], versions: &[(String, u64)]) -> String {
         for &(which, v) in measured {
             self.gauges[which as usize].set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+        for (bot, n) in versions {
+            self.flow_version.get_or_create(&OfBot { bot: bot.clone() }).set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -213,7 +238,8 @@ mod tests {
         m.restarted("dispatcher \"shop\"\nx");
         m.step_took(std::time::Duration::from_micros(70));
         m.step_took(std::time::Duration::from_millis(2));
-        let text = m.render(&[(Measured::BusDepth, 7)]);
+        m.flow_reloads.inc();
+        let text = m.render(&[(Measured::BusDepth, 7)], &[("shop".into(), 3)]);
         for line in [
             "# HELP botc_events_received_total Events that reached the gateway.",
             "# TYPE botc_events_received_total counter",
@@ -226,6 +252,8 @@ mod tests {
             "botc_step_seconds_count 2",
             "# TYPE botc_bus_depth gauge",
             "botc_bus_depth 7",
+            "botc_flow_version{bot=\"shop\"} 3",
+            "botc_flow_reloads_total 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
         }
