@@ -977,4 +977,34 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
         let switch = echoes.iter().position(|t| t.starts_with("echo2 ")).expect("moved");
         assert!(echoes[switch..].iter().all(|t| t.starts_with("echo2 ")), "c{c} went back: {echoes:?}");
     }
+    // The registry in Postgres: the versions with their commits, and a rollback the workers
+    // follow as they followed the deploy.
+    let versions = botc_in(dir.path(), &["versions", "echo", "--config", &d.config]);
+    let listed = String::from_utf8_lossy(&versions.stdout).into_owned();
+    // v1 came from the roles' first start (flow files, no commit); v2 from the deploy.
+    let line = |v: &str| listed.lines().find(|l| l.trim_start().starts_with(v)).unwrap_or_default().to_string();
+    assert!(line("v2").contains("Ada Lovelace") && line("v2").ends_with("A new answer  <- production"), "{listed}");
+    assert!(line("v1").contains(" - "), "{listed}");
+    let back = botc_in(dir.path(), &["rollback", "echo", "--config", &d.config]);
+    let said = String::from_utf8_lossy(&back.stdout).into_owned();
+    assert_eq!(back.status.code(), Some(0), "{said}{}", String::from_utf8_lossy(&back.stderr));
+    // The load's conversations and the probes, all waiting where v1 has the same question.
+    let waiting = CHATS + 16;
+    assert!(said.contains(&format!("{waiting} waiting conversation(s): {waiting} move on, 0 start over")), "{said}");
+    let conv = "after-rollback";
+    for text in ["hi", "ping"] {
+        let url = format!("{base}/api/bots/echo/conversations/{conv}/messages");
+        let body = format!("{{\"text\": \"{text}\"}}");
+        let r = rt.block_on(client.post(url).header("content-type", "application/json").body(body).send());
+        assert_eq!(r.expect("post").status(), 202);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !answered(conv, "echo ping") {
+        assert!(Instant::now() < deadline, "the rollback was not followed within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deploys = botc_in(dir.path(), &["deploys", "--config", &d.config]);
+    let history = String::from_utf8_lossy(&deploys.stdout).into_owned();
+    let actions: Vec<&str> = history.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    assert_eq!(actions, ["rollback", "deploy", "deploy"], "{history}");
 }

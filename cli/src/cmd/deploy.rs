@@ -627,19 +627,20 @@ async fn versions(target: &Target, bot: &str) -> Result<(), String> {
             envs.entry(d.to).or_default().push(d.environment);
         }
     }
-    outln!("{:>4}  {:<8}  {:<10}  {:<19}  {:<24}  message", "", "hash", "commit", "registered (UTC)", "author");
+    let author = |v: &Version| if v.source.author.is_empty() { "-".to_string() } else { v.source.author.clone() };
+    let width = versions.iter().map(|v| author(v).chars().count()).max().unwrap_or(0).max(6);
+    outln!("{:>4}  {:<8}  {:<10}  {:<19}  {:<width$}  message", "", "hash", "commit", "registered (UTC)", "author");
     for v in versions.iter().rev() {
         let here = envs.get(&v.number).map_or(String::new(), |e| format!("  <- {}", e.join(", ")));
         let commit = if v.source.commit.is_empty() { "-".to_string() } else { short(&v.source.commit) };
-        let author = if v.source.author.is_empty() { "-" } else { &v.source.author };
         outln!(
-            "{:>4}  {:<8}  {:<10}  {:<19}  {:<24}  {}{here}",
+            "{:>4}  {:<8}  {:<10}  {:<19}  {:<width$}  {}{here}",
             format!("v{}", v.number),
             &botc_serve::hex(&v.hash)[..8],
             commit,
             render_time(v.at),
-            author,
-            v.source.message
+            author(v),
+            if v.source.message.is_empty() { "-" } else { &v.source.message }
         );
     }
     Ok(())
@@ -651,10 +652,12 @@ async fn deploys(target: &Target, bot: Option<String>, limit: usize) -> Result<(
         outln!("no deploys{} in {}", bot.map_or(String::new(), |b| format!(" of `{b}`")), target.shown);
         return Ok(());
     }
+    let bot_width = list.iter().map(|d| d.bot.chars().count()).max().unwrap_or(0);
+    let env_width = list.iter().map(|d| d.environment.chars().count()).max().unwrap_or(0);
     for d in list {
         let from = d.from.map_or("-".to_string(), |n| format!("v{n}"));
         outln!(
-            "{:>5}  {}  {:<8}  {:<16}  {:<12}  {from:>4} -> v{:<4}  by {}: {}",
+            "{:>5}  {}  {:<8}  {:<bot_width$}  {:<env_width$}  {from:>4} -> v{:<4}  by {}: {}",
             format!("#{}", d.seq),
             render_time(d.at),
             d.action,

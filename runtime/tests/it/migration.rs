@@ -121,3 +121,43 @@ fn a_waiting_session_moves_to_the_new_version_and_goes_on_there() {
     let bye = c2.user("nothing").expect("v2's new ask");
     assert_eq!(bye.messages[0].text, "Cheers Grace, nothing");
 }
+
+/// `botc deploy`'s plan: live sessions counted by where they wait and what `migrate` does to
+/// each (the same the worker will do), those already on the new version apart, those on a
+/// version the registry lost as starting over, and those waiting nowhere not counted.
+#[test]
+fn a_forecast_counts_each_waiting_session_as_the_worker_will_move_it() {
+    use botc_runtime::migrate::forecast;
+    let (old, new) = (load(&v1()), load(V2));
+    let ctx = Context::default();
+    let at_name = {
+        let mut c = Conversation::new(&old, ctx.clone());
+        c.user("hi").expect("starts");
+        c.session
+    };
+    let at_size = {
+        let mut c = Conversation::new(&old, ctx.clone());
+        c.user("hi").expect("starts");
+        c.user("Grace").expect("answers");
+        c.session
+    };
+    let on_new = {
+        let mut c = Conversation::new(&new, ctx.clone());
+        c.user("hi").expect("starts");
+        c.session
+    };
+    let mut lost = at_name.clone();
+    lost.program = [9; 32];
+    let fresh = Conversation::new(&old, ctx).session;
+    let sessions = vec![at_name.clone(), at_name, at_size.clone(), at_size, on_new, lost, fresh];
+    let versions = |h: &[u8; 32]| (*h == old.program().hash).then_some(&old);
+    let f = forecast(&new, versions, sessions);
+    assert_eq!((f.staying, f.moving, f.restarting, f.waiting()), (1, 2, 3, 6));
+    let place =
+        |node: &str, moves: bool| f.places.iter().find(|((_, p, m), _)| p == node && *m == moves).map(|(_, v)| v);
+    assert_eq!(place("ask_name", true).map(|p| p.count), Some(2));
+    let size = place("ask_size", false).expect("ask_size starts over");
+    assert_eq!(size.count, 2);
+    assert!(size.reason.contains("`ask_size` does not exist"), "{}", size.reason);
+    assert_eq!(place("(unknown version)", false).map(|p| p.count), Some(1));
+}

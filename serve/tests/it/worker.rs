@@ -427,3 +427,52 @@ async fn worker_processes_share_the_partitions_fairly() {
     }
     assert_eq!(holds.of("b"), 4, "b took over a's partitions once a went quiet");
 }
+
+/// A process that meets a conversation pinned to a flow version it has not loaded reads it
+/// from the registry (following the environment first, which may have moved to it) and
+/// never guesses: a version the registry does not hold stays unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_a_session_is_pinned_to_is_loaded_from_the_registry_never_guessed() {
+    use botc_serve::ports::{Deploy, FlowRegistry, Source};
+    let dir = tempfile::tempdir().expect("dir");
+    let registry = registry(dir.path()).await;
+    let v1 = Arc::new(load(FLOW));
+    let v2 = load(&FLOW.replace("Which size?", "Which size, please?"));
+    let (h1, h2) = (v1.program().hash, v2.program().hash);
+    for (n, p) in [(1u64, v1.program()), (2, v2.program())] {
+        let v = registry.register("shop".into(), p.hash, p.encode(), Source::default(), n).await.expect("register");
+        assert_eq!(v.number, n);
+    }
+    let point = |env: &str, to| Deploy {
+        seq: 0,
+        bot: "shop".into(),
+        environment: env.into(),
+        from: None,
+        to,
+        action: "deploy".into(),
+        by: "test".into(),
+        plan: String::new(),
+        at: 3,
+    };
+    registry.point(point("production", 2)).await.expect("deploy");
+
+    // Following `production`: the environment moved to the session's version, so that is
+    // now the version served (the session is stepped on it, not migrated back).
+    let bots = Bots::new(vec![Bot::web("shop", "Shop", v1.clone())]);
+    assert!(!bots.snapshot().knows("shop", &h2));
+    bots.learn(&*registry, Some("production"), "shop", h2).await.expect("learns");
+    let now = bots.snapshot();
+    assert_eq!(now.get("shop").expect("shop").program.program().hash, h2, "serves the environment's version");
+    assert_eq!(now.number("shop"), Some(2));
+    assert!(now.knows("shop", &h1), "the version it served before is kept, to move its conversations");
+
+    // Serving files (no environment): the version is loaded as an earlier one, to migrate from.
+    let bots = Bots::new(vec![Bot::web("shop", "Shop", v1.clone())]);
+    bots.learn(&*registry, None, "shop", h2).await.expect("learns");
+    assert_eq!(bots.snapshot().get("shop").expect("shop").program.program().hash, h1, "still serves its own");
+    assert!(bots.snapshot().previous("shop", &h2).is_some());
+
+    // A version nobody registered stays unknown: the conversation will start over.
+    bots.learn(&*registry, None, "shop", [7; 32]).await.expect("asks");
+    assert!(!bots.snapshot().knows("shop", &[7; 32]));
+}
