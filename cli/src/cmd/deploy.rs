@@ -258,10 +258,31 @@ struct Plan {
 
 async fn plan(target: &Target, bot: &str, current: Option<&Loaded>, new: &Loaded) -> Result<Plan, String> {
     let versions = known_versions(target.registry(), bot).await.map_err(|e| e.to_string())?;
+    let plan = counted(target, bot, current, new, &versions).await?;
+    // The deploy's record also keeps `botc diff`'s verdict against the version it replaces.
+    let verdict = match current {
+        None => "first version".to_string(),
+        Some(current) => {
+            let points = botc_runtime::migrate::diff(current.program(), new.program());
+            let n = |v| points.iter().filter(|p| p.verdict == v).count();
+            use botc_runtime::migrate::Verdict::{Mapping, Restart, Resume};
+            format!("diff: {} resume, {} restart, {} need a map", n(Resume), n(Restart), n(Mapping))
+        }
+    };
+    Ok(Plan { summary: format!("{verdict}; {}", plan.summary), restarts: plan.restarts })
+}
+
+async fn counted(
+    target: &Target,
+    bot: &str,
+    current: Option<&Loaded>,
+    new: &Loaded,
+    versions: &HashMap<[u8; 32], Loaded>,
+) -> Result<Plan, String> {
     match target.sessions(bot).await {
         Ok(sessions) => {
             let f = forecast(new, |h| versions.get(h), sessions);
-            print_forecast(&f, &versions);
+            print_forecast(&f, versions);
             let summary = if f.waiting() == 0 {
                 "no conversation waiting".to_string()
             } else {
