@@ -185,7 +185,16 @@ impl Bots {
             }
             let program = match next.previous.get(&v.bot).and_then(|p| p.get(&v.hash)) {
                 Some(p) => p.clone(),
-                None => Arc::new(load(flows, &v.bot, v.hash).await?),
+                // A registry that cannot be read is tried again later (`?`); one bad version
+                // (bytecode this botc cannot verify, say a newer release's during an upgrade)
+                // holds back only its own bot.
+                None => match load(flows, &v.bot, v.hash).await? {
+                    Ok(p) => Arc::new(p),
+                    Err(why) => {
+                        tracing::error!(bot = %v.bot, environment, version = v.number, error = %why, "cannot serve the deployed version; keeping the current one");
+                        continue;
+                    }
+                },
             };
             next = next.with_version(&v.bot, program, v.number);
             changed += 1;
@@ -233,12 +242,13 @@ impl Bots {
     }
 }
 
-async fn load(flows: &dyn FlowRegistry, bot: &str, hash: [u8; 32]) -> Result<Loaded, StoreError> {
-    let bytes = flows.program(bot.into(), hash).await?.ok_or_else(|| {
-        StoreError::Io(format!("bot `{bot}`: the environment points at a version the registry does not hold"))
-    })?;
-    Loaded::from_bytes(&bytes)
-        .map_err(|e| StoreError::Io(format!("bot `{bot}`: a deployed flow version does not load: {e}")))
+/// A version from the registry, verified: `Err` when the registry cannot be read, `Ok(Err)`
+/// when this version cannot be served (missing, or bytecode that does not verify).
+async fn load(flows: &dyn FlowRegistry, bot: &str, hash: [u8; 32]) -> Result<Result<Loaded, String>, StoreError> {
+    Ok(match flows.program(bot.into(), hash).await? {
+        None => Err("the environment points at a version the registry does not hold".into()),
+        Some(bytes) => Loaded::from_bytes(&bytes).map_err(|e| format!("the deployed version does not load: {e}")),
+    })
 }
 
 /// Follows `environment` for as long as the process runs: each deploy (any process's) is

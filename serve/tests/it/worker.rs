@@ -476,3 +476,35 @@ async fn a_version_a_session_is_pinned_to_is_loaded_from_the_registry_never_gues
     bots.learn(&*registry, None, "shop", [7; 32]).await.expect("asks");
     assert!(!bots.snapshot().knows("shop", &[7; 32]));
 }
+
+/// A deployed version this process cannot verify (say a newer release's bytecode during an
+/// upgrade) holds back only its own bot: the others follow their environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployed_version_that_does_not_verify_holds_back_only_its_bot() {
+    use botc_serve::ports::{Deploy, FlowRegistry, Source};
+    let dir = tempfile::tempdir().expect("dir");
+    let registry = registry(dir.path()).await;
+    let v1 = Arc::new(load(FLOW));
+    let v2 = load(&FLOW.replace("Which size?", "Which size, please?"));
+    let deploy = |bot: &str, to| Deploy {
+        seq: 0,
+        bot: bot.into(),
+        environment: "production".into(),
+        from: None,
+        to,
+        action: "deploy".into(),
+        by: "test".into(),
+        plan: String::new(),
+        at: 3,
+    };
+    let p = v2.program();
+    registry.register("shop".into(), p.hash, p.encode(), Source::default(), 1).await.expect("register");
+    registry.point(deploy("shop", 1)).await.expect("deploy");
+    registry.register("other".into(), [5; 32], b"not bytecode".to_vec(), Source::default(), 1).await.expect("register");
+    registry.point(deploy("other", 1)).await.expect("deploy");
+    let bots = Bots::new(vec![Bot::web("shop", "Shop", v1.clone()), Bot::web("other", "Other", v1.clone())]);
+    assert_eq!(bots.follow(&*registry, "production").await.expect("follows"), 1, "one bot moved");
+    let now = bots.snapshot();
+    assert_eq!(now.get("shop").expect("shop").program.program().hash, p.hash);
+    assert_eq!(now.get("other").expect("other").program.program().hash, v1.program().hash, "kept");
+}
