@@ -37,3 +37,51 @@ fn binary_noise_is_a_syntax_error_not_a_crash() {
     let o = botc(&["check", &p]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
 }
+
+/// `botc serve` on a public address with no operator token: anyone can chat, nobody can hand
+/// a conversation back or count conversations (403 saying what to set); an operator token
+/// configured but missing or short stops the server before it binds.
+#[test]
+fn operator_actions_are_off_on_a_public_address_without_a_token() {
+    let (mut server, banner, _data) = crate::start_serve(&["--listen", "0.0.0.0:0", "flows/examples"], false);
+    let port = crate::banner_url(&banner).and_then(|u| u.rsplit(':').next().map(String::from)).expect("port");
+    let base = format!("http://127.0.0.1:{port}");
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl").arg("-s").args(args).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let chat =
+        ["-H", "content-type: application/json", "-d", r#"{"text": "hi"}"#, "-o", "/dev/null", "-w", "%{http_code}"];
+    assert_eq!(
+        curl(&[&chat[..], &[&format!("{base}/api/bots/pizza_order/conversations/c1/messages")]].concat()),
+        "202"
+    );
+    let hand_back =
+        curl(&["-X", "POST", "-w", " %{http_code}", &format!("{base}/api/bots/pizza_order/conversations/c1/handback")]);
+    assert!(hand_back.ends_with(" 403") && hand_back.contains("[admin] token_env"), "{hand_back}");
+    let graph = curl(&[&format!("{base}/api/bots/pizza_order/graph")]);
+    assert!(graph.contains("\"counted\":null"), "no counts for the public: {graph}");
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("botc.toml");
+    std::fs::write(&config, "[admin]\ntoken_env = \"BOTC_TEST_OPERATOR_TOKEN\"\n").expect("write");
+    let run = |token: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_botc"));
+        c.args(["serve", "flows/examples", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .current_dir(crate::root());
+        c.env_remove("BOTC_TEST_OPERATOR_TOKEN");
+        if let Some(t) = token {
+            c.env("BOTC_TEST_OPERATOR_TOKEN", t);
+        }
+        c.output().expect("botc runs")
+    };
+    for (token, says) in [(None, "is not set"), (Some("short"), "too short")] {
+        let out = run(token);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("BOTC_TEST_OPERATOR_TOKEN") && err.contains(says), "{err}");
+    }
+}

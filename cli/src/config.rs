@@ -26,6 +26,9 @@ pub struct Config {
     /// Where the platforms' APIs are (tests point them at a fake server).
     #[serde(default)]
     pub platforms: Apis,
+    /// `[admin]`: the operator token (hand-back, waiting counts).
+    #[serde(default)]
+    pub admin: Admin,
     #[serde(default)]
     pub plans: Plans,
     #[serde(default)]
@@ -226,6 +229,17 @@ pub fn infra(config: &Config, path: &Path) -> Result<Infra, String> {
         replicas: r.replicas,
         postgres: botc_dist::PostgresConfig { url, read_url, schema: p.schema.clone(), pool: p.pool.max(1) },
     })
+}
+
+/// `[admin]`: who may do what operators and agents do over HTTP.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// The environment variable holding the operator token (at least 16 characters).
+    pub token_env: Option<String>,
+    /// The token, read from `token_env` when the file is loaded.
+    #[serde(skip)]
+    pub token: Option<botc_serve::Secret>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -441,6 +455,27 @@ pub fn load(path: &Path) -> Result<Config, String> {
         bot.flow = base.join(&bot.flow);
         let at = line_of(&format!("\"{}\"", bot.id));
         bot.secrets = secrets(bot).map_err(|e| format!("{shown}{at}: bot `{}`: {e}", bot.id))?;
+    }
+    if let Some(var) = &config.admin.token_env {
+        let at = line_of("token_env");
+        match std::env::var(var) {
+            Ok(v) if v.trim().len() >= 16 => config.admin.token = Some(botc_serve::Secret::new(v.trim().to_string())),
+            Ok(v) if v.trim().is_empty() => {
+                return Err(format!(
+                    "{shown}{at}: environment variable {var} (admin.token_env) is empty; set it to the operator token"
+                ));
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "{shown}{at}: the operator token in {var} (admin.token_env) is too short; use at least 16 characters (e.g. `openssl rand -hex 32`)"
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "{shown}{at}: environment variable {var} (admin.token_env) is not set; set it to the operator token"
+                ));
+            }
+        }
     }
     for plan in [config.plans.free, config.plans.premium] {
         if plan.messages_per_second == Some(0) {

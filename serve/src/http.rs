@@ -8,7 +8,7 @@ use super::{Bots, Event, Metrics};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use botc_runtime::clock::Clock;
@@ -32,6 +32,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Largest request body accepted.
     pub body_limit: usize,
+    /// Who may hand conversations back and see waiting counts.
+    pub operators: super::Operators,
     next_event: AtomicU64,
     /// Makes event ids unique across restarts of the process.
     boot: u64,
@@ -47,9 +49,55 @@ impl Gateway {
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
         body_limit: usize,
+        operators: super::Operators,
     ) -> Gateway {
         let boot = clock.unix_ms();
-        Gateway { bots, bus, transcript, sessions, metrics, clock, body_limit, next_event: AtomicU64::new(1), boot }
+        Gateway {
+            bots,
+            bus,
+            transcript,
+            sessions,
+            metrics,
+            clock,
+            body_limit,
+            operators,
+            next_event: AtomicU64::new(1),
+            boot,
+        }
+    }
+
+    /// Whether this request may do what operators do: `Err` is the refusal to send.
+    fn operator(&self, headers: &HeaderMap) -> Result<(), Response> {
+        match &self.operators {
+            super::Operators::Open => Ok(()),
+            super::Operators::Closed => Err(error(
+                StatusCode::FORBIDDEN,
+                "operator actions are off: this server listens beyond loopback and has no operator token; \
+                 set [admin] token_env in botc.toml (docs/serve.md, Security)",
+            )),
+            super::Operators::Token(token) => {
+                let presented = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim);
+                match presented {
+                    Some(t)
+                        if botc_runtime::platforms::verify::same_secret(token.expose().as_bytes(), t.as_bytes()) =>
+                    {
+                        Ok(())
+                    }
+                    _ => {
+                        let mut r = error(
+                            StatusCode::UNAUTHORIZED,
+                            "operator actions need `Authorization: Bearer TOKEN` with the operator token",
+                        );
+                        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                        Err(r)
+                    }
+                }
+            }
+        }
     }
 
     /// The gateway's routes.
@@ -354,8 +402,16 @@ async fn get_messages(
     axum::Json(json!({ "messages": list })).into_response()
 }
 
-async fn hand_back(State(s): State<Arc<Gateway>>, Path((bot, conversation)): Path<(String, String)>) -> Response {
+async fn hand_back(
+    State(s): State<Arc<Gateway>>,
+    Path((bot, conversation)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     s.metrics.received.inc();
+    if let Err(refused) = s.operator(&headers) {
+        s.metrics.reject("unauthorized");
+        return refused;
+    }
     if s.bots.get(&bot).is_none() {
         s.metrics.reject("unknown_bot");
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
@@ -402,6 +458,7 @@ async fn graph(
     State(s): State<Arc<Gateway>>,
     Path(bot): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let Some(b) = s.bots.get(&bot) else {
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
@@ -416,24 +473,38 @@ async fn graph(
             .filter(|session| session.program == p.hash)
             .and_then(|session| b.program.waiting_at(&session))
     };
-    let mut waiting = vec![0u64; p.nodes.len()];
-    let sessions = match s.sessions.scan(&format!("{bot}/"), GRAPH_SCAN).await {
-        Ok(list) => list,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read sessions for the graph view");
-            Vec::new()
+    // How many conversations wait where is an operator's view (and a scan of the store):
+    // others get the graph without counts.
+    let counts = match s.operator(&headers) {
+        Ok(()) => {
+            let mut waiting = vec![0u64; p.nodes.len()];
+            let sessions = match s.sessions.scan(&format!("{bot}/"), GRAPH_SCAN).await {
+                Ok(list) => list,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read sessions for the graph view");
+                    Vec::new()
+                }
+            };
+            for (_, stored) in &sessions {
+                if let Some(n) = waiting_at(stored) {
+                    waiting[n as usize] += 1;
+                }
+            }
+            Some((waiting, sessions.len()))
         }
+        Err(_) => None,
     };
-    for (_, stored) in &sessions {
-        if let Some(n) = waiting_at(stored) {
-            waiting[n as usize] += 1;
-        }
-    }
     let nodes: Vec<Json> = p
         .nodes
         .iter()
-        .zip(&waiting)
-        .map(|(n, w)| json!({ "name": p.text(n.name), "flow": p.text(p.flows[n.flow as usize].name), "waiting": w }))
+        .enumerate()
+        .map(|(i, n)| {
+            json!({
+                "name": p.text(n.name),
+                "flow": p.text(p.flows[n.flow as usize].name),
+                "waiting": counts.as_ref().map(|(w, _)| w[i]),
+            })
+        })
         .collect();
     let edges: Vec<Json> = p.edges().iter().map(|(a, b)| json!([a, b])).collect();
     // The main flow's start: its first node at or after its entry.
@@ -460,7 +531,7 @@ async fn graph(
         "edges": edges,
         "start": start,
         "waiting_at": here,
-        "counted": sessions.len(),
+        "counted": counts.as_ref().map(|(_, n)| *n),
     }))
     .into_response()
 }

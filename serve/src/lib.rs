@@ -136,6 +136,21 @@ pub struct Options {
     /// The registry environment whose flow versions this process serves and follows (hot
     /// reload); `None` serves the flows it was given.
     pub environment: Option<String>,
+    /// Who may do what operators and agents do over HTTP (hand a conversation back, count
+    /// the conversations waiting at each node).
+    pub operators: Operators,
+}
+
+/// Access to the gateway's operator actions: hand-back (a human agent's) and the flow
+/// view's counts of waiting conversations.
+#[derive(Clone, Debug)]
+pub enum Operators {
+    /// Anyone who reaches the gateway (botc serve on a loopback address).
+    Open,
+    /// Requests with `Authorization: Bearer TOKEN`.
+    Token(Secret),
+    /// Nobody: refused with 403 and what to configure (a public address with no token set).
+    Closed,
 }
 
 impl Default for Options {
@@ -147,6 +162,8 @@ impl Default for Options {
             roles: Role::ALL.to_vec(),
             lease_ttl: supervise::LEASE_TTL,
             environment: None,
+            // The caller decides; botc's own commands open it only on a loopback address.
+            operators: Operators::Open,
         }
     }
 }
@@ -401,6 +418,7 @@ pub async fn serve(
             metrics.clone(),
             clock.clone(),
             options.body_limit,
+            options.operators.clone(),
         );
         app = app.merge(Arc::new(gateway).router());
     }

@@ -79,6 +79,7 @@ pub(crate) fn role_cmd(
         return fail(e);
     }
     let listen = listen.or(config.listen).unwrap_or(([127, 0, 0, 1], 8080).into());
+    options.operators = super::serve::operators(Some(&config), listen);
     let idle_ms = options.forget_idle.map_or(0, |d| d.as_millis() as u64);
     crate::with_runtime(async move {
         let (mut store, postgres) = match connect(&infra).await {

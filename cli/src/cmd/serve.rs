@@ -156,6 +156,7 @@ pub(crate) fn serve_cmd(
         return fail(e);
     }
     let listen = listen.or(config.as_ref().and_then(|c| c.listen)).unwrap_or(([127, 0, 0, 1], 8080).into());
+    options.operators = operators(config.as_ref(), listen);
     let data_dir =
         data_dir.or(config.as_ref().and_then(|c| c.data_dir.clone())).unwrap_or_else(|| PathBuf::from("botc-data"));
     let store = match serve::Embedded::open(&data_dir, partitions, capacity) {
@@ -192,6 +193,19 @@ pub(crate) fn serve_cmd(
             Err(e) => fail(format!("server error: {e}")),
         }
     })
+}
+
+/// Who may do what operators do: with a token configured, those who present it; without
+/// one, anyone on a loopback address (a laptop) and nobody on any other.
+pub(crate) fn operators(config: Option<&config::Config>, listen: std::net::SocketAddr) -> serve::Operators {
+    match config.and_then(|c| c.admin.token.clone()) {
+        Some(token) => serve::Operators::Token(token),
+        None if listen.ip().is_loopback() => serve::Operators::Open,
+        None => {
+            tracing::warn!(address = %listen, "no operator token ([admin] token_env): hand-back and waiting counts are off on this public address");
+            serve::Operators::Closed
+        }
+    }
 }
 
 /// The registry environment to follow: the command line's, else the config's (already in

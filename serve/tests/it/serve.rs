@@ -228,6 +228,65 @@ async fn a_hand_back_needs_a_conversation_that_exists() {
     assert_eq!(r.status(), 202);
 }
 
+/// Operator actions with a token configured: hand-back and the waiting counts need
+/// `Authorization: Bearer TOKEN`; a missing or wrong one (also one that differs only in its
+/// last character, or is a prefix) is a 401 that names the scheme, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_actions_need_the_operator_token() {
+    let dir = data_dir();
+    let token = "s3cret-operator-token-0123456789";
+    let options = Options {
+        operators: botc_serve::Operators::Token(botc_serve::Secret::new(token.into())),
+        ..Options::default()
+    };
+    let s = start(options, 100, dir.path()).await;
+    s.greet("c1").await;
+    let hand_back = |auth: Option<String>| {
+        let mut r = s.client.post(format!("{}/api/bots/shop/conversations/c1/handback", s.base));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    let wrong_last = format!("Bearer {}x", &token[..token.len() - 1]);
+    let prefix = format!("Bearer {}", &token[..8]);
+    for attempt in
+        [None, Some("Bearer nope".to_string()), Some(wrong_last), Some(prefix), Some(format!("Basic {token}"))]
+    {
+        let r = hand_back(attempt.clone()).await.expect("answers");
+        assert_eq!(r.status(), 401, "{attempt:?}");
+        assert_eq!(r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"));
+        assert!(r.text().await.expect("body").contains("Authorization: Bearer"));
+    }
+    let graph = |auth: Option<&str>| {
+        let mut r = s.client.get(format!("{}/api/bots/shop/graph?conversation=c1", s.base));
+        if let Some(a) = auth {
+            r = r.header("authorization", format!("Bearer {a}"));
+        }
+        async move { r.send().await.expect("graph").json::<Value>().await.expect("json") }
+    };
+    let public = graph(None).await;
+    assert!(public["nodes"].as_array().is_some_and(|n| !n.is_empty()), "the graph itself is public");
+    assert!(public["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["waiting"].is_null())), "{public}");
+    assert!(public["counted"].is_null());
+    let counted = graph(Some(token)).await;
+    let waiting: u64 = counted["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["waiting"].as_u64()).sum();
+    assert_eq!(waiting, 1, "an operator sees the one conversation waiting: {counted}");
+    let r = hand_back(Some(format!("Bearer {token}"))).await.expect("answers");
+    assert_eq!(r.status(), 202);
+}
+
+/// With no token on a public address, operator actions are off: 403, saying what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_actions_are_off_without_a_token_where_they_must_not_be_open() {
+    let dir = data_dir();
+    let s = start(Options { operators: botc_serve::Operators::Closed, ..Options::default() }, 100, dir.path()).await;
+    s.greet("c1").await;
+    let r = s.post("/api/bots/shop/conversations/c1/handback", "").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.expect("body").contains("[admin] token_env"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_bus_answers_503_with_retry_after() {
     let dir = data_dir();
