@@ -237,6 +237,9 @@ pub fn infra(config: &Config, path: &Path) -> Result<Infra, String> {
 pub struct Admin {
     /// The environment variable holding the operator token (at least 16 characters).
     pub token_env: Option<String>,
+    /// Serve `/metrics` on this address instead of the main one (e.g. `0.0.0.0:9090`, kept
+    /// inside the network).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The token, read from `token_env` when the file is loaded.
     #[serde(skip)]
     pub token: Option<botc_serve::Secret>,

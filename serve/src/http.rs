@@ -134,12 +134,11 @@ pub struct Ops {
 }
 
 impl Ops {
-    pub fn router(self: Arc<Self>) -> Router {
-        Router::new()
-            .route("/healthz", get(|| async { "ok\n" }))
-            .route("/readyz", get(ready))
-            .route("/metrics", get(metrics))
-            .with_state(self)
+    /// `/healthz`, `/readyz`, and `/metrics` when `with_metrics`.
+    pub fn router(self: Arc<Self>, with_metrics: bool) -> Router {
+        let r = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(ready));
+        let r = if with_metrics { r.route("/metrics", get(metrics)) } else { r };
+        r.with_state(self)
     }
 }
 

@@ -275,6 +275,28 @@ pub async fn serve(
     ports: Ports,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(Listeners { main: listener, metrics: None }, bots, options, ports, shutdown).await
+}
+
+/// Where a process serves HTTP.
+pub struct Listeners {
+    /// The gateway's routes (when it runs), `/healthz` and `/readyz`, and `/metrics` unless
+    /// `metrics` is given.
+    pub main: tokio::net::TcpListener,
+    /// `/metrics` (and `/healthz`, `/readyz`) on an address of its own, usually inside the
+    /// network only, as Prometheus practice has it.
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
+/// [`serve`], with `/metrics` on a listener of its own when `listeners.metrics` is given.
+pub async fn serve_with(
+    listeners: Listeners,
+    bots: Vec<Bot>,
+    options: Options,
+    ports: Ports,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Listeners { main: listener, metrics: metrics_listener } = listeners;
     use ports::Work;
     use supervise::{Health, Holding, OnStop, Supervision, supervise};
     let runs = |r: Role| options.roles.contains(&r);
@@ -408,7 +430,17 @@ pub async fn serve(
         replies: ports.replies.clone(),
         bots: bots.clone(),
     });
-    let mut app = ops.router();
+    let mut app = ops.clone().router(metrics_listener.is_none());
+    if let Some(l) = metrics_listener {
+        let mut stop = supervision.stop.clone();
+        let app = ops.router(true).fallback(|| async { http::not_found() });
+        aborting.push(tokio::spawn(async move {
+            let stopped = async move { supervise::until_stopped(&mut stop).await };
+            if let Err(e) = axum::serve(l, app).with_graceful_shutdown(stopped).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        }));
+    }
     if runs(Role::Gateway) {
         let gateway = Gateway::new(
             bots.clone(),

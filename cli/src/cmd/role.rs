@@ -94,6 +94,10 @@ pub(crate) fn role_cmd(
             Ok(l) => l,
             Err(e) => return fail(e),
         };
+        let metrics_listener = match super::serve::metrics_listener(Some(&config)).await {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
         let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
         outln!("botc {} is running {} bot(s); health and metrics at http://{addr}/", part.name(), bots.len());
         tracing::info!(role = part.name(), address = %addr, bots = bots.len(), "running");
@@ -101,7 +105,8 @@ pub(crate) fn role_cmd(
         // Send budgets are shared by every dispatcher process.
         let limiter = Arc::new(botc_dist::RedisLimiter { redis: store.redis.clone() });
         let ports = serve::Ports::of(store, postgres.clone(), limiter, clock);
-        let result = serve::serve(listener, bots, options, ports, shutdown).await;
+        let listeners = serve::Listeners { main: listener, metrics: metrics_listener };
+        let result = serve::serve_with(listeners, bots, options, ports, shutdown).await;
         postgres.close().await;
         match result {
             Ok(()) => ExitCode::SUCCESS,

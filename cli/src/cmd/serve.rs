@@ -176,6 +176,10 @@ pub(crate) fn serve_cmd(
             Ok(l) => l,
             Err(e) => return fail(e),
         };
+        let metrics_listener = match super::serve::metrics_listener(config.as_ref()).await {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
         let addr = listener.local_addr().map_or(listen.to_string(), |a| a.to_string());
         outln!(
             "botc is serving {} bot(s) at http://{addr}/  (Ctrl-C stops it; conversations are kept in {})",
@@ -185,7 +189,8 @@ pub(crate) fn serve_cmd(
         tracing::info!(address = %addr, bots = bots.len(), data = %store.path().display(), "serving");
         let clock = std::sync::Arc::new(botc_runtime::clock::SystemClock::default());
         let ports = serve::Ports::embedded(store.clone(), history.clone(), clock);
-        let result = serve::serve(listener, bots, options, ports, shutdown).await;
+        let listeners = serve::Listeners { main: listener, metrics: metrics_listener };
+        let result = serve::serve_with(listeners, bots, options, ports, shutdown).await;
         store.close();
         history.close().await;
         match result {
@@ -216,6 +221,19 @@ pub(crate) fn follow(options: &mut serve::Options, flag: Option<String>) -> Resu
         options.environment = Some(env);
     }
     Ok(())
+}
+
+/// Binds the config's `[admin] metrics_listen`, if any.
+pub(crate) async fn metrics_listener(
+    config: Option<&config::Config>,
+) -> Result<Option<tokio::net::TcpListener>, String> {
+    match config.and_then(|c| c.admin.metrics_listen) {
+        None => Ok(None),
+        Some(addr) => tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot listen on {addr} for /metrics ([admin] metrics_listen): {e}")),
+    }
 }
 
 /// Binds `listen` and installs the SIGTERM/SIGINT handlers, before the caller prints that it

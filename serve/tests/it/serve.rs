@@ -610,3 +610,44 @@ fn a_data_directory_from_before_channel_keys_is_refused_with_what_to_do() {
     let fresh = data_dir();
     Embedded::open(fresh.path(), 2, 100).expect("a new directory opens");
 }
+
+/// `/metrics` on a listener of its own (inside the network only): the main address no longer
+/// serves it; both keep the probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_served_on_an_address_of_their_own() {
+    use botc_serve::{Listeners, Ports, serve_with};
+    let dir = data_dir();
+    let store = Arc::new(Embedded::open(dir.path(), 2, 100).expect("store"));
+    let history = Arc::new(SqliteHistory::open(&history_path(dir.path())).await.expect("history"));
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let (base, private) = (
+        format!("http://{}", main.local_addr().expect("addr")),
+        format!("http://{}", metrics.local_addr().expect("addr")),
+    );
+    let clock = Arc::new(botc_runtime::clock::SystemClock::default());
+    let ports = Ports::embedded(store.clone(), history.clone(), clock);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let bots = vec![Bot::web("shop", "Shop", Arc::new(load(FLOW)))];
+    let listeners = Listeners { main, metrics: Some(metrics) };
+    let task = tokio::spawn(serve_with(listeners, bots, Options::default(), ports, async move {
+        let _ = rx.await;
+    }));
+    let get = |url: String| async move {
+        let r = reqwest::get(url).await.expect("answers");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    };
+    assert_eq!(get(format!("{base}/metrics")).await.0, 404, "not on the public address");
+    let (status, body) = get(format!("{private}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("botc_events_received_total"), "{body}");
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(get(format!("{base}{probe}")).await.0, 200, "{probe} on the main address");
+        assert_eq!(get(format!("{private}{probe}")).await.0, 200, "{probe} on the metrics address");
+    }
+    assert_eq!(get(format!("{private}/api/bots")).await.0, 404, "the API is not on the metrics address");
+    let _ = tx.send(());
+    task.await.expect("task").expect("serve ends cleanly");
+    store.close();
+    history.close().await;
+}
