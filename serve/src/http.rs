@@ -34,6 +34,8 @@ pub struct Gateway {
     pub body_limit: usize,
     /// Who may hand conversations back and see waiting counts.
     pub operators: super::Operators,
+    /// One count of waiting conversations at a time (each reads up to 10,000 sessions).
+    counting: tokio::sync::Semaphore,
     next_event: AtomicU64,
     /// Makes event ids unique across restarts of the process.
     boot: u64,
@@ -61,6 +63,7 @@ impl Gateway {
             clock,
             body_limit,
             operators,
+            counting: tokio::sync::Semaphore::new(1),
             next_event: AtomicU64::new(1),
             boot,
         }
@@ -476,6 +479,12 @@ async fn graph(
     // others get the graph without counts.
     let counts = match s.operator(&headers) {
         Ok(()) => {
+            let Ok(_one) = s.counting.try_acquire() else {
+                let mut r =
+                    error(StatusCode::TOO_MANY_REQUESTS, "another count of waiting conversations is running; retry");
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            };
             let mut waiting = vec![0u64; p.nodes.len()];
             let sessions = match s.sessions.scan(&format!("{bot}/"), GRAPH_SCAN).await {
                 Ok(list) => list,

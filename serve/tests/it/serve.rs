@@ -651,3 +651,81 @@ async fn metrics_can_be_served_on_an_address_of_their_own() {
     store.close();
     history.close().await;
 }
+
+/// A session store whose scans wait for the test to let them go.
+struct HeldScans {
+    inner: Arc<Embedded>,
+    started: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+}
+
+impl SessionStore for HeldScans {
+    fn load<'a>(
+        &'a self,
+        keys: &'a [String],
+    ) -> botc_serve::ports::Fut<
+        'a,
+        Result<std::collections::HashMap<String, botc_serve::ports::Found>, botc_serve::ports::StoreError>,
+    > {
+        self.inner.load(keys)
+    }
+    fn count(&self) -> botc_serve::ports::Fut<'_, Result<u64, botc_serve::ports::StoreError>> {
+        self.inner.count()
+    }
+    fn scan<'a>(
+        &'a self,
+        prefix: &'a str,
+        max: usize,
+    ) -> botc_serve::ports::Fut<'a, Result<Vec<(String, botc_serve::ports::Stored)>, botc_serve::ports::StoreError>>
+    {
+        Box::pin(async move {
+            self.started.notify_one();
+            let _go = self.release.acquire().await.expect("open");
+            self.inner.scan(prefix, max).await
+        })
+    }
+    fn forget_idle(
+        &self,
+        before: u64,
+        max: usize,
+    ) -> botc_serve::ports::Fut<'_, Result<usize, botc_serve::ports::StoreError>> {
+        self.inner.forget_idle(before, max)
+    }
+}
+
+/// Counting waiting conversations reads every session: one count runs at a time, and a
+/// second asked for meanwhile is a 429 with Retry-After, not another scan piling up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_count_of_waiting_conversations_runs_at_a_time() {
+    let dir = data_dir();
+    let held = Arc::new(std::sync::OnceLock::<Arc<HeldScans>>::new());
+    let h = held.clone();
+    let bots = vec![Bot::web("shop", "Shop", Arc::new(load(FLOW)))];
+    let clock = Arc::new(botc_runtime::clock::SystemClock::default());
+    let s = harness::start_with(bots, Options::default(), 100, dir.path(), clock, move |mut ports, store| {
+        let scans = Arc::new(HeldScans {
+            inner: store.clone(),
+            started: tokio::sync::Notify::new(),
+            release: tokio::sync::Semaphore::new(0),
+        });
+        let _ = h.set(scans.clone());
+        ports.sessions = scans;
+        ports
+    })
+    .await;
+    let scans = held.get().expect("adapted").clone();
+    let url = format!("{}/api/bots/shop/graph", s.base);
+    let started = scans.started.notified();
+    let first = tokio::spawn(s.client.get(url.clone()).send());
+    started.await;
+    let second = tokio::time::timeout(std::time::Duration::from_secs(10), s.client.get(url.clone()).send())
+        .await
+        .expect("answered at once, not queued behind the first count")
+        .expect("answers");
+    assert_eq!(second.status(), 429);
+    assert_eq!(second.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    scans.release.add_permits(10);
+    let first = first.await.expect("task").expect("answers");
+    assert_eq!(first.status(), 200);
+    assert_eq!(s.client.get(url).send().await.expect("answers").status(), 200, "the next count runs");
+}
