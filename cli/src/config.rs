@@ -296,6 +296,13 @@ pub struct Limits {
     /// long the work waits after its process died without a word.
     #[serde(default = "default_lease")]
     pub lease_seconds: u64,
+    /// Longest a request's head may take to arrive (slowloris), also the longest an idle
+    /// keep-alive connection stays open.
+    #[serde(default = "default_header_read")]
+    pub header_read_seconds: u64,
+    /// Most connections open at once; more wait to be accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -306,8 +313,18 @@ impl Default for Limits {
             partitions: default_partitions(),
             forget_idle_days: default_forget(),
             lease_seconds: default_lease(),
+            header_read_seconds: default_header_read(),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+fn default_header_read() -> u64 {
+    10
+}
+
+fn default_max_connections() -> usize {
+    10_000
 }
 
 fn default_body_limit() -> usize {
@@ -450,6 +467,15 @@ pub fn load(path: &Path) -> Result<Config, String> {
             "{shown}{}: limits.lease_seconds must be between 2 and 300 (a lease is renewed every third of it)",
             line_of("lease_seconds")
         ));
+    }
+    if !(1..=300).contains(&config.limits.header_read_seconds) {
+        return Err(format!(
+            "{shown}{}: limits.header_read_seconds must be between 1 and 300 (how long a request's head may take)",
+            line_of("header_read_seconds")
+        ));
+    }
+    if config.limits.max_connections == 0 {
+        return Err(format!("{shown}{}: limits.max_connections must be at least 1", line_of("max_connections")));
     }
     if config.limits.body_limit < 1024 {
         return Err(format!("{shown}{}: limits.body_limit must be at least 1024 bytes", line_of("body_limit")));

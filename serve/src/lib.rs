@@ -22,6 +22,7 @@ pub mod records;
 mod roles;
 pub mod supervise;
 mod transcript;
+pub mod transport;
 mod webhook;
 mod worker;
 
@@ -139,6 +140,8 @@ pub struct Options {
     /// Who may do what operators and agents do over HTTP (hand a conversation back, count
     /// the conversations waiting at each node).
     pub operators: Operators,
+    /// How long a request's head may take and how many connections may be open.
+    pub http: transport::Limits,
 }
 
 /// Access to the gateway's operator actions: hand-back (a human agent's) and the flow
@@ -164,6 +167,7 @@ impl Default for Options {
             environment: None,
             // The caller decides; botc's own commands open it only on a loopback address.
             operators: Operators::Open,
+            http: transport::Limits::default(),
         }
     }
 }
@@ -432,11 +436,11 @@ pub async fn serve_with(
     });
     let mut app = ops.clone().router(metrics_listener.is_none());
     if let Some(l) = metrics_listener {
-        let mut stop = supervision.stop.clone();
+        let (mut stop, http) = (supervision.stop.clone(), options.http);
         let app = ops.router(true).fallback(|| async { http::not_found() });
         aborting.push(tokio::spawn(async move {
             let stopped = async move { supervise::until_stopped(&mut stop).await };
-            if let Err(e) = axum::serve(l, app).with_graceful_shutdown(stopped).await {
+            if let Err(e) = transport::serve(l, app, http, stopped).await {
                 tracing::error!(error = %e, "the metrics listener failed");
             }
         }));
@@ -455,7 +459,7 @@ pub async fn serve_with(
         app = app.merge(Arc::new(gateway).router());
     }
     let app = app.fallback(|| async { http::not_found() });
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = transport::serve(listener, app, options.http, shutdown).await;
     // Everything acknowledged is stored already; finishing the current batches saves only
     // the work of doing them again at the next start.
     let _ = stop.send(true);

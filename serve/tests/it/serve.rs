@@ -729,3 +729,83 @@ async fn one_count_of_waiting_conversations_runs_at_a_time() {
     assert_eq!(first.status(), 200);
     assert_eq!(s.client.get(url).send().await.expect("answers").status(), 200, "the next count runs");
 }
+
+/// Reads from `stream` until the server closes it; how long that took (panics after 10 s).
+async fn closed_within(stream: &mut tokio::net::TcpStream) -> std::time::Duration {
+    use botc_runtime::clock::Clock;
+    use tokio::io::AsyncReadExt;
+    // The server's timeouts run on real time, so this measures on it too.
+    let clock = botc_runtime::clock::SystemClock::default();
+    let started = clock.monotonic();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return clock.monotonic() - started,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the server kept the connection open for 10 s"),
+        }
+    }
+}
+
+/// Slowloris: a connection that sends nothing, one that sends a header every half second and
+/// never finishes, and one idle after its request are all closed once the head's time
+/// (1 s here) is up; meanwhile the server answers everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_when_their_time_is_up() {
+    use tokio::io::AsyncWriteExt;
+    let dir = data_dir();
+    let http = botc_serve::transport::Limits { header_read: std::time::Duration::from_secs(1), max_connections: 100 };
+    let s = start(Options { http, ..Options::default() }, 100, dir.path()).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.expect("connects");
+    let mut dribbling = tokio::net::TcpStream::connect(&addr).await.expect("connects");
+    dribbling.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.expect("writes");
+    let drip = tokio::spawn(async move {
+        for i in 0.. {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if dribbling.write_all(format!("X-{i}: y\r\n").as_bytes()).await.is_err() {
+                return closed_within(&mut dribbling).await;
+            }
+            if i > 40 {
+                panic!("still open after 20 s of dribbling");
+            }
+        }
+        unreachable!()
+    });
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.expect("connects");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("writes");
+    assert_eq!(s.client.get(format!("{}/healthz", s.base)).send().await.expect("served").status(), 200);
+    for (what, t) in
+        [("silent", closed_within(&mut silent).await), ("idle after a request", closed_within(&mut idle).await)]
+    {
+        assert!(t < std::time::Duration::from_secs(5), "{what}: closed after {t:?}");
+    }
+    drip.await.expect("the dribbling connection was closed");
+}
+
+/// At most `max_connections` are open: the next waits until one closes, then is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_for_one_to_close() {
+    let dir = data_dir();
+    let http = botc_serve::transport::Limits { header_read: std::time::Duration::from_secs(30), max_connections: 1 };
+    let s = start(Options { http, ..Options::default() }, 100, dir.path()).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let hog = tokio::net::TcpStream::connect(&addr).await.expect("connects");
+    let url = format!("{}/healthz", s.base);
+    let client = reqwest::Client::new();
+    let waiting = tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) });
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        while !waiting.is_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(early.is_err(), "a second connection was served while the cap was taken");
+    drop(hog);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("served once the first closed")
+        .expect("task")
+        .expect("answers");
+    assert_eq!(status, 200);
+}
