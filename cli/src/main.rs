@@ -154,10 +154,11 @@ enum Command {
         #[command(subcommand)]
         command: DevCommand,
     },
-    /// Deploy the flows to an environment of the flow registry: check and compile them,
-    /// record their git commit, show what happens to waiting conversations, and move the
-    /// environment; running processes that follow it load the new version within seconds
-    /// (docs/deploy.md)
+    /// Deploy flows from git to an environment (production, staging) of the flow registry
+    ///
+    /// Checks and compiles the flows, records their git commit, shows what happens to the
+    /// conversations waiting in each bot, and moves the environment; running processes that
+    /// follow it load the new version within seconds (docs/deploy.md).
     Deploy {
         /// Flow files, or directories searched for them, besides the bots the config declares
         /// (the same as `botc serve` is given)
