@@ -299,7 +299,9 @@ impl Transcript for Distributed {
     fn after<'a>(&'a self, key: &'a str, seq: u64) -> Fut<'a, Result<Vec<Entry>, StoreError>> {
         Box::pin(self.redis.transcript(key, seq))
     }
-    fn changed(&self) -> Fut<'_, ()> {
+    /// Any transcript change wakes every waiter here: wake-ups between processes carry the
+    /// kind of work, not the conversation.
+    fn changed<'a>(&'a self, _key: &'a str) -> Fut<'a, ()> {
         self.wake.wait(Kind::Transcript)
     }
 }

@@ -31,9 +31,9 @@ async fn a_commit_in_one_process_wakes_a_transcript_reader_in_another() {
         (process(&brokers, &topic, &addr, &prefix).await, process(&brokers, &topic, &addr, &prefix).await);
     reader.listen(&addr);
     // Subscribing wakes every waiter once (anything missed meanwhile is looked at).
-    tokio::time::timeout(Duration::from_secs(3), reader.changed()).await.expect("subscribed");
+    tokio::time::timeout(Duration::from_secs(3), reader.changed("bot/web/c")).await.expect("subscribed");
 
-    let changed = reader.changed();
+    let changed = reader.changed("bot/web/c");
     let lease =
         writer.acquire(Work::Partition(0), "w", 1_000, Duration::from_secs(10)).await.expect("lease").expect("free");
     let key = "bot/web/c".to_string();

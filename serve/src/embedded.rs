@@ -72,7 +72,9 @@ struct Part {
 
 struct Signals {
     parts: Vec<Part>,
-    transcript: Notify,
+    /// Long-polls waiting for a conversation's transcript, by conversation: a commit wakes
+    /// only the readers of the conversations it wrote to.
+    transcript: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
     timers: Notify,
     outbox: Notify,
     history: Notify,
@@ -158,7 +160,7 @@ impl Embedded {
                 .zip(&committed)
                 .map(|(&n, &c)| Part { next: AtomicU64::new(n), committed: AtomicU64::new(c), ready: Notify::new() })
                 .collect(),
-            transcript: Notify::new(),
+            transcript: std::sync::Mutex::new(HashMap::new()),
             timers: Notify::new(),
             outbox: Notify::new(),
             history: Notify::new(),
@@ -475,7 +477,8 @@ struct Tables<'t> {
 #[derive(Default)]
 struct Touched {
     parts: Vec<usize>,
-    transcript: bool,
+    /// Conversations whose transcripts grew.
+    transcript: Vec<String>,
     timers: bool,
     outbox: bool,
     history: bool,
@@ -521,8 +524,14 @@ impl Writer {
         for &p in &t.parts {
             self.signals.parts[p].ready.notify_one();
         }
-        if t.transcript {
-            self.signals.transcript.notify_waiters();
+        if !t.transcript.is_empty() {
+            let mut waiting = self.signals.transcript.lock().unwrap_or_else(|e| e.into_inner());
+            for key in &t.transcript {
+                // Later readers wait on a new one: the map holds only conversations waited on.
+                if let Some(n) = waiting.remove(key) {
+                    n.notify_waiters();
+                }
+            }
         }
         if t.timers {
             self.signals.timers.notify_one();
@@ -797,7 +806,9 @@ impl Writer {
                 last += 1;
                 let entry = Entry { seq: last, ..m.entry.clone() };
                 t.messages.insert((k, last), encode_entry(&entry).as_slice()).map_err(io)?;
-                touched.transcript = true;
+                if touched.transcript.last() != Some(&m.key) {
+                    touched.transcript.push(m.key.clone());
+                }
             }
         }
         for change in &b.timers {
@@ -1093,8 +1104,17 @@ impl Transcript for Embedded {
         })
     }
 
-    fn changed(&self) -> Fut<'_, ()> {
-        Box::pin(self.signals.transcript.notified())
+    fn changed<'a>(&'a self, key: &'a str) -> Fut<'a, ()> {
+        let mut waiting = self.signals.transcript.lock().unwrap_or_else(|e| e.into_inner());
+        // Readers that gave up (a long poll's time ran out) leave their entry behind: swept
+        // when there are many, keeping those someone still waits on.
+        if waiting.len() >= 10_000 {
+            waiting.retain(|_, n| Arc::strong_count(n) > 1);
+        }
+        let n = waiting.entry(key.to_string()).or_insert_with(|| Arc::new(Notify::new())).clone();
+        // Created now, so a commit between this call and the first poll still wakes it.
+        let notified = n.notified_owned();
+        Box::pin(notified)
     }
 }
 

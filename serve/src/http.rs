@@ -383,7 +383,7 @@ async fn get_messages(
     let poll = async {
         loop {
             // Listen before looking, so an entry written meanwhile wakes this request.
-            let changed = s.transcript.changed();
+            let changed = s.transcript.changed(&key);
             match s.transcript.after(&key, after).await {
                 Ok(found) if !found.is_empty() => return Ok(found),
                 Ok(_) => {}

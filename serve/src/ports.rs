@@ -365,8 +365,9 @@ pub trait TimerStore: Send + Sync {
 pub trait Transcript: Send + Sync {
     /// A conversation's entries after position `seq`.
     fn after<'a>(&'a self, key: &'a str, seq: u64) -> Fut<'a, Result<Vec<Entry>, StoreError>>;
-    /// Completes when any transcript may have changed since it was called.
-    fn changed(&self) -> Fut<'_, ()>;
+    /// Completes when conversation `key`'s transcript may have changed since it was called
+    /// (a store may also complete it for a change elsewhere; the caller looks again).
+    fn changed<'a>(&'a self, key: &'a str) -> Fut<'a, ()>;
 }
 
 /// Flows' http requests waiting to be made. An item committed again while the first copy
