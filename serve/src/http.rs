@@ -274,6 +274,15 @@ async fn post_message(
         s.metrics.reject("too_large");
         return error(StatusCode::PAYLOAD_TOO_LARGE, &format!("a message is at most {MAX_TEXT} characters"));
     }
+    // Control characters (NUL, escape sequences, …) are no one's message: refused, not
+    // passed on to transcripts, logs and platforms. Tabs and line breaks are text.
+    if text.or(button).is_some_and(|t| t.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))) {
+        s.metrics.reject("bad_request");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a message may not contain control characters (tab and line breaks are fine)",
+        );
+    }
     let input = match (text, button) {
         (Some(t), None) => botc_runtime::vm::Input::Text(t.to_string()),
         (None, Some(b)) => botc_runtime::vm::Input::Button(b.to_string()),
@@ -284,7 +293,14 @@ async fn post_message(
     };
     // A name given once is remembered with the conversation's session (the worker fills
     // it in for events without one).
-    let user_name = value.get("user").and_then(Json::as_str).map(|u| u.chars().take(100).collect()).unwrap_or_default();
+    // Names go into messages, transcripts and logs: one line, no controls, and no direction
+    // overrides that would make a name display as something else.
+    let printable = |c: &char| !c.is_control() && !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let user_name = value
+        .get("user")
+        .and_then(Json::as_str)
+        .map(|u| u.chars().filter(printable).take(100).collect::<String>().trim().to_string())
+        .unwrap_or_default();
     // The language: as the page says (`"language": "pt-BR"`), else the browser's first choice.
     let accepted = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let language =

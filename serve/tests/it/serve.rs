@@ -809,3 +809,28 @@ async fn connections_beyond_the_cap_wait_for_one_to_close() {
         .expect("answers");
     assert_eq!(status, 200);
 }
+
+/// Control characters in a message are refused (NUL, an escape sequence, DEL, a C1 control),
+/// tabs and line breaks are text; a user name loses its controls and direction overrides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_are_refused_in_messages_and_stripped_from_names() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    for bad in
+        [r#"{"text": "a\u0000b"}"#, r#"{"text": "\u001b[31mred"}"#, r#"{"button": "x\u007f"}"#, r#"{"text": "\u0085"}"#]
+    {
+        let r = s.post("/api/bots/shop/conversations/c1/messages", bad).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        assert!(r.text().await.expect("body").contains("control characters"), "{bad}");
+    }
+    assert!(transcript(&s, "c1").await.is_empty(), "a refused message started the conversation");
+    let r = s
+        .post(
+            "/api/bots/shop/conversations/c1/messages",
+            r#"{"text": "two\nlines\tand a tab", "user": "A\u202eda\u0007\n"}"#,
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    s.expect("c1", "Hi Ada! Which size?").await;
+    s.expect_user("c1", "two\nlines\tand a tab").await;
+}
