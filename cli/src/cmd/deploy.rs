@@ -282,7 +282,15 @@ async fn counted(
     match target.sessions(bot).await {
         Ok(sessions) => {
             let f = forecast(new, |h| versions.get(h), sessions);
-            print_forecast(&f, versions);
+            let numbers: HashMap<[u8; 32], u64> = target
+                .registry()
+                .versions(bot.into())
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|v| (v.hash, v.number))
+                .collect();
+            print_forecast(&f, &numbers);
             let summary = if f.waiting() == 0 {
                 "no conversation waiting".to_string()
             } else {
@@ -316,7 +324,7 @@ async fn counted(
     }
 }
 
-fn print_forecast(f: &Forecast, versions: &HashMap<[u8; 32], Loaded>) {
+fn print_forecast(f: &Forecast, numbers: &HashMap<[u8; 32], u64>) {
     if f.waiting() == 0 {
         outln!("        no conversation is waiting");
         return;
@@ -330,7 +338,8 @@ fn print_forecast(f: &Forecast, versions: &HashMap<[u8; 32], Loaded>) {
     );
     let width = f.places.keys().map(|(_, p, _)| p.len()).max().unwrap_or(0);
     for ((hash, place, moves), p) in &f.places {
-        let from = versions.get(hash).map_or("?".to_string(), |l| botc_serve::hex(&l.program().hash)[..8].to_string());
+        // The registry's number of the version they wait on (a hash prefix for one it lost).
+        let from = numbers.get(hash).map_or_else(|| botc_serve::hex(hash)[..8].to_string(), |n| format!("v{n}"));
         let what = if *moves { "move on".to_string() } else { format!("start over: {}", p.reason) };
         outln!("          {place:<width$}  {:>7}  (from {from})  {what}", p.count);
     }
@@ -507,7 +516,8 @@ async fn deploy(
     if changed == 0 {
         outln!("nothing to deploy: {env} already runs these flows");
     } else if refused {
-        outln!("some bots were not deployed (see above); `botc diff OLD NEW` shows where conversations wait");
+        let what = if allow.dry_run { "would not be deployed" } else { "were not deployed" };
+        outln!("some bots {what} (see above); `botc diff OLD NEW` shows where conversations wait");
     } else if !allow.dry_run {
         outln!(
             "processes following {env} (`environment = \"{env}\"` in botc.toml, or --environment {env}) load it within seconds"
