@@ -4,6 +4,7 @@
 //! so a Postgres outage delays history and loses none of it.
 
 use botc_serve::ports::{Deploy, FlowRegistry, Fut, HistoryRecord, HistorySink, Source, StoreError, Version};
+use botc_serve::registry_rows::{DEPLOY_COLUMNS, VERSION_COLUMNS, deploy_row, version_row};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -259,7 +260,7 @@ impl FlowRegistry for Postgres {
             .await
             .map_err(db)?;
             tx.commit().await.map_err(db)?;
-            version_row(&row)
+            version_row(&row).map_err(db)
         })
     }
 
@@ -293,7 +294,7 @@ impl FlowRegistry for Postgres {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-            rows.iter().map(version_row).collect()
+            rows.iter().map(|r| version_row(r).map_err(db)).collect()
         })
     }
 
@@ -308,7 +309,7 @@ impl FlowRegistry for Postgres {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-            rows.iter().map(version_row).collect()
+            rows.iter().map(|r| version_row(r).map_err(db)).collect()
         })
     }
 
@@ -376,30 +377,15 @@ impl FlowRegistry for Postgres {
 
     fn deploys(&self, bot: Option<String>, limit: usize) -> Fut<'_, Result<Vec<Deploy>, StoreError>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT seq, bot, environment, from_number, to_number, action, by_whom, plan, at FROM deploys
-                 WHERE $1::TEXT IS NULL OR bot = $1 ORDER BY seq DESC LIMIT $2",
-            )
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE $1::TEXT IS NULL OR bot = $1 ORDER BY seq DESC LIMIT $2"
+            )))
             .bind(bot)
             .bind(limit.min(i64::MAX as usize) as i64)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Deploy {
-                        seq: r.try_get::<i64, _>(0).map_err(db)? as u64,
-                        bot: r.try_get(1).map_err(db)?,
-                        environment: r.try_get(2).map_err(db)?,
-                        from: r.try_get::<Option<i64>, _>(3).map_err(db)?.map(|n| n as u64),
-                        to: r.try_get::<i64, _>(4).map_err(db)? as u64,
-                        action: r.try_get(5).map_err(db)?,
-                        by: r.try_get(6).map_err(db)?,
-                        plan: r.try_get(7).map_err(db)?,
-                        at: r.try_get::<i64, _>(8).map_err(db)? as u64,
-                    })
-                })
-                .collect()
+            rows.iter().map(|r| deploy_row(r).map_err(db)).collect()
         })
     }
 
@@ -436,21 +422,3 @@ impl FlowRegistry for Postgres {
 
 /// The channel a committed deploy is announced on (its payload: the deploy's sequence number).
 pub const DEPLOYS_CHANNEL: &str = "botc_deploys";
-
-const VERSION_COLUMNS: &str = "bot, number, hash, source_commit, source_author, source_message, first_served";
-
-fn version_row(r: &sqlx::postgres::PgRow) -> Result<Version, StoreError> {
-    let hash: String = r.try_get(2).map_err(db)?;
-    Ok(Version {
-        bot: r.try_get(0).map_err(db)?,
-        number: r.try_get::<i64, _>(1).map_err(db)? as u64,
-        hash: botc_serve::unhex(&hash)
-            .ok_or_else(|| StoreError::Io(format!("postgres: a flow hash `{hash}` is not valid")))?,
-        source: Source {
-            commit: r.try_get(3).map_err(db)?,
-            author: r.try_get(4).map_err(db)?,
-            message: r.try_get(5).map_err(db)?,
-        },
-        at: r.try_get::<i64, _>(6).map_err(db)? as u64,
-    })
-}

@@ -253,7 +253,7 @@ impl FlowRegistry for SqliteHistory {
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-            version_row(&row)
+            version_row(&row).map_err(db)
         })
     }
 
@@ -287,7 +287,7 @@ impl FlowRegistry for SqliteHistory {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-            rows.iter().map(version_row).collect()
+            rows.iter().map(|r| version_row(r).map_err(db)).collect()
         })
     }
 
@@ -302,7 +302,7 @@ impl FlowRegistry for SqliteHistory {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-            rows.iter().map(version_row).collect()
+            rows.iter().map(|r| version_row(r).map_err(db)).collect()
         })
     }
 
@@ -361,30 +361,15 @@ impl FlowRegistry for SqliteHistory {
 
     fn deploys(&self, bot: Option<String>, limit: usize) -> Fut<'_, Result<Vec<Deploy>, StoreError>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT seq, bot, environment, from_number, to_number, action, by_whom, plan, at FROM deploys
-                 WHERE ?1 IS NULL OR bot = ?1 ORDER BY seq DESC LIMIT ?2",
-            )
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE ?1 IS NULL OR bot = ?1 ORDER BY seq DESC LIMIT ?2"
+            )))
             .bind(bot)
             .bind(limit.min(i64::MAX as usize) as i64)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Deploy {
-                        seq: r.try_get::<i64, _>(0).map_err(db)? as u64,
-                        bot: r.try_get(1).map_err(db)?,
-                        environment: r.try_get(2).map_err(db)?,
-                        from: r.try_get::<Option<i64>, _>(3).map_err(db)?.map(|n| n as u64),
-                        to: r.try_get::<i64, _>(4).map_err(db)? as u64,
-                        action: r.try_get(5).map_err(db)?,
-                        by: r.try_get(6).map_err(db)?,
-                        plan: r.try_get(7).map_err(db)?,
-                        at: r.try_get::<i64, _>(8).map_err(db)? as u64,
-                    })
-                })
-                .collect()
+            rows.iter().map(|r| deploy_row(r).map_err(db)).collect()
         })
     }
 
@@ -413,21 +398,47 @@ impl FlowRegistry for SqliteHistory {
     }
 }
 
-const VERSION_COLUMNS: &str = "bot, number, hash, source_commit, source_author, source_message, first_served";
+/// The registry's columns of a version and of a deploy, in the order [`version_row`] and
+/// [`deploy_row`] read them: the same in SQLite and Postgres.
+pub const VERSION_COLUMNS: &str = "bot, number, hash, source_commit, source_author, source_message, first_served";
+pub const DEPLOY_COLUMNS: &str = "seq, bot, environment, from_number, to_number, action, by_whom, plan, at";
 
-fn version_row(r: &sqlx::sqlite::SqliteRow) -> Result<Version, StoreError> {
-    let hash: String = r.try_get(2).map_err(db)?;
+/// A version from a row of [`VERSION_COLUMNS`], in either database.
+pub fn version_row<'r, R>(r: &'r R) -> Result<Version, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let hash: String = r.try_get(2)?;
     Ok(Version {
-        bot: r.try_get(0).map_err(db)?,
-        number: r.try_get::<i64, _>(1).map_err(db)? as u64,
-        hash: unhex(&hash)
-            .ok_or_else(|| StoreError::Io(format!("history database: a flow hash `{hash}` is not valid")))?,
-        source: Source {
-            commit: r.try_get(3).map_err(db)?,
-            author: r.try_get(4).map_err(db)?,
-            message: r.try_get(5).map_err(db)?,
-        },
-        at: r.try_get::<i64, _>(6).map_err(db)? as u64,
+        bot: r.try_get(0)?,
+        number: r.try_get::<i64, _>(1)? as u64,
+        hash: unhex(&hash).ok_or_else(|| sqlx::Error::Decode(format!("a flow hash `{hash}` is not valid").into()))?,
+        source: Source { commit: r.try_get(3)?, author: r.try_get(4)?, message: r.try_get(5)? },
+        at: r.try_get::<i64, _>(6)? as u64,
+    })
+}
+
+/// A deploy from a row of [`DEPLOY_COLUMNS`], in either database.
+pub fn deploy_row<'r, R>(r: &'r R) -> Result<Deploy, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Deploy {
+        seq: r.try_get::<i64, _>(0)? as u64,
+        bot: r.try_get(1)?,
+        environment: r.try_get(2)?,
+        from: r.try_get::<Option<i64>, _>(3)?.map(|n| n as u64),
+        to: r.try_get::<i64, _>(4)? as u64,
+        action: r.try_get(5)?,
+        by: r.try_get(6)?,
+        plan: r.try_get(7)?,
+        at: r.try_get::<i64, _>(8)? as u64,
     })
 }
 

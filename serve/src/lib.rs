@@ -30,6 +30,10 @@ pub use bots::{Bots, Catalog};
 pub use dispatch::{Dispatcher, HttpClient};
 pub use embedded::{Embedded, OpenError, partition_of};
 pub use event::{EVENT_VERSION, Event};
+/// The flow registry's rows, read the same way from SQLite and Postgres.
+pub mod registry_rows {
+    pub use super::history::{DEPLOY_COLUMNS, VERSION_COLUMNS, deploy_row, version_row};
+}
 pub use history::{SqliteHistory, buttons_json, direction_name, hex, history_path, record_from_columns, unhex};
 pub use http::{Gateway, Ops};
 pub use metrics::Metrics;
