@@ -251,19 +251,21 @@ async fn load(flows: &dyn FlowRegistry, bot: &str, hash: [u8; 32]) -> Result<Res
     })
 }
 
-/// Follows `environment` for as long as the process runs: each deploy (any process's) is
-/// loaded within seconds of its commit. A registry that cannot be reached is tried again
+/// Follows `environment` for as long as the process runs, from deploy `seen` (already
+/// followed; `None`: nothing followed yet): each deploy (any process's) is loaded within
+/// seconds of its commit. A registry that cannot be reached is tried again
 /// with back-off; the process serves what it has meanwhile.
 pub async fn watch(
     bots: Arc<Bots>,
     flows: Arc<dyn FlowRegistry>,
     environment: String,
+    seen: Option<u64>,
     clock: Arc<dyn botc_runtime::clock::Clock>,
     metrics: Arc<super::Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     tokio::select! {
-        _ = follow_forever(&bots, &*flows, &environment, &*clock, &metrics) => {}
+        _ = follow_forever(&bots, &*flows, &environment, seen, &*clock, &metrics) => {}
         _ = super::supervise::until_stopped(&mut stop) => {}
     }
 }
@@ -272,12 +274,12 @@ async fn follow_forever(
     bots: &Bots,
     flows: &dyn FlowRegistry,
     environment: &str,
+    mut seen: Option<u64>,
     clock: &dyn botc_runtime::clock::Clock,
     metrics: &super::Metrics,
 ) {
-    // The deploy last followed: read before following, so a deploy made in between is
-    // followed again rather than missed.
-    let mut seen: Option<u64> = None;
+    // `seen`: the deploy last followed, read before following, so a deploy made in between
+    // is followed again rather than missed.
     let mut failures = 0;
     loop {
         let step = async {

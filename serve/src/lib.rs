@@ -327,13 +327,21 @@ pub async fn serve_with(
     let mut finishing = Vec::new();
     let mut aborting = Vec::new();
     if let Some(env) = &options.environment {
-        if let Err(e) = bots.follow(&*ports.flows, env).await {
+        // The environment's versions before anything is served; the watch goes on from the
+        // deploy read here (read first, so one made meanwhile is not missed).
+        let seen = match ports.flows.last_deploy().await {
+            Ok(seq) => bots.follow(&*ports.flows, env).await.map(|_| Some(seq)),
+            Err(e) => Err(e),
+        };
+        let seen = seen.unwrap_or_else(|e| {
             tracing::error!(environment = %env, error = %e, "cannot load the environment's flow versions; serving the flow files until it can");
-        }
+            None
+        });
         let watch = bots::watch(
             bots.clone(),
             ports.flows.clone(),
             env.clone(),
+            seen,
             clock.clone(),
             metrics.clone(),
             supervision.stop.clone(),

@@ -256,9 +256,18 @@ struct Plan {
     restarts: bool,
 }
 
-async fn plan(target: &Target, bot: &str, current: Option<&Loaded>, new: &Loaded) -> Result<Plan, String> {
-    let versions = known_versions(target.registry(), bot).await.map_err(|e| e.to_string())?;
-    let plan = counted(target, bot, current, new, &versions).await?;
+/// `versions`: the bot's versions as the registry lists them (for their numbers).
+async fn plan(
+    target: &Target,
+    bot: &str,
+    current: Option<&Version>,
+    new: &Loaded,
+    versions: &[Version],
+) -> Result<Plan, String> {
+    let programs = known_versions(target.registry(), bot).await.map_err(|e| e.to_string())?;
+    let current = current.and_then(|v| programs.get(&v.hash));
+    let numbers: HashMap<[u8; 32], u64> = versions.iter().map(|v| (v.hash, v.number)).collect();
+    let plan = counted(target, bot, current, new, &programs, &numbers).await?;
     // The deploy's record also keeps `botc diff`'s verdict against the version it replaces.
     let verdict = match current {
         None => "first version".to_string(),
@@ -277,20 +286,13 @@ async fn counted(
     bot: &str,
     current: Option<&Loaded>,
     new: &Loaded,
-    versions: &HashMap<[u8; 32], Loaded>,
+    programs: &HashMap<[u8; 32], Loaded>,
+    numbers: &HashMap<[u8; 32], u64>,
 ) -> Result<Plan, String> {
     match target.sessions(bot).await {
         Ok(sessions) => {
-            let f = forecast(new, |h| versions.get(h), sessions);
-            let numbers: HashMap<[u8; 32], u64> = target
-                .registry()
-                .versions(bot.into())
-                .await
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|v| (v.hash, v.number))
-                .collect();
-            print_forecast(&f, &numbers);
+            let f = forecast(new, |h| programs.get(h), sessions);
+            print_forecast(&f, numbers);
             let summary = if f.waiting() == 0 {
                 "no conversation waiting".to_string()
             } else {
@@ -353,6 +355,8 @@ struct Move<'a> {
     register: Option<&'a Source>,
     number: Option<u64>,
     action: &'static str,
+    /// The bot's versions in the registry.
+    versions: &'a [Version],
 }
 
 /// Plans and (unless dry or refused) makes one move; true when it was refused.
@@ -365,13 +369,7 @@ async fn make(
 ) -> Result<bool, String> {
     let r = target.registry();
     let env = &target.environment;
-    let current_program = match current {
-        Some(v) => {
-            r.program(m.bot.into(), v.hash).await.map_err(|e| e.to_string())?.and_then(|b| Loaded::from_bytes(&b).ok())
-        }
-        None => None,
-    };
-    let plan = plan(target, m.bot, current_program.as_ref(), m.program).await?;
+    let plan = plan(target, m.bot, current, m.program, m.versions).await?;
     if plan.restarts && !allow.restarts {
         outln!("        refused: conversations would start over (pass --allow-restarts to deploy anyway)");
         return Ok(true);
@@ -510,6 +508,7 @@ async fn deploy(
             register: known.is_none().then_some(source),
             number: known.map(|v| v.number),
             action: "deploy",
+            versions: &existing,
         };
         refused |= make(target, m, current.get(&b.id), allow, now).await?;
     }
@@ -597,7 +596,8 @@ async fn rollback(target: &Target, bot: &str, to: Option<u64>, allow: &Allow) ->
         describe(&current),
         describe(version)
     );
-    let m = Move { bot, program: &program, register: None, number: Some(number), action: "rollback" };
+    let m =
+        Move { bot, program: &program, register: None, number: Some(number), action: "rollback", versions: &versions };
     make(target, m, Some(&current), allow, now()).await
 }
 
