@@ -207,20 +207,41 @@ fn steps_of(url: &str) -> Option<u64> {
 /// must be taken: a refusal or no answer fails the test.
 async fn send_all(base: &str, chats: usize, total: usize) -> Vec<usize> {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    let claimed = AtomicUsize::new(0);
+    send_while(
+        base,
+        chats,
+        Duration::ZERO,
+        std::sync::Arc::new(move || claimed.fetch_add(1, Ordering::Relaxed) < total),
+    )
+    .await
+}
+
+/// Sends messages over `chats` conversations, each conversation's in order and at most one
+/// per `pace`, the conversations at once, for as long as `more()` says; counts each
+/// conversation's acknowledged messages. Every one must be taken.
+async fn send_while(
+    base: &str,
+    chats: usize,
+    pace: Duration,
+    more: std::sync::Arc<dyn Fn() -> bool + Send + Sync>,
+) -> Vec<usize> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
-    let claimed = std::sync::Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for c in 0..chats {
-        let (client, base, claimed) = (client.clone(), base.to_string(), claimed.clone());
+        let (client, base, more) = (client.clone(), base.to_string(), more.clone());
         tasks.push(tokio::spawn(async move {
             let mut acked = 0;
-            while claimed.fetch_add(1, Ordering::Relaxed) < total {
+            while more() {
                 let url = format!("{base}/api/bots/echo/conversations/c{c}/messages");
                 let body = format!("{{\"text\": \"m{c}-{acked}\"}}");
                 match client.post(url).header("content-type", "application/json").body(body).send().await {
                     Ok(r) if r.status() == 202 => acked += 1,
                     Ok(r) => panic!("the gateway refused a message: {}", r.status()),
                     Err(e) => panic!("the gateway did not answer: {e}"),
+                }
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
                 }
             }
             acked
@@ -851,33 +872,6 @@ fn a_role_refuses_a_bad_config_before_connecting() {
     }
 }
 
-/// Sends messages over `chats` conversations (each conversation's in order, the
-/// conversations at once, each at most 20 a second so a debug build's workers keep up)
-/// until `stop`, then counts each conversation's acknowledged messages. Every one must be
-/// taken.
-async fn send_until(base: &str, chats: usize, stop: &std::sync::atomic::AtomicBool) -> Vec<usize> {
-    use std::sync::atomic::Ordering;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
-    let sends = (0..chats).map(|c| {
-        let client = client.clone();
-        async move {
-            let mut acked = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let url = format!("{base}/api/bots/echo/conversations/c{c}/messages");
-                let body = format!("{{\"text\": \"m{c}-{acked}\"}}");
-                match client.post(url).header("content-type", "application/json").body(body).send().await {
-                    Ok(r) if r.status() == 202 => acked += 1,
-                    Ok(r) => panic!("the gateway refused a message: {}", r.status()),
-                    Err(e) => panic!("the gateway did not answer: {e}"),
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            acked
-        }
-    });
-    futures_util::future::join_all(sends).await
-}
-
 /// `botc deploy` from a git repository while messages flow through a gateway and two
 /// workers that follow `production`: every worker serves the new version within seconds of
 /// the deploy, every acknowledged message is answered exactly once (by the version the
@@ -908,9 +902,12 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
     let answered = |conv: &str, text: &str| {
         rt.block_on(crate::echo_transcript(&client, &base, conv)).iter().any(|m| m["text"] == text)
     };
-    let stop = AtomicBool::new(false);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
     let acked = std::thread::scope(|scope| {
-        let load = scope.spawn(|| rt.block_on(send_until(&base, CHATS, &stop)));
+        // At most 20 messages a second per conversation, so a debug build's workers keep up.
+        let going = stop.clone();
+        let more = std::sync::Arc::new(move || !going.load(Ordering::Relaxed));
+        let load = scope.spawn(|| rt.block_on(send_while(&base, CHATS, Duration::from_millis(50), more)));
         // Mid-load: every conversation has been answered by the old version.
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(0..CHATS).all(|c| answered(&format!("c{c}"), &format!("echo m{c}-1"))) {

@@ -793,13 +793,8 @@ async fn connections_beyond_the_cap_wait_for_one_to_close() {
     let hog = tokio::net::TcpStream::connect(&addr).await.expect("connects");
     let url = format!("{}/healthz", s.base);
     let client = reqwest::Client::new();
-    let waiting = tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) });
-    let early = tokio::time::timeout(std::time::Duration::from_millis(500), async {
-        while !waiting.is_finished() {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    let mut waiting = tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) });
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut waiting).await;
     assert!(early.is_err(), "a second connection was served while the cap was taken");
     drop(hog);
     let status = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)

@@ -428,12 +428,27 @@ async fn worker_processes_share_the_partitions_fairly() {
     assert_eq!(holds.of("b"), 4, "b took over a's partitions once a went quiet");
 }
 
+/// `bot`'s first deploy to production, to version `to`.
+fn first_deploy(bot: &str, to: u64) -> botc_serve::ports::Deploy {
+    botc_serve::ports::Deploy {
+        seq: 0,
+        bot: bot.into(),
+        environment: "production".into(),
+        from: None,
+        to,
+        action: "deploy".into(),
+        by: "test".into(),
+        plan: String::new(),
+        at: 3,
+    }
+}
+
 /// A process that meets a conversation pinned to a flow version it has not loaded reads it
 /// from the registry (following the environment first, which may have moved to it) and
 /// never guesses: a version the registry does not hold stays unknown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_a_session_is_pinned_to_is_loaded_from_the_registry_never_guessed() {
-    use botc_serve::ports::{Deploy, FlowRegistry, Source};
+    use botc_serve::ports::{FlowRegistry, Source};
     let dir = tempfile::tempdir().expect("dir");
     let registry = registry(dir.path()).await;
     let v1 = Arc::new(load(FLOW));
@@ -443,18 +458,7 @@ async fn a_version_a_session_is_pinned_to_is_loaded_from_the_registry_never_gues
         let v = registry.register("shop".into(), p.hash, p.encode(), Source::default(), n).await.expect("register");
         assert_eq!(v.number, n);
     }
-    let point = |env: &str, to| Deploy {
-        seq: 0,
-        bot: "shop".into(),
-        environment: env.into(),
-        from: None,
-        to,
-        action: "deploy".into(),
-        by: "test".into(),
-        plan: String::new(),
-        at: 3,
-    };
-    registry.point(point("production", 2)).await.expect("deploy");
+    registry.point(first_deploy("shop", 2)).await.expect("deploy");
 
     // Following `production`: the environment moved to the session's version, so that is
     // now the version served (the session is stepped on it, not migrated back).
@@ -481,27 +485,16 @@ async fn a_version_a_session_is_pinned_to_is_loaded_from_the_registry_never_gues
 /// upgrade) holds back only its own bot: the others follow their environment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployed_version_that_does_not_verify_holds_back_only_its_bot() {
-    use botc_serve::ports::{Deploy, FlowRegistry, Source};
+    use botc_serve::ports::{FlowRegistry, Source};
     let dir = tempfile::tempdir().expect("dir");
     let registry = registry(dir.path()).await;
     let v1 = Arc::new(load(FLOW));
     let v2 = load(&FLOW.replace("Which size?", "Which size, please?"));
-    let deploy = |bot: &str, to| Deploy {
-        seq: 0,
-        bot: bot.into(),
-        environment: "production".into(),
-        from: None,
-        to,
-        action: "deploy".into(),
-        by: "test".into(),
-        plan: String::new(),
-        at: 3,
-    };
     let p = v2.program();
     registry.register("shop".into(), p.hash, p.encode(), Source::default(), 1).await.expect("register");
-    registry.point(deploy("shop", 1)).await.expect("deploy");
+    registry.point(first_deploy("shop", 1)).await.expect("deploy");
     registry.register("other".into(), [5; 32], b"not bytecode".to_vec(), Source::default(), 1).await.expect("register");
-    registry.point(deploy("other", 1)).await.expect("deploy");
+    registry.point(first_deploy("other", 1)).await.expect("deploy");
     let bots = Bots::new(vec![Bot::web("shop", "Shop", v1.clone()), Bot::web("other", "Other", v1.clone())]);
     assert_eq!(bots.follow(&*registry, "production").await.expect("follows"), 1, "one bot moved");
     let now = bots.snapshot();
