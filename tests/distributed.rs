@@ -5,7 +5,6 @@
 //! is answered exactly once, in order, also when a worker is killed with SIGKILL.
 
 use crate::{banner_url, root};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,8 +37,7 @@ fn start_env(args: &[&str], stdin: Stdio, env: &[(String, String)]) -> (Child, S
         .stderr(Stdio::inherit())
         .spawn()
         .expect("botc starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+    let line = crate::first_line(&mut child, &format!("botc {args:?}"));
     assert!(!line.is_empty(), "botc {args:?} printed nothing (see its errors above)");
     (child, line)
 }
@@ -51,7 +49,7 @@ impl Drop for Schema {
     fn drop(&mut self) {
         let _ = Command::new("psql")
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0))
+            .arg(format!("SET lock_timeout = '30s'; DROP SCHEMA IF EXISTS {} CASCADE", self.0))
             .stderr(Stdio::null())
             .status();
     }
@@ -70,10 +68,9 @@ impl Drop for Prefix {
 }
 
 fn psql(query: &str) -> String {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc", query])
-        .output()
-        .expect("psql runs");
+    let mut cmd = Command::new("psql");
+    cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc", query]);
+    let out = crate::output_within(&mut cmd, 60);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -194,12 +191,23 @@ impl Drop for Workers {
     }
 }
 
-/// `botc_steps_total` of the role whose HTTP is at `url` (`None` when it does not answer).
-fn steps_of(url: &str) -> Option<u64> {
+/// The sample `series` (name and labels) of the role whose HTTP is at `url` (`None` when it
+/// does not answer or has no such series).
+fn metric(url: &str, series: &str) -> Option<u64> {
     let metrics = Command::new("curl").args(["-s", "--max-time", "5", &format!("{url}/metrics")]).output().ok()?;
     String::from_utf8_lossy(&metrics.stdout)
         .lines()
-        .find_map(|l| l.strip_prefix("botc_steps_total ").and_then(|n| n.trim().parse::<u64>().ok()))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
+}
+
+/// `botc_steps_total` of the role whose HTTP is at `url`.
+fn steps_of(url: &str) -> Option<u64> {
+    metric(url, "botc_steps_total")
+}
+
+/// The version of `bot` the role whose HTTP is at `url` serves.
+fn version_of(url: &str, bot: &str) -> Option<u64> {
+    metric(url, &format!("botc_flow_version{{bot=\"{bot}\"}}"))
 }
 
 /// Sends `total` messages over `chats` conversations (each conversation's in order, the
@@ -893,17 +901,30 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
     let (gateway, banner) = d.role("gateway");
     d.procs.0.push(gateway);
     let base = banner_url(&banner).expect("gateway url");
-    for role in ["scheduler", "worker", "worker"] {
-        let (child, _) = d.role(role);
+    let (scheduler, _) = d.role("scheduler");
+    d.procs.0.push(scheduler);
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let (child, banner) = d.role("worker");
         d.procs.0.push(child);
+        workers.push(banner_url(&banner).expect("worker url"));
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let client = reqwest::Client::new();
+    let client = crate::client();
     let answered = |conv: &str, text: &str| {
         rt.block_on(crate::echo_transcript(&client, &base, conv)).iter().any(|m| m["text"] == text)
     };
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    /// Stops the load however the scope ends: a failed check must not leave it running (the
+    /// scope waits for it).
+    struct StopOnDrop(std::sync::Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     let acked = std::thread::scope(|scope| {
+        let _stop = StopOnDrop(stop.clone());
         // At most 20 messages a second per conversation, so a debug build's workers keep up.
         let going = stop.clone();
         let more = std::sync::Arc::new(move || !going.load(Ordering::Relaxed));
@@ -911,7 +932,11 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
         // Mid-load: every conversation has been answered by the old version.
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(0..CHATS).all(|c| answered(&format!("c{c}"), &format!("echo m{c}-1"))) {
-            assert!(Instant::now() < deadline, "the load did not get going");
+            assert!(
+                Instant::now() < deadline,
+                "the load did not get going: c0 has {:?}",
+                rt.block_on(crate::echo_transcript(&client, &base, "c0"))
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         eprintln!("load running; deploying");
@@ -921,14 +946,19 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
         assert_eq!(out.status.code(), Some(0), "{said}{}", String::from_utf8_lossy(&out.stderr));
         assert!(said.contains(" move on, 0 start over"), "every waiting conversation moves: {said}");
         let deployed = Instant::now();
-        // Every worker follows within seconds: probes on every partition get the new answer.
+        // Every worker follows within seconds: each says it serves v2 ...
+        for url in &workers {
+            while version_of(url, "echo") != Some(2) {
+                assert!(deployed.elapsed() < Duration::from_secs(30), "{url} still serves v1 30 s after the deploy");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        eprintln!("every worker serves v2 {:?} after the deploy", deployed.elapsed());
+        // ... and does: from now on, new conversations on every partition get the new answer.
         for p in 0..16 {
             let conv = format!("probe{p}");
             for text in ["hi", "ping"] {
-                let url = format!("{base}/api/bots/echo/conversations/{conv}/messages");
-                let body = format!("{{\"text\": \"{text}\"}}");
-                let r = rt.block_on(client.post(url).header("content-type", "application/json").body(body).send());
-                assert_eq!(r.expect("post").status(), 202);
+                assert_eq!(rt.block_on(post(&client, &base, &conv, text)).0, 202);
             }
             while !answered(&conv, "echo2 ping") {
                 assert!(!answered(&conv, "echo ping"), "{conv}: answered by the old version after the deploy");
@@ -936,7 +966,7 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        eprintln!("every partition served the new version {:?} after the deploy", deployed.elapsed());
+        eprintln!("every partition served v2 {:?} after the deploy", deployed.elapsed());
         // Each conversation answered by the new version, then the load stops.
         while !(0..CHATS).all(|c| {
             rt.block_on(crate::echo_transcript(&client, &base, &format!("c{c}")))
@@ -988,16 +1018,20 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
     // The load's conversations and the probes, all waiting where v1 has the same question.
     let waiting = CHATS + 16;
     assert!(said.contains(&format!("{waiting} waiting conversation(s): {waiting} move on, 0 start over")), "{said}");
+    let rolled_back = Instant::now();
+    for url in &workers {
+        while version_of(url, "echo") != Some(1) {
+            assert!(rolled_back.elapsed() < Duration::from_secs(30), "{url} still serves v2 30 s after the rollback");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     let conv = "after-rollback";
     for text in ["hi", "ping"] {
-        let url = format!("{base}/api/bots/echo/conversations/{conv}/messages");
-        let body = format!("{{\"text\": \"{text}\"}}");
-        let r = rt.block_on(client.post(url).header("content-type", "application/json").body(body).send());
-        assert_eq!(r.expect("post").status(), 202);
+        assert_eq!(rt.block_on(post(&client, &base, conv, text)).0, 202);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while !answered(conv, "echo ping") {
-        assert!(Instant::now() < deadline, "the rollback was not followed within 30 s");
+        assert!(Instant::now() < deadline, "{conv}: not answered by v1 within 30 s of the rollback");
         std::thread::sleep(Duration::from_millis(50));
     }
     let deploys = botc_in(dir.path(), &["deploys", "--config", &d.config]);

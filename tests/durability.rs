@@ -61,7 +61,7 @@ fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
 
     let (mut server, banner) = start_serve_in(&args, data.path(), false);
     let base = banner_url(&banner).expect("url");
-    let client = reqwest::Client::new();
+    let client = crate::client();
     let deadline = Instant::now() + Duration::from_secs(30);
     for (c, &n) in acked.iter().enumerate() {
         let last = if n > 1 { format!("echo m{c}-{}", n - 1) } else { "Say something".into() };

@@ -34,12 +34,28 @@ pub fn root() -> PathBuf {
 
 /// Runs the real `botc` binary from the repository root.
 pub fn botc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_botc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("botc runs")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_botc"));
+    cmd.args(args).current_dir(root()).env("NO_COLOR", "1");
+    output_within(&mut cmd, 120)
+}
+
+/// Runs `cmd` to its end, as `Command::output` does, but kills it and fails the test if it
+/// takes more than `seconds`: a command that hangs fails the test instead of hanging it.
+pub fn output_within(cmd: &mut Command, seconds: u64) -> Output {
+    use std::process::Stdio;
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("it starts");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(seconds)) {
+        Ok(out) => out.expect("its output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("{cmd:?} did not finish within {seconds} s and was killed");
+        }
+    }
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -79,7 +95,6 @@ pub fn start_serve(args: &[&str], capture_stderr: bool) -> (std::process::Child,
 
 /// Starts `botc serve` with `args` on the data directory `data` and reads its banner.
 pub fn start_serve_in(args: &[&str], data: &std::path::Path, capture_stderr: bool) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
     let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))
         .arg("serve")
         .args(args)
@@ -90,9 +105,35 @@ pub fn start_serve_in(args: &[&str], data: &std::path::Path, capture_stderr: boo
         .stderr(if capture_stderr { std::process::Stdio::piped() } else { std::process::Stdio::null() })
         .spawn()
         .expect("botc serve starts");
-    let mut banner = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+    let banner = first_line(&mut server, "botc serve");
     (server, banner)
+}
+
+/// An HTTP client for the tests: every request ends within 30 s, answered or not, so a
+/// server that stops answering fails the test instead of hanging it.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().expect("client")
+}
+
+/// The first line `child` prints on stdout, waiting at most 60 s for it: a process that
+/// hangs before its banner is killed and fails the test instead of hanging it.
+pub fn first_line(child: &mut std::process::Child, what: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} printed nothing within 60 s and was killed (see its errors above)");
+        }
+    }
 }
 
 /// The URL in `botc serve`'s banner, without a trailing slash.

@@ -74,11 +74,9 @@ fn a_telegram_bot_answers_through_the_api_and_no_secret_reaches_the_logs() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let mut banner = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().expect("stdout")), &mut banner)
-        .expect("banner");
+    let banner = crate::first_line(&mut server, "botc serve");
     let base = banner_url(&banner).expect("url");
-    let client = reqwest::Client::new();
+    let client = crate::client();
     let update = r#"{"update_id":5,"message":{"message_id":1,"from":{"id":42,"first_name":"Ada"},"chat":{"id":42,"type":"private"},"text":"hi"}}"#;
     let post = |secret: &'static str| {
         let (client, url) = (client.clone(), format!("{base}/webhooks/telegram/pizza"));
@@ -154,9 +152,7 @@ fn load_signs_telegram_updates_and_the_fake_platform_prints_the_replies() {
             .spawn()
             .expect("starts"),
     );
-    let mut banner = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().expect("stdout")), &mut banner)
-        .expect("banner");
+    let banner = crate::first_line(&mut server.0, "botc serve");
     let base = banner_url(&banner).expect("url");
     let o = Command::new(env!("CARGO_BIN_EXE_botc"))
         .args(["load", &base, "--bot", "pizza", "--platform", "telegram", "--secret-env", "LOAD_SECRET"])

@@ -15,13 +15,9 @@ const ECHO_RENAMED: &str = "flow: echo\nstart: hear\nvars:\n  t: text\nnodes:\n 
 
 /// Runs `botc ARGS` in `dir` (as an author in their repository would).
 pub fn botc_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_botc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("USER", "ada")
-        .output()
-        .expect("botc runs")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_botc"));
+    cmd.args(args).current_dir(dir).env("NO_COLOR", "1").env("USER", "ada");
+    crate::output_within(&mut cmd, 120)
 }
 
 pub fn git(dir: &Path, args: &[&str]) {
@@ -72,7 +68,6 @@ struct Server {
 
 impl Server {
     fn start(repo: &Path) -> Server {
-        use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
             .args(["serve", "flows", "--data-dir", "data", "--environment", "production", "--listen", "127.0.0.1:0"])
             .current_dir(repo)
@@ -81,8 +76,7 @@ impl Server {
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("botc serve starts");
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut banner).expect("banner");
+        let banner = crate::first_line(&mut child, "botc serve");
         let base = banner_url(&banner).unwrap_or_else(|| panic!("no URL in the banner {banner:?}"));
         Server { child, base }
     }

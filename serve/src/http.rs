@@ -395,26 +395,25 @@ async fn get_messages(
     };
     let key = super::event::key(&bot, "web", &conversation);
     // A long poll holds a connection: it ends after `wait` seconds of real time whatever
-    // the clock says, like any network timeout.
-    let poll = async {
-        loop {
-            // Listen before looking, so an entry written meanwhile wakes this request.
-            let changed = s.transcript.changed(&key);
-            match s.transcript.after(&key, after).await {
-                Ok(found) if !found.is_empty() => return Ok(found),
-                Ok(_) => {}
-                Err(e) => return Err(e),
+    // the clock says, like any network timeout. Only the waiting is timed: each read runs to
+    // its end, so `wait=0` is one complete read, however long the store takes.
+    let expired = tokio::time::sleep(std::time::Duration::from_secs(wait));
+    tokio::pin!(expired);
+    let entries = loop {
+        // Listen before looking, so an entry written meanwhile wakes this request.
+        let changed = s.transcript.changed(&key);
+        match s.transcript.after(&key, after).await {
+            Ok(found) if !found.is_empty() => break found,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a transcript");
+                return unavailable("botc cannot read messages right now; retry");
             }
-            changed.await;
         }
-    };
-    let entries = match tokio::time::timeout(std::time::Duration::from_secs(wait), poll).await {
-        Ok(Ok(found)) => found,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot read a transcript");
-            return unavailable("botc cannot read messages right now; retry");
+        tokio::select! {
+            _ = changed => {}
+            _ = &mut expired => break Vec::new(),
         }
-        Err(_) => Vec::new(),
     };
     let list: Vec<Json> = entries.iter().map(entry_json).collect();
     axum::Json(json!({ "messages": list })).into_response()
