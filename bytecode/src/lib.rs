@@ -5,6 +5,7 @@
 //! VM runs. The format is documented in docs/bytecode.md; the verifier's guarantees are listed
 //! in [`verify`].
 
+pub mod answers;
 pub mod disasm;
 pub mod format;
 pub mod op;

@@ -10,7 +10,7 @@
 
 use crate::session::{Frame, Session, State};
 use crate::value::Value;
-use botc_bytecode::{self as bc, BinOp, Builtin, Expect, Func, NONE, Op, UnOp, Verified};
+use botc_bytecode::{self as bc, BinOp, Builtin, Expect, Func, NONE, Op, UnOp, Verified, answers};
 use serde_json::Value as Json;
 use std::fmt;
 
@@ -480,19 +480,15 @@ impl<'a> Machine<'a> {
         let text = answer.trim();
         let value = match a.expect {
             Expect::Text => Some(Value::Text(text.to_string())),
-            Expect::Number => text.parse::<f64>().ok().filter(|n| n.is_finite()).map(Value::Num),
-            Expect::Integer => text.parse::<i64>().ok().map(Value::Int),
-            Expect::Boolean => match text.to_ascii_lowercase().as_str() {
-                "yes" | "y" | "true" => Some(Value::Bool(true)),
-                "no" | "n" | "false" => Some(Value::Bool(false)),
-                _ => None,
-            },
-            Expect::Email => is_email(text).then(|| Value::Text(text.to_string())),
+            Expect::Number => answers::number(text).map(Value::Num),
+            Expect::Integer => answers::integer(text).map(Value::Int),
+            Expect::Boolean => answers::boolean(text).map(Value::Bool),
+            Expect::Email => answers::is_email(text).then(|| Value::Text(text.to_string())),
             Expect::Choice => a
                 .choices
                 .iter()
                 .map(|&c| self.prog().text(c))
-                .find(|c| same_words(c, text))
+                .find(|c| answers::same_words(c, text))
                 .map(|c| Value::Text(c.to_string())),
             Expect::Regex { pattern } => {
                 let re = self
@@ -957,11 +953,6 @@ fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, Error> {
     })
 }
 
-/// Whether two texts are equal ignoring case, in any script (`CRÈME` is `crème`).
-fn same_words(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
-}
-
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -973,14 +964,4 @@ fn url_encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// `name@domain.tld`: one `@`, something on each side, a dot in the domain, no spaces.
-fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
-    !local.is_empty()
-        && !domain.contains('@')
-        && !s.chars().any(char::is_whitespace)
-        && domain.split('.').count() >= 2
-        && domain.split('.').all(|part| !part.is_empty())
 }
