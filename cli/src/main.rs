@@ -52,7 +52,8 @@ struct Cli {
 enum Command {
     /// Check flows for mistakes (files, or directories searched for .yaml/.yml/.flow files)
     Check {
-        #[arg(required = true)]
+        /// Flow files, or directories searched for them
+        #[arg(required_unless_present = "explain")]
         paths: Vec<PathBuf>,
         /// How to print diagnostics
         #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -60,6 +61,9 @@ enum Command {
         /// Exit with status 1 when there are warnings, too
         #[arg(long)]
         deny_warnings: bool,
+        /// Explain a diagnostic code (like E0401), with a wrong and a fixed example
+        #[arg(long, value_name = "CODE", conflicts_with_all = ["paths", "deny_warnings"])]
+        explain: Option<String>,
     },
     /// Compile flows to verified bytecode: one self-contained .botc per file, plus manifest.json
     Compile {
@@ -410,7 +414,10 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check { paths, format, deny_warnings } => cmd::check::check(&paths, format, deny_warnings),
+        Command::Check { explain: Some(code), .. } => cmd::check::explain(&code),
+        Command::Check { paths, format, deny_warnings, explain: None } => {
+            cmd::check::check(&paths, format, deny_warnings)
+        }
         Command::Graph { file, format } => cmd::graph::graph(&file, format),
         Command::DumpIr { file } => cmd::dump_ir::dump_ir(&file),
         Command::Compile { paths, out, debug } => cmd::compile::compile_cmd(&paths, &out, debug),

@@ -256,6 +256,9 @@ impl NodeKind {
     }
 }
 
+/// The namespaces of the built-in variables (`user.name`, `event.text`, `bot.id`): read-only.
+pub const BUILTIN_NAMESPACES: [&str; 3] = ["user", "event", "bot"];
+
 /// Node kind keywords, in the order the docs list them.
 pub const NODE_KINDS: [&str; 11] =
     ["say", "ask", "branch", "set", "call", "return", "http", "handoff", "wait", "goto", "end"];

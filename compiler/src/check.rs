@@ -26,9 +26,12 @@ pub fn check(program: Program, mut diags: Vec<Diagnostic>) -> (Result<CheckedPro
         let reachable = reachability(flow, &mut diags);
         loops(&program, flow, &mut diags);
         assignment(flow, &reachable, &mut diags);
+        reminders(flow, &reachable, &mut diags);
+        crate::values::impossible_cases(flow, &reachable, &mut diags);
         limits(&program, flow, &mut diags);
     }
     recursion(&program, &mut diags);
+    unused_subflows(&program, &mut diags);
     let ok = !diags.iter().any(Diagnostic::is_error);
     (if ok { Ok(CheckedProgram { program }) } else { Err(program) }, diags)
 }
@@ -84,7 +87,10 @@ fn reachability(flow: &Flow, diags: &mut Vec<Diagnostic>) -> Vec<bool> {
 fn loops(program: &Program, flow: &Flow, diags: &mut Vec<Diagnostic>) {
     let waits = |id: NodeId| {
         let kind = &flow.node(id).kind;
+        // A call to a sub-flow that does not exist (reported already) is not held against
+        // the loop.
         kind.waits()
+            || matches!(kind, NodeKind::Call { flow: None, .. })
             || matches!(kind, NodeKind::Call { flow: Some(callee), .. } if program.flows[callee.0 as usize].graph.node_weights().any(|n| n.kind.waits()))
     };
     for scc in tarjan_scc(&flow.graph) {
@@ -97,17 +103,57 @@ fn loops(program: &Program, flow: &Flow, diags: &mut Vec<Diagnostic>) {
         if ids.iter().any(|&id| waits(id)) {
             continue;
         }
-        let first = flow.node(ids[0]);
-        let cycle: Vec<&str> = ids.iter().map(|&id| flow.node(id).name.as_str()).collect();
-        let mut d =
-            Diagnostic::error("E0401", first.name_span, format!("loop never waits for input: {}", cycle.join(" → ")))
-                .label("this loop can run forever without the user saying anything")
-                .help("put an `ask` or `wait` on the loop, or give it a way out");
-        for &id in ids.iter().skip(1).take(3) {
+        // One real cycle, through the loop's first node in the file: reported at the edge
+        // that closes it, the nodes it passes named in the order they run.
+        let cycle = shortest_cycle(flow, &ids);
+        let (&last, head) = (cycle.last().expect("a cycle has nodes"), flow.node(cycle[0]));
+        let back = flow.graph.edges_connecting(last.index(), cycle[0].index()).next().map(|e| *e.weight());
+        let at = flow
+            .node(last)
+            .targets
+            .iter()
+            .find(|(e, _)| Some(*e) == back)
+            .map_or(flow.node(last).name_span, |&(_, span)| span);
+        let names: Vec<&str> = cycle.iter().chain([&cycle[0]]).map(|&id| flow.node(id).name.as_str()).collect();
+        let mut d = Diagnostic::error("E0401", at, format!("loop never waits for input: {}", names.join(" → ")))
+            .label(format!(
+                "this goes back to `{}`: the loop can run forever without the user saying anything",
+                head.name
+            ))
+            .help("put an `ask` or `wait` on the loop, or give it a way out");
+        for &id in cycle.iter().take(4) {
             d = d.with_label(flow.node(id).name_span, "part of the loop");
         }
         diags.push(d);
     }
+}
+
+/// The shortest cycle through `scc[0]` (the strongly connected nodes `scc`, sorted), as the
+/// nodes it visits from `scc[0]` on: a breadth-first search back to it.
+fn shortest_cycle(flow: &Flow, scc: &[NodeId]) -> Vec<NodeId> {
+    let head = scc[0];
+    let mut parent: std::collections::HashMap<NodeId, NodeId> = std::collections::HashMap::new();
+    let mut queue = std::collections::VecDeque::from([head]);
+    while let Some(u) = queue.pop_front() {
+        let mut next: Vec<NodeId> = flow.graph.neighbors(u.index()).map(NodeId::from_index).collect();
+        next.sort();
+        next.dedup();
+        for v in next {
+            if v == head {
+                let mut path = vec![u];
+                while let Some(&p) = parent.get(path.last().expect("not empty")) {
+                    path.push(p);
+                }
+                path.reverse();
+                return path;
+            }
+            if scc.binary_search(&v).is_ok() && v != head && !parent.contains_key(&v) {
+                parent.insert(v, u);
+                queue.push_back(v);
+            }
+        }
+    }
+    scc.to_vec()
 }
 
 /// A fixed-size bit set over a flow's variables.
@@ -375,5 +421,82 @@ fn recursion(program: &Program, diags: &mut Vec<Diagnostic>) {
                 .label("this call can come back to itself")
                 .help("sub-flows cannot call themselves; use a loop with an `ask` instead"),
         );
+    }
+}
+
+/// W0501: a sub-flow of the file being checked that nothing calls.
+fn unused_subflows(program: &Program, diags: &mut Vec<Diagnostic>) {
+    let Some(root) = program.flows.first() else { return };
+    let mut called = vec![false; program.flows.len()];
+    for flow in &program.flows {
+        for node in flow.graph.node_weights() {
+            if let NodeKind::Call { flow: Some(callee), .. } = node.kind {
+                called[callee.0 as usize] = true;
+            }
+        }
+    }
+    // A call whose sub-flow was not found may be meant for any of them (E0501 says so).
+    let unresolved = program
+        .flows
+        .iter()
+        .any(|f| f.graph.node_weights().any(|n| matches!(n.kind, NodeKind::Call { flow: None, .. })));
+    for (i, flow) in program.flows.iter().enumerate().skip(1) {
+        let in_error = diags.iter().any(|d| d.is_error() && d.span == flow.name_span);
+        if flow.file == root.file && !called[i] && !unresolved && !in_error {
+            diags.push(
+                Diagnostic::warning("W0501", flow.name_span, format!("sub-flow `{}` is never called", flow.name))
+                    .label("no `call` names it")
+                    .help("call it where it is needed, or delete it"),
+            );
+        }
+    }
+}
+
+/// W0402: an `ask` whose timeout leads back to it with no `branch` on the way: a user who
+/// walked away is reminded forever (a counter helps only when a branch reads it).
+fn reminders(flow: &Flow, reachable: &[bool], diags: &mut Vec<Diagnostic>) {
+    for ask in flow.graph.node_indices() {
+        if !reachable[ask.index()] || !matches!(flow.graph[ask].kind, NodeKind::Ask { .. }) {
+            continue;
+        }
+        let Some(timeout) = flow.graph.edges(ask).find(|e| *e.weight() == Edge::Timeout) else { continue };
+        // Follow the one way on from the timeout's target, through nodes that cannot choose.
+        let mut at = timeout.target();
+        let mut path = vec![flow.graph[at].name.as_str()];
+        let comes_back = loop {
+            if at == ask {
+                break true;
+            }
+            let node = &flow.graph[at];
+            if path.len() > flow.graph.node_count()
+                || matches!(
+                    node.kind,
+                    NodeKind::Branch { .. } | NodeKind::Ask { .. } | NodeKind::Call { .. } | NodeKind::Handoff { .. }
+                )
+            {
+                break false;
+            }
+            let mut next = flow.graph.neighbors(at);
+            match (next.next(), next.next()) {
+                (Some(only), None) => {
+                    at = only;
+                    path.push(flow.graph[at].name.as_str());
+                }
+                _ => break false,
+            }
+        };
+        if comes_back {
+            let span =
+                flow.graph[ask].targets.iter().find(|(e, _)| *e == Edge::Timeout).map_or(flow.graph[ask].span, |t| t.1);
+            diags.push(
+                Diagnostic::warning(
+                    "W0402",
+                    span,
+                    format!("a user who does not answer `{}` is reminded forever", flow.graph[ask].name),
+                )
+                .label(format!("the timeout comes back to the question: {} → {}", flow.graph[ask].name, path.join(" → ")))
+                .help("count the reminders and branch out after a few, e.g. `set: { nudges: nudges + 1 }`, then a `branch` on `nudges < 3`"),
+            );
+        }
     }
 }

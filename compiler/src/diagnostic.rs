@@ -83,29 +83,16 @@ impl Diagnostic {
     }
 }
 
-/// "did you mean `x`?" for a misspelt name, when some candidate is close enough to be a typo.
+/// "did you mean `x`?" for a misspelt name, when some candidate is close enough to be a typo:
+/// at most a third of the longer name's characters edited, swapping two neighbours counting
+/// as one edit (`sya` is one edit from `say`).
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let best = candidates
         .into_iter()
-        .map(|c| (edit_distance(name, c), c))
+        .map(|c| (strsim::osa_distance(name, c), c))
         .filter(|&(d, c)| d <= (name.len().max(c.len()) / 3).max(1))
         .min_by_key(|&(d, c)| (d, c.to_string()))?;
     Some(format!("did you mean `{}`?", best.1))
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -116,5 +103,6 @@ mod tests {
     fn suggests_close_names_only() {
         assert_eq!(did_you_mean("nxt", ["next", "say", "buttons"]), Some("did you mean `next`?".into()));
         assert_eq!(did_you_mean("zzzzzz", ["next", "say"]), None);
+        assert_eq!(did_you_mean("sya", ["say", "set", "ask"]), Some("did you mean `say`?".into()));
     }
 }

@@ -101,6 +101,8 @@ pub struct Flow {
     pub name: String,
     pub file: FileId,
     pub span: Span,
+    /// The flow's name as written.
+    pub name_span: Span,
     /// Parameters are the first `params` variables.
     pub params: usize,
     pub returns: Option<Type>,
@@ -148,6 +150,9 @@ pub struct Node {
     /// The kind keyword; node-level diagnostics point here.
     pub span: Span,
     pub kind: NodeKind,
+    /// Where each outgoing edge's target is written (`next: x`'s `x`), for diagnostics
+    /// about an edge.
+    pub targets: Vec<(Edge, Span)>,
 }
 
 /// Why control moves from one node to another.

@@ -12,6 +12,7 @@ pub mod check;
 pub mod diagnostic;
 pub mod dump;
 pub mod emit;
+pub mod explain;
 pub mod expr;
 mod expr_fast;
 pub mod front;
@@ -20,6 +21,7 @@ pub mod lower;
 pub mod print;
 pub mod span;
 pub mod types;
+pub mod values;
 pub mod yaml;
 
 pub use check::CheckedProgram;

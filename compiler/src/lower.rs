@@ -4,7 +4,7 @@
 //! Everything that can be found while resolving names is reported here: unknown targets,
 //! duplicate ids, missing or unknown start, unknown sub-flows and arguments, dead ends.
 
-use crate::ast::{self, ButtonAction, Expect, NodeKind as K, Type};
+use crate::ast::{self, BUILTIN_NAMESPACES, ButtonAction, Expect, NodeKind as K, Type};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::ir::*;
 use crate::span::{FileId, Span};
@@ -88,8 +88,6 @@ struct FlowLowerer<'a> {
     returns: Option<Type>,
 }
 
-const BUILTIN_NAMESPACES: [&str; 3] = ["user", "event", "bot"];
-
 impl FlowLowerer<'_> {
     fn flow(&mut self, file: FileId, f: &ast::Flow) -> Flow {
         let mut vars: Vec<Var> = Vec::new();
@@ -132,6 +130,7 @@ impl FlowLowerer<'_> {
             name: f.name.name.clone(),
             file,
             span: f.span,
+            name_span: f.name.span,
             params: f.params.len().min(vars.len()),
             returns: f.returns.as_ref().map(|r| r.ty),
             vars,
@@ -156,6 +155,7 @@ impl FlowLowerer<'_> {
                 name_span: node.id.span,
                 span: node.span,
                 kind: NodeKind::End,
+                targets: Vec::new(),
             });
             ids.insert(&node.id.name, NodeId::from_index(idx));
             kept.push(node);
@@ -207,18 +207,19 @@ impl FlowLowerer<'_> {
         };
         for node in kept {
             let id = ids[node.id.name.as_str()];
-            let mut edges: Vec<(Edge, NodeId)> = Vec::new();
+            let mut edges: Vec<(Edge, NodeId, Span)> = Vec::new();
             let mut edge = |e: Edge, t: &Option<ast::Ident>, diags: &mut Vec<Diagnostic>| {
                 if let Some(t) = t
                     && let Some(target) = resolve(t, diags)
                 {
-                    edges.push((e, target));
+                    edges.push((e, target, t.span));
                 }
             };
             let kind = self.node(&out.vars, node, &mut |e, t, d| edge(e, t, d));
             out.graph[id.index()].kind = kind;
-            for (e, target) in edges {
+            for (e, target, span) in edges {
                 out.graph.add_edge(id.index(), target.index(), e);
+                out.graph[id.index()].targets.push((e, span));
             }
         }
         out
@@ -329,6 +330,7 @@ impl FlowLowerer<'_> {
                     _ => {}
                 }
                 self.expect_checks(expect);
+                self.button_answers(expect, buttons);
                 let into_id = self.var_target(vars, into, Some(expect.value_type()));
                 let mut diags = Vec::new();
                 let mut typer = Typer { scope: Scope { vars }, diags: &mut diags };
@@ -386,6 +388,10 @@ impl FlowLowerer<'_> {
                                 .label("no flow has this name")
                                 .help(help),
                         );
+                        // The arguments are still read (and checked): the variables they
+                        // name are used, whatever the call's name should be.
+                        let mut typer = Typer { scope: Scope { vars }, diags: self.diags };
+                        typed_args = args.iter().map(|a| typer.expr(&a.value)).collect();
                     }
                     Some(id) => {
                         let sig = &self.sigs[id.0 as usize];
@@ -541,6 +547,54 @@ impl FlowLowerer<'_> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl FlowLowerer<'_> {
+    /// E0605: a button of an `ask` whose value the ask never accepts (pressing it can only
+    /// re-prompt), judged by the VM's own rules ([`botc_bytecode::answers`]).
+    fn button_answers(&mut self, expect: &Expect, buttons: &[ast::Button]) {
+        use botc_bytecode::answers;
+        let regex = match expect {
+            Expect::Regex(r) => match regex::Regex::new(&r.value) {
+                Ok(re) => Some(re),
+                Err(_) => return, // reported already
+            },
+            _ => None,
+        };
+        for b in buttons {
+            let ButtonAction::Value(v) = &b.action else { continue };
+            let answer = v.value.as_str();
+            let (accepted, rule) = match expect {
+                Expect::Text => (true, String::new()),
+                Expect::Number => (answers::number(answer).is_some(), "`expect: number` takes a number".into()),
+                Expect::Integer => {
+                    (answers::integer(answer).is_some(), "`expect: integer` takes a whole number".into())
+                }
+                Expect::Boolean => {
+                    (answers::boolean(answer).is_some(), "`expect: boolean` takes yes, no, true or false".into())
+                }
+                Expect::Email => (answers::is_email(answer), "`expect: email` takes an email address".into()),
+                Expect::Choice(choices, _) => (
+                    choices.is_empty() || choices.iter().any(|c| answers::same_words(&c.value, answer)),
+                    format!(
+                        "the choices are {}",
+                        choices.iter().map(|c| format!("`{}`", c.value)).collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+                Expect::Regex(r) => (
+                    regex.as_ref().is_none_or(|re| re.is_match(answer.trim())),
+                    format!("the pattern is `{}`", r.value),
+                ),
+            };
+            if !accepted {
+                self.diags.push(
+                    Diagnostic::error("E0605", v.span, format!("this ask never accepts the button's value `{answer}`"))
+                        .label(format!("pressing it can only ask again: {rule}"))
+                        .help("give the button a value the ask accepts, or change its `expect`"),
+                );
+            }
         }
     }
 }

@@ -162,10 +162,17 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
                     {
                         Origin::At(s.lo + 1)
                     }
-                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted if !src.contains('\n') => {
                         escaped_map(src, &value, s.lo, matches!(style, ScalarStyle::DoubleQuoted))
                     }
-                    _ => Origin::Unknown,
+                    // A block scalar's (`|`, `>-`) span starts at its text, or at its header
+                    // when the parser includes it; quoted ones after their quote.
+                    ScalarStyle::Literal | ScalarStyle::Folded if src.starts_with(['|', '>']) => {
+                        src.find('\n').map_or(Origin::Unknown, |nl| aligned_map(src, &value, s.lo, nl + 1))
+                    }
+                    ScalarStyle::Literal | ScalarStyle::Folded => aligned_map(src, &value, s.lo, 0),
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => aligned_map(src, &value, s.lo, 1),
+                    _ => aligned_map(src, &value, s.lo, 0),
                 };
                 let value = if !quoted && matches!(&*value, "" | "~" | "null" | "Null" | "NULL") {
                     Value::Null
@@ -225,6 +232,35 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
         }
     }
     Ok(root.unwrap_or(Node { value: Value::Null, span: Span::new(file, 0, 0), origin: Origin::Unknown }))
+}
+
+/// Maps a scalar that spans lines back onto its source, from byte `from` of `src`: YAML
+/// folds and indents its lines but keeps every other character in order, so each
+/// non-blank character of the text is the next non-blank one of the source, and a blank
+/// one maps to where the source is at. `Unknown` when that does not hold (escapes).
+fn aligned_map(src: &str, value: &str, lo: u32, from: usize) -> Origin {
+    let mut map = Vec::with_capacity(value.len() + 1);
+    let mut rest = src.get(from..).unwrap_or_default().char_indices().map(|(i, c)| (from + i, c)).peekable();
+    for c in value.chars() {
+        let at = if c.is_whitespace() {
+            let at = rest.peek().map_or(src.len(), |&(i, _)| i);
+            if rest.peek().is_some_and(|&(_, s)| s.is_whitespace()) {
+                rest.next();
+            }
+            at
+        } else {
+            loop {
+                match rest.next() {
+                    Some((i, s)) if s == c => break i,
+                    Some((_, s)) if s.is_whitespace() => continue,
+                    _ => return Origin::Unknown,
+                }
+            }
+        };
+        map.extend((0..c.len_utf8()).map(|k| lo + (at + k) as u32));
+    }
+    map.push(lo + rest.peek().map_or(src.len(), |&(i, _)| i) as u32);
+    Origin::Mapped(map)
 }
 
 /// Maps a one-line quoted scalar's decoded text back onto its source, decoding the escapes
@@ -320,6 +356,19 @@ mod tests {
         assert_eq!(&src[map[y] as usize..map[y] as usize + 1], "y");
         let Origin::Mapped(map) = &pairs[1].1.origin else { panic!() };
         assert_eq!(&src[map[3] as usize..map[3] as usize + 1], "s");
+    }
+
+    #[test]
+    fn multi_line_scalars_map_back_to_their_source() {
+        let src = "a: |\n  one {{ x }}\n  two {{ y }}\nb: >-\n  folded\n  {{ z }} here\nc: plain\n  {{ w }}\n";
+        let Value::Map(pairs) = p(src).unwrap().value else { panic!() };
+        for (i, name) in ["y", "z", "w"].into_iter().enumerate() {
+            let node = &pairs[i].1;
+            let Origin::Mapped(map) = &node.origin else { panic!("{name}: {:?} {:?}", node.origin, node.span) };
+            let text = node.as_str().unwrap();
+            let at = text.find(&format!("{{{{ {name} }}}}")).unwrap() + 3;
+            assert_eq!(&src[map[at] as usize..map[at] as usize + 1], name, "{text:?}");
+        }
     }
 
     #[test]

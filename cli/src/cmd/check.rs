@@ -18,12 +18,14 @@ pub(crate) fn check(paths: &[PathBuf], format: Format, deny_warnings: bool) -> E
     let color = format == Format::Human && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut out = std::io::stdout().lock();
     let (mut errors, mut warnings) = (0usize, 0usize);
+    let mut first_code = None;
     for path in &files {
         let c = match compile(path) {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
         for d in &c.diagnostics {
+            first_code.get_or_insert(d.code.0);
             if d.is_error() {
                 errors += 1;
             } else {
@@ -44,6 +46,28 @@ pub(crate) fn check(paths: &[PathBuf], format: Format, deny_warnings: bool) -> E
             s(errors),
             s(warnings)
         );
+        if let Some(code) = first_code {
+            let _ = writeln!(out, "for more about a code: botc check --explain {code}");
+        }
     }
     if errors > 0 || (deny_warnings && warnings > 0) { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS }
+}
+
+/// `botc check --explain CODE`: the code's section of docs/diagnostics.md.
+pub(crate) fn explain(code: &str) -> ExitCode {
+    match botc_compiler::explain::explain(code) {
+        Some(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            let codes: Vec<&str> = botc_compiler::explain::codes().map(|(c, _)| c).collect();
+            let hint = botc_compiler::diagnostic::did_you_mean(&code.to_ascii_uppercase(), codes.iter().copied())
+                .map_or(String::new(), |h| format!("; {h}"));
+            fail(format!(
+                "no diagnostic code `{code}`{hint}\nthe codes are: {} (docs/diagnostics.md explains each)",
+                codes.join(", ")
+            ))
+        }
+    }
 }

@@ -21,14 +21,84 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
             .help("see docs/flow-language.md for the DSL's statements; `botc fmt --to dsl` converts a YAML flow")
     })?;
     let root = pairs.next().expect("dsl_file matched");
-    let b = Builder { file };
+    let b = Builder { file, unclosed: std::cell::RefCell::new(None) };
     let mut top = Map::default();
     for stmt in root.into_inner() {
         if stmt.as_rule() != Rule::EOI {
             b.top(&mut top, stmt);
         }
     }
-    Ok(top.into_node(Span::new(file, 0, 0)))
+    match b.unclosed.into_inner() {
+        Some(d) => Err(d),
+        None => Ok(top.into_node(Span::new(file, 0, 0))),
+    }
+}
+
+/// A pair's text without the whitespace and comments pest skipped after its last token
+/// (a non-atomic rule that ends in an optional or repeated part keeps them). Everything
+/// after its last token is punctuation (`)`, `]`, a string's closing quote) or skipped
+/// trivia, and holds no string, so a `#` there always starts a comment.
+fn content<'i>(p: &Pair<'i, Rule>) -> &'i str {
+    let (start, text) = (p.as_span().start(), p.as_str());
+    // Inner rules can end in skipped trivia too; tokens (pairs with no inner pairs) cannot.
+    let inner = p
+        .clone()
+        .into_inner()
+        .flatten()
+        .filter(|q| q.clone().into_inner().next().is_none())
+        .map(|q| q.as_span().end())
+        .max()
+        .map_or(0, |e| e - start);
+    let tail = &text.as_bytes()[inner..];
+    let (mut i, mut end) = (0, 0);
+    while i < tail.len() {
+        match tail[i] {
+            b'#' => {
+                while i < tail.len() && tail[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            _ => {
+                i += 1;
+                end = i;
+            }
+        }
+    }
+    &text[..inner + end]
+}
+
+/// `text` up to a comment (`#` outside a string).
+fn without_comment(text: &str) -> &str {
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '#' if !in_string => return &text[..i],
+            _ => {}
+        }
+    }
+    text
+}
+
+/// The inside of `text` when it is one double-quoted string, maybe followed by a comment.
+fn lone_string(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('"')?;
+    let mut escaped = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                let after = rest[i + 1..].trim_start();
+                return (after.is_empty() || after.starts_with('#')).then_some(&rest[..i]);
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A mapping under construction, keeping keys in order.
@@ -74,7 +144,13 @@ impl Map {
 
 struct Builder {
     file: FileId,
+    /// A node whose `}` is missing, seen as a statement that only starts a file's lines
+    /// (`node`, `var`, ...) inside it: the first one, as a syntax error.
+    unclosed: std::cell::RefCell<Option<Diagnostic>>,
 }
+
+/// Statements that begin a file's or sub-flow's lines, never a node's.
+const OUTER: &[&str] = &["node", "var", "subflow", "import", "param", "flow", "channels", "description"];
 
 impl Builder {
     fn span(&self, p: &Pair<'_, Rule>) -> Span {
@@ -82,9 +158,10 @@ impl Builder {
     }
 
     /// An unquoted value: a name, number, duration or expression source. Expression pairs
-    /// can end in the whitespace pest skipped after them, which is not part of the value.
+    /// can end in the whitespace and comments pest skipped after them, which are not part
+    /// of the value.
     fn plain(&self, p: &Pair<'_, Rule>) -> Node {
-        let text = p.as_str().trim_end();
+        let text = content(p);
         let lo = p.as_span().start();
         let s = Span::new(self.file, lo, lo + text.len());
         Node { value: Value::Scalar { text: text.to_string(), quoted: false }, span: s, origin: Origin::At(s.lo) }
@@ -131,7 +208,7 @@ impl Builder {
         let value = match it.next() {
             None => ty,
             Some(default) => {
-                let dspan = self.span(&default);
+                let dspan = self.plain(&default).span;
                 let type_key = Node {
                     value: Value::Scalar { text: "type".into(), quoted: false },
                     span: ty.span,
@@ -174,7 +251,7 @@ impl Builder {
                     let items = cur.into_inner().map(|i| self.literal(i)).collect();
                     return self.seq(items, span);
                 }
-                (_, Some(only), None) if !matches!(cur.as_rule(), Rule::unary) || cur.as_str() == only.as_str() => {
+                (_, Some(only), None) if !matches!(cur.as_rule(), Rule::unary) || content(&cur) == content(&only) => {
                     cur = only
                 }
                 _ => break,
@@ -219,6 +296,16 @@ impl Builder {
                 let name = self.plain(&it.next().expect("name"));
                 let mut body = Map::default();
                 for s in it {
+                    let word = s.as_str().split_whitespace().next().unwrap_or_default();
+                    if s.as_rule() == Rule::other_stmt && OUTER.contains(&word) && self.unclosed.borrow().is_none() {
+                        let node = name.as_str().unwrap_or_default();
+                        let at = Span::new(self.file, s.as_span().start(), s.as_span().start() + word.len());
+                        *self.unclosed.borrow_mut() = Some(
+                            Diagnostic::error("E0002", at, "syntax error")
+                                .label(format!("`{word}` inside node `{node}`: its `}}` is missing"))
+                                .help(format!("close node `{node}` with `}}` before this line")),
+                        );
+                    }
                     self.node_stmt(&mut body, s);
                 }
                 top.gather_entry(self.key(&kw, "nodes"), name, body.into_node(span));
@@ -244,11 +331,19 @@ impl Builder {
             // An unknown statement: the tree builder reports it as an unknown field.
             let mut it = stmt.clone().into_inner();
             let name = it.next().expect("name");
-            let rest = &stmt.as_str()[name.as_str().len()..];
+            let rest = without_comment(&stmt.as_str()[name.as_str().len()..]);
             let trimmed = rest.trim();
             let lo = name.as_span().end() + (rest.len() - rest.trim_start().len());
             let value = if trimmed.is_empty() {
                 self.null(&name)
+            } else if let Some(inner) = lone_string(trimmed) {
+                // `sya "hello"`: the string, as the misspelt statement would have read it.
+                let s = Span::new(self.file, lo, lo + inner.len() + 2);
+                Node {
+                    value: Value::Scalar { text: unescape(inner), quoted: true },
+                    span: s,
+                    origin: dsl_origin(inner, lo as u32 + 1),
+                }
             } else {
                 let s = Span::new(self.file, lo, lo + trimmed.len());
                 Node {

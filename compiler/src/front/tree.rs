@@ -67,6 +67,16 @@ fn closest(key: &str, allowed: &[&'static str]) -> Option<&'static str> {
     allowed.iter().copied().find(|a| hint == format!("did you mean `{a}`?"))
 }
 
+/// A key of a node with no kind that is a misspelling of one (`sya` for `say`), and the kind:
+/// a key that is no node's attribute and is close to exactly one kind.
+fn misspelt_kind(pairs: &[(Y, Y)]) -> Option<(&Y, &'static str)> {
+    let attribute = |key: &str| NODE_KINDS.iter().any(|kind| node_keys(kind).contains(&key));
+    pairs.iter().find_map(|(k, _)| {
+        let key = k.as_str().filter(|key| !attribute(key))?;
+        Some((k, closest(key, &NODE_KINDS)?))
+    })
+}
+
 pub(crate) fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
@@ -115,6 +125,18 @@ impl Cx {
     /// Reads a mapping, reporting unknown and duplicate keys. `None` (and a diagnostic) when
     /// `v` is not a mapping at all.
     fn fields<'a>(&mut self, v: &'a Y, what: &dyn fmt::Display, allowed: &[&'static str]) -> Option<Fields<'a>> {
+        self.fields_as(v, what, allowed, None)
+    }
+
+    /// [`Self::fields`], reading the key `alias.0` as `alias.1` without a diagnostic (one was
+    /// given already).
+    fn fields_as<'a>(
+        &mut self,
+        v: &'a Y,
+        what: &dyn fmt::Display,
+        allowed: &[&'static str],
+        alias: Option<(&str, &'static str)>,
+    ) -> Option<Fields<'a>> {
         let Value::Map(pairs) = &v.value else {
             self.expected(v, &format!("a mapping ({what})"));
             return None;
@@ -132,6 +154,12 @@ impl Cx {
                         .with_label(first.span, "first value")
                         .help("remove one of them"),
                 );
+                continue;
+            }
+            if let Some((typo, meant)) = alias
+                && key == typo
+            {
+                out.pairs.push((meant, k, val));
                 continue;
             }
             if !allowed.contains(&key) {
@@ -426,16 +454,36 @@ impl Cx {
         };
         let kinds: Vec<&Y> =
             pairs.iter().filter(|(k, _)| k.as_str().is_some_and(|s| NODE_KINDS.contains(&s))).map(|(k, _)| k).collect();
+        let mut alias = None;
         let kind_key = match kinds.as_slice() {
             [one] => *one,
-            [] => {
-                self.err(
-                    Diagnostic::error("E0104", id.span, format!("node `{}` has no kind", id.name))
-                        .label("this node does nothing")
-                        .help(format!("give it exactly one of: {}", NODE_KINDS.join(", "))),
-                );
-                return Some(placeholder(id));
-            }
+            // A misspelt kind (`sya:`): said once, as the typo it is, and the node read as
+            // the kind it is closest to, so its `next` and texts are still checked and the
+            // nodes after it are not reported unreachable.
+            [] => match misspelt_kind(pairs) {
+                Some((k, meant)) => {
+                    let typo = k.as_str().unwrap_or_default();
+                    self.err(
+                        Diagnostic::error(
+                            "E0104",
+                            k.span,
+                            format!("node `{}` has no kind: `{typo}` is not one", id.name),
+                        )
+                        .label("not a node kind")
+                        .help(format!("did you mean `{meant}`?")),
+                    );
+                    alias = Some((typo, meant));
+                    k
+                }
+                None => {
+                    self.err(
+                        Diagnostic::error("E0104", id.span, format!("node `{}` has no kind", id.name))
+                            .label("this node does nothing")
+                            .help(format!("give it exactly one of: {}", NODE_KINDS.join(", "))),
+                    );
+                    return Some(placeholder(id));
+                }
+            },
             [first, second, ..] => {
                 self.err(
                     Diagnostic::error("E0104", second.span, format!("node `{}` has two kinds", id.name))
@@ -446,9 +494,9 @@ impl Cx {
                 return Some(placeholder(id));
             }
         };
-        let kw = kind_key.as_str().unwrap_or("end");
+        let kw = alias.map_or(kind_key.as_str().unwrap_or("end"), |(_, meant)| meant);
         let what = NodeWhat(kw, &id.name);
-        let f = self.fields(body, &what, node_keys(kw))?;
+        let f = self.fields_as(body, &what, node_keys(kw), alias)?;
         let main = f.get(kw).expect("the kind key is present");
         let next = self.target(&f, "next");
         let kind = match kw {
@@ -476,7 +524,11 @@ impl Cx {
                     retries: f.get("retries").and_then(|v| self.count(v)),
                     reprompt: f.get("reprompt").map(|v| self.template(v, "the re-prompt text")),
                     on_invalid: self.target(&f, "on_invalid"),
-                    timeout: f.get("timeout").and_then(|v| self.duration(v)),
+                    // An invalid duration is reported once; the node still has a timeout,
+                    // so its `on_timeout` is not reported as having none.
+                    timeout: f
+                        .get("timeout")
+                        .map(|v| self.duration(v).unwrap_or(Duration { seconds: 1, span: v.span })),
                     on_timeout: self.target(&f, "on_timeout"),
                     next,
                 }
@@ -599,6 +651,18 @@ impl Cx {
     fn assigns(&mut self, v: &Y, what: &str) -> Vec<Assign> {
         let mut out = Vec::new();
         for (k, val) in self.fields_any(v, what).unwrap_or_default() {
+            // `user.name: ...`: a built-in, said as such (not as an invalid name).
+            if let Some(s) = k.as_str()
+                && s.split_once('.').is_some_and(|(ns, _)| BUILTIN_NAMESPACES.contains(&ns))
+            {
+                self.err(
+                    Diagnostic::error("E0306", k.span, format!("`{s}` is read-only"))
+                        .label("a built-in, not a variable")
+                        .help("built-ins cannot be assigned; declare a variable and set that"),
+                );
+                self.expr(val);
+                continue;
+            }
             if let Some(var) = self.ident(k, "variable name") {
                 out.push(Assign { var, value: self.expr(val) });
             }

@@ -6,7 +6,8 @@ use botc_compiler::{Loader, NoImports, Syntax, compile, dump, front, print};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
-fn flows() -> Vec<(String, String)> {
+/// Every file under `flows/`, with its text, sorted by path.
+pub fn flows() -> Vec<(String, String)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../flows");
     let mut out = Vec::new();
     let mut stack = vec![root];
