@@ -169,6 +169,7 @@ byte_enum!(
         Matches = 7 => "matches", Replace = 8 => "replace", Number = 9 => "number", Int = 10 => "int",
         Round = 11 => "round", Floor = 12 => "floor", Ceil = 13 => "ceil", Abs = 14 => "abs",
         Min = 15 => "min", Max = 16 => "max", Text = 17 => "text", Join = 18 => "join", Now = 19 => "now",
+        Fixed = 20 => "fixed",
         // Not in the language: the compiler wraps values inserted into an http URL and body.
         UrlEncode = 64 => "url_encode", JsonEscape = 65 => "json_escape",
     }

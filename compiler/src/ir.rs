@@ -322,10 +322,11 @@ pub enum Func {
     Text,
     Join,
     Now,
+    Fixed,
 }
 
 impl Func {
-    pub const ALL: [(Func, &'static str); 20] = [
+    pub const ALL: [(Func, &'static str); 21] = [
         (Func::Len, "len"),
         (Func::Lower, "lower"),
         (Func::Upper, "upper"),
@@ -346,6 +347,7 @@ impl Func {
         (Func::Text, "text"),
         (Func::Join, "join"),
         (Func::Now, "now"),
+        (Func::Fixed, "fixed"),
     ];
     pub fn from_name(s: &str) -> Option<Func> {
         Func::ALL.iter().find(|(_, n)| *n == s).map(|(f, _)| *f)

@@ -275,6 +275,7 @@ impl Typer<'_, '_> {
             Func::Text => (&[Json], Text),
             Func::Join => (&[List, Text], Text),
             Func::Now => (&[], Integer),
+            Func::Fixed => (&[Number, Integer], Text),
         };
         if args.len() != params.len() {
             self.diags.push(

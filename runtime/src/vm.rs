@@ -866,6 +866,13 @@ impl<'a> Machine<'a> {
                 other => return Err(trap_type(name, other)),
             },
             Func::Now => Value::Int(self.now as i64),
+            Func::Fixed => {
+                let digits = match a(1)? {
+                    Value::Int(d) => (*d).clamp(0, 10) as usize,
+                    other => return Err(trap_type(name, other)),
+                };
+                Value::Text(fixed(num(a(0)?, name)?, digits))
+            }
             Func::UrlEncode => Value::Text(url_encode(&a(0)?.to_string())),
             Func::JsonEscape => {
                 let quoted = Json::String(a(0)?.to_string()).to_string();
@@ -953,6 +960,16 @@ fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, Error> {
     })
 }
 
+/// `x` with exactly `digits` decimals, halves rounded away from zero (`fixed(8.125, 2)` is
+/// `8.13`; Rust's `{:.2}` alone rounds the binary value, which makes `8.12`).
+fn fixed(x: f64, digits: usize) -> String {
+    let scale = 10f64.powi(digits as i32);
+    let rounded = (x * scale).round() / scale;
+    // -0.00 reads as a bug in a bot's message.
+    let rounded = if rounded == 0.0 { 0.0 } else { rounded };
+    format!("{rounded:.digits$}")
+}
+
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -964,4 +981,19 @@ fn url_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixed;
+
+    #[test]
+    fn fixed_writes_exactly_the_digits_asked_for() {
+        assert_eq!(fixed(8.5, 2), "8.50");
+        assert_eq!(fixed(35.0, 2), "35.00");
+        assert_eq!(fixed(8.125, 2), "8.13");
+        assert_eq!(fixed(-2.5, 0), "-3");
+        assert_eq!(fixed(-0.001, 2), "0.00");
+        assert_eq!(fixed(1234.5678, 1), "1234.6");
+    }
 }
