@@ -33,8 +33,10 @@ pub enum ExprKind {
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     Call(String, Span, Vec<Expr>),
-    /// Stands in for text that did not parse; its diagnostic was already reported.
-    Error,
+    /// Stands in for text that did not parse; its diagnostic was already reported. Holds
+    /// the names in that text (as `Var`s), so the variables it reads still count as read
+    /// and are not also reported unused.
+    Error(Vec<Expr>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,8 +200,10 @@ pub fn parse_expr(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Expr {
             build(expr, at)
         }
         Err(e) => {
-            diags.push(syntax_error(&e, at, "expression"));
-            Expr { kind: ExprKind::Error, span: at.whole }
+            let mut d = syntax_error(&e, at, "expression");
+            d.help = typo_help(src);
+            diags.push(d);
+            Expr { kind: ExprKind::Error(names(src, at)), span: at.whole }
         }
     }
 }
@@ -220,7 +224,7 @@ pub fn parse_template(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Te
                     .label("this `{{` is never closed")
                     .help("a template hole is `{{ expression }}`; close it with `}}`"),
             );
-            parts.push(Part::Expr(Expr { kind: ExprKind::Error, span: at.span(open, src.len()) }));
+            parts.push(Part::Expr(Expr { kind: ExprKind::Error(Vec::new()), span: at.span(open, src.len()) }));
             return Template { parts, span: at.whole };
         };
         let body = &src[inner..close];
@@ -231,7 +235,7 @@ pub fn parse_template(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Te
                     .label("empty `{{ }}`")
                     .help("put an expression inside, e.g. `{{ user.name }}`"),
             );
-            parts.push(Part::Expr(Expr { kind: ExprKind::Error, span: loc.whole }));
+            parts.push(Part::Expr(Expr { kind: ExprKind::Error(Vec::new()), span: loc.whole }));
         } else {
             parts.push(Part::Expr(parse_expr(body, loc, diags)));
         }
@@ -259,6 +263,58 @@ fn hole_end(s: &str) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// A hint for the operators people write from other languages.
+fn typo_help(src: &str) -> Option<String> {
+    let lone_eq = src.char_indices().any(|(i, c)| {
+        c == '='
+            && !matches!(src[..i].chars().last(), Some('=' | '<' | '>' | '!'))
+            && !src[i + 1..].starts_with(['=', '>', '<'])
+    });
+    if src.contains("=>") {
+        Some("did you mean `>=`?".into())
+    } else if src.contains("=<") {
+        Some("did you mean `<=`?".into())
+    } else if src.contains("&&") || src.contains("||") {
+        Some("write `and` and `or`".into())
+    } else if lone_eq {
+        Some("compare with `==` (`=` does not assign inside an expression)".into())
+    } else {
+        None
+    }
+}
+
+/// The names (identifiers outside string literals, not keywords, functions or fields) in
+/// text that did not parse, as `Var`s at their places.
+fn names(src: &str, at: Locator) -> Vec<Expr> {
+    let bytes = src.as_bytes();
+    let (mut out, mut i, mut quote) = (Vec::new(), 0, None::<u8>);
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(_) if b == b'\\' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'\'' => quote = Some(b),
+            None if b.is_ascii_lowercase() || b == b'_' => {
+                let start = i;
+                while i + 1 < bytes.len() && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'_') {
+                    i += 1;
+                }
+                let word = &src[start..=i];
+                let after = src[i + 1..].trim_start();
+                let field = start > 0 && bytes[start - 1] == b'.';
+                if !field && !after.starts_with('(') && !matches!(word, "and" | "or" | "not" | "in" | "true" | "false")
+                {
+                    out.push(Expr { kind: ExprKind::Var(word.to_string()), span: at.span(start, i + 1) });
+                }
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    out
 }
 
 fn syntax_error(e: &pest::error::Error<Rule>, at: Locator, what: &str) -> Diagnostic {
@@ -418,7 +474,7 @@ pub(crate) fn build(pair: Pair<'_, Rule>, at: Locator) -> Expr {
             ExprKind::Call(name.as_str().to_string(), nspan, inner.map(|p| build(p, at)).collect())
         }
         Rule::ident => ExprKind::Var(pair.as_str().to_string()),
-        _ => ExprKind::Error,
+        _ => ExprKind::Error(Vec::new()),
     };
     Expr { kind, span }
 }
@@ -457,7 +513,9 @@ mod tests {
     fn errors_point_into_the_expression() {
         let mut d = vec![];
         let e = parse_expr("a +", loc(3), &mut d);
-        assert_eq!(e.kind, ExprKind::Error);
+        assert!(
+            matches!(&e.kind, ExprKind::Error(names) if matches!(&names[..], [Expr { kind: ExprKind::Var(a), .. }] if a == "a"))
+        );
         assert_eq!(d[0].code.0, "E0303");
         assert_eq!(d[0].span.lo, 3);
     }
@@ -469,7 +527,7 @@ mod tests {
         assert_eq!(t.parts.len(), 5);
         assert_eq!(t.literal_len(), "Hi , you owe !".len());
         let bad = parse_template("Hi {{ name", loc(10), &mut d);
-        assert!(matches!(bad.parts.last(), Some(Part::Expr(Expr { kind: ExprKind::Error, .. }))));
+        assert!(matches!(bad.parts.last(), Some(Part::Expr(Expr { kind: ExprKind::Error(_), .. }))));
         assert_eq!(d.len(), 1);
         let quoted = parse_template("{{ \"}}\" + x }} and }} alone", loc(27), &mut d);
         assert_eq!(quoted.parts.len(), 2, "a `}}` inside a string does not close the hole");

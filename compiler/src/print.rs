@@ -114,7 +114,7 @@ fn write_expr(out: &mut String, e: &Expr, min_prec: u8) {
                 out.push(')');
             }
         }
-        ExprKind::Error => out.push_str("<error>"),
+        ExprKind::Error(_) => out.push_str("<error>"),
     }
 }
 

@@ -72,7 +72,21 @@ impl Typer<'_, '_> {
             ast::ExprKind::Integer(i) => (ExprKind::Integer(*i), Type::Integer),
             ast::ExprKind::Number(n) => (ExprKind::Number(*n), Type::Number),
             ast::ExprKind::Bool(b) => (ExprKind::Bool(*b), Type::Boolean),
-            ast::ExprKind::Error => (ExprKind::Error(vec![]), Type::Json),
+            // The names in text that did not parse: the declared ones count as read.
+            ast::ExprKind::Error(names) => {
+                let reads = names
+                    .iter()
+                    .filter_map(|n| match &n.kind {
+                        ast::ExprKind::Var(name) => self.scope.lookup(name).map(|v| Expr {
+                            kind: ExprKind::Var(v),
+                            ty: self.scope.vars[v.0 as usize].ty,
+                            span: n.span,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                (ExprKind::Error(reads), Type::Json)
+            }
             ast::ExprKind::List(items) => {
                 let items: Vec<Expr> = items.iter().map(|i| self.expr(i)).collect();
                 for i in &items {

@@ -230,10 +230,24 @@ impl Cx {
 
     fn expr(&mut self, v: &Y) -> Expr {
         match &v.value {
-            Value::Scalar { text, .. } => expr::parse_expr(text, locator(v), &mut self.diags),
+            Value::Scalar { text, quoted } => {
+                let before = self.diags.len();
+                let e = expr::parse_expr(text, locator(v), &mut self.diags);
+                // `label: "with milk"`: YAML's quotes, around an expression that is not one.
+                if *quoted
+                    && matches!(e.kind, ExprKind::Error(_))
+                    && !text.trim_start().starts_with(['"', '\''])
+                    && let Some(d) = self.diags.get_mut(before)
+                {
+                    d.help = Some(format!(
+                        "these quotes are YAML's, so botc reads the expression `{text}`; for a text, put quotes inside them: '\"{text}\"'"
+                    ));
+                }
+                e
+            }
             _ => {
                 self.expected(v, "an expression");
-                Expr { kind: ExprKind::Error, span: v.span }
+                Expr { kind: ExprKind::Error(Vec::new()), span: v.span }
             }
         }
     }
