@@ -104,3 +104,42 @@ fn a_configmap_mounted_flow_directory_is_read_once() {
     let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
     assert!(all.contains("checked 1 file:"), "{all}");
 }
+
+#[test]
+fn explain_prints_a_codes_section_and_refuses_an_unknown_code() {
+    let o = botc(&["check", "--explain", "e0401"]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = stdout(&o);
+    assert!(text.starts_with("## E0401: loop that never waits for input"), "{text}");
+    assert!(text.contains("Wrong:") && text.contains("Fixed:") && !text.contains("## W0402"), "{text}");
+    let o = botc(&["check", "--explain", "E0410"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no diagnostic code `E0410`") && err.contains("did you mean `E0401`?"), "{err}");
+    // A check that finds something says how to learn more about it.
+    let o = botc(&["check", "flows/err/unknown_target.yaml"]);
+    assert!(stdout(&o).ends_with("for more about a code: botc check --explain E0201\n"), "{}", stdout(&o));
+}
+
+#[test]
+fn completions_are_printed_for_each_shell_and_the_help_says_what_botc_is() {
+    for (shell, marker) in [
+        ("bash", "_botc()"),
+        ("zsh", "#compdef botc"),
+        ("fish", "complete -c botc"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let o = botc(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}");
+        let text = stdout(&o);
+        assert!(text.contains(marker) && text.contains("check") && text.contains("serve"), "{shell}: {text}");
+    }
+    let o = botc(&["--help"]);
+    let help = stdout(&o);
+    assert!(
+        help.contains("served on one machine or as a distributed runtime") && help.contains("completions"),
+        "{help}"
+    );
+    let o = botc(&["chat", "--help"]);
+    assert!(stdout(&o).contains("The flow file to talk to"), "{}", stdout(&o));
+}

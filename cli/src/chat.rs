@@ -1,5 +1,6 @@
 //! `botc chat FLOW`: talk to a flow in the terminal, on the real VM with a virtual clock.
-//! Works with piped input too, so a conversation can be scripted.
+//! Works with piped input too, so a conversation can be scripted. As in `botc serve` and
+//! `botc test`, the user's first message starts the conversation.
 
 use botc_runtime::Context;
 use botc_runtime::sim::{Conversation, Reply};
@@ -19,10 +20,9 @@ pub fn run(program: &botc_runtime::Loaded, user: &str) -> std::io::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "chatting with `{}` ({HELP})", program.program().name)?;
+    writeln!(out, "(say something to begin)")?;
     let mut c = Conversation::new(program, context.clone());
     let mut buttons: Vec<(String, Option<String>)> = Vec::new();
-    let start = c.user("/start");
-    show(&mut out, &c, start, &mut buttons)?;
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
@@ -45,17 +45,15 @@ pub fn run(program: &botc_runtime::Loaded, user: &str) -> std::io::Result<()> {
             }
             "/vars" => {
                 for (name, value) in c.vars() {
-                    writeln!(
-                        out,
-                        "  {name} = {}",
-                        if value == botc_runtime::Value::Unset { "(unset)".into() } else { format!("{value:?}") }
-                    )?;
+                    writeln!(out, "  {name} = {}", written(&value))?;
                 }
                 continue;
             }
             "/restart" => {
                 c = Conversation::new(program, context.clone());
-                c.user("/start")
+                buttons.clear();
+                writeln!(out, "(a new conversation: say something to begin)")?;
+                continue;
             }
             "/handback" => c.hand_back(),
             _ if line.starts_with("/time") => {
@@ -105,6 +103,19 @@ pub fn run(program: &botc_runtime::Loaded, user: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A value as the flow language writes it: texts quoted, lists in brackets.
+fn written(value: &botc_runtime::Value) -> String {
+    use botc_runtime::Value;
+    let quoted = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    match value {
+        Value::Unset => "(unset)".into(),
+        Value::Text(s) => quoted(s),
+        Value::List(items) => format!("[{}]", items.iter().map(|i| quoted(i)).collect::<Vec<_>>().join(", ")),
+        Value::Json(j) => j.to_string(),
+        other => other.to_string(),
+    }
+}
+
 fn show(
     out: &mut impl Write,
     c: &Conversation<'_>,
@@ -116,7 +127,7 @@ fn show(
         Err(e) => return writeln!(out, "(the flow failed: {e})"),
     };
     if !reply.messages.is_empty() {
-        // Numbers press the buttons of the latest messages only.
+        // Numbers press the buttons of the latest messages only, numbered on across them.
         buttons.clear();
     }
     for m in &reply.messages {
@@ -124,13 +135,11 @@ fn show(
         if let Some(img) = &m.image {
             writeln!(out, "     (image {img})")?;
         }
-        if !m.buttons.is_empty() {
-            *buttons = m.buttons.iter().map(|b| (b.label.clone(), b.value.clone())).collect();
-            for (i, b) in m.buttons.iter().enumerate() {
-                match &b.url {
-                    Some(u) => writeln!(out, "     [{}] {} ({u})", i + 1, b.label)?,
-                    None => writeln!(out, "     [{}] {}", i + 1, b.label)?,
-                }
+        for b in &m.buttons {
+            buttons.push((b.label.clone(), b.value.clone()));
+            match &b.url {
+                Some(u) => writeln!(out, "     [{}] {} ({u})", buttons.len(), b.label)?,
+                None => writeln!(out, "     [{}] {}", buttons.len(), b.label)?,
             }
         }
     }

@@ -42,7 +42,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "botc", version, about = "Check, format and graph chat-bot flows", propagate_version = true)]
+#[command(
+    name = "botc",
+    version,
+    about = "botc: chat-bot flows, checked and compiled, served on one machine or as a distributed runtime",
+    long_about = "botc: chat-bot flows, checked and compiled, served on one machine or as a distributed runtime.\n\n\
+        Write a flow (YAML or the botc DSL), `botc check` it, test it with `botc test`, talk to it with \
+        `botc chat`, run it with `botc serve flows/` (web chat, Discord, Slack, Telegram), and deploy \
+        versions from git with `botc deploy`. The same binary runs the distributed roles (gateway, \
+        worker, dispatcher, scheduler) on Kafka, Redis and Postgres.\n\n\
+        Docs: docs/flow-language.md (the language), docs/serve.md, docs/distributed.md.",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,6 +78,7 @@ enum Command {
     },
     /// Compile flows to verified bytecode: one self-contained .botc per file, plus manifest.json
     Compile {
+        /// Flow files, or directories searched for them
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Output directory (created if missing)
@@ -81,6 +93,7 @@ enum Command {
         /// Test files, or directories searched for them
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
+        /// How to print results (junit: a report for CI)
         #[arg(long, value_enum, default_value_t = TestFormat::Human)]
         format: TestFormat,
         /// Report node and edge coverage per flow and list what no test reaches
@@ -89,6 +102,7 @@ enum Command {
     },
     /// Talk to a flow in the terminal (or script it through a pipe)
     Chat {
+        /// The flow file to talk to (.yaml, .yml or .flow)
         flow: PathBuf,
         /// Your name, as the flow sees it in `user.name`
         #[arg(long, default_value = "You")]
@@ -96,8 +110,11 @@ enum Command {
     },
     /// Say which waiting conversations can move from one compiled version to another
     Diff {
+        /// The compiled version conversations are waiting in (.botc)
         old: PathBuf,
+        /// The compiled version to move them to (.botc)
         new: PathBuf,
+        /// How to print the verdict
         #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
         format: DiffFormat,
     },
@@ -291,15 +308,21 @@ enum Command {
         listen: std::net::SocketAddr,
     },
     /// Print a .botc file as text
-    Disasm { file: PathBuf },
+    Disasm {
+        /// The compiled flow (.botc)
+        file: PathBuf,
+    },
     /// Print a flow's graph
     Graph {
+        /// The flow file (.yaml, .yml or .flow)
         file: PathBuf,
+        /// Graphviz dot, or Mermaid for Markdown
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
     /// Format a flow canonically, or convert it between YAML and the DSL
     Fmt {
+        /// The flow file to format (.yaml, .yml or .flow)
         file: PathBuf,
         /// Output form (default: the file's own)
         #[arg(long, value_enum)]
@@ -313,7 +336,16 @@ enum Command {
         drop_comments: bool,
     },
     /// Print the checked IR of a flow (a stable text dump, for debugging and tests)
-    DumpIr { file: PathBuf },
+    DumpIr {
+        /// The flow file (.yaml, .yml or .flow)
+        file: PathBuf,
+    },
+    /// Print a shell completion script: `botc completions bash > /etc/bash_completion.d/botc`,
+    /// or for zsh, fish, powershell, elvish
+    Completions {
+        /// The shell to complete in
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What every distributed role takes.
@@ -419,6 +451,11 @@ fn main() -> ExitCode {
             cmd::check::check(&paths, format, deny_warnings)
         }
         Command::Graph { file, format } => cmd::graph::graph(&file, format),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "botc", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::DumpIr { file } => cmd::dump_ir::dump_ir(&file),
         Command::Compile { paths, out, debug } => cmd::compile::compile_cmd(&paths, &out, debug),
         Command::Disasm { file } => cmd::disasm::disasm(&file),
