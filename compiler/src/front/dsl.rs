@@ -21,14 +21,14 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
             .help("see docs/flow-language.md for the DSL's statements; `botc fmt --to dsl` converts a YAML flow")
     })?;
     let root = pairs.next().expect("dsl_file matched");
-    let b = Builder { file, unclosed: std::cell::RefCell::new(None) };
+    let b = Builder { file, syntax: std::cell::RefCell::new(None) };
     let mut top = Map::default();
     for stmt in root.into_inner() {
         if stmt.as_rule() != Rule::EOI {
             b.top(&mut top, stmt);
         }
     }
-    match b.unclosed.into_inner() {
+    match b.syntax.into_inner() {
         Some(d) => Err(d),
         None => Ok(top.into_node(Span::new(file, 0, 0))),
     }
@@ -83,22 +83,27 @@ fn without_comment(text: &str) -> &str {
     text
 }
 
-/// The inside of `text` when it is one double-quoted string, maybe followed by a comment.
-fn lone_string(text: &str) -> Option<&str> {
+/// Where the double-quoted string `text` starts with ends: the byte of its closing quote
+/// (`None`: it is never closed).
+fn string_end(text: &str) -> Option<usize> {
     let rest = text.strip_prefix('"')?;
     let mut escaped = false;
     for (i, c) in rest.char_indices() {
         match c {
             _ if escaped => escaped = false,
             '\\' => escaped = true,
-            '"' => {
-                let after = rest[i + 1..].trim_start();
-                return (after.is_empty() || after.starts_with('#')).then_some(&rest[..i]);
-            }
+            '"' => return Some(i + 1),
             _ => {}
         }
     }
     None
+}
+
+/// The inside of `text` when it is one double-quoted string, maybe followed by a comment.
+fn lone_string(text: &str) -> Option<&str> {
+    let end = string_end(text)?;
+    let after = text[end + 1..].trim_start();
+    (after.is_empty() || after.starts_with('#')).then_some(&text[1..end])
 }
 
 /// A mapping under construction, keeping keys in order.
@@ -144,9 +149,9 @@ impl Map {
 
 struct Builder {
     file: FileId,
-    /// A node whose `}` is missing, seen as a statement that only starts a file's lines
-    /// (`node`, `var`, ...) inside it: the first one, as a syntax error.
-    unclosed: std::cell::RefCell<Option<Diagnostic>>,
+    /// The first mistake the grammar lets through as an unknown statement: a node whose `}`
+    /// is missing (a `node`, `var`, ... inside it), or a string that is never closed.
+    syntax: std::cell::RefCell<Option<Diagnostic>>,
 }
 
 /// Statements that begin a file's or sub-flow's lines, never a node's.
@@ -297,10 +302,10 @@ impl Builder {
                 let mut body = Map::default();
                 for s in it {
                     let word = s.as_str().split_whitespace().next().unwrap_or_default();
-                    if s.as_rule() == Rule::other_stmt && OUTER.contains(&word) && self.unclosed.borrow().is_none() {
+                    if s.as_rule() == Rule::other_stmt && OUTER.contains(&word) && self.syntax.borrow().is_none() {
                         let node = name.as_str().unwrap_or_default();
                         let at = Span::new(self.file, s.as_span().start(), s.as_span().start() + word.len());
-                        *self.unclosed.borrow_mut() = Some(
+                        *self.syntax.borrow_mut() = Some(
                             Diagnostic::error("E0002", at, "syntax error")
                                 .label(format!("`{word}` inside node `{node}`: its `}}` is missing"))
                                 .help(format!("close node `{node}` with `}}` before this line")),
@@ -334,6 +339,14 @@ impl Builder {
             let rest = without_comment(&stmt.as_str()[name.as_str().len()..]);
             let trimmed = rest.trim();
             let lo = name.as_span().end() + (rest.len() - rest.trim_start().len());
+            if trimmed.starts_with('"') && string_end(trimmed).is_none() && self.syntax.borrow().is_none() {
+                let at = Span::new(self.file, lo, lo + 1);
+                *self.syntax.borrow_mut() = Some(
+                    Diagnostic::error("E0002", at, "syntax error")
+                        .label("this string is never closed")
+                        .help("end it with `\"` (write `\\\"` for a quote inside it)"),
+                );
+            }
             let value = if trimmed.is_empty() {
                 self.null(&name)
             } else if let Some(inner) = lone_string(trimmed) {
