@@ -344,8 +344,14 @@ impl Core {
                 buttons: buttons.to_vec(),
                 at,
             };
-        // Everything said goes to the transcript and to the history.
-        let say = |batch: &mut Batch, id: String, from: From, text: String, buttons: Vec<vm::Button>| {
+        // Everything said goes to the transcript and to the history; `agents` is what the
+        // history (the agents' view) says instead, when the user is to see less.
+        let tell = |batch: &mut Batch,
+                    id: String,
+                    from: From,
+                    text: String,
+                    buttons: Vec<vm::Button>,
+                    agents: Option<String>| {
             let (direction, kind, at) = match from {
                 From::User => (
                     Direction::In,
@@ -355,11 +361,14 @@ impl Core {
                 From::Bot => (Direction::Out, "message", event.received_at),
                 From::System => (Direction::Out, "note", event.received_at),
             };
-            batch.history.push(record(&id, direction, kind, &text, &buttons, at));
+            batch.history.push(record(&id, direction, kind, agents.as_deref().unwrap_or(&text), &buttons, at));
             // The transcript is the web chat's; platform conversations live on their platform.
             if event.platform == "web" {
                 batch.messages.push(Message { key: key.clone(), entry: Entry { seq: 0, id, from, text, buttons } });
             }
+        };
+        let say = |batch: &mut Batch, id: String, from: From, text: String, buttons: Vec<vm::Button>| {
+            tell(batch, id, from, text, buttons, None)
         };
         // Events nobody typed are history too.
         let unsaid = match &event.kind {
@@ -455,9 +464,12 @@ impl Core {
                     let request = HttpRequest { method: method.name().to_string(), url, headers, body };
                     batch.outbox.push(OutboxItem { id, request, result });
                 }
+                // The reason is the flow's note for the agents (it may hold an order, a phone
+                // number, an error): the history keeps it, the user is only told who is coming.
                 Effect::Handoff { queue, reason } => {
                     let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
-                    say(batch, id, From::System, format!("Handed to the `{queue}` team{why}."), vec![]);
+                    let user = format!("A person from our {queue} team will take it from here.");
+                    tell(batch, id, From::System, user, vec![], Some(format!("Handed to the `{queue}` team{why}.")));
                 }
                 Effect::End => say(batch, id, From::System, "The conversation has ended.".into(), vec![]),
             }

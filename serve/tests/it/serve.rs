@@ -829,3 +829,33 @@ async fn control_characters_are_refused_in_messages_and_stripped_from_names() {
     s.expect("c1", "Hi Ada! Which size?").await;
     s.expect_user("c1", "two\nlines\tand a tab").await;
 }
+
+/// A hand-off tells the web-chat user who is coming, never the flow's note for the agents
+/// (it may hold an order, a phone number, an error); the history, which agents read, keeps
+/// the note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_note_reaches_the_agents_history_not_the_user() {
+    const HANDOFF: &str = "flow: shop\nstart: ask\nvars:\n  phone: text\nnodes:\n  ask:\n    ask: \"Your phone?\"\n    into: phone\n    next: human\n  human:\n    handoff: orders\n    reason: \"Order API failed; call {{ phone }}\"\n";
+    let dir = data_dir();
+    let s = start_flow(HANDOFF, Options::default(), 100, dir.path()).await;
+    s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hello"}"#).await;
+    s.expect("c1", "Your phone?").await;
+    s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "555-0101"}"#).await;
+    let seen = s.expect("c1", "A person from our orders team will take it from here.").await;
+    let told: Vec<&str> = seen.iter().filter(|m| m["from"] != "user").filter_map(|m| m["text"].as_str()).collect();
+    assert!(told.iter().all(|t| !t.contains("555-0101") && !t.contains("Order API")), "{told:?}");
+    // The history is shipped from the store in the background: wait for the note itself.
+    let note = "Handed to the `orders` team: Order API failed; call 555-0101.";
+    let shipped = async {
+        loop {
+            let history = s.history.transcript("shop", "c1", true, 100).await.expect("history");
+            if history.iter().any(|r| r.kind == "note" && r.text == note) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), shipped)
+        .await
+        .expect("the agents' note reaches the history");
+}
