@@ -206,6 +206,12 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("zero.toml:4:") && err.contains("limits.queue_capacity must be at least 1"), "{err}");
+    std::fs::write(d.join("star.toml"), "listen = \"127.0.0.1:0\"\n\n[web]\nallowed_origins = [\"*\"]\n")
+        .expect("write");
+    let o = botc(&["serve", "--config", &d.join("star.toml").to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("star.toml:4:") && err.contains("a wildcard would let every site's pages"), "{err}");
 
     std::fs::write(
         d.join("good.toml"),

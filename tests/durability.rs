@@ -19,7 +19,7 @@ async fn send_until(base: &str, stop: Instant) -> Vec<usize> {
             while Instant::now() < stop {
                 let url = format!("{base}/api/bots/echo/conversations/c{c}/messages");
                 let body = format!("{{\"text\": \"m{c}-{acked}\"}}");
-                match client.post(url).body(body).send().await {
+                match client.post(url).header("content-type", "application/json").body(body).send().await {
                     Ok(r) if r.status() == 202 => acked += 1,
                     // The server died mid-request: this message was not acknowledged.
                     _ => break,

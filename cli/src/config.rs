@@ -29,6 +29,9 @@ pub struct Config {
     /// `[admin]`: the operator token (hand-back, waiting counts).
     #[serde(default)]
     pub admin: Admin,
+    /// `[web]`: the web chat's API for pages on other sites.
+    #[serde(default)]
+    pub web: Web,
     #[serde(default)]
     pub plans: Plans,
     #[serde(default)]
@@ -243,6 +246,16 @@ pub struct Admin {
     /// The token, read from `token_env` when the file is loaded.
     #[serde(skip)]
     pub token: Option<botc_serve::Secret>,
+}
+
+/// `[web]`: the web chat's API as other sites' pages (the chat widget) use it.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Web {
+    /// Origins (`https://shop.example.com`) whose pages may talk to the web chat's API from
+    /// the browser (CORS); the server's own pages always may.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -504,6 +517,11 @@ pub fn load(path: &Path) -> Result<Config, String> {
                     "{shown}{at}: environment variable {var} (admin.token_env) is not set; set it to the operator token"
                 ));
             }
+        }
+    }
+    for origin in &config.web.allowed_origins {
+        if let Err(why) = botc_serve::check_origin(origin) {
+            return Err(format!("{shown}{}: web.allowed_origins: {why}", line_of("allowed_origins")));
         }
     }
     for plan in [config.plans.free, config.plans.premium] {

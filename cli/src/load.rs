@@ -59,7 +59,10 @@ impl Target {
     ) -> (reqwest::RequestBuilder, u16) {
         match self {
             Target::Web => (
-                client.post(format!("{base}/api/bots/{bot}/conversations/load-{c}/messages")).body(r#"{"text": "hi"}"#),
+                client
+                    .post(format!("{base}/api/bots/{bot}/conversations/load-{c}/messages"))
+                    .header("content-type", "application/json")
+                    .body(r#"{"text": "hi"}"#),
                 202,
             ),
             Target::Telegram { secret } => {

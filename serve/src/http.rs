@@ -34,6 +34,8 @@ pub struct Gateway {
     pub body_limit: usize,
     /// Who may hand conversations back and see waiting counts.
     pub operators: super::Operators,
+    /// Other sites whose pages may use the web chat's API (`[web] allowed_origins`).
+    pub allowed_origins: Vec<String>,
     /// One count of waiting conversations at a time (each reads up to 10,000 sessions).
     counting: tokio::sync::Semaphore,
     next_event: AtomicU64,
@@ -63,10 +65,50 @@ impl Gateway {
             clock,
             body_limit,
             operators,
+            allowed_origins: Vec::new(),
             counting: tokio::sync::Semaphore::new(1),
             next_event: AtomicU64::new(1),
             boot,
         }
+    }
+
+    /// Whether a request that changes state may, as a browser may send it: `Err` is the
+    /// refusal. A page on another site can make a visitor's browser send a form post or a
+    /// `text/plain` request from the visitor's network (CSRF); botc takes messages only as
+    /// JSON (which browsers send to another site only after a CORS preflight), and from
+    /// pages of its own origin or of `[web] allowed_origins`. Clients that are not browsers
+    /// send no `Origin`.
+    fn browser_may(&self, headers: &HeaderMap, json: bool) -> Result<(), Response> {
+        if json {
+            let given = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !given.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+                self.metrics.reject("not_json");
+                return Err(error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "send the message as JSON, with `Content-Type: application/json`",
+                ));
+            }
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            if !self.origin_allowed(origin, headers) {
+                self.metrics.reject("forbidden_origin");
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "pages from `{origin}` may not use this web chat; list the origin under [web] allowed_origins in botc.toml"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's own origin (the one the request's `Host` names), or a listed one.
+    fn origin_allowed(&self, origin: &str, headers: &HeaderMap) -> bool {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let own = origin.split_once("://").map(|(_, authority)| authority);
+        (own.is_some() && own == host) || self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
 
     /// Whether this request may do what operators do: `Err` is the refusal to send.
@@ -105,12 +147,23 @@ impl Gateway {
 
     /// The gateway's routes.
     pub fn router(self: Arc<Self>) -> Router {
-        Router::new()
-            .route("/", get(|| async { Html(PAGE) }))
+        // Pages of the listed origins may call the web chat's API from the browser (the
+        // chat widget on a shop's site); the preflight and headers are tower-http's.
+        let origins: Vec<HeaderValue> = self.allowed_origins.iter().filter_map(|o| o.parse().ok()).collect();
+        let cors = tower_http::cors::CorsLayer::new()
+            .allow_origin(tower_http::cors::AllowOrigin::list(origins))
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .max_age(std::time::Duration::from_secs(3600));
+        let api = Router::new()
             .route("/api/bots", get(list_bots))
             .route("/api/bots/{bot}/conversations/{conversation}/messages", post(post_message).get(get_messages))
             .route("/api/bots/{bot}/conversations/{conversation}/handback", post(hand_back))
             .route("/api/bots/{bot}/graph", get(graph))
+            .layer(cors);
+        Router::new()
+            .route("/", get(|| async { Html(PAGE) }))
+            .merge(api)
             .route("/webhooks/{platform}/{bot}", post(super::webhook::webhook))
             // The handlers enforce the body limit themselves, with a JSON error.
             .layer(DefaultBodyLimit::disable())
@@ -249,6 +302,10 @@ async fn post_message(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    if let Err(refused) = s.browser_may(&headers, true) {
+        s.metrics.received.inc();
+        return refused;
+    }
     let body = match receive(&s, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -425,6 +482,9 @@ async fn hand_back(
     headers: HeaderMap,
 ) -> Response {
     s.metrics.received.inc();
+    if let Err(refused) = s.browser_may(&headers, false) {
+        return refused;
+    }
     if let Err(refused) = s.operator(&headers) {
         s.metrics.reject("unauthorized");
         return refused;
@@ -557,4 +617,23 @@ async fn graph(
         "counted": counts.as_ref().map(|(_, n)| *n),
     }))
     .into_response()
+}
+
+/// An origin as `[web] allowed_origins` takes it: `https://host[:port]` (or `http://`), with
+/// nothing after it. A wildcard is refused: it would let every site's pages in.
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    let example = "write it as the page's scheme and host, like https://shop.example.com";
+    if origin.contains('*') {
+        return Err(format!("`{origin}`: a wildcard would let every site's pages use the chat; list each origin"));
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err(format!("`{origin}` is not an origin; {example}"));
+    };
+    if scheme != "https" && scheme != "http" {
+        return Err(format!("`{origin}`: an origin starts with https:// or http://; {example}"));
+    }
+    if authority.is_empty() || authority.contains(['/', '?', '#', '*', ' ', '@']) {
+        return Err(format!("`{origin}`: an origin is a scheme and a host (and port), no path or wildcard; {example}"));
+    }
+    Ok(())
 }

@@ -35,7 +35,7 @@ pub mod registry_rows {
     pub use super::history::{DEPLOY_COLUMNS, VERSION_COLUMNS, deploy_row, version_row};
 }
 pub use history::{SqliteHistory, buttons_json, direction_name, hex, history_path, record_from_columns, unhex};
-pub use http::{Gateway, Ops};
+pub use http::{Gateway, Ops, check_origin};
 pub use metrics::Metrics;
 pub use roles::{HistoryShipper, OutboxRunner, Scheduler};
 pub use transcript::{Entry, From};
@@ -146,6 +146,9 @@ pub struct Options {
     pub operators: Operators,
     /// How long a request's head may take and how many connections may be open.
     pub http: transport::Limits,
+    /// Other sites whose pages may use the web chat's API from the browser (`[web]
+    /// allowed_origins`); the server's own pages always may.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Access to the gateway's operator actions: hand-back (a human agent's) and the flow
@@ -172,6 +175,7 @@ impl Default for Options {
             // The caller decides; botc's own commands open it only on a loopback address.
             operators: Operators::Open,
             http: transport::Limits::default(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -468,6 +472,8 @@ pub async fn serve_with(
             options.body_limit,
             options.operators.clone(),
         );
+        let mut gateway = gateway;
+        gateway.allowed_origins.clone_from(&options.allowed_origins);
         app = app.merge(Arc::new(gateway).router());
     }
     let app = app.fallback(|| async { http::not_found() });

@@ -44,6 +44,7 @@ pub(crate) fn bots_and_options(
             .then(|| std::time::Duration::from_secs(c.limits.forget_idle_days.saturating_mul(86_400)));
         options.lease_ttl = std::time::Duration::from_secs(c.limits.lease_seconds);
         options.environment.clone_from(&c.environment);
+        options.allowed_origins.clone_from(&c.web.allowed_origins);
         options.http = serve::transport::Limits {
             header_read: std::time::Duration::from_secs(c.limits.header_read_seconds),
             max_connections: c.limits.max_connections,

@@ -68,8 +68,9 @@ impl Server {
         self.history.close().await;
     }
 
+    /// A POST as the web chat's page sends it: JSON.
     pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
-        self.post_with(path, &[], body).await
+        self.post_with(path, &[("content-type", "application/json".into())], body).await
     }
 
     pub async fn post_with(&self, path: &str, headers: &[(&str, String)], body: &str) -> reqwest::Response {

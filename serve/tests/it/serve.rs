@@ -859,3 +859,65 @@ async fn a_handoff_note_reaches_the_agents_history_not_the_user() {
         .await
         .expect("the agents' note reaches the history");
 }
+
+/// A page on another site cannot post into a conversation through a visitor's browser
+/// (CSRF): a form post or a `text/plain` body (which browsers send without asking) is a 415,
+/// JSON from a foreign `Origin` a 403, a hand-back from one too, and nothing is stored. The
+/// server's own page and a listed origin may post; the listed origin's preflight is
+/// answered with CORS headers, a foreign one's is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_on_other_sites_cannot_post_and_listed_origins_can() {
+    let dir = data_dir();
+    let options = Options { allowed_origins: vec!["https://shop.example.com".into()], ..Options::default() };
+    let s = start(options, 100, dir.path()).await;
+    let url = format!("{}/api/bots/shop/conversations/c1/messages", s.base);
+    let evil = "https://evil.example";
+    for (kind, body) in [
+        ("application/x-www-form-urlencoded", "text=hi"),
+        ("text/plain", r#"{"text": "hi"}"#),
+        ("", r#"{"text": "hi"}"#),
+    ] {
+        let mut req = s.client.post(&url).header("origin", evil).body(body);
+        if !kind.is_empty() {
+            req = req.header("content-type", kind);
+        }
+        let r = req.send().await.expect("answers");
+        assert_eq!(r.status(), 415, "content type `{kind}`");
+        assert!(r.text().await.expect("body").contains("Content-Type: application/json"));
+    }
+    let json = |origin: &str| {
+        s.client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("origin", origin)
+            .body(r#"{"text": "hello", "user": "Ada"}"#)
+    };
+    let r = json(evil).send().await.expect("answers");
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.expect("body").contains("[web] allowed_origins"));
+    let r = s.client.post(format!("{}/api/bots/shop/conversations/c1/handback", s.base)).header("origin", evil);
+    assert_eq!(r.send().await.expect("answers").status(), 403, "a hand-back from a foreign page");
+    assert!(transcript(&s, "c1").await.is_empty(), "a refused request was stored");
+
+    // The server's own page.
+    let own = format!("http://{}", s.base.trim_start_matches("http://"));
+    assert_eq!(json(&own).send().await.expect("answers").status(), 202);
+    s.expect("c1", "Hi Ada! Which size?").await;
+    // A listed site: its preflight is answered, its post taken, with CORS headers.
+    let preflight = |origin: &str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let r = preflight("https://shop.example.com").await.expect("answers");
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://shop.example.com");
+    let r = preflight(evil).await.expect("answers");
+    assert!(r.headers().get("access-control-allow-origin").is_none(), "a foreign site's preflight was allowed");
+    let r = json("https://shop.example.com").send().await.expect("answers");
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://shop.example.com");
+}
