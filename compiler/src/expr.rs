@@ -190,6 +190,9 @@ impl<'a> Locator<'a> {
 }
 
 pub fn parse_expr(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Expr {
+    if src.contains('\\') {
+        check_escapes(src, at, diags);
+    }
     if let Some(e) = crate::expr_fast::parse(src, at) {
         return e;
     }
@@ -364,6 +367,51 @@ fn rule_name(rule: Rule) -> Option<String> {
         }
     };
     Some(name.to_string())
+}
+
+/// The escapes the language defines, in the DSL's strings and in expressions' text literals
+/// alike (YAML's own quoting has YAML's escapes, decoded before botc reads the text).
+pub(crate) const ESCAPES: &str = "`\\\"`, `\\'`, `\\\\`, `\\n`, `\\t` and `\\r`";
+
+/// The first escape in a string's raw text that the language does not define: its byte
+/// offset and length in `raw`.
+pub(crate) fn bad_escape(raw: &str) -> Option<(usize, usize)> {
+    let mut chars = raw.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some((_, '"' | '\'' | '\\' | 'n' | 't' | 'r')) => {}
+                Some((_, other)) => return Some((i, 1 + other.len_utf8())),
+                None => return Some((i, 1)),
+            }
+        }
+    }
+    None
+}
+
+/// E0303 for each undefined escape in the text literals of an expression's source.
+fn check_escapes(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) {
+    let (mut i, mut quote) = (0, None::<char>);
+    while let Some(c) = src[i..].chars().next() {
+        match quote {
+            None if c == '"' || c == '\'' => quote = Some(c),
+            Some(q) if c == q => quote = None,
+            Some(_) if c == '\\' => {
+                let len = 1 + src[i + 1..].chars().next().map_or(0, char::len_utf8);
+                if bad_escape(&src[i..i + len]).is_some() {
+                    diags.push(
+                        Diagnostic::error("E0303", at.span(i, i + len), "invalid expression")
+                            .label(format!("`{}` is not an escape", &src[i..i + len]))
+                            .help(format!("the escapes are {ESCAPES}; write `\\\\` for a backslash")),
+                    );
+                }
+                i += len;
+                continue;
+            }
+            _ => {}
+        }
+        i += c.len_utf8();
+    }
 }
 
 pub(crate) fn unescape(s: &str) -> String {

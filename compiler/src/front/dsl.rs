@@ -4,7 +4,7 @@
 //! `import`) gather into the one mapping or list the YAML form writes.
 
 use crate::diagnostic::Diagnostic;
-use crate::expr::{BotcParser, Rule, expected, unescape};
+use crate::expr::{BotcParser, ESCAPES, Rule, bad_escape, expected, unescape};
 use crate::span::{FileId, Span};
 use crate::yaml::{Node, Origin, Value};
 use pest::Parser as _;
@@ -184,10 +184,26 @@ impl Builder {
     fn string(&self, p: &Pair<'_, Rule>) -> Node {
         let inner = p.clone().into_inner().next().expect("dstring has its inner text");
         let raw = inner.as_str();
+        self.escapes(raw, inner.as_span().start());
         Node {
             value: Value::Scalar { text: unescape(raw), quoted: true },
             span: self.span(p),
             origin: dsl_origin(raw, inner.as_span().start() as u32),
+        }
+    }
+
+    /// An escape the language does not define (`\q`), in a string whose raw text starts at
+    /// byte `at`: a syntax error, as in YAML.
+    fn escapes(&self, raw: &str, at: usize) {
+        if let Some((i, len)) = bad_escape(raw)
+            && self.syntax.borrow().is_none()
+        {
+            let span = Span::new(self.file, at + i, at + i + len);
+            *self.syntax.borrow_mut() = Some(
+                Diagnostic::error("E0002", span, "syntax error")
+                    .label(format!("`{}` is not an escape", &raw[i..i + len]))
+                    .help(format!("the escapes are {ESCAPES}; write `\\\\` for a backslash")),
+            );
         }
     }
 
@@ -239,6 +255,7 @@ impl Builder {
             let mut inner = cur.clone().into_inner();
             match (cur.as_rule(), inner.next(), inner.next()) {
                 (Rule::string, Some(i), _) => {
+                    self.escapes(i.as_str(), i.as_span().start());
                     return Node {
                         value: Value::Scalar { text: unescape(i.as_str()), quoted: true },
                         span,
