@@ -153,7 +153,12 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
             }
             Event::Scalar(value, style, anchor, _tag) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
-                let s = span(lo, hi);
+                let mut s = span(lo, hi);
+                // The parser's span of a quoted scalar that ends a flow mapping (`{ a: "x" }`)
+                // runs on over the spaces before the `}`; a quoted scalar ends at its quote.
+                if matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) {
+                    s.hi = s.lo + text[s.range()].trim_end().len() as u32;
+                }
                 let src = &text[s.range()];
                 let origin = match style {
                     ScalarStyle::Plain if src == value => Origin::At(s.lo),
@@ -369,6 +374,16 @@ mod tests {
             let at = text.find(&format!("{{{{ {name} }}}}")).unwrap() + 3;
             assert_eq!(&src[map[at] as usize..map[at] as usize + 1], name, "{text:?}");
         }
+    }
+
+    #[test]
+    fn quoted_scalars_ending_a_flow_mapping_know_their_place() {
+        let src = "a: { n: 'x', m: \"y\" }\n";
+        let Value::Map(pairs) = p(src).unwrap().value else { panic!() };
+        let Value::Map(inner) = &pairs[0].1.value else { panic!() };
+        assert_eq!(&src[inner[1].1.span.range()], "\"y\"");
+        assert_eq!(inner[1].1.origin, Origin::At(17));
+        assert_eq!(inner[0].1.origin, Origin::At(9));
     }
 
     #[test]
