@@ -27,6 +27,7 @@ pub fn check(program: Program, mut diags: Vec<Diagnostic>) -> (Result<CheckedPro
         loops(&program, flow, &mut diags);
         assignment(flow, &reachable, &mut diags);
         reminders(flow, &reachable, &mut diags);
+        unchecked_results(flow, &mut diags);
         crate::values::impossible_cases(flow, &reachable, &mut diags);
         limits(&program, flow, &mut diags);
     }
@@ -182,56 +183,67 @@ impl Bits {
 }
 
 /// Variables read by a node, in order, split by whether they are read before or after
-/// the node's own assignments (only `set` assigns inside a node).
+/// the node's own assignments (only `set` assigns inside a node, and its reads are taken
+/// in order with its assignments).
 fn node_reads(kind: &NodeKind) -> Vec<(VarId, crate::span::Span)> {
     let mut r = Vec::new();
-    match kind {
-        NodeKind::Say { text, buttons, image } => {
-            text.reads(&mut r);
-            buttons_reads(buttons, &mut r);
-            if let Some(i) = image {
-                i.reads(&mut r);
-            }
-        }
-        NodeKind::Ask { prompt, buttons, reprompt, .. } => {
-            prompt.reads(&mut r);
-            buttons_reads(buttons, &mut r);
-            if let Some(t) = reprompt {
-                t.reads(&mut r);
-            }
-        }
-        NodeKind::Branch { conds } => conds.iter().for_each(|c| c.reads(&mut r)),
-        NodeKind::Set { .. } => {}
-        NodeKind::Call { args, .. } => args.iter().for_each(|a| a.reads(&mut r)),
-        NodeKind::Return { value } => {
-            if let Some(v) = value {
-                v.reads(&mut r);
-            }
-        }
-        NodeKind::Http { url, headers, body, .. } => {
-            url.reads(&mut r);
-            headers.iter().for_each(|(_, v)| v.reads(&mut r));
-            if let Some(b) = body {
-                b.reads(&mut r);
-            }
-        }
-        NodeKind::Handoff { reason, .. } => {
-            if let Some(t) = reason {
-                t.reads(&mut r);
-            }
-        }
-        NodeKind::Wait { .. } | NodeKind::Goto | NodeKind::End => {}
+    if !matches!(kind, NodeKind::Set { .. }) {
+        node_exprs(kind).into_iter().for_each(|e| e.reads(&mut r));
     }
     r
 }
 
-fn buttons_reads(buttons: &[Button], r: &mut Vec<(VarId, crate::span::Span)>) {
-    for b in buttons {
-        b.label.reads(r);
-        if let Some(u) = &b.url {
-            u.reads(r);
+/// Every expression a node evaluates, template holes included, in order.
+fn node_exprs(kind: &NodeKind) -> Vec<&Expr> {
+    fn template<'a>(t: &'a Template, out: &mut Vec<&'a Expr>) {
+        out.extend(t.parts.iter().filter_map(|p| match p {
+            TemplatePart::Expr(e) => Some(e),
+            TemplatePart::Lit(_) => None,
+        }))
+    }
+    fn buttons<'a>(buttons: &'a [Button], out: &mut Vec<&'a Expr>) {
+        for b in buttons {
+            template(&b.label, out);
+            if let Some(u) = &b.url {
+                template(u, out);
+            }
         }
     }
+    let mut out: Vec<&Expr> = Vec::new();
+    match kind {
+        NodeKind::Say { text, buttons: bs, image } => {
+            template(text, &mut out);
+            buttons(bs, &mut out);
+            if let Some(i) = image {
+                template(i, &mut out);
+            }
+        }
+        NodeKind::Ask { prompt, buttons: bs, reprompt, .. } => {
+            template(prompt, &mut out);
+            buttons(bs, &mut out);
+            if let Some(t) = reprompt {
+                template(t, &mut out);
+            }
+        }
+        NodeKind::Branch { conds } => out.extend(conds),
+        NodeKind::Set { assigns } => out.extend(assigns.iter().map(|(_, e)| e)),
+        NodeKind::Call { args, .. } => out.extend(args),
+        NodeKind::Return { value } => out.extend(value),
+        NodeKind::Http { url, headers, body, .. } => {
+            template(url, &mut out);
+            headers.iter().for_each(|(_, v)| template(v, &mut out));
+            if let Some(b) = body {
+                template(b, &mut out);
+            }
+        }
+        NodeKind::Handoff { reason, .. } => {
+            if let Some(t) = reason {
+                template(t, &mut out);
+            }
+        }
+        NodeKind::Wait { .. } | NodeKind::Goto | NodeKind::End => {}
+    }
+    out
 }
 
 /// The variable an edge assigns: `ask`, `call` and `http` store their result only when they
@@ -498,5 +510,54 @@ fn reminders(flow: &Flow, reachable: &[bool], diags: &mut Vec<Diagnostic>) {
                 .help("count the reminders and branch out after a few, e.g. `set: { nudges: nudges + 1 }`, then a `branch` on `nudges < 3`"),
             );
         }
+    }
+}
+
+/// W0304: an `http` node with no `on_error` whose result's fields are read while nothing
+/// reads its `status`: a failed call goes on to `next` too (status 0, or the error's), and
+/// the fields read nothing, or the error's body.
+fn unchecked_results(flow: &Flow, diags: &mut Vec<Diagnostic>) {
+    // Each `var.field` read in the flow, with where.
+    fn fields<'a>(e: &'a Expr, out: &mut Vec<(VarId, &'a str, crate::span::Span)>) {
+        match &e.kind {
+            ExprKind::Field(base, name) => {
+                if let ExprKind::Var(v) = base.kind {
+                    out.push((v, name.as_str(), e.span));
+                }
+                fields(base, out);
+            }
+            ExprKind::List(items) | ExprKind::Call(_, items) | ExprKind::Error(items) => {
+                items.iter().for_each(|i| fields(i, out))
+            }
+            ExprKind::Unary(_, x) => fields(x, out),
+            ExprKind::Binary(_, a, b) => {
+                fields(a, out);
+                fields(b, out);
+            }
+            _ => {}
+        }
+    }
+    let mut read = Vec::new();
+    for node in flow.graph.node_weights() {
+        node_exprs(&node.kind).into_iter().for_each(|e| fields(e, &mut read));
+    }
+    for id in flow.graph.node_indices() {
+        let node = &flow.graph[id];
+        let NodeKind::Http { into: Some(v), .. } = node.kind else { continue };
+        if flow.graph.edges(id).any(|e| *e.weight() == Edge::Error)
+            || read.iter().any(|&(w, f, _)| w == v && f == "status")
+        {
+            continue;
+        }
+        let Some(&(_, field, at)) = read.iter().find(|&&(w, _, _)| w == v) else { continue };
+        let name = &flow.vars[v.0 as usize].name;
+        diags.push(
+            Diagnostic::warning("W0304", at, format!("`{name}.{field}` is read, but nothing looks at `{name}.status`"))
+                .label("when the call fails this reads nothing, or the error's body")
+                .with_label(node.span, "this call has no `on_error`: a failure goes on to `next` too")
+                .help(format!(
+                    "add `on_error: <node>` to the call, or branch on `{name}.status` before reading its fields"
+                )),
+        );
     }
 }
