@@ -116,6 +116,8 @@ fn a_telegram_bot_answers_through_the_api_and_no_secret_reaches_the_logs() {
     reader.join().expect("reader");
     logs.extend(logged.try_iter().map(|l| l + "\n"));
     assert!(logs.contains("webhook refused"), "{logs}");
+    // Values in the words of the config, not Rust's names for them.
+    assert!(logs.contains(r#""platform":"telegram","tenant":"-","plan":"free""#), "{logs}");
     assert!(
         !logs.contains(TOKEN) && !logs.contains("987654") && !logs.contains(SECRET),
         "a secret reached the logs:\n{logs}"

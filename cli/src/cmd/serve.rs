@@ -63,7 +63,11 @@ pub(crate) fn bots_and_options(
         }
         declared = c.bots.iter().collect();
         for b in &c.bots {
-            tracing::info!(bot = %b.id, platform = ?b.platform, tenant = b.tenant.as_deref().unwrap_or("-"), plan = ?b.plan, "bot declared");
+            let plan = match b.plan {
+                config::Plan::Free => "free",
+                config::Plan::Premium => "premium",
+            };
+            tracing::info!(bot = %b.id, platform = b.platform.name(), tenant = b.tenant.as_deref().unwrap_or("-"), plan, "bot declared");
         }
     }
     if paths.is_empty() && declared.is_empty() {
