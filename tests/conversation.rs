@@ -201,6 +201,25 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.toml:6:") && err.contains("unknown field `platfrom`"), "{err}");
+    assert!(err.contains("did you mean `platform`?"), "{err}");
+    // Every other mistake in one run, each with its line, and a misspelt flow file's
+    // likely name.
+    std::fs::write(
+        d.join("many.toml"),
+        "listen = \"127.0.0.1:0\"\n\n[limits]\nqueue_capacity = 0\nlease_seconds = 1\n\n[[bots]]\nid = \"t\"\nflow = \"tt.yaml\"\n",
+    )
+    .expect("write");
+    let o = botc(&["serve", "--config", &d.join("many.toml").to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for want in [
+        "many.toml:4: limits.queue_capacity must be at least 1",
+        "many.toml:5: limits.lease_seconds must be between 2 and 300",
+        "many.toml:9: bot `t`: flow file",
+        "did you mean `t.yaml`?",
+    ] {
+        assert!(err.contains(want), "wanted `{want}` in: {err}");
+    }
     std::fs::write(d.join("zero.toml"), "listen = \"127.0.0.1:0\"\n\n[limits]\nqueue_capacity = 0\n").expect("write");
     let o = botc(&["serve", "--config", &d.join("zero.toml").to_string_lossy()]);
     assert_eq!(o.status.code(), Some(2));

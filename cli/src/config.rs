@@ -422,25 +422,27 @@ pub fn load(path: &Path) -> Result<Config, String> {
     let mut config: Config = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         let at = line.map(|l| format!(":{l}")).unwrap_or_default();
-        format!("{shown}{at}: {}", e.message().trim_end())
+        format!("{shown}{at}: {}{}", e.message().trim_end(), misspelt(e.message()))
     })?;
     let base = path.parent().unwrap_or(Path::new(""));
     let line_of =
         |needle: &str| text.lines().position(|l| l.contains(needle)).map_or(String::new(), |i| format!(":{}", i + 1));
+    // Every mistake in one run, each with its line.
+    let mut errors: Vec<String> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for bot in &config.bots {
         let valid = !bot.id.is_empty()
             && bot.id.len() <= 64
             && bot.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
         if !valid {
-            return Err(format!(
+            errors.push(format!(
                 "{shown}{}: bot id `{}` is not valid; use 1-64 letters, digits, `-` or `_`",
                 line_of(&format!("\"{}\"", bot.id)),
                 bot.id
             ));
         }
         if seen.contains(&bot.id.as_str()) {
-            return Err(format!(
+            errors.push(format!(
                 "{shown}{}: two bots have the id `{}`; ids must be unique",
                 line_of(&format!("\"{}\"", bot.id)),
                 bot.id
@@ -448,72 +450,78 @@ pub fn load(path: &Path) -> Result<Config, String> {
         }
         seen.push(&bot.id);
         if bot.messages_per_second == Some(0) || bot.conversation_messages_per_second == Some(0) {
-            return Err(format!(
+            errors.push(format!(
                 "{shown}{}: bot `{}`: a send budget of 0 would never send; remove it or give at least 1",
                 line_of("messages_per_second"),
                 bot.id
             ));
         }
         if !base.join(&bot.flow).exists() {
-            return Err(format!(
-                "{shown}{}: bot `{}`: flow file {} does not exist (paths are relative to the config file)",
+            errors.push(format!(
+                "{shown}{}: bot `{}`: flow file {} does not exist (paths are relative to the config file){}",
                 line_of(&bot.flow.to_string_lossy()),
                 bot.id,
-                base.join(&bot.flow).display()
+                base.join(&bot.flow).display(),
+                nearby_file(&base.join(&bot.flow))
             ));
         }
     }
-    if let Some(env) = &config.environment {
-        check_environment(env).map_err(|e| format!("{shown}{}: {e}", line_of("environment")))?;
+    if let Some(env) = &config.environment
+        && let Err(e) = check_environment(env)
+    {
+        errors.push(format!("{shown}{}: {e}", line_of("environment")));
     }
     if config.limits.partitions == 0 || config.limits.partitions > 1024 {
-        return Err(format!("{shown}{}: limits.partitions must be between 1 and 1024", line_of("partitions")));
+        errors.push(format!("{shown}{}: limits.partitions must be between 1 and 1024", line_of("partitions")));
     }
     if config.limits.queue_capacity == 0 {
-        return Err(format!(
+        errors.push(format!(
             "{shown}{}: limits.queue_capacity must be at least 1 (events waiting per partition before the gateway answers 503)",
             line_of("queue_capacity")
         ));
     }
     if !(2..=300).contains(&config.limits.lease_seconds) {
-        return Err(format!(
+        errors.push(format!(
             "{shown}{}: limits.lease_seconds must be between 2 and 300 (a lease is renewed every third of it)",
             line_of("lease_seconds")
         ));
     }
     if !(1..=300).contains(&config.limits.header_read_seconds) {
-        return Err(format!(
+        errors.push(format!(
             "{shown}{}: limits.header_read_seconds must be between 1 and 300 (how long a request's head may take)",
             line_of("header_read_seconds")
         ));
     }
     if config.limits.max_connections == 0 {
-        return Err(format!("{shown}{}: limits.max_connections must be at least 1", line_of("max_connections")));
+        errors.push(format!("{shown}{}: limits.max_connections must be at least 1", line_of("max_connections")));
     }
     if config.limits.body_limit < 1024 {
-        return Err(format!("{shown}{}: limits.body_limit must be at least 1024 bytes", line_of("body_limit")));
+        errors.push(format!("{shown}{}: limits.body_limit must be at least 1024 bytes", line_of("body_limit")));
     }
     for bot in &mut config.bots {
         bot.flow = base.join(&bot.flow);
         let at = line_of(&format!("\"{}\"", bot.id));
-        bot.secrets = secrets(bot).map_err(|e| format!("{shown}{at}: bot `{}`: {e}", bot.id))?;
+        match secrets(bot) {
+            Ok(s) => bot.secrets = s,
+            Err(e) => errors.push(format!("{shown}{at}: bot `{}`: {e}", bot.id)),
+        }
     }
     if let Some(var) = &config.admin.token_env {
         let at = line_of("token_env");
         match std::env::var(var) {
             Ok(v) if v.trim().len() >= 16 => config.admin.token = Some(botc_serve::Secret::new(v.trim().to_string())),
             Ok(v) if v.trim().is_empty() => {
-                return Err(format!(
+                errors.push(format!(
                     "{shown}{at}: environment variable {var} (admin.token_env) is empty; set it to the operator token"
                 ));
             }
             Ok(_) => {
-                return Err(format!(
+                errors.push(format!(
                     "{shown}{at}: the operator token in {var} (admin.token_env) is too short; use at least 16 characters (e.g. `openssl rand -hex 32`)"
                 ));
             }
             Err(_) => {
-                return Err(format!(
+                errors.push(format!(
                     "{shown}{at}: environment variable {var} (admin.token_env) is not set; set it to the operator token"
                 ));
             }
@@ -521,16 +529,43 @@ pub fn load(path: &Path) -> Result<Config, String> {
     }
     for origin in &config.web.allowed_origins {
         if let Err(why) = botc_serve::check_origin(origin) {
-            return Err(format!("{shown}{}: web.allowed_origins: {why}", line_of("allowed_origins")));
+            errors.push(format!("{shown}{}: web.allowed_origins: {why}", line_of("allowed_origins")));
         }
     }
     for plan in [config.plans.free, config.plans.premium] {
         if plan.messages_per_second == Some(0) {
-            return Err(format!("{shown}{}: a plan's messages_per_second must be at least 1", line_of("[plans")));
+            errors.push(format!("{shown}{}: a plan's messages_per_second must be at least 1", line_of("[plans")));
         }
+    }
+    if !errors.is_empty() {
+        // Printed after "error: ", as one error a line.
+        return Err(errors.join("\nerror: "));
     }
     config.data_dir = config.data_dir.map(|d| base.join(d));
     Ok(config)
+}
+
+/// "; did you mean `platform`?" for serde's "unknown field `platfrom`, expected one of
+/// `id`, `flow`, ..." (empty for any other message).
+fn misspelt(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else { return String::new() };
+    let Some((name, expected)) = rest.split_once('`') else { return String::new() };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    botc_compiler::diagnostic::did_you_mean(name, candidates).map_or(String::new(), |hint| format!("; {hint}"))
+}
+
+/// "; did you mean `pizza_order.yaml`?" for a flow file that is not there, from the flow
+/// files next to where it was looked for.
+fn nearby_file(missing: &Path) -> String {
+    let (Some(dir), Some(name)) = (missing.parent(), missing.file_name().and_then(|n| n.to_str())) else {
+        return String::new();
+    };
+    let files: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    let flows = files.iter().filter(|f| f.ends_with(".yaml") || f.ends_with(".yml") || f.ends_with(".flow"));
+    botc_compiler::diagnostic::did_you_mean(name, flows.map(String::as_str))
+        .map_or(String::new(), |hint| format!("; {hint}"))
 }
 
 /// Reads a bot's credentials from the environment variables its config names, checking each
