@@ -212,6 +212,9 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
     let o = botc(&["serve", "--config", &d.join("many.toml").to_string_lossy()]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
+    let order: Vec<usize> =
+        ["many.toml:4:", "many.toml:5:", "many.toml:9:"].iter().filter_map(|w| err.find(w)).collect();
+    assert!(order.len() == 3 && order.is_sorted(), "in the file's order: {err}");
     for want in [
         "many.toml:4: limits.queue_capacity must be at least 1",
         "many.toml:5: limits.lease_seconds must be between 2 and 300",

@@ -538,7 +538,13 @@ pub fn load(path: &Path) -> Result<Config, String> {
         }
     }
     if !errors.is_empty() {
-        // Printed after "error: ", as one error a line.
+        // In the file's order (each starts `PATH:LINE:`), printed after "error: ", one a line.
+        let prefix = format!("{shown}:");
+        let line = |e: &String| {
+            let rest = e.strip_prefix(&prefix).unwrap_or_default();
+            rest.split(':').next().and_then(|n| n.parse::<usize>().ok()).unwrap_or(usize::MAX)
+        };
+        errors.sort_by_key(line);
         return Err(errors.join("\nerror: "));
     }
     config.data_dir = config.data_dir.map(|d| base.join(d));
