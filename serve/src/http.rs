@@ -104,11 +104,17 @@ impl Gateway {
         Ok(())
     }
 
-    /// The server's own origin (the one the request's `Host` names), or a listed one.
+    /// The server's own origin (the one the request's `Host` names, or behind a proxy its
+    /// `X-Forwarded-Host`), or a listed one. A page on another site cannot set either
+    /// header on a request its browser sends without a preflight.
     fn origin_allowed(&self, origin: &str, headers: &HeaderMap) -> bool {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let named =
+            |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or("").trim());
         let own = origin.split_once("://").map(|(_, authority)| authority);
-        (own.is_some() && own == host) || self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+        let ours = |host: Option<&str>| own.is_some_and(|o| host.is_some_and(|h| h.eq_ignore_ascii_case(o)));
+        ours(named("host"))
+            || ours(named("x-forwarded-host"))
+            || self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
 
     /// Whether this request may do what operators do: `Err` is the refusal to send.

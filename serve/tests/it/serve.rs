@@ -899,9 +899,11 @@ async fn pages_on_other_sites_cannot_post_and_listed_origins_can() {
     assert_eq!(r.send().await.expect("answers").status(), 403, "a hand-back from a foreign page");
     assert!(transcript(&s, "c1").await.is_empty(), "a refused request was stored");
 
-    // The server's own page.
+    // The server's own page, also behind a proxy that names the public host.
     let own = format!("http://{}", s.base.trim_start_matches("http://"));
     assert_eq!(json(&own).send().await.expect("answers").status(), 202);
+    let proxied = json("https://bots.example.com").header("x-forwarded-host", "bots.example.com");
+    assert_eq!(proxied.send().await.expect("answers").status(), 202);
     s.expect("c1", "Hi Ada! Which size?").await;
     // A listed site: its preflight is answered, its post taken, with CORS headers.
     let preflight = |origin: &str| {
