@@ -107,6 +107,32 @@ fn chat_works_through_a_pipe() {
     assert!(!text.contains("Please tap"), "{text}");
 }
 
+/// A hand-off that ends the flow says so, and `/handback` then says there is nothing to
+/// hand back, instead of promising that it returns the conversation to the bot.
+#[test]
+fn chat_says_what_happens_after_a_hand_off_that_ends_the_flow() {
+    let d = temp_dir("chathandoff");
+    let flow = "flow: h\nstart: a\nnodes:\n  a:\n    say: Connecting you.\n    next: human\n  human:\n    handoff: support\n    reason: needs help\n";
+    std::fs::write(d.join("h.yaml"), flow).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["chat", &d.join("h.yaml").to_string_lossy()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(b"hi\n/handback\n").expect("write");
+    let out = String::from_utf8_lossy(&child.wait_with_output().expect("runs").stdout).into_owned();
+    assert!(
+        out.contains(
+            "(handed to the `support` queue: needs help; the flow ends here, so the agent finishes the conversation)"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("/handback returns it"), "{out}");
+    assert!(out.contains("(nothing to hand back: the conversation has ended"), "{out}");
+}
+
 #[test]
 fn diff_reports_each_wait_point_as_json() {
     let d = temp_dir("diff");

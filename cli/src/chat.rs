@@ -55,6 +55,10 @@ pub fn run(program: &botc_runtime::Loaded, user: &str) -> std::io::Result<()> {
                 writeln!(out, "(a new conversation: say something to begin)")?;
                 continue;
             }
+            "/handback" if c.ended() => {
+                writeln!(out, "(nothing to hand back: the conversation has ended; say something to begin again)")?;
+                continue;
+            }
             "/handback" => c.hand_back(),
             _ if line.starts_with("/time") => {
                 let arg = line.trim_start_matches("/time").trim().trim_start_matches('+');
@@ -149,9 +153,15 @@ fn show(
         }
     }
     for (queue, reason) in &reply.handoffs {
+        // A handoff without `next` ends the flow: the agent has the last word.
+        let then = if c.ended() {
+            "the flow ends here, so the agent finishes the conversation"
+        } else {
+            "/handback returns it to the bot"
+        };
         writeln!(
             out,
-            "(handed to the `{queue}` queue{}; /handback returns it to the bot)",
+            "(handed to the `{queue}` queue{}; {then})",
             reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
         )?;
     }
