@@ -83,20 +83,28 @@ fn a_broken_test_file_names_its_line() {
     assert!(err.contains("t.test.yaml:5:") && err.contains("unknown key `usr`"), "{err}");
 }
 
-#[test]
-fn chat_works_through_a_pipe() {
+/// `botc chat ARGS` (from the repository root) with `input` piped in: it exits, and what it
+/// printed.
+fn chat(args: &[&str], input: &[u8]) -> (std::process::ExitStatus, String) {
+    use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
-        .args(["chat", "flows/examples/pizza_order.yaml", "--user", "Ada"])
+        .arg("chat")
+        .args(args)
         .current_dir(root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("starts");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(b"hi\n4\n/vars\n/time +20m\n/quit\n").expect("write");
+    child.stdin.take().expect("stdin").write_all(input).expect("write");
     let out = child.wait_with_output().expect("runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
+    (out.status, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn chat_works_through_a_pipe() {
+    let (status, text) =
+        chat(&["flows/examples/pizza_order.yaml", "--user", "Ada"], b"hi\n4\n/vars\n/time +20m\n/quit\n");
+    assert!(status.success());
     assert!(text.contains("bot: Ciao Ada!"), "{text}");
     assert!(text.contains("(pressed [Large (35 cm) · $14.50])"), "{text}");
     assert!(text.contains("size = \"large\""), "values as the language writes them: {text}");
@@ -114,15 +122,7 @@ fn chat_says_what_happens_after_a_hand_off_that_ends_the_flow() {
     let d = temp_dir("chathandoff");
     let flow = "flow: h\nstart: a\nnodes:\n  a:\n    say: Connecting you.\n    next: human\n  human:\n    handoff: support\n    reason: needs help\n";
     std::fs::write(d.join("h.yaml"), flow).expect("write");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
-        .args(["chat", &d.join("h.yaml").to_string_lossy()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(b"hi\n/handback\n").expect("write");
-    let out = String::from_utf8_lossy(&child.wait_with_output().expect("runs").stdout).into_owned();
+    let (_, out) = chat(&[&d.join("h.yaml").to_string_lossy()], b"hi\n/handback\n");
     assert!(
         out.contains(
             "(handed to the `support` queue: needs help; the flow ends here, so the agent finishes the conversation)"
@@ -164,15 +164,7 @@ fn chat_numbers_press_only_the_latest_buttons_and_test_vars_keep_their_text() {
     let d = temp_dir("chatbuttons");
     let flow = "flow: t\nstart: pick\nvars:\n  size: text\n  qty: integer\n  zip: text\nnodes:\n  pick:\n    ask: Size?\n    into: size\n    expect: { choice: [small, large] }\n    next: how_many\n  how_many:\n    ask: How many?\n    into: qty\n    expect: integer\n    next: ask_zip\n  ask_zip:\n    ask: ZIP?\n    into: zip\n    next: done\n  done:\n    end:\n";
     std::fs::write(d.join("t.yaml"), flow).expect("write");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_botc"))
-        .args(["chat", &d.join("t.yaml").to_string_lossy()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(b"hi\n2\n2\n/vars\n").expect("write");
-    let out = String::from_utf8_lossy(&child.wait_with_output().expect("runs").stdout).into_owned();
+    let (_, out) = chat(&[&d.join("t.yaml").to_string_lossy()], b"hi\n2\n2\n/vars\n");
     assert!(out.contains("qty = 2"), "2 answered How many?, it did not press an old button:\n{out}");
     assert!(out.contains("size = \"large\"") && out.contains("zip = (unset)"), "{out}");
     std::fs::write(

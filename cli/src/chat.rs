@@ -109,12 +109,12 @@ pub fn run(program: &botc_runtime::Loaded, user: &str) -> std::io::Result<()> {
 
 /// A value as the flow language writes it: texts quoted, lists in brackets.
 fn written(value: &botc_runtime::Value) -> String {
+    use botc_compiler::print::quote;
     use botc_runtime::Value;
-    let quoted = |s: &str| serde_json::Value::String(s.to_string()).to_string();
     match value {
         Value::Unset => "(unset)".into(),
-        Value::Text(s) => quoted(s),
-        Value::List(items) => format!("[{}]", items.iter().map(|i| quoted(i)).collect::<Vec<_>>().join(", ")),
+        Value::Text(s) => quote(s),
+        Value::List(items) => format!("[{}]", items.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", ")),
         Value::Json(j) => j.to_string(),
         other => other.to_string(),
     }

@@ -28,7 +28,7 @@ pub fn check(program: Program, mut diags: Vec<Diagnostic>) -> (Result<CheckedPro
         assignment(flow, &reachable, &mut diags);
         reminders(flow, &reachable, &mut diags);
         unchecked_results(flow, &mut diags);
-        crate::values::impossible_cases(flow, &reachable, &mut diags);
+        crate::values::impossible_cases(flow, &mut diags);
         limits(&program, flow, &mut diags);
     }
     recursion(&program, &mut diags);
@@ -518,28 +518,17 @@ fn reminders(flow: &Flow, reachable: &[bool], diags: &mut Vec<Diagnostic>) {
 /// the fields read nothing, or the error's body.
 fn unchecked_results(flow: &Flow, diags: &mut Vec<Diagnostic>) {
     // Each `var.field` read in the flow, with where.
-    fn fields<'a>(e: &'a Expr, out: &mut Vec<(VarId, &'a str, crate::span::Span)>) {
-        match &e.kind {
-            ExprKind::Field(base, name) => {
-                if let ExprKind::Var(v) = base.kind {
-                    out.push((v, name.as_str(), e.span));
-                }
-                fields(base, out);
-            }
-            ExprKind::List(items) | ExprKind::Call(_, items) | ExprKind::Error(items) => {
-                items.iter().for_each(|i| fields(i, out))
-            }
-            ExprKind::Unary(_, x) => fields(x, out),
-            ExprKind::Binary(_, a, b) => {
-                fields(a, out);
-                fields(b, out);
-            }
-            _ => {}
-        }
-    }
-    let mut read = Vec::new();
+    let mut read: Vec<(VarId, &str, crate::span::Span)> = Vec::new();
     for node in flow.graph.node_weights() {
-        node_exprs(&node.kind).into_iter().for_each(|e| fields(e, &mut read));
+        for e in node_exprs(&node.kind) {
+            e.visit(&mut |e| {
+                if let ExprKind::Field(base, name) = &e.kind
+                    && let ExprKind::Var(v) = base.kind
+                {
+                    read.push((v, name.as_str(), e.span));
+                }
+            });
+        }
     }
     for id in flow.graph.node_indices() {
         let node = &flow.graph[id];

@@ -377,20 +377,30 @@ pub enum ExprKind {
 }
 
 impl Expr {
-    /// Every variable this expression reads, with where, in evaluation order.
-    pub fn reads(&self, out: &mut Vec<(VarId, Span)>) {
+    /// Calls `f` on this expression and every expression inside it, in evaluation order
+    /// (an operation before its operands).
+    pub fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
+        f(self);
         match &self.kind {
-            ExprKind::Var(v) => out.push((*v, self.span)),
             ExprKind::List(items) | ExprKind::Call(_, items) | ExprKind::Error(items) => {
-                items.iter().for_each(|e| e.reads(out))
+                items.iter().for_each(|e| e.visit(f))
             }
-            ExprKind::Field(e, _) | ExprKind::Unary(_, e) => e.reads(out),
+            ExprKind::Field(e, _) | ExprKind::Unary(_, e) => e.visit(f),
             ExprKind::Binary(_, a, b) => {
-                a.reads(out);
-                b.reads(out);
+                a.visit(f);
+                b.visit(f);
             }
             _ => {}
         }
+    }
+
+    /// Every variable this expression reads, with where, in evaluation order.
+    pub fn reads(&self, out: &mut Vec<(VarId, Span)>) {
+        self.visit(&mut |e| {
+            if let ExprKind::Var(v) = e.kind {
+                out.push((v, e.span));
+            }
+        });
     }
 }
 

@@ -549,9 +549,7 @@ impl FlowLowerer<'_> {
             _ => {}
         }
     }
-}
 
-impl FlowLowerer<'_> {
     /// E0605: a button of an `ask` whose value the ask never accepts (pressing it can only
     /// re-prompt), judged by the VM's own rules ([`botc_bytecode::answers`]).
     fn button_answers(&mut self, expect: &Expect, buttons: &[ast::Button]) {

@@ -97,7 +97,8 @@ fn leave(node: &Node, edge: Edge, mut held: Vec<Held>) -> Vec<Held> {
     held
 }
 
-pub fn impossible_cases(flow: &Flow, reachable: &[bool], diags: &mut Vec<Diagnostic>) {
+/// W0303 over one flow (a branch no path reaches has no entry, so it is not judged).
+pub fn impossible_cases(flow: &Flow, diags: &mut Vec<Diagnostic>) {
     let Some(start) = flow.start else { return };
     let n = flow.graph.node_count();
     let entry: Vec<Held> = flow
@@ -134,9 +135,6 @@ pub fn impossible_cases(flow: &Flow, reachable: &[bool], diags: &mut Vec<Diagnos
     }
     for id in flow.graph.node_indices() {
         let (NodeKind::Branch { conds }, Some(held)) = (&flow.graph[id].kind, &ins[id.index()]) else { continue };
-        if !reachable[id.index()] {
-            continue;
-        }
         let entry = held;
         let mut held = held.clone();
         for cond in conds {

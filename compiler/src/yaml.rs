@@ -170,12 +170,12 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted if !src.contains('\n') => {
                         escaped_map(src, &value, s.lo, matches!(style, ScalarStyle::DoubleQuoted))
                     }
-                    // A block scalar's (`|`, `>-`) span starts at its text, or at its header
-                    // when the parser includes it; quoted ones after their quote.
+                    // Text that spans lines: a block scalar's (`|`, `>-`) starts after its
+                    // header when the parser's span includes it, a quoted one after its
+                    // quote, any other where its span does.
                     ScalarStyle::Literal | ScalarStyle::Folded if src.starts_with(['|', '>']) => {
                         src.find('\n').map_or(Origin::Unknown, |nl| aligned_map(src, &value, s.lo, nl + 1))
                     }
-                    ScalarStyle::Literal | ScalarStyle::Folded => aligned_map(src, &value, s.lo, 0),
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => aligned_map(src, &value, s.lo, 1),
                     _ => aligned_map(src, &value, s.lo, 0),
                 };
