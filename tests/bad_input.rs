@@ -50,14 +50,25 @@ fn operator_actions_are_off_on_a_public_address_without_a_token() {
         let out = std::process::Command::new("curl").arg("-s").args(args).output().expect("curl");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // Anyone may start a conversation; it is then theirs: its token reads and writes it.
+    let started: serde_json::Value =
+        serde_json::from_str(&curl(&["-X", "POST", &format!("{base}/api/bots/pizza_order/conversations")]))
+            .expect("a conversation as JSON");
+    let (id, token) = (started["conversation"].as_str().expect("id"), started["token"].as_str().expect("token"));
+    let messages = format!("{base}/api/bots/pizza_order/conversations/{id}/messages");
     let chat =
         ["-H", "content-type: application/json", "-d", r#"{"text": "hi"}"#, "-o", "/dev/null", "-w", "%{http_code}"];
-    assert_eq!(
-        curl(&[&chat[..], &[&format!("{base}/api/bots/pizza_order/conversations/c1/messages")]].concat()),
-        "202"
-    );
-    let hand_back =
-        curl(&["-X", "POST", "-w", " %{http_code}", &format!("{base}/api/bots/pizza_order/conversations/c1/handback")]);
+    let bearer = format!("authorization: Bearer {token}");
+    assert_eq!(curl(&[&chat[..], &["-H", &bearer, &messages]].concat()), "202");
+    assert_eq!(curl(&[&chat[..], &[&messages]].concat()), "401", "the id alone is not enough");
+    assert_eq!(curl(&["-o", "/dev/null", "-w", "%{http_code}", &messages]), "401", "nor to read it");
+    let hand_back = curl(&[
+        "-X",
+        "POST",
+        "-w",
+        " %{http_code}",
+        &format!("{base}/api/bots/pizza_order/conversations/{id}/handback"),
+    ]);
     assert!(hand_back.ends_with(" 403") && hand_back.contains("[admin] token_env"), "{hand_back}");
     let graph = curl(&[&format!("{base}/api/bots/pizza_order/graph")]);
     assert!(graph.contains("\"counted\":null"), "no counts for the public: {graph}");

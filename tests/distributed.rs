@@ -4,7 +4,7 @@
 //! scheduler. What `botc serve` promises holds across processes: every acknowledged message
 //! is answered exactly once, in order, also when a worker is killed with SIGKILL.
 
-use crate::{banner_url, root};
+use crate::{Chat, banner_url, root};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -210,10 +210,10 @@ fn version_of(url: &str, bot: &str) -> Option<u64> {
     metric(url, &format!("botc_flow_version{{bot=\"{bot}\"}}"))
 }
 
-/// Sends `total` messages over `chats` conversations (each conversation's in order, the
-/// conversations at once) and counts each conversation's acknowledged messages. Every one
-/// must be taken: a refusal or no answer fails the test.
-async fn send_all(base: &str, chats: usize, total: usize) -> Vec<usize> {
+/// Sends `total` messages over `chats` (each conversation's in order, the conversations at
+/// once) and counts each conversation's acknowledged messages. Every one must be taken: a
+/// refusal or no answer fails the test.
+async fn send_all(base: &str, chats: &[Chat], total: usize) -> Vec<usize> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let claimed = AtomicUsize::new(0);
     send_while(
@@ -225,25 +225,23 @@ async fn send_all(base: &str, chats: usize, total: usize) -> Vec<usize> {
     .await
 }
 
-/// Sends messages over `chats` conversations, each conversation's in order and at most one
-/// per `pace`, the conversations at once, for as long as `more()` says; counts each
+/// Sends messages `m{c}-{i}` over `chats`, each conversation's in order and at most one per
+/// `pace`, the conversations at once, for as long as `more()` says; counts each
 /// conversation's acknowledged messages. Every one must be taken.
 async fn send_while(
     base: &str,
-    chats: usize,
+    chats: &[Chat],
     pace: Duration,
     more: std::sync::Arc<dyn Fn() -> bool + Send + Sync>,
 ) -> Vec<usize> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
     let mut tasks = Vec::new();
-    for c in 0..chats {
-        let (client, base, more) = (client.clone(), base.to_string(), more.clone());
+    for (c, chat) in chats.iter().enumerate() {
+        let (client, base, more, chat) = (client.clone(), base.to_string(), more.clone(), chat.clone());
         tasks.push(tokio::spawn(async move {
             let mut acked = 0;
             while more() {
-                let url = format!("{base}/api/bots/echo/conversations/c{c}/messages");
-                let body = format!("{{\"text\": \"m{c}-{acked}\"}}");
-                match client.post(url).header("content-type", "application/json").body(body).send().await {
+                match crate::say(&client, &base, &chat, &format!("m{c}-{acked}")).await {
                     Ok(r) if r.status() == 202 => acked += 1,
                     Ok(r) => panic!("the gateway refused a message: {}", r.status()),
                     Err(e) => panic!("the gateway did not answer: {e}"),
@@ -262,15 +260,15 @@ async fn send_while(
     out
 }
 
-/// Every acknowledged message (`acked[c]` in conversation `c{c}`) is answered exactly once
-/// and in order in the web transcript, and is in Postgres's history exactly once.
-fn assert_all_answered(rt: &tokio::runtime::Runtime, d: &Deployment, base: &str, acked: &[usize]) {
+/// Every acknowledged message (`acked[c]` in conversation `chats[c]`) is answered exactly
+/// once and in order in the web transcript, and is in Postgres's history exactly once.
+fn assert_all_answered(rt: &tokio::runtime::Runtime, d: &Deployment, base: &str, chats: &[Chat], acked: &[usize]) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
     let deadline = Instant::now() + Duration::from_secs(180);
     for (c, &n) in acked.iter().enumerate() {
         let last = if n > 1 { format!("echo m{c}-{}", n - 1) } else { "Say something".into() };
         let seen = loop {
-            let seen = rt.block_on(crate::echo_transcript(&client, base, &format!("c{c}")));
+            let seen = rt.block_on(crate::echo_transcript(&client, base, &chats[c]));
             if seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
                 break seen;
             }
@@ -307,8 +305,17 @@ fn assert_all_answered(rt: &tokio::runtime::Runtime, d: &Deployment, base: &str,
     ));
     assert_eq!(dupes.trim(), "0", "a history record is there twice");
     // `botc history` reads it from Postgres.
-    let out =
-        crate::botc(&["history", "--config", &d.config, "--bot", "echo", "--conversation", "c0", "--limit", "100000"]);
+    let out = crate::botc(&[
+        "history",
+        "--config",
+        &d.config,
+        "--bot",
+        "echo",
+        "--conversation",
+        &chats[0].id,
+        "--limit",
+        "100000",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let last = format!("  bot    echo m0-{}\n", acked[0].saturating_sub(1));
     assert!(crate::stdout(&out).contains(&last), "{}", crate::stdout(&out));
@@ -339,6 +346,7 @@ fn five_worker_kills_during_100000_messages_lose_none_and_repeat_none() {
     let mut workers = Workers((0..3).map(|_| worker(&d)).collect());
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let chats = rt.block_on(crate::start_chats(&crate::client(), &base, CHATS));
     let started = Instant::now();
     let (acked, mut alive, kills) = std::thread::scope(|scope| {
         let d = &d;
@@ -367,7 +375,7 @@ fn five_worker_kills_during_100000_messages_lose_none_and_repeat_none() {
             }
             (workers, kills)
         });
-        let acked = rt.block_on(send_all(&base, CHATS, TOTAL));
+        let acked = rt.block_on(send_all(&base, &chats, TOTAL));
         let (alive, kills) = killer.join().expect("killer");
         (acked, alive, kills)
     });
@@ -375,7 +383,7 @@ fn five_worker_kills_during_100000_messages_lose_none_and_repeat_none() {
     eprintln!("acknowledged {} in {:?}; killed at {kills:?}", acked.iter().sum::<usize>(), started.elapsed());
     assert_eq!(acked.iter().sum::<usize>(), TOTAL, "every message was acknowledged");
     assert_eq!(kills.len(), 5);
-    assert_all_answered(&rt, &d, &base, &acked);
+    assert_all_answered(&rt, &d, &base, &chats, &acked);
     eprintln!("all answered after {:?}", started.elapsed());
 }
 
@@ -404,7 +412,8 @@ fn a_redis_cluster_master_killed_mid_load_fails_over_and_loses_nothing() {
     d.procs.0.push(worker);
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let session = format!("{}{{c:echo/web/c0}}:s", d.prefix.0);
+    let chats = rt.block_on(crate::start_chats(&crate::client(), &base, CHATS));
+    let session = format!("{}{{c:echo/web/{}}}:s", d.prefix.0, chats[0].id);
     let acked = std::thread::scope(|scope| {
         let killer = scope.spawn(|| {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -416,23 +425,16 @@ fn a_redis_cluster_master_killed_mid_load_fails_over_and_loses_nothing() {
             cluster.kill(master);
             cluster.wait_ok_without(master);
         });
-        let acked = rt.block_on(send_all(&base, CHATS, TOTAL));
+        let acked = rt.block_on(send_all(&base, &chats, TOTAL));
         killer.join().expect("killer");
         acked
     });
     assert_eq!(acked.iter().sum::<usize>(), TOTAL, "every message was acknowledged");
-    assert_all_answered(&rt, &d, &base, &acked);
+    assert_all_answered(&rt, &d, &base, &chats, &acked);
 }
 
-async fn post(client: &reqwest::Client, base: &str, c: &str, text: &str) -> (u16, Option<String>) {
-    let url = format!("{base}/api/bots/echo/conversations/{c}/messages");
-    let r = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(format!("{{\"text\": \"{text}\"}}"))
-        .send()
-        .await
-        .expect("the gateway answers");
+async fn post(client: &reqwest::Client, base: &str, chat: &Chat, text: &str) -> (u16, Option<String>) {
+    let r = crate::say(client, base, chat, text).await.expect("the gateway answers");
     let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
     (r.status().as_u16(), retry)
 }
@@ -451,14 +453,15 @@ fn while_the_broker_is_down_the_gateway_answers_503_and_loses_nothing() {
     d.procs.0.push(worker);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
-    assert_eq!(rt.block_on(post(&client, &base, "c", "before")).0, 202);
+    let c = rt.block_on(crate::start_chat(&client, &base));
+    assert_eq!(rt.block_on(post(&client, &base, &c, "before")).0, 202);
 
     if !d.broker("down") {
         eprintln!("a real broker takes no faults: the broker-down check runs on the mock only");
         return;
     }
     let sent = Instant::now();
-    let (status, retry) = rt.block_on(post(&client, &base, "c", "during"));
+    let (status, retry) = rt.block_on(post(&client, &base, &c, "during"));
     assert_eq!(status, 503, "a message the brokers could not take was acknowledged");
     assert_eq!(retry.as_deref(), Some("1"), "the 503 says when to retry");
     assert!(sent.elapsed() < Duration::from_secs(5), "the 503 took {:?}", sent.elapsed());
@@ -467,7 +470,7 @@ fn while_the_broker_is_down_the_gateway_answers_503_and_loses_nothing() {
     // The client retries, as platforms do, until the brokers take it again.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, _) = rt.block_on(post(&client, &base, "c", "after"));
+        let (status, _) = rt.block_on(post(&client, &base, &c, "after"));
         if status == 202 {
             break;
         }
@@ -476,7 +479,7 @@ fn while_the_broker_is_down_the_gateway_answers_503_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let seen = loop {
-        let seen = rt.block_on(crate::echo_transcript(&client, &base, "c"));
+        let seen = rt.block_on(crate::echo_transcript(&client, &base, &c));
         if seen.len() >= 5 || Instant::now() > deadline {
             break seen;
         }
@@ -524,7 +527,8 @@ fn while_redis_is_stalled_the_gateway_keeps_acknowledging_and_the_backlog_drains
     d.procs.0.push(worker);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
-    assert_eq!(rt.block_on(post(&client, &base, "c", "m0")).0, 202);
+    let c = rt.block_on(crate::start_chat(&client, &base));
+    assert_eq!(rt.block_on(post(&client, &base, &c, "m0")).0, 202);
 
     let signal = |sig: &str| {
         assert!(Command::new("kill").args([sig, &redis_pid]).status().expect("kill runs").success());
@@ -534,7 +538,7 @@ fn while_redis_is_stalled_the_gateway_keeps_acknowledging_and_the_backlog_drains
     let mut sent = 1;
     while stalled.elapsed() < Duration::from_secs(10) {
         let started = Instant::now();
-        let (status, _) = rt.block_on(post(&client, &base, "c", &format!("m{sent}")));
+        let (status, _) = rt.block_on(post(&client, &base, &c, &format!("m{sent}")));
         assert_eq!(status, 202, "message {sent} was refused while Redis was stalled");
         assert!(started.elapsed() < Duration::from_secs(1), "message {sent} took {:?}", started.elapsed());
         sent += 1;
@@ -545,7 +549,7 @@ fn while_redis_is_stalled_the_gateway_keeps_acknowledging_and_the_backlog_drains
     let deadline = Instant::now() + Duration::from_secs(60);
     let last = format!("echo m{}", sent - 1);
     let seen = loop {
-        let seen = rt.block_on(crate::echo_transcript(&client, &base, "c"));
+        let seen = rt.block_on(crate::echo_transcript(&client, &base, &c));
         if seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
             break seen;
         }
@@ -631,6 +635,7 @@ fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after
     d.procs.0.push(scheduler);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+    let c = rt.block_on(crate::start_chat(&client, &base));
     let rows = |schema: &str| {
         psql(&format!("SELECT COUNT(*) FROM {schema}.history WHERE direction = 'in'"))
             .trim()
@@ -645,7 +650,7 @@ fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after
         }
     };
     for i in 0..3 {
-        assert_eq!(rt.block_on(post(&client, &base, "c", &format!("m{i}"))).0, 202);
+        assert_eq!(rt.block_on(post(&client, &base, &c, &format!("m{i}"))).0, 202);
     }
     wait_for("the first messages' history", &|| rows(&d.schema.0) == 3);
 
@@ -653,9 +658,9 @@ fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after
     // Postgres (each message is answered while it is down).
     proxy.cut();
     let down = Instant::now();
-    let transcript = || rt.block_on(crate::echo_transcript(&client, &base, "c"));
+    let transcript = || rt.block_on(crate::echo_transcript(&client, &base, &c));
     for i in 3..13 {
-        assert_eq!(rt.block_on(post(&client, &base, "c", &format!("m{i}"))).0, 202, "m{i} while Postgres is down");
+        assert_eq!(rt.block_on(post(&client, &base, &c, &format!("m{i}"))).0, 202, "m{i} while Postgres is down");
         let echo = format!("echo m{i}");
         wait_for("the answers while Postgres is down", &|| transcript().iter().any(|m| m["text"] == echo.as_str()));
         std::thread::sleep((down + Duration::from_secs(3 * (i - 2))).saturating_duration_since(Instant::now()));
@@ -678,14 +683,14 @@ fn while_postgres_is_down_conversations_go_on_and_history_arrives_complete_after
     // `botc history` reads from a read replica when one is configured (here the machine's
     // Postgres, while the primary the roles use is cut again), and says what it cannot reach.
     proxy.cut();
-    let out = crate::botc(&["history", "--config", &d.config, "--bot", "echo", "--conversation", "c"]);
+    let out = crate::botc(&["history", "--config", &d.config, "--bot", "echo", "--conversation", &c.id]);
     assert_eq!(out.status.code(), Some(2), "{}", crate::stdout(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to postgres"), "{out:?}");
     let config = std::fs::read_to_string(&d.config).expect("config");
     let with_replica = config.replace("[postgres]\n", "[postgres]\nread_url_env = \"BOTC_TEST_READ_URL\"\n");
     std::fs::write(&d.config, with_replica).expect("config");
     let out = Command::new(env!("CARGO_BIN_EXE_botc"))
-        .args(["history", "--config", &d.config, "--bot", "echo", "--conversation", "c"])
+        .args(["history", "--config", &d.config, "--bot", "echo", "--conversation", &c.id])
         .env("BOTC_TEST_READ_URL", "postgres://postgres@127.0.0.1:5432/test")
         .output()
         .expect("botc history");
@@ -911,8 +916,19 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let client = crate::client();
-    let answered = |conv: &str, text: &str| {
-        rt.block_on(crate::echo_transcript(&client, &base, conv)).iter().any(|m| m["text"] == text)
+    let chats = rt.block_on(crate::start_chats(&client, &base, CHATS));
+    // Conversations that start after the deploy: 16, at least one on each of the 4 partitions.
+    let mut probes: Vec<Chat> = Vec::new();
+    while probes.len() < 16 {
+        let chat = rt.block_on(crate::start_chat(&client, &base));
+        let partition = |c: &Chat| botc_serve::partition_of(&format!("echo/web/{}", c.id), 4);
+        let covered: std::collections::BTreeSet<usize> = probes.iter().map(partition).collect();
+        if !covered.contains(&partition(&chat)) || 16 - probes.len() > 4 - covered.len() {
+            probes.push(chat);
+        }
+    }
+    let answered = |chat: &Chat, text: &str| {
+        rt.block_on(crate::echo_transcript(&client, &base, chat)).iter().any(|m| m["text"] == text)
     };
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     /// Stops the load however the scope ends: a failed check must not leave it running (the
@@ -928,14 +944,14 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
         // At most 20 messages a second per conversation, so a debug build's workers keep up.
         let going = stop.clone();
         let more = std::sync::Arc::new(move || !going.load(Ordering::Relaxed));
-        let load = scope.spawn(|| rt.block_on(send_while(&base, CHATS, Duration::from_millis(50), more)));
+        let load = scope.spawn(|| rt.block_on(send_while(&base, &chats, Duration::from_millis(50), more)));
         // Mid-load: every conversation has been answered by the old version.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !(0..CHATS).all(|c| answered(&format!("c{c}"), &format!("echo m{c}-1"))) {
+        while !chats.iter().enumerate().all(|(c, chat)| answered(chat, &format!("echo m{c}-1"))) {
             assert!(
                 Instant::now() < deadline,
-                "the load did not get going: c0 has {:?}",
-                rt.block_on(crate::echo_transcript(&client, &base, "c0"))
+                "the load did not get going: the first conversation has {:?}",
+                rt.block_on(crate::echo_transcript(&client, &base, &chats[0]))
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -955,21 +971,20 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
         }
         eprintln!("every worker serves v2 {:?} after the deploy", deployed.elapsed());
         // ... and does: from now on, new conversations on every partition get the new answer.
-        for p in 0..16 {
-            let conv = format!("probe{p}");
+        for (p, probe) in probes.iter().enumerate() {
             for text in ["hi", "ping"] {
-                assert_eq!(rt.block_on(post(&client, &base, &conv, text)).0, 202);
+                assert_eq!(rt.block_on(post(&client, &base, probe, text)).0, 202);
             }
-            while !answered(&conv, "echo2 ping") {
-                assert!(!answered(&conv, "echo ping"), "{conv}: answered by the old version after the deploy");
-                assert!(deployed.elapsed() < Duration::from_secs(30), "{conv}: no answer within 30 s");
+            while !answered(probe, "echo2 ping") {
+                assert!(!answered(probe, "echo ping"), "probe {p}: answered by the old version after the deploy");
+                assert!(deployed.elapsed() < Duration::from_secs(30), "probe {p}: no answer within 30 s");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
         eprintln!("every partition served v2 {:?} after the deploy", deployed.elapsed());
         // Each conversation answered by the new version, then the load stops.
-        while !(0..CHATS).all(|c| {
-            rt.block_on(crate::echo_transcript(&client, &base, &format!("c{c}")))
+        while !chats.iter().all(|chat| {
+            rt.block_on(crate::echo_transcript(&client, &base, chat))
                 .iter()
                 .any(|m| m["text"].as_str().is_some_and(|t| t.starts_with("echo2 ")))
         }) {
@@ -985,7 +1000,7 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
         let deadline = Instant::now() + Duration::from_secs(60);
         let last = format!("m{c}-{}", n - 1);
         let seen = loop {
-            let seen = rt.block_on(crate::echo_transcript(&client, &base, &format!("c{c}")));
+            let seen = rt.block_on(crate::echo_transcript(&client, &base, &chats[c]));
             if seen.iter().any(|m| m["text"].as_str().is_some_and(|t| t.ends_with(&format!(" {last}")))) {
                 break seen;
             }
@@ -1025,13 +1040,13 @@ fn a_deploy_under_load_reaches_every_worker_within_seconds_and_loses_nothing() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let conv = "after-rollback";
+    let after_rollback = rt.block_on(crate::start_chat(&client, &base));
     for text in ["hi", "ping"] {
-        assert_eq!(rt.block_on(post(&client, &base, conv, text)).0, 202);
+        assert_eq!(rt.block_on(post(&client, &base, &after_rollback, text)).0, 202);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !answered(conv, "echo ping") {
-        assert!(Instant::now() < deadline, "{conv}: not answered by v1 within 30 s of the rollback");
+    while !answered(&after_rollback, "echo ping") {
+        assert!(Instant::now() < deadline, "a new conversation was not answered by v1 within 30 s of the rollback");
         std::thread::sleep(Duration::from_millis(50));
     }
     let deploys = botc_in(dir.path(), &["deploys", "--config", &d.config]);

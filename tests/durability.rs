@@ -2,24 +2,22 @@
 //! it again on the same data directory, and every message that got `202 Accepted` is
 //! answered exactly once.
 
-use crate::{banner_url, start_serve_in};
+use crate::{Chat, banner_url, start_serve_in};
 use std::time::{Duration, Instant};
 
 const CONVERSATIONS: usize = 8;
 
-/// Sends messages `m{conversation}-{i}` in order on each conversation until `stop`, and
+/// Sends messages `m{c}-{i}` in order on each conversation `chats[c]` until `stop`, and
 /// returns, per conversation, how many were acknowledged (each waits for the previous ack).
-async fn send_until(base: &str, stop: Instant) -> Vec<usize> {
+async fn send_until(base: &str, chats: &[Chat], stop: Instant) -> Vec<usize> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
     let mut tasks = Vec::new();
-    for c in 0..CONVERSATIONS {
-        let (client, base) = (client.clone(), base.to_string());
+    for (c, chat) in chats.iter().enumerate() {
+        let (client, base, chat) = (client.clone(), base.to_string(), chat.clone());
         tasks.push(tokio::spawn(async move {
             let mut acked = 0;
             while Instant::now() < stop {
-                let url = format!("{base}/api/bots/echo/conversations/c{c}/messages");
-                let body = format!("{{\"text\": \"m{c}-{acked}\"}}");
-                match client.post(url).header("content-type", "application/json").body(body).send().await {
+                match crate::say(&client, &base, &chat, &format!("m{c}-{acked}")).await {
                     Ok(r) if r.status() == 202 => acked += 1,
                     // The server died mid-request: this message was not acknowledged.
                     _ => break,
@@ -52,7 +50,8 @@ fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
         std::thread::sleep(Duration::from_millis(1500));
         std::process::Command::new("kill").args(["-KILL", &pid]).status().expect("kill runs")
     });
-    let acked = rt.block_on(send_until(&base, Instant::now() + Duration::from_secs(30)));
+    let chats = rt.block_on(crate::start_chats(&crate::client(), &base, CONVERSATIONS));
+    let acked = rt.block_on(send_until(&base, &chats, Instant::now() + Duration::from_secs(30)));
     assert!(killer.join().expect("killer").success());
     let _ = server.wait();
     let total: usize = acked.iter().sum();
@@ -66,7 +65,8 @@ fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     for (c, &n) in acked.iter().enumerate() {
         let last = if n > 1 { format!("echo m{c}-{}", n - 1) } else { "Say something".into() };
         let seen = loop {
-            let seen = rt.block_on(crate::echo_transcript(&client, &base, &format!("c{c}")));
+            // Restarted, the server still knows the conversations' tokens.
+            let seen = rt.block_on(crate::echo_transcript(&client, &base, &chats[c]));
             if n == 0 || seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
                 break seen;
             }
@@ -80,8 +80,9 @@ fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     let mut out = String::new();
     // History is written just after the batch it belongs to.
     for _ in 0..50 {
-        let o =
-            crate::botc(&["history", "--bot", "echo", "--conversation", "c0", "--data-dir", &dir, "--limit", "100000"]);
+        let args =
+            ["history", "--bot", "echo", "--conversation", &chats[0].id, "--data-dir", &dir, "--limit", "100000"];
+        let o = crate::botc(&args);
         out = crate::stdout(&o);
         assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
         if out.contains(&last) {
@@ -96,7 +97,8 @@ fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err.contains("no history for user `nobody` of bot `echo`; users of bot `echo`") && err.contains("web:c0"),
+        err.contains("no history for user `nobody` of bot `echo`; users of bot `echo`")
+            && err.contains(&format!("web:{}", chats[0].id)),
         "{err}"
     );
     let _ = server.kill();

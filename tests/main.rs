@@ -145,10 +145,47 @@ pub fn banner_url(banner: &str) -> Option<String> {
 /// `say` it back.
 pub const ECHO: &str = "flow: echo\nstart: listen\nvars:\n  t: text\nnodes:\n  listen:\n    ask: \"Say something\"\n    into: t\n    next: answer\n  answer:\n    say: \"echo {{ t }}\"\n    next: listen\n";
 
+/// A web conversation as the server issued it: its id, and the token that reads and writes it.
+#[derive(Clone, Debug)]
+pub struct Chat {
+    pub id: String,
+    pub token: String,
+}
+
+/// Starts a conversation of the echo bot (`POST /api/bots/echo/conversations`).
+pub async fn start_chat(client: &reqwest::Client, base: &str) -> Chat {
+    let r = client.post(format!("{base}/api/bots/echo/conversations")).send().await.expect("the gateway answers");
+    assert_eq!(r.status(), 201, "a conversation is issued");
+    let v: serde_json::Value = r.json().await.expect("json");
+    let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no `{k}` in {v}")).to_string();
+    Chat { id: field("conversation"), token: field("token") }
+}
+
+/// `n` conversations of the echo bot.
+pub async fn start_chats(client: &reqwest::Client, base: &str, n: usize) -> Vec<Chat> {
+    let mut chats = Vec::with_capacity(n);
+    for _ in 0..n {
+        chats.push(start_chat(client, base).await);
+    }
+    chats
+}
+
+/// Sends `text` to the echo bot in `chat`, as the web page does.
+pub async fn say(client: &reqwest::Client, base: &str, chat: &Chat, text: &str) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{base}/api/bots/echo/conversations/{}/messages", chat.id))
+        .bearer_auth(&chat.token)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "text": text }).to_string())
+        .send()
+        .await
+}
+
 /// The echo bot's web-chat transcript of one conversation.
-pub async fn echo_transcript(client: &reqwest::Client, base: &str, conversation: &str) -> Vec<serde_json::Value> {
-    let url = format!("{base}/api/bots/echo/conversations/{conversation}/messages?after=0");
-    let v: serde_json::Value = client.get(url).send().await.expect("get").json().await.expect("json");
+pub async fn echo_transcript(client: &reqwest::Client, base: &str, chat: &Chat) -> Vec<serde_json::Value> {
+    let url = format!("{base}/api/bots/echo/conversations/{}/messages?after=0", chat.id);
+    let v: serde_json::Value =
+        client.get(url).bearer_auth(&chat.token).send().await.expect("get").json().await.expect("json");
     v["messages"].as_array().cloned().unwrap_or_default()
 }
 

@@ -3,7 +3,7 @@
 //! environment; the same deploy under load in the distributed runtime is in
 //! `distributed.rs`.
 
-use crate::{ECHO, banner_url};
+use crate::{Chat, ECHO, banner_url};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -99,21 +99,30 @@ impl Drop for Server {
     }
 }
 
-fn say(base: &str, conversation: &str, text: &str) {
+/// A new conversation of the echo bot, as the server issues it.
+fn chat(base: &str) -> Chat {
+    let out = Command::new("curl").args(["-s", "-X", "POST", &format!("{base}/api/bots/echo/conversations")]).output();
+    let v: serde_json::Value = serde_json::from_slice(&out.expect("curl").stdout).unwrap_or_default();
+    let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no `{k}` in {v}")).to_string();
+    Chat { id: field("conversation"), token: field("token") }
+}
+
+fn say(base: &str, chat: &Chat, text: &str) {
     let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "content-type: application/json", "-d"])
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "content-type: application/json"])
+        .args(["-H", &format!("authorization: Bearer {}", chat.token), "-d"])
         .arg(format!("{{\"text\": \"{text}\"}}"))
-        .arg(format!("{base}/api/bots/echo/conversations/{conversation}/messages"))
+        .arg(format!("{base}/api/bots/echo/conversations/{}/messages", chat.id))
         .output()
         .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "202", "message {text:?} to {conversation}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "202", "message {text:?} to {}", chat.id);
 }
 
 /// The bot's messages in a conversation's transcript.
-fn said(base: &str, conversation: &str) -> Vec<String> {
+fn said(base: &str, chat: &Chat) -> Vec<String> {
     let out = Command::new("curl")
-        .arg("-s")
-        .arg(format!("{base}/api/bots/echo/conversations/{conversation}/messages?after=0"))
+        .args(["-s", "-H", &format!("authorization: Bearer {}", chat.token)])
+        .arg(format!("{base}/api/bots/echo/conversations/{}/messages?after=0", chat.id))
         .output()
         .expect("curl");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -126,28 +135,28 @@ fn said(base: &str, conversation: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits (at most 20 s) until the bot has said `want` in `conversation`.
-fn wait_said(base: &str, conversation: &str, want: &str) {
+/// Waits (at most 20 s) until the bot has said `want` in `chat`.
+fn wait_said(base: &str, chat: &Chat, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = said(base, conversation);
+        let got = said(base, chat);
         if got.iter().any(|l| l == want) {
             return;
         }
-        assert!(Instant::now() < deadline, "{conversation}: the bot never said {want:?}; it said {got:?}");
+        assert!(Instant::now() < deadline, "{}: the bot never said {want:?}; it said {got:?}", chat.id);
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Waits (at most 20 s) until the bot's last message in `conversation` is one of `any`.
-fn wait_any(base: &str, conversation: &str, any: &[&str]) -> String {
+/// Waits (at most 20 s) until the bot's last message in `chat` is one of `any`.
+fn wait_any(base: &str, chat: &Chat, any: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = said(base, conversation);
+        let got = said(base, chat);
         if let Some(last) = got.last().filter(|l| any.contains(&l.as_str())) {
             return last.clone();
         }
-        assert!(Instant::now() < deadline, "{conversation}: the bot said none of {any:?}; it said {got:?}");
+        assert!(Instant::now() < deadline, "{}: the bot said none of {any:?}; it said {got:?}", chat.id);
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -206,12 +215,13 @@ fn deploys_move_waiting_conversations_as_planned_and_a_rollback_brings_back_the_
     let out = botc_in(dir, &["deploy", "flows", "--data-dir", "data"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let server = Server::start(dir);
-    for c in ["a", "b"] {
+    let (a, b) = (chat(&server.base), chat(&server.base));
+    for c in [&a, &b] {
         say(&server.base, c, "hi");
         wait_said(&server.base, c, "Say something");
     }
-    say(&server.base, "a", "one");
-    wait_said(&server.base, "a", "echo one");
+    say(&server.base, &a, "one");
+    wait_said(&server.base, &a, "echo one");
 
     // Renaming the question would start both conversations over: refused, while the server
     // runs (the plan says where, uncounted) and once it is stopped (counted exactly).
@@ -233,8 +243,8 @@ fn deploys_move_waiting_conversations_as_planned_and_a_rollback_brings_back_the_
 
     // As planned: `a` starts over at its next message.
     let server = Server::start(dir);
-    say(&server.base, "a", "two");
-    wait_said(&server.base, "a", "Say something new");
+    say(&server.base, &a, "two");
+    wait_said(&server.base, &a, "Say something new");
 
     // Rolled back while the server runs: it follows within seconds, and `b`, which waited
     // on version 1 all along, carries on there.
@@ -242,16 +252,16 @@ fn deploys_move_waiting_conversations_as_planned_and_a_rollback_brings_back_the_
     assert_eq!(back.status.code(), Some(0), "{}", text(&back));
     assert!(text(&back).contains("production `echo` is now version 1"), "{}", text(&back));
     let deadline = Instant::now() + Duration::from_secs(20);
-    for n in 0.. {
-        let probe = format!("probe{n}");
+    loop {
+        let probe = chat(&server.base);
         say(&server.base, &probe, "hi");
         if wait_any(&server.base, &probe, &["Say something", "Say something new"]) == "Say something" {
             break;
         }
         assert!(Instant::now() < deadline, "the server did not follow the rollback within 20 s");
     }
-    say(&server.base, "b", "three");
-    wait_said(&server.base, "b", "echo three");
+    say(&server.base, &b, "three");
+    wait_said(&server.base, &b, "echo three");
     let deploys = text(&botc_in(dir, &["deploys", "--bot", "echo", "--data-dir", "data"]));
     let actions: Vec<&str> = deploys.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
     assert_eq!(actions, ["rollback", "deploy", "deploy"], "{deploys}");

@@ -46,8 +46,9 @@ pub enum Target {
 }
 
 impl Target {
-    /// The request for message `i` of a run, to conversation `c`, and the status that
-    /// means it was accepted.
+    /// The request for message `i` of a run, to conversation `c` (web: `chats[c]`), and the
+    /// status that means it was accepted.
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &self,
         client: &reqwest::Client,
@@ -56,15 +57,18 @@ impl Target {
         run: u64,
         i: u64,
         c: u64,
+        chats: &[(String, String)],
     ) -> (reqwest::RequestBuilder, u16) {
         match self {
-            Target::Web => (
-                client
-                    .post(format!("{base}/api/bots/{bot}/conversations/load-{c}/messages"))
+            Target::Web => {
+                let (id, token) = &chats[c as usize];
+                let req = client
+                    .post(format!("{base}/api/bots/{bot}/conversations/{id}/messages"))
+                    .bearer_auth(token)
                     .header("content-type", "application/json")
-                    .body(r#"{"text": "hi"}"#),
-                202,
-            ),
+                    .body(r#"{"text": "hi"}"#);
+                (req, 202)
+            }
             Target::Telegram { secret } => {
                 let body = format!(
                     r#"{{"update_id":{},"message":{{"message_id":{i},"from":{{"id":{c},"first_name":"Load"}},"chat":{{"id":{c},"type":"private"}},"text":"hi"}}}}"#,
@@ -95,12 +99,31 @@ impl Target {
 
 /// Sends `rate` requests per second for `secs` seconds to `base` (a botc serve URL),
 /// spread over `conversations` conversations of `bot`.
-pub async fn run(base: &str, bot: &str, target: Target, rate: u64, secs: u64, conversations: u64) -> Report {
+pub async fn run(
+    base: &str,
+    bot: &str,
+    target: Target,
+    rate: u64,
+    secs: u64,
+    conversations: u64,
+) -> Result<Report, String> {
     // Distinct per run (the clock's milliseconds, cut to nine digits so run × 10⁹ + i fits
     // Telegram's 64-bit update_id), so platform event ids are new each time.
     let clock = botc_runtime::clock::SystemClock::default();
     let run = botc_runtime::clock::Clock::unix_ms(&clock) % 1_000_000_000;
     let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("an http client");
+    // Web conversations are issued by the server: start them all before the clock runs.
+    let mut chats = Vec::new();
+    if let Target::Web = target {
+        for _ in 0..conversations.max(1) {
+            match start_chat(&client, base, bot).await {
+                Ok(chat) => chats.push(chat),
+                Err(e) => {
+                    return Err(format!("cannot start a conversation of `{bot}` at {base}: {e}"));
+                }
+            }
+        }
+    }
     let total = (rate * secs) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
@@ -112,7 +135,7 @@ pub async fn run(base: &str, bot: &str, target: Target, rate: u64, secs: u64, co
     for i in 0..total {
         let scheduled = start + interval * i as u32;
         tokio::time::sleep_until(scheduled.into()).await;
-        let (req, ok) = target.request(&client, base, bot, run, i as u64, i as u64 % conversations.max(1));
+        let (req, ok) = target.request(&client, base, bot, run, i as u64, i as u64 % conversations.max(1), &chats);
         let (latencies, errors) = (latencies.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             match req.send().await {
@@ -131,7 +154,7 @@ pub async fn run(base: &str, bot: &str, target: Target, rate: u64, secs: u64, co
     l.sort();
     let at =
         |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or_default();
-    Report {
+    Ok(Report {
         sent: total,
         ok: l.len(),
         errors: errors.load(std::sync::atomic::Ordering::Relaxed),
@@ -139,6 +162,17 @@ pub async fn run(base: &str, bot: &str, target: Target, rate: u64, secs: u64, co
         p50: at(0.50),
         p99: at(0.99),
         max: l.last().copied().unwrap_or_default(),
+    })
+}
+
+/// A new web conversation of `bot`: its id and token.
+async fn start_chat(client: &reqwest::Client, base: &str, bot: &str) -> Result<(String, String), String> {
+    let r = client.post(format!("{base}/api/bots/{bot}/conversations")).send().await.map_err(|e| e.to_string())?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.map_err(|e| format!("{status}: {e}"))?;
+    match (v["conversation"].as_str(), v["token"].as_str()) {
+        (Some(id), Some(token)) => Ok((id.to_string(), token.to_string())),
+        _ => Err(format!("{status}: {v}")),
     }
 }
 
@@ -146,6 +180,12 @@ pub async fn run(base: &str, bot: &str, target: Target, rate: u64, secs: u64, co
 pub async fn baseline(listener: tokio::net::TcpListener) -> std::io::Result<()> {
     use axum::routing::post;
     let app = axum::Router::new()
+        .route(
+            "/api/bots/{bot}/conversations",
+            post(|| async {
+                (axum::http::StatusCode::CREATED, "{\"conversation\":\"baseline\",\"token\":\"baseline\"}")
+            }),
+        )
         .route(
             "/api/bots/{bot}/conversations/{conversation}/messages",
             post(|| async { (axum::http::StatusCode::ACCEPTED, "{\"event\":\"baseline\"}") }),

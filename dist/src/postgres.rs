@@ -21,6 +21,7 @@ fn migrator() -> sqlx::migrate::Migrator {
     Migrator::with_migrations(vec![
         step(1, "history and flows", include_str!("../migrations/postgres/0001_history_and_flows.sql")),
         step(2, "versions and environments", include_str!("../migrations/postgres/0002_versions_and_environments.sql")),
+        step(3, "secrets", include_str!("../migrations/postgres/0003_secrets.sql")),
     ])
 }
 
@@ -386,6 +387,23 @@ impl FlowRegistry for Postgres {
             .await
             .map_err(db)?;
             rows.iter().map(|r| deploy_row(r).map_err(db)).collect()
+        })
+    }
+
+    fn secret(&self, name: String, fresh: [u8; 32]) -> Fut<'_, Result<[u8; 32], StoreError>> {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(&name)
+                .bind(fresh.to_vec())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            let kept: Vec<u8> = sqlx::query_scalar("SELECT secret FROM secrets WHERE name = $1")
+                .bind(&name)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+            kept.try_into().map_err(|_| StoreError::Io(format!("the secret `{name}` is not 32 bytes")))
         })
     }
 

@@ -579,6 +579,7 @@ macro_rules! registry_suite {
             versions_are_numbered_per_bot_and_kept_once,
             an_alias_moves_only_from_where_it_points,
             a_deploy_is_seen_by_another_process_within_seconds,
+            a_secret_is_made_once_and_shared,
         );
     };
     (@tests $fresh:expr; $($check:ident),* $(,)?) => {
@@ -590,6 +591,14 @@ macro_rules! registry_suite {
             }
         )*
     };
+}
+
+/// The first process to ask for a secret makes it; every process then gets that one.
+pub async fn a_secret_is_made_once_and_shared(r: &impl FlowRegistry, other: &impl FlowRegistry) {
+    assert_eq!(r.secret("web".into(), [1; 32]).await.expect("secret"), [1; 32], "the first is kept");
+    assert_eq!(other.secret("web".into(), [2; 32]).await.expect("secret"), [1; 32], "another process gets it");
+    assert_eq!(r.secret("web".into(), [3; 32]).await.expect("secret"), [1; 32], "and so does the first again");
+    assert_eq!(other.secret("other".into(), [4; 32]).await.expect("secret"), [4; 32], "secrets are by name");
 }
 
 fn source(commit: &str) -> super::ports::Source {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// The schema's version, in SQLite's `user_version`, so a botc from before migrations
 /// refuses a database a newer one changed (migrations themselves are tracked by sqlx).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// The history database's migrations, in order. Built with `Migrator::with_migrations` over
 /// `include_str!` rather than the `sqlx::migrate!` macro: the macro's crate would compile
@@ -29,6 +29,7 @@ fn migrator() -> sqlx::migrate::Migrator {
         step(1, "history", include_str!("../migrations/sqlite/0001_history.sql")),
         step(2, "flows by bot", include_str!("../migrations/sqlite/0002_flows_by_bot.sql")),
         step(3, "versions and environments", include_str!("../migrations/sqlite/0003_versions_and_environments.sql")),
+        step(4, "secrets", include_str!("../migrations/sqlite/0004_secrets.sql")),
     ])
 }
 
@@ -370,6 +371,23 @@ impl FlowRegistry for SqliteHistory {
             .await
             .map_err(db)?;
             rows.iter().map(|r| deploy_row(r).map_err(db)).collect()
+        })
+    }
+
+    fn secret(&self, name: String, fresh: [u8; 32]) -> Fut<'_, Result<[u8; 32], StoreError>> {
+        Box::pin(async move {
+            sqlx::query("INSERT OR IGNORE INTO secrets (name, secret) VALUES (?1, ?2)")
+                .bind(&name)
+                .bind(fresh.to_vec())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            let kept: Vec<u8> = sqlx::query_scalar("SELECT secret FROM secrets WHERE name = ?1")
+                .bind(&name)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+            kept.try_into().map_err(|_| StoreError::Io(format!("the secret `{name}` is not 32 bytes")))
         })
     }
 

@@ -36,6 +36,9 @@ pub struct Gateway {
     pub operators: super::Operators,
     /// Other sites whose pages may use the web chat's API (`[web] allowed_origins`).
     pub allowed_origins: Vec<String>,
+    /// The key web conversations' tokens derive from: the deployment's, from the flow
+    /// registry ([`Gateway::load_key`]). Until it is loaded the web chat answers 503.
+    conversation_key: std::sync::OnceLock<[u8; 32]>,
     /// One count of waiting conversations at a time (each reads up to 10,000 sessions).
     counting: tokio::sync::Semaphore,
     next_event: AtomicU64,
@@ -66,6 +69,7 @@ impl Gateway {
             body_limit,
             operators,
             allowed_origins: Vec::new(),
+            conversation_key: std::sync::OnceLock::new(),
             counting: tokio::sync::Semaphore::new(1),
             next_event: AtomicU64::new(1),
             boot,
@@ -117,6 +121,57 @@ impl Gateway {
             || self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
 
+    /// Loads the deployment's conversation key from the registry (making it, as the first
+    /// process to ask). `Err` says why not.
+    pub async fn try_load_key(&self, flows: &dyn super::ports::FlowRegistry) -> Result<(), String> {
+        let fresh = random_secret().map_err(|e| format!("the operating system gives no random bytes: {e}"))?;
+        let key = flows.secret(CONVERSATION_KEY.into(), fresh).await.map_err(|e| e.to_string())?;
+        let _ = self.conversation_key.set(key);
+        Ok(())
+    }
+
+    /// [`Gateway::try_load_key`] until it succeeds, with backoff.
+    pub async fn load_key(self: Arc<Self>, flows: Arc<dyn super::ports::FlowRegistry>) {
+        let mut attempt = 0;
+        while self.conversation_key.get().is_none() {
+            if let Err(e) = self.try_load_key(&*flows).await {
+                attempt += 1;
+                tracing::error!(error = %e, attempt, "cannot load the web conversation key; the web chat answers 503 until it can");
+                tokio::time::sleep(super::backoff(attempt)).await;
+            }
+        }
+    }
+
+    /// Whether this request may use web conversation `conversation` of `bot`: it presents
+    /// the conversation's token (or, where `operators_too`, the operator token). Every
+    /// refusal reads the same whether or not the conversation exists.
+    fn holder(&self, bot: &str, conversation: &str, headers: &HeaderMap, operators_too: bool) -> Result<(), Response> {
+        let Some(key) = self.conversation_key.get() else {
+            return Err(unavailable("botc cannot check conversation tokens yet; retry in a moment"));
+        };
+        let refuse = |message: String| {
+            self.metrics.reject("unauthorized");
+            let mut r = error(StatusCode::UNAUTHORIZED, &message);
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(r)
+        };
+        match bearer(headers) {
+            Some(t) if botc_runtime::platforms::verify::conversation_token_valid(key, bot, conversation, t) => Ok(()),
+            Some(_)
+                if operators_too
+                    && matches!(self.operators, super::Operators::Token(_))
+                    && self.operator(headers).is_ok() =>
+            {
+                Ok(())
+            }
+            Some(_) => refuse(format!("this token is not conversation `{conversation}`'s")),
+            None => refuse(format!(
+                "a conversation is used with its token: start one with POST /api/bots/{bot}/conversations, \
+                 then send `Authorization: Bearer TOKEN` with the token it gave"
+            )),
+        }
+    }
+
     /// Whether this request may do what operators do: `Err` is the refusal to send.
     fn operator(&self, headers: &HeaderMap) -> Result<(), Response> {
         match &self.operators {
@@ -126,28 +181,19 @@ impl Gateway {
                 "operator actions are off: this server listens beyond loopback and has no operator token; \
                  set [admin] token_env in botc.toml (docs/serve.md, Security)",
             )),
-            super::Operators::Token(token) => {
-                let presented = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(str::trim);
-                match presented {
-                    Some(t)
-                        if botc_runtime::platforms::verify::same_secret(token.expose().as_bytes(), t.as_bytes()) =>
-                    {
-                        Ok(())
-                    }
-                    _ => {
-                        let mut r = error(
-                            StatusCode::UNAUTHORIZED,
-                            "operator actions need `Authorization: Bearer TOKEN` with the operator token",
-                        );
-                        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                        Err(r)
-                    }
+            super::Operators::Token(token) => match bearer(headers) {
+                Some(t) if botc_runtime::platforms::verify::same_secret(token.expose().as_bytes(), t.as_bytes()) => {
+                    Ok(())
                 }
-            }
+                _ => {
+                    let mut r = error(
+                        StatusCode::UNAUTHORIZED,
+                        "operator actions need `Authorization: Bearer TOKEN` with the operator token",
+                    );
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    Err(r)
+                }
+            },
         }
     }
 
@@ -163,6 +209,7 @@ impl Gateway {
             .max_age(std::time::Duration::from_secs(3600));
         let api = Router::new()
             .route("/api/bots", get(list_bots))
+            .route("/api/bots/{bot}/conversations", post(start_conversation))
             .route("/api/bots/{bot}/conversations/{conversation}/messages", post(post_message).get(get_messages))
             .route("/api/bots/{bot}/conversations/{conversation}/handback", post(hand_back))
             .route("/api/bots/{bot}/graph", get(graph))
@@ -205,6 +252,25 @@ impl Ops {
 }
 
 const PAGE: &str = include_str!("page.html");
+
+/// The name of the deployment secret that web conversations' tokens derive from.
+pub const CONVERSATION_KEY: &str = "web-conversations";
+
+/// 32 bytes from the operating system's CSPRNG.
+pub fn random_secret() -> Result<[u8; 32], getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
 
 /// Answers what no route matched.
 pub fn not_found() -> Response {
@@ -287,7 +353,7 @@ async fn list_bots(State(s): State<Arc<Gateway>>) -> Response {
     axum::Json(json!({ "bots": bots })).into_response()
 }
 
-/// Conversation ids are chosen by the client; keep them to a safe alphabet and length.
+/// Conversation ids (issued by the server) and clients' message ids: a safe alphabet and length.
 fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
@@ -302,13 +368,51 @@ pub(super) async fn receive(s: &Gateway, body: axum::body::Body) -> Result<Bytes
     })
 }
 
+/// Starts a web conversation: a new id (128 random bits) and its token. Nothing is stored
+/// until the first message; the token is derived from the id under the deployment's key, so
+/// every gateway can check it.
+async fn start_conversation(State(s): State<Arc<Gateway>>, Path(bot): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(refused) = s.browser_may(&headers, false) {
+        return refused;
+    }
+    if s.bots.get(&bot).is_none() {
+        s.metrics.reject("unknown_bot");
+        return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`; GET /api/bots lists them"));
+    }
+    let Some(key) = s.conversation_key.get() else {
+        return unavailable("botc cannot start conversations yet; retry in a moment");
+    };
+    let id = match random_secret() {
+        Ok(bytes) => super::hex(&bytes[..16]),
+        Err(e) => {
+            tracing::error!(error = %e, "the operating system gives no random bytes");
+            return unavailable("botc cannot start conversations right now; retry in a moment");
+        }
+    };
+    let token = botc_runtime::platforms::verify::conversation_token(key, &bot, &id);
+    (StatusCode::CREATED, axum::Json(json!({ "conversation": id, "token": token }))).into_response()
+}
+
 async fn post_message(
     State(s): State<Arc<Gateway>>,
     Path((bot, conversation)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    if let Err(refused) = s.browser_may(&headers, true) {
+    // Checked before the body is read: a refused request costs no more than its head.
+    let allowed = async {
+        s.browser_may(&headers, true)?;
+        if s.bots.get(&bot).is_none() {
+            s.metrics.reject("unknown_bot");
+            return Err(error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`; GET /api/bots lists them")));
+        }
+        if !valid_id(&conversation) {
+            s.metrics.reject("bad_request");
+            return Err(error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`"));
+        }
+        s.holder(&bot, &conversation, &headers, false)
+    };
+    if let Err(refused) = allowed.await {
         s.metrics.received.inc();
         return refused;
     }
@@ -316,14 +420,6 @@ async fn post_message(
         Ok(b) => b,
         Err(r) => return r,
     };
-    if s.bots.get(&bot).is_none() {
-        s.metrics.reject("unknown_bot");
-        return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`; GET /api/bots lists them"));
-    }
-    if !valid_id(&conversation) {
-        s.metrics.reject("bad_request");
-        return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
-    }
     let value: Json = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -434,12 +530,17 @@ async fn get_messages(
     State(s): State<Arc<Gateway>>,
     Path((bot, conversation)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     if s.bots.get(&bot).is_none() {
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
     }
     if !valid_id(&conversation) {
         return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
+    }
+    // An operator (a human agent) may read any conversation; others only their own.
+    if let Err(refused) = s.holder(&bot, &conversation, &headers, true) {
+        return refused;
     }
     // The same rules as a POST: a value that is not a whole number is refused, never read as 0.
     let number = |name: &str, what: &str| match q.get(name) {
@@ -546,8 +647,14 @@ async fn graph(
     let Some(b) = s.bots.get(&bot) else {
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`"));
     };
-    if q.get("conversation").is_some_and(|c| !valid_id(c)) {
-        return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
+    if let Some(c) = q.get("conversation") {
+        if !valid_id(c) {
+            return error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`");
+        }
+        // Where a conversation waits is its holder's (or an operator's) to know.
+        if let Err(refused) = s.holder(&bot, c, &headers, true) {
+            return refused;
+        }
     }
     let p = b.program.program();
     let waiting_at = |stored: &super::ports::Stored| {

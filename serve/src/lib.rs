@@ -35,7 +35,7 @@ pub mod registry_rows {
     pub use super::history::{DEPLOY_COLUMNS, VERSION_COLUMNS, deploy_row, version_row};
 }
 pub use history::{SqliteHistory, buttons_json, direction_name, hex, history_path, record_from_columns, unhex};
-pub use http::{Gateway, Ops, check_origin};
+pub use http::{CONVERSATION_KEY, Gateway, Ops, check_origin, random_secret};
 pub use metrics::Metrics;
 pub use roles::{HistoryShipper, OutboxRunner, Scheduler};
 pub use transcript::{Entry, From};
@@ -474,7 +474,20 @@ pub async fn serve_with(
         );
         let mut gateway = gateway;
         gateway.allowed_origins.clone_from(&options.allowed_origins);
-        app = app.merge(Arc::new(gateway).router());
+        let gateway = Arc::new(gateway);
+        // Usually the key is there before the first request; else the web chat answers 503
+        // until a retry loads it.
+        if let Err(e) = gateway.try_load_key(&*ports.flows).await {
+            tracing::error!(error = %e, "cannot load the web conversation key yet; retrying");
+        }
+        let (load, mut stop) = (gateway.clone().load_key(ports.flows.clone()), supervision.stop.clone());
+        aborting.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = load => {}
+                _ = supervise::until_stopped(&mut stop) => {}
+            }
+        }));
+        app = app.merge(gateway.router());
     }
     let app = app.fallback(|| async { http::not_found() });
     let result = transport::serve(listener, app, options.http, shutdown).await;

@@ -502,6 +502,10 @@ pub trait FlowRegistry: Send + Sync {
     /// Completes when a deploy later than `seq` exists (or may: a caller re-reads what it
     /// needs), within seconds of it being made by any process.
     fn deployed_after(&self, seq: u64) -> Fut<'_, Result<u64, StoreError>>;
+    /// The deployment's secret named `name`: `fresh` (random bytes the caller made) when
+    /// there is none yet, which is then kept; otherwise the one kept. Every process of a
+    /// deployment gets the same.
+    fn secret(&self, name: String, fresh: [u8; 32]) -> Fut<'_, Result<[u8; 32], StoreError>>;
 }
 
 /// Send budgets ([`botc_runtime::platforms::limiter`]): all checks of a send pass together or none

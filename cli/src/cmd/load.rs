@@ -34,9 +34,13 @@ pub(crate) fn load_cmd(
         LoadPlatform::Slack => load::Target::Slack { secret },
     };
     with_runtime(async move {
-        let report = load::run(url.trim_end_matches('/'), bot, target, rate, duration, conversations).await;
-        outln!("{report}");
-        ExitCode::SUCCESS
+        match load::run(url.trim_end_matches('/'), bot, target, rate, duration, conversations).await {
+            Ok(report) => {
+                outln!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        }
     })
 }
 

@@ -139,9 +139,51 @@ pub fn same_secret(expected: &[u8], got: &[u8]) -> bool {
     got.len() == expected.len() && bool::from(got.ct_eq(expected))
 }
 
+/// The token of web conversation `conversation` of `bot`: HMAC-SHA256 under the server's
+/// conversation key, as 64 hex digits. The server issues a conversation with its token and
+/// keeps nothing: whoever presents the token may read and write that conversation, and an id
+/// without it reveals nothing, not even whether the conversation exists.
+pub fn conversation_token(key: &[u8; 32], bot: &str, conversation: &str) -> String {
+    let bytes = conversation_mac(key, bot, conversation).finalize().into_bytes();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `token` is conversation `conversation`'s (compared in constant time).
+pub fn conversation_token_valid(key: &[u8; 32], bot: &str, conversation: &str, token: &str) -> bool {
+    match hex::<32>(token) {
+        Some(bytes) => conversation_mac(key, bot, conversation).verify_slice(&bytes).is_ok(),
+        None => false,
+    }
+}
+
+fn conversation_mac(key: &[u8; 32], bot: &str, conversation: &str) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    // Bot ids cannot hold a NUL, so no two (bot, conversation) pairs hash the same bytes.
+    mac.update(b"botc web conversation\0");
+    mac.update(bot.as_bytes());
+    mac.update(b"\0");
+    mac.update(conversation.as_bytes());
+    mac
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conversation_token_opens_only_its_own_conversation() {
+        let key = [7u8; 32];
+        let token = conversation_token(&key, "shop", "c1");
+        assert_eq!(token.len(), 64);
+        assert!(conversation_token_valid(&key, "shop", "c1", &token));
+        assert!(!conversation_token_valid(&key, "shop", "c2", &token), "another conversation");
+        assert!(!conversation_token_valid(&key, "shop2", "c1", &token), "another bot's conversation");
+        assert!(!conversation_token_valid(&[8u8; 32], "shop", "c1", &token), "another server's key");
+        assert!(!conversation_token_valid(&key, "shop", "c1", &token[..63]), "a shortened token");
+        assert!(!conversation_token_valid(&key, "shop", "c1", &format!("g{}", &token[1..])), "not hex");
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(conversation_token(&key, "ab", "c"), conversation_token(&key, "a", "bc"));
+    }
 
     // PLATFORMS.md §1, vector A: a real PING.
     const D_KEY: &str = "c5568d0facd66bddee281dcb9c8ac02e169c5c20741b215b2539a96bb183c5d6";

@@ -68,11 +68,50 @@ impl Server {
         self.history.close().await;
     }
 
-    /// A POST as the web chat's page sends it: JSON.
-    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
-        self.post_with(path, &[("content-type", "application/json".into())], body).await
+    /// The token of web conversation `conv` of `bot`. The server issues conversations
+    /// (`POST /api/bots/{bot}/conversations`); a test that knows the deployment's key, as
+    /// another process of it would, can name its conversations `c1`, `c2` instead.
+    pub async fn token(&self, bot: &str, conv: &str) -> String {
+        use botc_serve::ports::FlowRegistry;
+        let fresh = botc_serve::random_secret().expect("random bytes");
+        let key = self.history.secret(botc_serve::CONVERSATION_KEY.into(), fresh).await.expect("the key");
+        botc_runtime::platforms::verify::conversation_token(&key, bot, conv)
     }
 
+    /// The `Authorization` header a client of the web chat sends with `path`: the token of
+    /// the conversation it names (in its path, or `?conversation=`), if any.
+    async fn holder(&self, path: &str) -> Vec<(&'static str, String)> {
+        let parts: Vec<&str> = path.split(['/', '?', '&', '=']).collect();
+        let named = match parts.as_slice() {
+            ["", "api", "bots", bot, "conversations", conv, ..] => Some((*bot, *conv)),
+            ["", "api", "bots", bot, "graph", rest @ ..] => {
+                rest.windows(2).find(|w| w[0] == "conversation").map(|w| (*bot, w[1]))
+            }
+            _ => None,
+        };
+        match named {
+            Some((bot, conv)) => vec![("authorization", format!("Bearer {}", self.token(bot, conv).await))],
+            None => Vec::new(),
+        }
+    }
+
+    /// A POST as the web chat's page sends it: JSON, with the conversation's token.
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        let mut headers = self.holder(path).await;
+        headers.push(("content-type", "application/json".into()));
+        self.post_with(path, &headers, body).await
+    }
+
+    /// A GET as the web chat's page sends it: with the conversation's token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        for (k, v) in self.holder(path).await {
+            req = req.header(k, v);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// A POST with exactly these headers.
     pub async fn post_with(&self, path: &str, headers: &[(&str, String)], body: &str) -> reqwest::Response {
         let mut req = self.client.post(format!("{}{path}", self.base)).body(body.to_string());
         for (k, v) in headers {
@@ -87,8 +126,8 @@ impl Server {
         let mut seen: Vec<Value> = Vec::new();
         for _ in 0..20 {
             let after = seen.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
-            let url = format!("{}/api/bots/{bot}/conversations/{conv}/messages?after={after}&wait=2", self.base);
-            let v: Value = self.client.get(url).send().await.expect("get").json().await.expect("json");
+            let url = format!("/api/bots/{bot}/conversations/{conv}/messages?after={after}&wait=2");
+            let v: Value = self.get(&url).await.json().await.expect("json");
             seen.extend(v["messages"].as_array().cloned().unwrap_or_default());
             if done(&seen) {
                 return seen;

@@ -46,8 +46,8 @@ async fn start_flow(flow: &str, options: Options, capacity: usize, dir: &std::pa
 impl Server {
     /// Messages after `after`, waiting up to `wait` seconds for the first.
     async fn messages(&self, conv: &str, after: u64, wait: u64) -> Vec<Value> {
-        let url = format!("{}/api/bots/shop/conversations/{conv}/messages?after={after}&wait={wait}", self.base);
-        let v: Value = self.client.get(url).send().await.expect("get").json().await.expect("json");
+        let url = format!("/api/bots/shop/conversations/{conv}/messages?after={after}&wait={wait}");
+        let v: Value = self.get(&url).await.json().await.expect("json");
         v["messages"].as_array().cloned().unwrap_or_default()
     }
 
@@ -89,8 +89,7 @@ async fn a_conversation_over_http_with_buttons_and_a_timer() {
     );
     assert_eq!(seen[0], json!({"seq": 1, "from": "user", "text": "hello", "buttons": []}));
     // The graph view knows where the conversation waits.
-    let url = format!("{}/api/bots/shop/graph?conversation=c1", s.base);
-    let g: Value = s.client.get(url).send().await.expect("get").json().await.expect("json");
+    let g: Value = s.get("/api/bots/shop/graph?conversation=c1").await.json().await.expect("json");
     let names: Vec<&str> = g["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["name"].as_str()).collect();
     let ask = names.iter().position(|&n| n == "ask_size").expect("ask_size");
     assert_eq!(g["waiting_at"], json!(ask), "{g}");
@@ -179,7 +178,7 @@ async fn bad_transcript_reads_get_clear_400s() {
         ("/api/bots/shop/graph?conversation=bad%20id", 400, "conversation ids"),
         ("/api/bots/shop/graph?conversation=c1", 200, "\"nodes\""),
     ] {
-        let r = s.client.get(format!("{}{path}", s.base)).send().await.expect("get");
+        let r = s.get(path).await;
         assert_eq!(r.status(), status, "{path}");
         let text = r.text().await.expect("body");
         assert!(text.contains(needle), "{path}: {text}");
@@ -259,7 +258,7 @@ async fn operator_actions_need_the_operator_token() {
         assert!(r.text().await.expect("body").contains("Authorization: Bearer"));
     }
     let graph = |auth: Option<&str>| {
-        let mut r = s.client.get(format!("{}/api/bots/shop/graph?conversation=c1", s.base));
+        let mut r = s.client.get(format!("{}/api/bots/shop/graph", s.base));
         if let Some(a) = auth {
             r = r.header("authorization", format!("Bearer {a}"));
         }
@@ -879,9 +878,11 @@ async fn pages_on_other_sites_cannot_post_and_listed_origins_can() {
         assert_eq!(r.status(), 415, "content type `{kind}`");
         assert!(r.text().await.expect("body").contains("Content-Type: application/json"));
     }
+    let token = s.token("shop", "c1").await;
     let json = |origin: &str| {
         s.client
             .post(&url)
+            .bearer_auth(&token)
             .header("content-type", "application/json")
             .header("origin", origin)
             .body(r#"{"text": "hello", "user": "Ada"}"#)
@@ -916,4 +917,97 @@ async fn pages_on_other_sites_cannot_post_and_listed_origins_can() {
     let r = json("https://shop.example.com").send().await.expect("answers");
     assert_eq!(r.status(), 202);
     assert_eq!(r.headers()["access-control-allow-origin"], "https://shop.example.com");
+}
+
+/// Web conversations belong to whoever started them: the server issues each (a random id and
+/// its token), and reading or writing one takes its token. An id alone gets a 401 that reads
+/// the same whether the conversation exists or not, and changes nothing; an operator's token
+/// reads any conversation but writes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_is_read_and_written_only_with_its_token() {
+    let dir = data_dir();
+    let operator = "s3cret-operator-token-0123456789";
+    let options = Options {
+        operators: botc_serve::Operators::Token(botc_serve::Secret::new(operator.into())),
+        ..Options::default()
+    };
+    let s = start(options, 100, dir.path()).await;
+    let issue = || async {
+        let r = s.post_with("/api/bots/shop/conversations", &[], "").await;
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.expect("json");
+        let (id, token) = (v["conversation"].as_str().expect("id"), v["token"].as_str().expect("token"));
+        assert!(id.len() == 32 && token.len() == 64, "{v}");
+        (id.to_string(), token.to_string())
+    };
+    let (mine, my_token) = issue().await;
+    let (theirs, their_token) = issue().await;
+    assert_ne!(mine, theirs);
+    let messages = |conv: &str| format!("{}/api/bots/shop/conversations/{conv}/messages", s.base);
+    let send = |conv: &str, token: Option<&str>| {
+        let mut r = s.client.post(messages(conv)).header("content-type", "application/json");
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.body(r#"{"text": "hello", "user": "Ada"}"#).send()
+    };
+    let read = |conv: &str, token: Option<&str>| {
+        let mut r = s.client.get(format!("{}?after=0", messages(conv)));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(send(&mine, Some(&my_token)).await.expect("answers").status(), 202);
+    s.poll_until("shop", &mine, |m| m.iter().any(|m| m["text"] == "Hi Ada! Which size?")).await;
+
+    // Without the token, or with another conversation's (or a made-up one), nothing.
+    let unknown = "0123456789abcdef0123456789abcdef";
+    let mut refusals = Vec::new();
+    for (conv, token) in [
+        (&mine, None),
+        (&mine, Some(&their_token)),
+        (&mine, Some(&"ab".repeat(32))),
+        (&unknown.to_string(), Some(&their_token)),
+    ] {
+        for r in [send(conv, token.map(|t| t.as_str())).await, read(conv, token.map(|t| t.as_str())).await] {
+            let r = r.expect("answers");
+            assert_eq!(r.status(), 401, "{conv} with {token:?}");
+            assert_eq!(r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"));
+            refusals.push((token.is_some(), r.text().await.expect("body").replace(conv.as_str(), "ID")));
+        }
+        let graph = s.client.get(format!("{}/api/bots/shop/graph?conversation={conv}", s.base));
+        let graph = match token {
+            Some(t) => graph.bearer_auth(t),
+            None => graph,
+        };
+        assert_eq!(graph.send().await.expect("answers").status(), 401, "where {conv} waits is not told");
+    }
+    assert!(refusals.iter().any(|(_, body)| body.contains("POST /api/bots/shop/conversations")), "{refusals:?}");
+    // No existence oracle: a wrong token reads the same for a conversation that exists and
+    // one that does not.
+    let wrong: std::collections::BTreeSet<&String> = refusals.iter().filter(|(t, _)| *t).map(|(_, b)| b).collect();
+    assert_eq!(wrong.len(), 1, "{wrong:?}");
+    let mine_seen = transcript_with(&s, &mine, &my_token).await;
+    assert_eq!(
+        mine_seen.iter().filter(|m| m["from"] == "user").count(),
+        1,
+        "a refused post was stored: {mine_seen:#?}"
+    );
+
+    // An operator reads any conversation, and writes none.
+    let r = read(&mine, Some(operator)).await.expect("answers");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("body").contains("Hi Ada! Which size?"));
+    assert_eq!(send(&mine, Some(operator)).await.expect("answers").status(), 401);
+    // Starting a conversation of a bot that does not exist.
+    let r = s.post_with("/api/bots/nope/conversations", &[], "").await;
+    assert_eq!(r.status(), 404);
+}
+
+/// A transcript read with `token`.
+async fn transcript_with(s: &Server, conv: &str, token: &str) -> Vec<Value> {
+    let url = format!("{}/api/bots/shop/conversations/{conv}/messages?after=0", s.base);
+    let v: Value = s.client.get(url).bearer_auth(token).send().await.expect("get").json().await.expect("json");
+    v["messages"].as_array().cloned().unwrap_or_default()
 }

@@ -205,10 +205,9 @@ async fn a_panicked_worker_is_restarted_named_in_readyz_and_counted() {
     assert!(s.metric(&format!("botc_role_restarts_total{{role=\"worker {partition}\"}} 1")).await);
     // Time moves past the back-off: the worker runs again and the event is answered.
     clock.advance(Duration::from_secs(120));
-    let url = format!("{}/api/bots/shop/conversations/c1/messages?wait=5", s.base);
     let mut said = Vec::new();
     for _ in 0..5 {
-        let v: Value = s.client.get(&url).send().await.expect("get").json().await.expect("json");
+        let v: Value = s.get("/api/bots/shop/conversations/c1/messages?wait=5").await.json().await.expect("json");
         said = v["messages"].as_array().cloned().unwrap_or_default();
         if said.iter().any(|m| m["text"] == "Which size?") {
             break;
