@@ -96,3 +96,53 @@ fn operator_actions_are_off_on_a_public_address_without_a_token() {
         assert!(err.contains("BOTC_TEST_OPERATOR_TOKEN") && err.contains(says), "{err}");
     }
 }
+
+/// A client that floods one conversation through the real binary is refused with 429 and
+/// `Retry-After` once past its budget (ten at once, by default), and what was refused is not
+/// in the transcript.
+#[test]
+fn a_flooding_client_is_refused_with_429_through_the_binary() {
+    let (mut server, banner, _data) = crate::start_serve(&["--listen", "127.0.0.1:0", "flows/examples"], false);
+    let base = crate::banner_url(&banner).expect("url");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = crate::client();
+    let (statuses, seen) = rt.block_on(async {
+        let r = client.post(format!("{base}/api/bots/pizza_order/conversations")).send().await.expect("answers");
+        let v: serde_json::Value = r.json().await.expect("json");
+        let (id, token) = (v["conversation"].as_str().expect("id"), v["token"].as_str().expect("token"));
+        let url = format!("{base}/api/bots/pizza_order/conversations/{id}/messages");
+        let mut statuses = Vec::new();
+        for i in 0..15 {
+            let r = client
+                .post(&url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(format!("{{\"text\": \"flood {i}\"}}"))
+                .send()
+                .await
+                .expect("answers");
+            let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_string());
+            statuses.push((r.status().as_u16(), retry));
+        }
+        let seen: serde_json::Value = client
+            .get(format!("{url}?after=0&wait=1"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        (statuses, seen)
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    // Ten at once, then one every two seconds: a slow machine may see one more taken.
+    let taken = statuses.iter().filter(|(s, _)| *s == 202).count();
+    assert!((10..=11).contains(&taken), "the burst is taken, the flood is not: {statuses:?}");
+    assert!(statuses[..10].iter().all(|(s, _)| *s == 202), "{statuses:?}");
+    assert!(statuses.iter().all(|(s, r)| *s == 202 || (*s == 429 && r.is_some())), "{statuses:?}");
+    let texts: Vec<&str> =
+        seen["messages"].as_array().into_iter().flatten().filter_map(|m| m["text"].as_str()).collect();
+    assert!(texts.iter().all(|t| *t != "flood 10" && *t != "flood 14"), "a refused message was stored: {texts:?}");
+}

@@ -196,7 +196,23 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn load_sends_at_the_requested_rate_and_reports_latency() {
+    // With the default per-client limits, 20 messages a second into each conversation are
+    // mostly refused, and the report says why and what to change.
     let (mut server, banner, _data) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0"], false);
+    let url = banner_url(&banner).expect("url");
+    let o = botc(&["load", &url, "--rate", "200", "--duration", "1", "--conversations", "10"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = stdout(&o);
+    assert!(
+        out.contains("were 429: over the server's per-client limits") && out.contains("client_per_minute"),
+        "{out}"
+    );
+    // Lifted, every one is taken.
+    let config = tempfile::tempdir().expect("dir");
+    let config = crate::unlimited_config(config.path());
+    let (mut server, banner, _data) =
+        start_serve(&["flows/examples", "--listen", "127.0.0.1:0", "--config", &config], false);
     let url = banner_url(&banner).expect("url");
     let o = botc(&["load", &url, "--rate", "200", "--duration", "1", "--conversations", "10"]);
     let _ = server.kill();
@@ -204,6 +220,7 @@ fn load_sends_at_the_requested_rate_and_reports_latency() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("sent 200 in") && out.contains("accepted 200, errors 0") && out.contains("p99"), "{out}");
+    assert!(!out.contains("429"), "{out}");
 }
 
 #[test]
@@ -252,6 +269,13 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("star.toml:4:") && err.contains("a wildcard would let every site's pages"), "{err}");
+    std::fs::write(d.join("open.toml"), "[limits]\nclient_burst = 0\n\n[web]\nclient_address_header = \"X Real IP\"\n")
+        .expect("write");
+    let o = botc(&["serve", "--config", &d.join("open.toml").to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("open.toml:2: limits.client_burst must be at least 1"), "{err}");
+    assert!(err.contains("open.toml:5: web.client_address_header: `X Real IP` is not a header name"), "{err}");
 
     std::fs::write(
         d.join("good.toml"),

@@ -140,7 +140,7 @@ impl Deployment {
         std::fs::write(
             &config,
             format!(
-                "[limits]\n{limits}\n[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\npartitions = {partitions}\nreplication = 1\n{extra}\n[redis]\n{redis}\nprefix = \"{}\"\n\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
+                "[limits]\n{limits}\n{UNLIMITED_CLIENTS}[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\npartitions = {partitions}\nreplication = 1\n{extra}\n[redis]\n{redis}\nprefix = \"{}\"\n\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\nschema = \"{}\"\n",
                 prefix.0,
                 schema.0
             ),
@@ -209,6 +209,10 @@ fn steps_of(url: &str) -> Option<u64> {
 fn version_of(url: &str, bot: &str) -> Option<u64> {
     metric(url, &format!("botc_flow_version{{bot=\"{bot}\"}}"))
 }
+
+/// The test's senders are one client sending as fast as they can: the per-client limits
+/// are lifted (they have their own tests).
+const UNLIMITED_CLIENTS: &str = "client_per_minute = 1000000000\nclient_burst = 1000000000\nconversation_per_minute = 1000000000\nconversation_burst = 1000000000\n";
 
 /// Sends `total` messages over `chats` (each conversation's in order, the conversations at
 /// once) and counts each conversation's acknowledged messages. Every one must be taken: a

@@ -39,7 +39,9 @@ fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     std::fs::write(flows.path().join("echo.yaml"), crate::ECHO).expect("write");
     let data = tempfile::tempdir().expect("temp dir");
     let flow = flows.path().to_string_lossy().into_owned();
-    let args = ["--listen", "127.0.0.1:0", flow.as_str()];
+    // The senders are one client sending as fast as it can: lift the per-client limits.
+    let config = crate::unlimited_config(flows.path());
+    let args = ["--listen", "127.0.0.1:0", flow.as_str(), "--config", config.as_str()];
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
 
     let (mut server, banner) = start_serve_in(&args, data.path(), false);

@@ -93,6 +93,15 @@ pub fn start_serve(args: &[&str], capture_stderr: bool) -> (std::process::Child,
     (server, banner, data)
 }
 
+/// A `botc.toml` that lifts the web chat's per-client limits, for tests that send as fast as
+/// they can from one address (a load generator looks like one greedy client).
+pub fn unlimited_config(dir: &std::path::Path) -> String {
+    let path = dir.join("unlimited.toml");
+    let limits = "[limits]\nclient_per_minute = 1000000000\nclient_burst = 1000000000\nconversation_per_minute = 1000000000\nconversation_burst = 1000000000\n";
+    std::fs::write(&path, limits).expect("write the config");
+    path.to_string_lossy().into_owned()
+}
+
 /// Starts `botc serve` with `args` on the data directory `data` and reads its banner.
 pub fn start_serve_in(args: &[&str], data: &std::path::Path, capture_stderr: bool) -> (std::process::Child, String) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_botc"))

@@ -256,6 +256,10 @@ pub struct Web {
     /// the browser (CORS); the server's own pages always may.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// The header a proxy in front of botc puts the client's address in (`X-Real-IP`, or
+    /// `X-Forwarded-For`, whose last entry counts), for per-client limits. Set it only when
+    /// clients can reach botc through that proxy alone: anyone else could name any address.
+    pub client_address_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -316,6 +320,57 @@ pub struct Limits {
     /// Most connections open at once; more wait to be accepted.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Web chat: messages and new conversations per minute from one client address, and how
+    /// many of them may come at once.
+    #[serde(default = "default_client_per_minute")]
+    pub client_per_minute: u32,
+    #[serde(default = "default_client_burst")]
+    pub client_burst: u32,
+    /// Web chat: messages per minute into one conversation, and how many at once.
+    #[serde(default = "default_conversation_per_minute")]
+    pub conversation_per_minute: u32,
+    #[serde(default = "default_conversation_burst")]
+    pub conversation_burst: u32,
+    /// Web chat: long-polls (`wait`) one client address may hold open at once.
+    #[serde(default = "default_client_long_polls")]
+    pub client_long_polls: usize,
+}
+
+impl Limits {
+    /// The web chat's per-client admission limits.
+    pub fn admission(&self) -> botc_serve::AdmissionLimits {
+        use botc_runtime::platforms::limiter::Limit;
+        let minute = std::time::Duration::from_secs(60);
+        botc_serve::AdmissionLimits {
+            per_client: Limit { rate: self.client_per_minute, period: minute, burst: self.client_burst },
+            per_conversation: Limit {
+                rate: self.conversation_per_minute,
+                period: minute,
+                burst: self.conversation_burst,
+            },
+            polls_per_client: self.client_long_polls,
+        }
+    }
+}
+
+fn default_client_per_minute() -> u32 {
+    botc_serve::AdmissionLimits::default().per_client.rate
+}
+
+fn default_client_burst() -> u32 {
+    botc_serve::AdmissionLimits::default().per_client.burst
+}
+
+fn default_conversation_per_minute() -> u32 {
+    botc_serve::AdmissionLimits::default().per_conversation.rate
+}
+
+fn default_conversation_burst() -> u32 {
+    botc_serve::AdmissionLimits::default().per_conversation.burst
+}
+
+fn default_client_long_polls() -> usize {
+    botc_serve::AdmissionLimits::default().polls_per_client
 }
 
 impl Default for Limits {
@@ -328,6 +383,11 @@ impl Default for Limits {
             lease_seconds: default_lease(),
             header_read_seconds: default_header_read(),
             max_connections: default_max_connections(),
+            client_per_minute: default_client_per_minute(),
+            client_burst: default_client_burst(),
+            conversation_per_minute: default_conversation_per_minute(),
+            conversation_burst: default_conversation_burst(),
+            client_long_polls: default_client_long_polls(),
         }
     }
 }
@@ -494,6 +554,28 @@ pub fn load(path: &Path) -> Result<Config, String> {
     }
     if config.limits.max_connections == 0 {
         errors.push(format!("{shown}{}: limits.max_connections must be at least 1", line_of("max_connections")));
+    }
+    for (key, value) in [
+        ("client_per_minute", config.limits.client_per_minute as usize),
+        ("client_burst", config.limits.client_burst as usize),
+        ("conversation_per_minute", config.limits.conversation_per_minute as usize),
+        ("conversation_burst", config.limits.conversation_burst as usize),
+        ("client_long_polls", config.limits.client_long_polls),
+    ] {
+        if value == 0 {
+            errors.push(format!(
+                "{shown}{}: limits.{key} must be at least 1 (the web chat's per-client limits cannot be turned off, only raised)",
+                line_of(key)
+            ));
+        }
+    }
+    if let Some(h) = &config.web.client_address_header
+        && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err()
+    {
+        errors.push(format!(
+            "{shown}{}: web.client_address_header: `{h}` is not a header name (like X-Real-IP)",
+            line_of("client_address_header")
+        ));
     }
     if config.limits.body_limit < 1024 {
         errors.push(format!("{shown}{}: limits.body_limit must be at least 1024 bytes", line_of("body_limit")));

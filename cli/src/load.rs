@@ -11,6 +11,8 @@ pub struct Report {
     pub sent: usize,
     pub ok: usize,
     pub errors: usize,
+    /// Of the errors, how many were 429: over the server's per-client limits.
+    pub limited: usize,
     pub elapsed: Duration,
     pub p50: Duration,
     pub p99: Duration,
@@ -30,7 +32,15 @@ impl std::fmt::Display for Report {
             self.p50.as_secs_f64() * 1e3,
             self.p99.as_secs_f64() * 1e3,
             self.max.as_secs_f64() * 1e3
-        )
+        )?;
+        if self.limited > 0 {
+            write!(
+                f,
+                "\n{} of the errors were 429: over the server's per-client limits. One load generator is one client: raise [limits] client_per_minute, client_burst, conversation_per_minute and conversation_burst in the server's botc.toml for load tests",
+                self.limited
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -128,6 +138,7 @@ pub async fn run(
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let limited = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // A load generator measures real latency: it reads the real clock by design.
     #[allow(clippy::disallowed_methods)]
     let start = Instant::now();
@@ -136,11 +147,14 @@ pub async fn run(
         let scheduled = start + interval * i as u32;
         tokio::time::sleep_until(scheduled.into()).await;
         let (req, ok) = target.request(&client, base, bot, run, i as u64, i as u64 % conversations.max(1), &chats);
-        let (latencies, errors) = (latencies.clone(), errors.clone());
+        let (latencies, errors, limited) = (latencies.clone(), errors.clone(), limited.clone());
         tasks.push(tokio::spawn(async move {
             match req.send().await {
                 Ok(resp) if resp.status().as_u16() == ok => latencies.lock().await.push(scheduled.elapsed()),
-                _ => {
+                other => {
+                    if other.is_ok_and(|r| r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS) {
+                        limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
@@ -158,6 +172,7 @@ pub async fn run(
         sent: total,
         ok: l.len(),
         errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        limited: limited.load(std::sync::atomic::Ordering::Relaxed),
         elapsed,
         p50: at(0.50),
         p99: at(0.99),

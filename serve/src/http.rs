@@ -7,13 +7,14 @@ use super::transcript::{Entry, From};
 use super::{Bots, Event, Metrics};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use botc_runtime::clock::Clock;
 use serde_json::{Value as Json, json};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub operators: super::Operators,
     /// Other sites whose pages may use the web chat's API (`[web] allowed_origins`).
     pub allowed_origins: Vec<String>,
+    /// What one client may do.
+    pub admission: super::admission::Admission,
     /// The key web conversations' tokens derive from: the deployment's, from the flow
     /// registry ([`Gateway::load_key`]). Until it is loaded the web chat answers 503.
     conversation_key: std::sync::OnceLock<[u8; 32]>,
@@ -59,6 +62,7 @@ impl Gateway {
         operators: super::Operators,
     ) -> Gateway {
         let boot = clock.unix_ms();
+        let admission = super::admission::Admission::new(Default::default(), None, clock.clone());
         Gateway {
             bots,
             bus,
@@ -69,6 +73,7 @@ impl Gateway {
             body_limit,
             operators,
             allowed_origins: Vec::new(),
+            admission,
             conversation_key: std::sync::OnceLock::new(),
             counting: tokio::sync::Semaphore::new(1),
             next_event: AtomicU64::new(1),
@@ -253,6 +258,9 @@ impl Ops {
 
 const PAGE: &str = include_str!("page.html");
 
+/// The connection's peer address, when served by [`super::transport::serve`].
+type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+
 /// The name of the deployment secret that web conversations' tokens derive from.
 pub const CONVERSATION_KEY: &str = "web-conversations";
 
@@ -303,6 +311,33 @@ pub(super) fn not_stored(s: &Gateway, e: &StoreError) -> Response {
     tracing::error!(error = %e, "an event could not be stored; the sender was told to retry");
     s.metrics.reject("store_error");
     unavailable("botc cannot store events right now; retry in a moment")
+}
+
+/// One held long-poll in `botc_web_long_polls`, for as long as it lives.
+struct Held(prometheus_client::metrics::gauge::Gauge);
+
+impl Held {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Held {
+        gauge.inc();
+        Held(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1): `what` was over its budget.
+fn too_many(s: &Gateway, what: &str, wait: std::time::Duration) -> Response {
+    s.metrics.reject("rate_limited");
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, &format!("{what}; retry in {} s", secs.max(1)));
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// 503 with `Retry-After: 1`.
@@ -371,13 +406,22 @@ pub(super) async fn receive(s: &Gateway, body: axum::body::Body) -> Result<Bytes
 /// Starts a web conversation: a new id (128 random bits) and its token. Nothing is stored
 /// until the first message; the token is derived from the id under the deployment's key, so
 /// every gateway can check it.
-async fn start_conversation(State(s): State<Arc<Gateway>>, Path(bot): Path<String>, headers: HeaderMap) -> Response {
+async fn start_conversation(
+    State(s): State<Arc<Gateway>>,
+    Path(bot): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> Response {
     if let Err(refused) = s.browser_may(&headers, false) {
         return refused;
     }
     if s.bots.get(&bot).is_none() {
         s.metrics.reject("unknown_bot");
         return error(StatusCode::NOT_FOUND, &format!("no bot `{bot}`; GET /api/bots lists them"));
+    }
+    let client = s.admission.client(&headers, peer.map(|p| p.0.0));
+    if let Err(wait) = s.admission.write(client, None) {
+        return too_many(&s, "this address starts conversations and sends messages faster than botc takes them", wait);
     }
     let Some(key) = s.conversation_key.get() else {
         return unavailable("botc cannot start conversations yet; retry in a moment");
@@ -396,6 +440,7 @@ async fn start_conversation(State(s): State<Arc<Gateway>>, Path(bot): Path<Strin
 async fn post_message(
     State(s): State<Arc<Gateway>>,
     Path((bot, conversation)): Path<(String, String)>,
+    peer: Peer,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Response {
@@ -410,7 +455,13 @@ async fn post_message(
             s.metrics.reject("bad_request");
             return Err(error(StatusCode::BAD_REQUEST, "conversation ids are 1-128 letters, digits, `-`, `_` or `.`"));
         }
-        s.holder(&bot, &conversation, &headers, false)
+        s.holder(&bot, &conversation, &headers, false)?;
+        // Budgets are charged only to the conversation's holder: nobody else can spend them.
+        let client = s.admission.client(&headers, peer.map(|p| p.0.0));
+        let key = super::event::key(&bot, "web", &conversation);
+        s.admission.write(client, Some(&key)).map_err(|wait| {
+            too_many(&s, "messages come faster than botc takes them from this address or conversation", wait)
+        })
     };
     if let Err(refused) = allowed.await {
         s.metrics.received.inc();
@@ -530,6 +581,7 @@ async fn get_messages(
     State(s): State<Arc<Gateway>>,
     Path((bot, conversation)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    peer: Peer,
     headers: HeaderMap,
 ) -> Response {
     if s.bots.get(&bot).is_none() {
@@ -557,6 +609,22 @@ async fn get_messages(
         Ok(n) => n.min(30),
         Err(r) => return r,
     };
+    // A long-poll holds a connection: each address holds a few at most.
+    let _poll = if wait > 0 {
+        match s.admission.poll(s.admission.client(&headers, peer.map(|p| p.0.0))) {
+            Some(place) => place,
+            None => {
+                return too_many(
+                    &s,
+                    "this address holds as many open long-polls (`wait`) as it may; finish one first",
+                    std::time::Duration::from_secs(1),
+                );
+            }
+        }
+    } else {
+        None
+    };
+    let _held = (wait > 0).then(|| Held::new(&s.metrics.long_polls));
     let key = super::event::key(&bot, "web", &conversation);
     // A long poll holds a connection: it ends after `wait` seconds of real time whatever
     // the clock says, like any network timeout. Only the waiting is timed: each read runs to

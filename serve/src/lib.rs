@@ -8,6 +8,7 @@
 //! requests back into events. The roles talk to storage only through the [`ports`]; here
 //! every port is the embedded redb store ([`Embedded`]).
 
+mod admission;
 mod bots;
 pub mod contract;
 mod dispatch;
@@ -26,6 +27,7 @@ pub mod transport;
 mod webhook;
 mod worker;
 
+pub use admission::AdmissionLimits;
 pub use bots::{Bots, Catalog};
 pub use dispatch::{Dispatcher, HttpClient};
 pub use embedded::{Embedded, OpenError, partition_of};
@@ -149,6 +151,11 @@ pub struct Options {
     /// Other sites whose pages may use the web chat's API from the browser (`[web]
     /// allowed_origins`); the server's own pages always may.
     pub allowed_origins: Vec<String>,
+    /// What one web client may do (per address, per conversation).
+    pub admission: AdmissionLimits,
+    /// The header a trusted proxy in front puts the client's address in (`[web]
+    /// client_address_header`); `None`: the connection's peer is the client.
+    pub client_address_header: Option<String>,
 }
 
 /// Access to the gateway's operator actions: hand-back (a human agent's) and the flow
@@ -176,6 +183,8 @@ impl Default for Options {
             operators: Operators::Open,
             http: transport::Limits::default(),
             allowed_origins: Vec::new(),
+            admission: AdmissionLimits::default(),
+            client_address_header: None,
         }
     }
 }
@@ -474,6 +483,8 @@ pub async fn serve_with(
         );
         let mut gateway = gateway;
         gateway.allowed_origins.clone_from(&options.allowed_origins);
+        gateway.admission =
+            admission::Admission::new(options.admission, options.client_address_header.clone(), clock.clone());
         let gateway = Arc::new(gateway);
         // Usually the key is there before the first request; else the web chat answers 503
         // until a retry loads it.

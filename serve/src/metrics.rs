@@ -91,6 +91,8 @@ pub struct Metrics {
     /// Flow versions loaded while running (deploys and rollbacks followed).
     pub flow_reloads: Counter,
     flow_version: Family<OfBot, Gauge>,
+    /// Web-chat long-polls held open now.
+    pub long_polls: Gauge,
 }
 
 impl Default for Metrics {
@@ -163,7 +165,10 @@ impl Default for Metrics {
             "The registry's version number of the flow each bot serves",
             flow_version.clone(),
         );
+        let long_polls = Gauge::default();
+        r.register("botc_web_long_polls", "Web-chat long-polls (`wait`) held open now", long_polls.clone());
         Metrics {
+            long_polls,
             registry: r,
             received,
             accepted,

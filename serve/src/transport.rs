@@ -8,6 +8,8 @@
 //!   closes (the kernel's backlog holds the rest).
 //! - An accept that fails (file descriptors exhausted) is retried after a pause, so the
 //!   server degrades and recovers rather than spinning or stopping.
+//! - Each request carries its connection's peer address (`ConnectInfo<SocketAddr>`), for
+//!   per-client limits.
 //! - Shutdown stops accepting, lets requests in flight finish, and returns when every
 //!   connection has closed.
 
@@ -55,9 +57,9 @@ pub async fn serve(
         };
         let io = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((io, _)) => {
+                Ok((io, peer)) => {
                     failures = 0;
-                    io
+                    (io, peer)
                 }
                 Err(e) => {
                     failures += 1;
@@ -72,8 +74,15 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let (io, peer) = io;
         let _ = io.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let (mut close_rx, open) = (close_rx.clone(), open.clone());
         tokio::spawn(async move {
             let (_permit, _open) = (permit, open);

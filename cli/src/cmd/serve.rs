@@ -45,6 +45,8 @@ pub(crate) fn bots_and_options(
         options.lease_ttl = std::time::Duration::from_secs(c.limits.lease_seconds);
         options.environment.clone_from(&c.environment);
         options.allowed_origins.clone_from(&c.web.allowed_origins);
+        options.admission = c.limits.admission();
+        options.client_address_header.clone_from(&c.web.client_address_header);
         options.http = serve::transport::Limits {
             header_read: std::time::Duration::from_secs(c.limits.header_read_seconds),
             max_connections: c.limits.max_connections,

@@ -80,7 +80,7 @@ impl Server {
 
     /// The `Authorization` header a client of the web chat sends with `path`: the token of
     /// the conversation it names (in its path, or `?conversation=`), if any.
-    async fn holder(&self, path: &str) -> Vec<(&'static str, String)> {
+    pub async fn holder(&self, path: &str) -> Vec<(&'static str, String)> {
         let parts: Vec<&str> = path.split(['/', '?', '&', '=']).collect();
         let named = match parts.as_slice() {
             ["", "api", "bots", bot, "conversations", conv, ..] => Some((*bot, *conv)),

@@ -1011,3 +1011,103 @@ async fn transcript_with(s: &Server, conv: &str, token: &str) -> Vec<Value> {
     let v: Value = s.client.get(url).bearer_auth(token).send().await.expect("get").json().await.expect("json");
     v["messages"].as_array().cloned().unwrap_or_default()
 }
+
+/// One client cannot take what is meant for everyone: over its address's budget, or its
+/// conversation's, a message is a 429 with `Retry-After`, and nothing of it is stored; other
+/// addresses (behind a proxy that names them) keep theirs; once the wait is over the client
+/// is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_budget_gets_429_with_retry_after_and_nothing_is_stored() {
+    use botc_runtime::platforms::limiter::Limit;
+    let dir = data_dir();
+    let clock = Arc::new(ManualClock::at(1_700_000_000_000));
+    let minute = std::time::Duration::from_secs(60);
+    let options = Options {
+        admission: botc_serve::AdmissionLimits {
+            per_client: Limit { rate: 6, period: minute, burst: 4 },
+            per_conversation: Limit { rate: 3, period: minute, burst: 2 },
+            polls_per_client: 16,
+        },
+        client_address_header: Some("X-Real-IP".into()),
+        ..Options::default()
+    };
+    let bots = vec![Bot::web("shop", "Shop", Arc::new(load(FLOW)))];
+    let s = harness::start_with(bots, options, 100, dir.path(), clock.clone(), |p, _| p).await;
+    let s = &s;
+    let from = |address: &'static str, conv: &'static str, text: &'static str| async move {
+        let path = format!("/api/bots/shop/conversations/{conv}/messages");
+        let mut headers = s.holder(&path).await;
+        headers.push(("x-real-ip", address.to_string()));
+        headers.push(("content-type", "application/json".into()));
+        s.post_with(&path, &headers, &json!({ "text": text }).to_string()).await
+    };
+    // The conversation's budget: two at once.
+    for text in ["one", "two"] {
+        assert_eq!(from("203.0.113.1", "c1", text).await.status(), 202);
+    }
+    let r = from("203.0.113.1", "c1", "three").await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().expect("ascii").parse().expect("whole seconds");
+    assert!((1..=20).contains(&retry), "a third of a minute at most: {retry}");
+    assert!(r.text().await.expect("body").contains("retry in"));
+    // The address's budget: four at once, over any conversations (the refusal above took none).
+    for conv in ["c2", "c3"] {
+        assert_eq!(from("203.0.113.1", conv, "hi").await.status(), 202, "{conv}");
+    }
+    assert_eq!(from("203.0.113.1", "c4", "hi").await.status(), 429, "the address's fifth");
+    let start = s.post_with("/api/bots/shop/conversations", &[("x-real-ip", "203.0.113.1".into())], "").await;
+    assert_eq!(start.status(), 429, "starting conversations draws on the same budget");
+    // Another address is not held back.
+    assert_eq!(from("198.51.100.7", "c5", "hi").await.status(), 202);
+    // Nothing refused was stored.
+    s.expect_user("c1", "two").await;
+    let c1 = transcript(s, "c1").await;
+    assert!(c1.iter().all(|m| m["text"] != "three"), "{c1:#?}");
+    assert!(transcript(s, "c4").await.is_empty());
+    assert!(s.metric("botc_events_rejected_total{reason=\"rate_limited\"} 3").await, "{}", s.metrics().await);
+    // After the wait, served again.
+    clock.advance(std::time::Duration::from_secs(retry));
+    assert_eq!(from("203.0.113.1", "c1", "three").await.status(), 202);
+}
+
+/// Each address holds a few long-polls at most: one more is a 429 at once (not another held
+/// connection), and a finished one gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_are_capped_per_address() {
+    let dir = data_dir();
+    let options = Options {
+        admission: botc_serve::AdmissionLimits { polls_per_client: 2, ..Default::default() },
+        ..Options::default()
+    };
+    let s = start(options, 100, dir.path()).await;
+    s.greet("c1").await;
+    let after = transcript(&s, "c1").await.last().and_then(|m| m["seq"].as_u64()).expect("seq");
+    let path = format!("/api/bots/shop/conversations/c1/messages?after={after}&wait=30");
+    let token = s.token("shop", "c1").await;
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let request = s.client.get(format!("{}{path}", s.base)).bearer_auth(&token);
+            tokio::spawn(request.send())
+        })
+        .collect();
+    // Once both are held, a third is refused, at once.
+    let both = async {
+        while !s.metric("botc_web_long_polls 2").await {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), both).await.expect("both long-polls are held");
+    let third = tokio::time::timeout(std::time::Duration::from_secs(10), s.get(&path))
+        .await
+        .expect("a third long-poll is refused at once, not held");
+    assert_eq!(third.status(), 429);
+    assert_eq!(third.headers()["retry-after"], "1");
+    assert!(third.text().await.expect("body").contains("long-polls"));
+    // A message ends the held polls; then there is room again.
+    s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small"}"#).await;
+    for h in held {
+        assert_eq!(h.await.expect("task").expect("answers").status(), 200);
+    }
+    let r = s.get(&format!("/api/bots/shop/conversations/c1/messages?after={after}&wait=1")).await;
+    assert_eq!(r.status(), 200);
+}
