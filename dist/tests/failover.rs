@@ -27,6 +27,7 @@ fn batch(lease: &botc_serve::ports::Lease, keys: &[String], version: u64) -> Bat
             from: botc_serve::From::Bot,
             text: "hi".into(),
             buttons: vec![],
+            at: 0,
         };
         b.messages.push(Message { key: k.clone(), entry });
     }

@@ -43,7 +43,8 @@ async fn a_commit_in_one_process_wakes_a_transcript_reader_in_another() {
         expected: Expected::Absent,
         stored: Stored { session: vec![1], version: 1, applied: 1, partition: 0, name: String::new(), touched_at: 0 },
     });
-    let entry = Entry { seq: 0, id: "e1:0".into(), from: botc_serve::From::Bot, text: "hi".into(), buttons: vec![] };
+    let entry =
+        Entry { seq: 0, id: "e1:0".into(), from: botc_serve::From::Bot, text: "hi".into(), buttons: vec![], at: 0 };
     batch.messages.push(Message { key: key.clone(), entry });
     writer.commit(Arc::new(batch)).await.expect("commit");
     // Well under the fallback poll (5 s): woken by the writer's announcement.

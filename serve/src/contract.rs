@@ -127,7 +127,7 @@ fn session(key: &str, expected: Expected, version: u64, applied: u64, partition:
 fn message(key: &str, id: &str) -> Message {
     Message {
         key: key.into(),
-        entry: Entry { seq: 0, id: id.into(), from: From::Bot, text: id.into(), buttons: vec![] },
+        entry: Entry { seq: 0, id: id.into(), from: From::Bot, text: id.into(), buttons: vec![], at: 0 },
     }
 }
 

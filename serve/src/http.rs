@@ -574,7 +574,9 @@ fn entry_json(e: &Entry) -> Json {
         From::Bot => "bot",
         From::System => "system",
     };
-    json!({ "seq": e.seq, "from": from, "text": e.text, "buttons": buttons })
+    // `at`: unix seconds, or null when unknown (entries from before botc kept the time).
+    let at = (e.at > 0).then_some(e.at);
+    json!({ "seq": e.seq, "from": from, "text": e.text, "buttons": buttons, "at": at })
 }
 
 async fn get_messages(

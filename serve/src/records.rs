@@ -61,8 +61,9 @@ pub fn decode_quarantined(bytes: &[u8]) -> Result<Quarantined, DecodeError> {
     Ok(Quarantined { key, error, at, raw })
 }
 
+/// Version 2 adds the entry's time at the end; version 1 entries read as time 0 (unknown).
 pub fn encode_entry(e: &Entry) -> Vec<u8> {
-    let mut out = vec![1u8];
+    let mut out = vec![2u8];
     put_bytes(&mut out, e.id.as_bytes());
     out.push(match e.from {
         From::User => 0,
@@ -71,13 +72,14 @@ pub fn encode_entry(e: &Entry) -> Vec<u8> {
     });
     put_bytes(&mut out, e.text.as_bytes());
     put_buttons(&mut out, &e.buttons);
+    put_var(&mut out, e.at);
     out
 }
 
 pub fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Entry, DecodeError> {
     let mut r = Reader::new(bytes);
     let v = r.u8()?;
-    if v != 1 {
+    if v != 1 && v != 2 {
         return Err(DecodeError::Version(v));
     }
     let id = r.string()?;
@@ -89,14 +91,15 @@ pub fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Entry, DecodeError> {
     };
     let text = r.string()?;
     let buttons = read_buttons(&mut r)?;
-    Ok(Entry { seq, id, from, text, buttons })
+    let at = if v >= 2 { r.var()? } else { 0 };
+    Ok(Entry { seq, id, from, text, buttons, at })
 }
 
 /// An entry's id, read without decoding the rest (the transcript's dedupe reads many).
 pub fn entry_id(bytes: &[u8]) -> Result<&[u8], DecodeError> {
     let mut r = Reader::new(bytes);
     let v = r.u8()?;
-    if v != 1 {
+    if v != 1 && v != 2 {
         return Err(DecodeError::Version(v));
     }
     r.bytes()
@@ -245,8 +248,15 @@ mod tests {
             from: From::Bot,
             text: "hi".into(),
             buttons: vec![botc_runtime::vm::Button { label: "A".into(), value: Some("a".into()), url: None }],
+            at: 1_700_000_000,
         };
         assert_eq!(decode_entry(7, &encode_entry(&e)), Ok(e.clone()));
+        // A version 1 entry (written before entries had a time) still reads, time unknown.
+        let mut v1 = encode_entry(&Entry { at: 0, ..e.clone() });
+        v1[0] = 1;
+        v1.pop();
+        assert_eq!(decode_entry(7, &v1), Ok(Entry { at: 0, ..e.clone() }));
+        assert_eq!(entry_id(&v1), Ok(&b"e:1"[..]));
         let s = Stored {
             session: vec![1, 2, 3],
             version: 9,

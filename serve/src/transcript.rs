@@ -19,4 +19,7 @@ pub struct Entry {
     pub from: From,
     pub text: String,
     pub buttons: Vec<botc_runtime::vm::Button>,
+    /// When it was said (unix seconds: the event's time); 0 for entries from before botc
+    /// kept it.
+    pub at: u64,
 }

@@ -364,7 +364,7 @@ impl Core {
             batch.history.push(record(&id, direction, kind, agents.as_deref().unwrap_or(&text), &buttons, at));
             // The transcript is the web chat's; platform conversations live on their platform.
             if event.platform == "web" {
-                batch.messages.push(Message { key: key.clone(), entry: Entry { seq: 0, id, from, text, buttons } });
+                batch.messages.push(Message { key: key.clone(), entry: Entry { seq: 0, id, from, text, buttons, at } });
             }
         };
         let say = |batch: &mut Batch, id: String, from: From, text: String, buttons: Vec<vm::Button>| {

@@ -2,6 +2,7 @@
 // would: pick the bot, press buttons, type. Usage: node chat.mjs http://127.0.0.1:PORT/
 // Exits 0 when every expectation holds; prints what it saw otherwise.
 import { chromium } from 'playwright-core';
+import fs from 'node:fs';
 
 const url = process.argv[2];
 if (!url) {
@@ -16,17 +17,31 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync'],
 });
+// Screenshots for a person to look at (desktop and phone).
+const shots = process.env.BOTC_SCREENSHOTS || 'target/browser';
+fs.mkdirSync(shots, { recursive: true });
 let failed = false;
 try {
   const page = await browser.newPage();
   const external = [];
   page.on('request', r => { if (!r.url().startsWith(url)) external.push(r.url()); });
   await page.goto(url);
+  const visible = async sel => page.locator(sel).isVisible();
+  // Before a bot is picked only the list shows.
+  await page.getByRole('button', { name: 'pizza order' }).waitFor({ timeout: 10000 });
+  for (const sel of ['#bar', '#form']) if (await visible(sel)) throw new Error(`${sel} shows before a bot is picked`);
   await page.getByRole('button', { name: 'pizza order' }).click();
   // The page starts the conversation; the bot greets and asks for a size with buttons.
   await page.getByText('First things first: what size would you like?').waitFor({ timeout: 10000 });
+  if ((await page.locator('#title').textContent()) !== 'pizza order') throw new Error('the header does not name the bot');
+  if (await page.locator('.row time').count() < 1) throw new Error('messages have no time');
   await page.getByRole('button', { name: /Large \(35 cm\)/ }).click();
   await page.getByText('A large it is! Which crust?').waitFor({ timeout: 10000 });
+  // The pressed button's label is the user's message; the earlier buttons are spent.
+  const mine = await page.locator('.row.user .msg').allTextContents();
+  if (!mine.some(t => /Large \(35 cm\)/.test(t))) throw new Error('the user bubble shows ' + JSON.stringify(mine));
+  const small = page.getByRole('button', { name: /^Small/ });
+  if (!(await small.isDisabled())) throw new Error("an earlier message's buttons can still be pressed");
   await page.getByRole('button', { name: 'thin' }).click();
   await page.getByText(/Add a topping/).first().waitFor({ timeout: 10000 });
   // Typing works as well as buttons.
@@ -41,12 +56,23 @@ try {
   if (node !== 'ask_topping') throw new Error(`the flow view highlights ${node}, not ask_topping`);
   const nodes = await page.locator('#graph g.node').count();
   if (nodes < 20) throw new Error(`the flow view draws ${nodes} nodes`);
-  // Reloading the page continues the same conversation.
+  await page.screenshot({ path: `${shots}/desktop.png` });
+  // Reloading the page continues the same conversation, bot and flow view, by itself.
   const conv = await page.locator('#conv').textContent();
   await page.reload();
-  await page.getByRole('button', { name: 'pizza order' }).click();
   await page.getByText(/You have 1 so far/).waitFor({ timeout: 10000 });
   if (await page.locator('#conv').textContent() !== conv) throw new Error('a reload started a new conversation');
+  await page.locator('#graph g.node.here').waitFor({ timeout: 10000 });
+  // A phone: the chat fits 390 px, nothing scrolls sideways, the message box is there.
+  await page.getByRole('button', { name: 'Hide flow' }).click();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.getByText(/You have 1 so far/).waitFor({ timeout: 10000 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (wide > 390) throw new Error(`at 390 px wide the page is ${wide} px wide`);
+  const box = await page.getByRole('textbox', { name: 'message' }).boundingBox();
+  if (!box || box.y + box.height > 844) throw new Error(`the message box is not on the screen at 390 px: ${JSON.stringify(box)}`);
+  await page.screenshot({ path: `${shots}/phone.png` });
+  console.log(`screenshots: ${shots}/desktop.png, ${shots}/phone.png`);
   if (external.length) throw new Error('the page loaded outside resources: ' + external.join(', '));
   console.log('browser chat: ok');
 } catch (e) {

@@ -43,7 +43,7 @@ async fn a_transcript_change_wakes_only_its_own_readers() {
         let mut b = Batch::new(lease.clone(), next);
         b.messages.push(Message {
             key: key.into(),
-            entry: Entry { seq: 0, id: id.into(), from: From::Bot, text: id.into(), buttons: vec![] },
+            entry: Entry { seq: 0, id: id.into(), from: From::Bot, text: id.into(), buttons: vec![], at: 0 },
         });
         s.commit(Arc::new(b))
     };

@@ -87,7 +87,7 @@ async fn a_conversation_over_http_with_buttons_and_a_timer() {
         prompt["buttons"],
         json!([{"label": "small", "value": "small", "url": null}, {"label": "large", "value": "large", "url": null}])
     );
-    assert_eq!(seen[0], json!({"seq": 1, "from": "user", "text": "hello", "buttons": []}));
+    assert_eq!(seen[0], json!({"seq": 1, "from": "user", "text": "hello", "buttons": [], "at": 1_700_000_000}));
     // The graph view knows where the conversation waits.
     let g: Value = s.get("/api/bots/shop/graph?conversation=c1").await.json().await.expect("json");
     let names: Vec<&str> = g["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["name"].as_str()).collect();
