@@ -221,6 +221,7 @@ impl Gateway {
             .layer(cors);
         Router::new()
             .route("/", get(|| async { Html(PAGE) }))
+            .route("/widget.js", get(widget))
             .merge(api)
             .route("/webhooks/{platform}/{bot}", post(super::webhook::webhook))
             // The handlers enforce the body limit themselves, with a JSON error.
@@ -257,6 +258,17 @@ impl Ops {
 }
 
 const PAGE: &str = include_str!("page.html");
+
+/// The chat widget other sites include (docs/widget.md).
+const WIDGET: &str = include_str!("widget.js");
+
+async fn widget() -> Response {
+    let mut r = WIDGET.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}
 
 /// The connection's peer address, when served by [`super::transport::serve`].
 type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
