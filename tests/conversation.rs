@@ -276,6 +276,16 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("open.toml:2: limits.client_burst must be at least 1"), "{err}");
     assert!(err.contains("open.toml:5: web.client_address_header: `X Real IP` is not a header name"), "{err}");
+    std::fs::write(
+        d.join("mock.toml"),
+        "[[http_mocks]]\nrequest = \"FETCH api.example.com\"\n\n[[http_mocks]]\nrequest = \"GET https://a.example.com/x\"\nstatus = 42\n",
+    )
+    .expect("write");
+    let o = botc(&["serve", "--config", &d.join("mock.toml").to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("mock.toml:2: http_mocks: `FETCH api.example.com` is not a request"), "{err}");
+    assert!(err.contains("mock.toml:5: http_mocks: status 42 is not an HTTP status"), "{err}");
 
     std::fs::write(
         d.join("good.toml"),
@@ -311,4 +321,63 @@ fn quarantine_lists_nothing_in_a_fresh_data_dir_and_names_a_wrong_one() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("flows holds no botc data (no botc.redb); give the --data-dir botc serve used"), "{err}");
+}
+
+/// The README's command serves the examples with their botc.toml, whose canned answers stand
+/// in for the example APIs: a pizza ordered in the web chat is placed, with the order number
+/// the mock gave, and nobody is handed to a person.
+#[test]
+fn served_examples_complete_their_happy_path_with_the_mocks_beside_them() {
+    let (mut server, banner, _data) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0"], false);
+    let base = banner_url(&banner).expect("url");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = crate::client();
+    let seen = rt.block_on(async {
+        let r = client.post(format!("{base}/api/bots/pizza_order/conversations")).send().await.expect("answers");
+        let v: serde_json::Value = r.json().await.expect("json");
+        let (id, token) = (v["conversation"].as_str().expect("id"), v["token"].as_str().expect("token"));
+        let url = format!("{base}/api/bots/pizza_order/conversations/{id}/messages");
+        let mut seen: Vec<serde_json::Value> = Vec::new();
+        let steps = [
+            ("text", "hi", "what size"),
+            ("button", "large", "Which crust?"),
+            ("text", "classic", "You have 0 so far"),
+            ("button", "done", "How many pizzas"),
+            ("text", "2", "Where should we deliver?"),
+            ("text", "Via Roma 12, Milano", "phone number"),
+            ("text", "+39 333 123 4567", "Shall I send it to the kitchen?"),
+            ("button", "yes", "Order #1042 is in the oven"),
+        ];
+        for (kind, value, answer) in steps {
+            let r = client
+                .post(&url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(serde_json::json!({ kind: value }).to_string())
+                .send()
+                .await
+                .expect("answers");
+            assert_eq!(r.status(), 202, "{kind} {value}");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !seen.iter().any(|m| m["text"].as_str().is_some_and(|t| t.contains(answer))) {
+                assert!(std::time::Instant::now() < deadline, "no `{answer}` after {value}: {seen:#?}");
+                let after = seen.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
+                let v: serde_json::Value = client
+                    .get(format!("{url}?after={after}&wait=5"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("answers")
+                    .json()
+                    .await
+                    .expect("json");
+                seen.extend(v["messages"].as_array().cloned().unwrap_or_default());
+            }
+        }
+        seen
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let said: Vec<&str> = seen.iter().filter(|m| m["from"] != "user").filter_map(|m| m["text"].as_str()).collect();
+    assert!(said.iter().all(|t| !t.contains("person") && !t.contains("Handed")), "{said:#?}");
 }

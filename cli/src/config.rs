@@ -36,10 +36,32 @@ pub struct Config {
     pub plans: Plans,
     #[serde(default)]
     pub bots: Vec<BotConfig>,
+    /// `[[http_mocks]]`: canned answers for flows' http requests (a demo server, or one
+    /// whose flows call APIs it must not reach); checked into `mocks`.
+    #[serde(default)]
+    pub http_mocks: Vec<HttpMockConfig>,
+    #[serde(skip)]
+    pub mocks: Vec<botc_serve::HttpMock>,
     /// The distributed roles' infrastructure (docs/distributed.md); `botc serve` ignores it.
     pub kafka: Option<KafkaSection>,
     pub redis: Option<RedisSection>,
     pub postgres: Option<PostgresSection>,
+}
+
+/// One `[[http_mocks]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpMockConfig {
+    /// `"POST https://api.example.com/v1/orders"`: the method and the whole URL.
+    pub request: String,
+    #[serde(default = "default_mock_status")]
+    pub status: u16,
+    /// The response body: a TOML value (a table is a JSON object) or a string.
+    pub body: Option<toml::Value>,
+}
+
+fn default_mock_status() -> u16 {
+    200
 }
 
 /// `[kafka]`: the event bus.
@@ -608,6 +630,30 @@ pub fn load(path: &Path) -> Result<Config, String> {
                 ));
             }
         }
+    }
+    for mock in &config.http_mocks {
+        let at = line_of(&mock.request);
+        let (method, url) = mock.request.trim().split_once(' ').unwrap_or(("", ""));
+        let url = url.trim();
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method)
+            || !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            errors.push(format!(
+                "{shown}{at}: http_mocks: `{}` is not a request; write the method and the whole URL, like \"POST https://api.example.com/v1/orders\"",
+                mock.request
+            ));
+            continue;
+        }
+        if !(100..=599).contains(&mock.status) {
+            errors.push(format!("{shown}{at}: http_mocks: status {} is not an HTTP status (100-599)", mock.status));
+            continue;
+        }
+        let body = match &mock.body {
+            None => serde_json::Value::Null,
+            Some(toml::Value::String(s)) => serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.clone())),
+            Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+        };
+        config.mocks.push(botc_serve::HttpMock { method: method.into(), url: url.into(), status: mock.status, body });
     }
     for origin in &config.web.allowed_origins {
         if let Err(why) = botc_serve::check_origin(origin) {

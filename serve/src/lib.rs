@@ -39,7 +39,7 @@ pub mod registry_rows {
 pub use history::{SqliteHistory, buttons_json, direction_name, hex, history_path, record_from_columns, unhex};
 pub use http::{CONVERSATION_KEY, Gateway, Ops, check_origin, random_secret};
 pub use metrics::Metrics;
-pub use roles::{HistoryShipper, OutboxRunner, Scheduler};
+pub use roles::{HistoryShipper, HttpMock, OutboxRunner, Scheduler};
 pub use transcript::{Entry, From};
 pub use worker::{Core, Worker};
 
@@ -156,6 +156,8 @@ pub struct Options {
     /// The header a trusted proxy in front puts the client's address in (`[web]
     /// client_address_header`); `None`: the connection's peer is the client.
     pub client_address_header: Option<String>,
+    /// Canned answers for flows' http requests (`[[http_mocks]]`).
+    pub http_mocks: Vec<HttpMock>,
 }
 
 /// Access to the gateway's operator actions: hand-back (a human agent's) and the flow
@@ -185,6 +187,7 @@ impl Default for Options {
             allowed_origins: Vec::new(),
             admission: AdmissionLimits::default(),
             client_address_header: None,
+            http_mocks: Vec::new(),
         }
     }
 }
@@ -408,6 +411,7 @@ pub async fn serve_with(
             outbox: ports.outbox.clone(),
             clock: clock.clone(),
             client: reqwest::Client::new(),
+            mocks: options.http_mocks.clone().into(),
         });
         let (h, stop) = (holding.clone(), supervision.stop.clone());
         let start = move || {

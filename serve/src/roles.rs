@@ -100,6 +100,29 @@ pub struct OutboxRunner {
     pub outbox: Arc<dyn Outbox>,
     pub clock: Arc<dyn Clock>,
     pub client: reqwest::Client,
+    /// Answers for requests that must not reach the network (`[[http_mocks]]`).
+    pub mocks: Arc<[HttpMock]>,
+}
+
+/// A canned answer for a flow's `http` request (a demo or staging server whose flows call
+/// APIs it must not, or cannot, reach): requests with this method and URL get this status
+/// and body, and never reach the network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpMock {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The URL, as the flow renders it; without a `?`, it answers every query on its path.
+    pub url: String,
+    pub status: u16,
+    pub body: Json,
+}
+
+impl HttpMock {
+    fn answers(&self, method: &str, url: &str) -> bool {
+        let path = |u: &str| u.split_once('?').map_or(u, |(p, _)| p).to_string();
+        self.method.eq_ignore_ascii_case(method)
+            && (self.url == url || (!self.url.contains('?') && self.url == path(url)))
+    }
 }
 
 impl OutboxRunner {
@@ -146,6 +169,15 @@ impl OutboxRunner {
 
     async fn perform(self: Arc<Self>, item: OutboxItem) -> (String, Event) {
         let r = &item.request;
+        if let Some(mock) = self.mocks.iter().find(|m| m.answers(&r.method, &r.url)) {
+            tracing::debug!(method = %r.method, status = mock.status, "a flow's http request was answered by a mock");
+            let event = Event {
+                kind: botc_runtime::vm::Input::Http { status: mock.status, body: mock.body.clone() },
+                received_at: self.clock.unix(),
+                ..item.result
+            };
+            return (item.id, event);
+        }
         let method = reqwest::Method::from_bytes(r.method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut req = self.client.request(method, &r.url).timeout(Duration::from_secs(10));
         for (k, v) in &r.headers {
@@ -221,5 +253,26 @@ impl HistoryShipper {
         self.sink.record(records.into_iter().map(|(_, r)| r).collect()).await?;
         self.queue.shipped(upto).await?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpMock;
+
+    #[test]
+    fn a_mock_answers_its_method_and_url_and_without_a_query_every_query_on_its_path() {
+        let mock =
+            |url: &str| HttpMock { method: "GET".into(), url: url.into(), status: 200, body: serde_json::Value::Null };
+        let path = mock("https://api.example.com/v1/slots");
+        assert!(path.answers("GET", "https://api.example.com/v1/slots"));
+        assert!(path.answers("get", "https://api.example.com/v1/slots?day=1&hour=2"));
+        assert!(!path.answers("POST", "https://api.example.com/v1/slots"));
+        assert!(!path.answers("GET", "https://api.example.com/v1/slotsx"));
+        assert!(!path.answers("GET", "https://api.example.com/v1"));
+        let exact = mock("https://api.example.com/v1/slots?day=1");
+        assert!(exact.answers("GET", "https://api.example.com/v1/slots?day=1"));
+        assert!(!exact.answers("GET", "https://api.example.com/v1/slots?day=2"));
+        assert!(!exact.answers("GET", "https://api.example.com/v1/slots"));
     }
 }

@@ -46,6 +46,12 @@ pub(crate) fn bots_and_options(
         options.environment.clone_from(&c.environment);
         options.allowed_origins.clone_from(&c.web.allowed_origins);
         options.admission = c.limits.admission();
+        options.http_mocks.clone_from(&c.mocks);
+        for m in &c.mocks {
+            // The host only: a URL may carry an API key.
+            let host = m.url.split('/').take(3).collect::<Vec<_>>().join("/");
+            tracing::warn!(method = %m.method, host = %host, status = m.status, "flows' http requests are answered by a mock ([[http_mocks]] in botc.toml), never sent");
+        }
         options.client_address_header.clone_from(&c.web.client_address_header);
         options.http = serve::transport::Limits {
             header_read: std::time::Duration::from_secs(c.limits.header_read_seconds),
@@ -147,6 +153,22 @@ pub(crate) fn bots_and_options(
     Ok((bots, options, partitions, capacity))
 }
 
+/// The `botc.toml` in a flow directory being served (the examples' one answers their http
+/// requests), when exactly one has one; several is an error that says to choose.
+fn settings_beside(paths: &[PathBuf]) -> Result<Option<PathBuf>, String> {
+    let default = [PathBuf::from("flows/examples")];
+    let dirs = if paths.is_empty() { &default[..] } else { paths };
+    let found: Vec<PathBuf> = dirs.iter().map(|d| d.join("botc.toml")).filter(|f| f.is_file()).collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => {
+            let list: Vec<String> = many.iter().map(|f| f.display().to_string()).collect();
+            Err(format!("several flow directories have a botc.toml ({}); choose one with --config", list.join(", ")))
+        }
+    }
+}
+
 pub(crate) fn serve_cmd(
     paths: Vec<PathBuf>,
     config: Option<&Path>,
@@ -155,7 +177,17 @@ pub(crate) fn serve_cmd(
     environment: Option<String>,
 ) -> ExitCode {
     // Everything is read and checked before anything binds.
-    let config = match config.map(config::load).transpose() {
+    let found = match config {
+        Some(_) => None,
+        None => match settings_beside(&paths) {
+            Ok(found) => found,
+            Err(e) => return fail(e),
+        },
+    };
+    if let Some(f) = &found {
+        tracing::info!(config = %f.display(), "settings from the flow directory's botc.toml (--config chooses another)");
+    }
+    let config = match config.or(found.as_deref()).map(config::load).transpose() {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
