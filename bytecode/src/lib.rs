@@ -209,58 +209,185 @@ impl Program {
     }
 }
 
+/// Why control goes from one node to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EdgeKind {
+    /// The node's `next` (or the only way on).
+    Next,
+    /// A branch case whose condition held.
+    When,
+    /// A branch's `else`: every case's condition failed.
+    Else,
+    OnInvalid,
+    OnTimeout,
+    OnError,
+}
+
+impl EdgeKind {
+    /// As the flow language writes it (`""` for a plain `next`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EdgeKind::Next => "",
+            EdgeKind::When => "when",
+            EdgeKind::Else => "else",
+            EdgeKind::OnInvalid => "on_invalid",
+            EdgeKind::OnTimeout => "on_timeout",
+            EdgeKind::OnError => "on_error",
+        }
+    }
+}
+
+/// What a node does, for pictures of the flow: its kind (`say`, `ask`, `branch`, …) and a
+/// short text (a message's fixed words, an http request's method and URL, a hand-off's team).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeOutline {
+    pub kind: &'static str,
+    pub text: String,
+}
+
 impl Program {
     /// Every edge between nodes of the same flow that some execution can take, as (from, to)
     /// node indices, sorted. Derived from the code and tables, so it matches what runs.
     pub fn edges(&self) -> Vec<(u32, u32)> {
+        let mut edges: Vec<(u32, u32)> = self.labelled_edges().into_iter().map(|(a, b, _)| (a, b)).collect();
+        edges.dedup();
+        edges
+    }
+
+    /// [`Program::edges`], each with why it is taken (an edge taken for two reasons, such as
+    /// a case and the `else` leading to the same node, is there twice), sorted.
+    pub fn labelled_edges(&self) -> Vec<(u32, u32, EdgeKind)> {
         let node_at: std::collections::HashMap<u32, u32> =
             self.nodes.iter().enumerate().map(|(i, n)| (n.offset, i as u32)).collect();
         let mut edges = std::collections::BTreeSet::new();
         for (i, n) in self.nodes.iter().enumerate() {
             let from = i as u32;
             let mut seen = std::collections::HashSet::new();
-            let mut work = vec![n.offset];
+            let mut work = vec![(n.offset, EdgeKind::Next)];
             let mut first = true;
-            while let Some(at) = work.pop() {
+            while let Some((at, kind)) = work.pop() {
                 if !first && let Some(&to) = node_at.get(&at) {
-                    edges.insert((from, to));
+                    edges.insert((from, to, kind));
                     continue;
                 }
                 first = false;
-                if !seen.insert(at) {
+                if !seen.insert((at, kind)) {
                     continue;
                 }
                 let Some((op, next)) = Op::decode(&self.code, at as usize) else { continue };
-                let targets = |t: u32, work: &mut Vec<u32>| {
+                let mut go = |t: u32, k: EdgeKind| {
                     if t != NONE {
-                        work.push(t);
+                        work.push((t, k));
                     }
                 };
                 match op {
                     Op::Ask { a } => {
                         if let Some(a) = self.asks.get(a as usize) {
-                            for t in [a.next, a.on_invalid, a.on_timeout] {
-                                targets(t, &mut work);
-                            }
+                            go(a.next, EdgeKind::Next);
+                            go(a.on_invalid, EdgeKind::OnInvalid);
+                            go(a.on_timeout, EdgeKind::OnTimeout);
                         }
                     }
                     Op::Http { h } => {
                         if let Some(h) = self.https.get(h as usize) {
-                            targets(h.next, &mut work);
-                            targets(h.on_error, &mut work);
+                            go(h.next, EdgeKind::Next);
+                            go(h.on_error, EdgeKind::OnError);
                         }
                     }
-                    Op::Jump { to } => targets(to, &mut work),
+                    Op::Jump { to } => go(to, kind),
+                    // A case's test: false goes on to the next case (or the `else`), true
+                    // falls through to the case's target.
+                    Op::JumpIfFalse { to } => {
+                        go(to, EdgeKind::Else);
+                        go(next as u32, EdgeKind::When);
+                    }
                     Op::Return { .. } | Op::End | Op::Handoff { resumes: false, .. } => {}
                     other => {
                         if let Some(t) = other.jump_target() {
-                            targets(t, &mut work);
+                            go(t, kind);
                         }
-                        work.push(next as u32);
+                        go(next as u32, kind);
                     }
                 }
             }
         }
         edges.into_iter().collect()
+    }
+
+    /// Each node's kind and short text, by node index (see [`NodeOutline`]).
+    pub fn outline(&self) -> Vec<NodeOutline> {
+        let mut starts: Vec<u32> = self.nodes.iter().map(|n| n.offset).collect();
+        starts.sort_unstable();
+        self.nodes
+            .iter()
+            .map(|n| {
+                let end = starts.iter().copied().find(|&o| o > n.offset).unwrap_or(self.code.len() as u32);
+                self.outline_of(n.offset as usize, end as usize)
+            })
+            .collect()
+    }
+
+    fn outline_of(&self, mut at: usize, end: usize) -> NodeOutline {
+        // The fixed words pushed since the last button: a message's text, with `…` where
+        // a value is filled in.
+        let mut words: Vec<String> = Vec::new();
+        let mut said: Option<String> = None;
+        let (mut kind, mut text) = ("", String::new());
+        let mut branches = false;
+        let mut sets = false;
+        while at < end {
+            let Some((op, next)) = Op::decode(&self.code, at) else { break };
+            at = next;
+            match op {
+                Op::PushText { c } => words.push(self.text(c).to_string()),
+                Op::Load { .. } | Op::Builtin { .. } | Op::Field { .. } | Op::Call { .. } => words.push("…".into()),
+                Op::Button { .. } => words.clear(),
+                Op::Say { .. } => {
+                    said.get_or_insert_with(|| words.concat());
+                    words.clear();
+                }
+                Op::Ask { .. } if kind.is_empty() => {
+                    (kind, text) = ("ask", words.concat());
+                }
+                Op::Http { h } if kind.is_empty() => {
+                    let method = self.https.get(h as usize).map_or("", |h| h.method.name());
+                    (kind, text) = ("http", format!("{method} {}", words.first().map_or("", String::as_str)));
+                }
+                Op::Handoff { q, .. } if kind.is_empty() => (kind, text) = ("handoff", self.text(q).to_string()),
+                Op::Wait { secs } if kind.is_empty() => (kind, text) = ("wait", format!("{secs} s")),
+                Op::CallFlow { f } if kind.is_empty() => {
+                    let name = self.flows.get(f as usize).map_or("", |f| self.text(f.name));
+                    (kind, text) = ("call", name.to_string());
+                }
+                Op::End if kind.is_empty() => kind = "end",
+                Op::Return { .. } if kind.is_empty() => kind = "return",
+                Op::JumpIfFalse { .. } => branches = true,
+                Op::Store { .. } => sets = true,
+                _ => {}
+            }
+            if matches!(op, Op::Concat { .. }) {
+                let joined = words.concat();
+                words = vec![joined];
+            }
+        }
+        if kind.is_empty() {
+            kind = if said.is_some() {
+                "say"
+            } else if branches {
+                "branch"
+            } else if sets {
+                "set"
+            } else {
+                "step"
+            };
+        }
+        if text.is_empty() {
+            text = said.unwrap_or_default();
+        }
+        // Short: the first line, at most 60 characters.
+        let line = text.lines().next().unwrap_or("").trim();
+        let short: String = line.chars().take(60).collect();
+        let text = if short.chars().count() < line.chars().count() { format!("{short}…") } else { short };
+        NodeOutline { kind, text }
     }
 }

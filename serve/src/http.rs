@@ -44,6 +44,8 @@ pub struct Gateway {
     conversation_key: std::sync::OnceLock<[u8; 32]>,
     /// One count of waiting conversations at a time (each reads up to 10,000 sessions).
     counting: tokio::sync::Semaphore,
+    /// Flow pictures' unchanging parts, by program hash.
+    outlines: std::sync::Mutex<HashMap<[u8; 32], Arc<Outline>>>,
     next_event: AtomicU64,
     /// Makes event ids unique across restarts of the process.
     boot: u64,
@@ -76,6 +78,7 @@ impl Gateway {
             admission,
             conversation_key: std::sync::OnceLock::new(),
             counting: tokio::sync::Semaphore::new(1),
+            outlines: std::sync::Mutex::default(),
             next_event: AtomicU64::new(1),
             boot,
         }
@@ -222,6 +225,7 @@ impl Gateway {
         Router::new()
             .route("/", get(|| async { Html(PAGE) }))
             .route("/widget.js", get(widget))
+            .route(DAGRE_PATH, get(dagre))
             .merge(api)
             .route("/webhooks/{platform}/{bot}", post(super::webhook::webhook))
             // The handlers enforce the body limit themselves, with a JSON error.
@@ -261,6 +265,21 @@ const PAGE: &str = include_str!("page.html");
 
 /// The chat widget other sites include (docs/widget.md).
 const WIDGET: &str = include_str!("widget.js");
+
+/// The flow view's layered layout: dagre (MIT, github.com/dagrejs/dagre), the layout most
+/// flowchart tools use, vendored unchanged from its npm release (`tests/browser` checks the
+/// copy against the pinned package) so the page needs nothing from elsewhere.
+const DAGRE: &str = include_str!("assets/dagre.min.js");
+const DAGRE_PATH: &str = "/assets/dagre-3.1.3.min.js";
+
+async fn dagre() -> Response {
+    let mut r = DAGRE.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    // The path names the version: it never changes.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    r
+}
 
 async fn widget() -> Response {
     let mut r = WIDGET.into_response();
@@ -714,6 +733,44 @@ async fn hand_back(
     publish(&s, event).await
 }
 
+/// The unchanging part of a flow's picture: each node's kind and short text, and the edges
+/// with their labels (`when`/`else` only out of a branch).
+struct Outline {
+    nodes: Vec<botc_bytecode::NodeOutline>,
+    edges: Vec<Json>,
+}
+
+impl Gateway {
+    /// The program's outline, made once per version.
+    fn outline(&self, p: &botc_bytecode::Program) -> Arc<Outline> {
+        let mut cache = self.outlines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(o) = cache.get(&p.hash) {
+            return o.clone();
+        }
+        use botc_bytecode::EdgeKind;
+        let nodes = p.outline();
+        let edges = p
+            .labelled_edges()
+            .into_iter()
+            .map(|(a, b, kind)| {
+                let branch = nodes.get(a as usize).is_some_and(|n| n.kind == "branch");
+                let kind =
+                    if !branch && matches!(kind, EdgeKind::When | EdgeKind::Else) { EdgeKind::Next } else { kind };
+                json!([a, b, kind.name()])
+            })
+            .collect::<Vec<_>>();
+        let mut edges = edges;
+        edges.dedup();
+        let o = Arc::new(Outline { nodes, edges });
+        // Versions come and go with deploys; a few dozen are kept.
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(p.hash, o.clone());
+        o
+    }
+}
+
 /// Most sessions the graph view looks at to count where conversations wait.
 const GRAPH_SCAN: usize = 10_000;
 
@@ -772,6 +829,7 @@ async fn graph(
         }
         Err(_) => None,
     };
+    let outline = s.outline(p);
     let nodes: Vec<Json> = p
         .nodes
         .iter()
@@ -780,11 +838,14 @@ async fn graph(
             json!({
                 "name": p.text(n.name),
                 "flow": p.text(p.flows[n.flow as usize].name),
+                "kind": outline.nodes[i].kind,
+                "text": outline.nodes[i].text,
                 "waiting": counts.as_ref().map(|(w, _)| w[i]),
+                "visits": counts.as_ref().map(|_| s.metrics.visits_of(&bot, p.text(n.name))),
             })
         })
         .collect();
-    let edges: Vec<Json> = p.edges().iter().map(|(a, b)| json!([a, b])).collect();
+    let edges = &outline.edges;
     // The main flow's start: its first node at or after its entry.
     let entry = p.flows.first().map_or(0, |f| f.entry);
     let start = p

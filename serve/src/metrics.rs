@@ -214,6 +214,11 @@ impl Metrics {
         }
     }
 
+    /// How many times this process saw `node` of `bot` entered.
+    pub fn visits_of(&self, bot: &str, node: &str) -> u64 {
+        self.visits.get(&AtNode { bot: bot.to_string(), node: node.to_string() }).map_or(0, |c| c.get())
+    }
+
     /// The text exposition format, with `measured` gauges as the caller just read them, and
     /// each bot's flow version number.
     pub fn render(&self, measured: &[(Measured, u64)], versions: &[(String, u64)]) -> String {

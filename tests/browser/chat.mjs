@@ -56,7 +56,27 @@ try {
   if (node !== 'ask_topping') throw new Error(`the flow view highlights ${node}, not ask_topping`);
   const nodes = await page.locator('#graph g.node').count();
   if (nodes < 20) throw new Error(`the flow view draws ${nodes} nodes`);
+  // Nodes say what they are and edges why they are taken; the waiting node is in view.
+  for (const kind of ['ask', 'say', 'branch', 'http']) {
+    if (await page.locator(`#graph g.node.kind-${kind}`).count() < 1) throw new Error(`no ${kind} node in the flow view`);
+  }
+  const labels = await page.locator('#graph .edge-label').allTextContents();
+  for (const want of ['when', 'else', 'on_error']) {
+    if (!labels.some(l => l.includes(want))) throw new Error(`no \`${want}\` edge label in ${JSON.stringify(labels)}`);
+  }
+  const inside = (a, b) => a.x >= b.x - 1 && a.y >= b.y - 1 && a.x + a.width <= b.x + b.width + 1 && a.y + a.height <= b.y + b.height + 1;
+  const area = await page.locator('#svg').boundingBox();
+  if (!inside(await here.boundingBox(), area)) throw new Error('the node this conversation waits at is off screen');
   await page.screenshot({ path: `${shots}/desktop.png` });
+  // Zoom out shows more of the flow: the node gets smaller.
+  const before = (await here.boundingBox()).width;
+  await page.getByRole('button', { name: 'zoom out' }).click();
+  const after = (await here.boundingBox()).width;
+  if (!(after < before)) throw new Error(`zooming out did not shrink the nodes (${before} -> ${after})`);
+  // The page's layout library is the pinned dagre release, unchanged.
+  const vendored = fs.readFileSync('serve/src/assets/dagre.min.js');
+  const pinned = fs.readFileSync('tests/browser/node_modules/@dagrejs/dagre/dist/dagre.min.js');
+  if (!vendored.equals(pinned)) throw new Error('serve/src/assets/dagre.min.js differs from the pinned @dagrejs/dagre');
   // Reloading the page continues the same conversation, bot and flow view, by itself.
   const conv = await page.locator('#conv').textContent();
   await page.reload();

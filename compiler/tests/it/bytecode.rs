@@ -195,3 +195,41 @@ fn find(p: &Program, pred: impl Fn(&Op) -> bool) -> (usize, Op) {
     }
     panic!("no such instruction");
 }
+
+/// The flow's picture from its bytecode: each node's kind and fixed words, and each edge's
+/// reason, as the pizza bot's source says.
+#[test]
+fn the_outline_names_node_kinds_and_edge_reasons_as_the_source_does() {
+    use botc_bytecode::EdgeKind;
+    let p = build(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../flows/examples/pizza_order.yaml"));
+    let index = |name: &str| p.nodes.iter().position(|n| p.text(n.name) == name).expect(name) as u32;
+    let outline = p.outline();
+    let of = |name: &str| &outline[index(name) as usize];
+    assert_eq!(
+        (of("ask_size").kind, of("ask_size").text.as_str()),
+        ("ask", "First things first: what size would you like?")
+    );
+    assert_eq!(of("check_topping").kind, "branch");
+    assert_eq!(of("place_order").kind, "http");
+    assert!(
+        of("place_order").text.starts_with("POST https://api.luigis.example.com/v1/orders"),
+        "{:?}",
+        of("place_order")
+    );
+    assert_eq!(of("add_first").kind, "set");
+    assert_eq!(of("order_handoff").kind, "handoff");
+    assert_eq!(of("done").kind, "end");
+    let edges = p.labelled_edges();
+    let has = |a: &str, b: &str, k: EdgeKind| edges.contains(&(index(a), index(b), k));
+    assert!(has("ask_size", "confused", EdgeKind::OnInvalid));
+    assert!(has("ask_size", "abandoned", EdgeKind::OnTimeout));
+    assert!(has("place_order", "order_failed", EdgeKind::OnError));
+    assert!(has("place_order", "placed", EdgeKind::Next));
+    assert!(has("check_topping", "ask_qty", EdgeKind::When), "the first case: {edges:?}");
+    assert!(has("check_topping", "add_more", EdgeKind::Else), "the else: {edges:?}");
+    assert!(!has("check_topping", "add_more", EdgeKind::When), "no case leads to add_more: {edges:?}");
+    // The unlabelled edges are the same set as before.
+    let mut plain: Vec<(u32, u32)> = edges.iter().map(|&(a, b, _)| (a, b)).collect();
+    plain.dedup();
+    assert_eq!(plain, p.edges());
+}
