@@ -79,6 +79,12 @@ struct Signals {
     outbox: Notify,
     history: Notify,
     replies: Notify,
+    /// Why the last write failed, while writes fail (disk full, I/O error): `/readyz` says
+    /// so, and a load balancer stops sending until a write works again.
+    failing: std::sync::Mutex<Option<String>>,
+    /// A failure tests make the writer report instead of writing (see
+    /// [`Embedded::inject_write_failure`]).
+    injected: std::sync::Mutex<Option<String>>,
 }
 
 /// The newest lease granted on a piece of work, and until when it holds (unix ms). Leases
@@ -165,6 +171,8 @@ impl Embedded {
             outbox: Notify::new(),
             history: Notify::new(),
             replies: Notify::new(),
+            failing: std::sync::Mutex::new(None),
+            injected: std::sync::Mutex::new(None),
         });
         let db = Arc::new(db);
         let leases = LeaseTable::default();
@@ -248,6 +256,12 @@ impl Embedded {
             Err(e) => Err(OpenError(format!("cannot read {shown}: {e}"))),
             Ok(_) => read_quarantine(&txn, max).map_err(|e| OpenError(format!("cannot read {shown}: {e}"))),
         }
+    }
+
+    /// Makes every write fail with `error` (as a full disk would) until called with `None`:
+    /// for tests of what botc does while it cannot write.
+    pub fn inject_write_failure(&self, error: Option<&str>) {
+        *self.signals.injected.lock().unwrap_or_else(|e| e.into_inner()) = error.map(String::from);
     }
 
     /// Stops the writer after the jobs already sent; later calls fail with an error.
@@ -487,7 +501,30 @@ struct Touched {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
+        // Failed groups in a row: logged at the 1st, 2nd, 4th, 8th … so a full disk under
+        // load is a few lines, not one per request.
+        let mut failures: u64 = 0;
+        loop {
+            // While writes fail, an empty write each second finds out when they work again,
+            // so /readyz recovers even though no events come while it says 503.
+            let first = if failures == 0 {
+                rx.recv().ok()
+            } else {
+                match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                    Ok(job) => Some(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let injected = self.signals.injected.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                        if !injected && self.group(&[], &mut Touched::default()).is_ok() {
+                            tracing::warn!(failures, "store writes work again");
+                            failures = 0;
+                            *self.signals.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                }
+            };
+            let Some(first) = first else { break };
             let mut jobs = vec![first];
             while jobs.len() < GROUP {
                 match rx.try_recv() {
@@ -498,8 +535,18 @@ impl Writer {
             let (next, committed, history, replies) =
                 (self.next.clone(), self.committed.clone(), self.history, self.replies);
             let mut touched = Touched::default();
-            match self.group(&jobs, &mut touched) {
+            let injected = self.signals.injected.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let outcome = match injected {
+                Some(e) => Err(StoreError::Io(e)),
+                None => self.group(&jobs, &mut touched),
+            };
+            match outcome {
                 Ok(results) => {
+                    if failures > 0 {
+                        tracing::warn!(failures, "store writes work again");
+                        failures = 0;
+                        *self.signals.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    }
                     for (p, part) in self.signals.parts.iter().enumerate() {
                         part.next.store(self.next[p], Ordering::Release);
                         part.committed.store(self.committed[p], Ordering::Release);
@@ -510,7 +557,11 @@ impl Writer {
                     self.wake(&touched);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "store write failed; the callers will retry");
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::error!(error = %e, failures, "store writes fail; events are refused with 503 and /readyz says why until a write works");
+                    }
+                    *self.signals.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                     (self.next, self.committed, self.history, self.replies) = (next, committed, history, replies);
                     for job in jobs {
                         let _ = job.done.send(Err(e.clone()));
@@ -997,6 +1048,9 @@ impl Bus for Embedded {
                 self.writer.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|h| !h.is_finished());
             if !(open && writing) {
                 return Err(StoreError::Closed);
+            }
+            if let Some(e) = self.signals.failing.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                return Err(StoreError::Io(format!("the last write failed ({e}); retrying with every event")));
             }
             self.read(|txn| txn.open_table(OFFSETS).map(|_| ()).map_err(io)).await
         })

@@ -495,6 +495,41 @@ async fn when_the_store_stops_events_get_503_and_readyz_says_so() {
     assert!(metrics.lines().any(|l| l == "botc_events_rejected_total{reason=\"store_error\"} 1"), "{metrics}");
 }
 
+/// While the store cannot write (a full disk, injected at the writer), events are refused
+/// with 503 and /readyz is a 503 that says why; once writes work again both recover by
+/// themselves (the writer tries an empty write each second), and what was acknowledged
+/// before is all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_cannot_write_readyz_says_why_and_both_recover_by_themselves() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    s.greet("c1").await;
+    s.store.inject_write_failure(Some("No space left on device (os error 28)"));
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small"}"#).await;
+    assert_eq!(r.status(), 503, "an event that cannot be stored is not acknowledged");
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let ready = s.client.get(format!("{}/readyz", s.base)).send().await.expect("get");
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.expect("body").contains("No space left on device"));
+    // Space again: /readyz recovers with no event sent, then events are taken again.
+    s.store.inject_write_failure(None);
+    let recovered = async {
+        loop {
+            let r = s.client.get(format!("{}/readyz", s.base)).send().await.expect("get");
+            if r.status() == 200 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), recovered).await.expect("ready again within seconds");
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "small"}"#).await;
+    assert_eq!(r.status(), 202);
+    s.expect_user("c1", "small").await;
+    let seen = transcript(&s, "c1").await;
+    assert!(seen.iter().any(|m| m["text"] == "hello"), "what was taken before the failure is kept: {seen:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_conversations_are_forgotten_and_their_history_kept() {
     use botc_serve::ports::{TimerStore, Transcript};
