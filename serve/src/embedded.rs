@@ -131,6 +131,29 @@ impl std::fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
+std::thread_local! {
+    /// Set while [`quietly`] runs on this thread.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, catching a panic in it without printing it (the caller turns it into an error
+/// that says what to do). Panics elsewhere print as always.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    result
+}
+
 fn io(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Io(e.into().to_string())
 }
@@ -154,12 +177,33 @@ impl Embedded {
             )));
         }
         let path = dir.join("botc.redb");
-        let db = Database::create(&path).map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
-        let fail = |e: StoreError| OpenError(format!("cannot open {}: {e}", path.display()));
-        let (next, committed, history, replies) = init(&db, partitions).map_err(|e| match e {
-            Init::Refused(msg) => OpenError(format!("{}: {msg}", path.display())),
-            Init::Store(e) => fail(e),
-        })?;
+        // redb panics on some damage it finds (a page of the wrong type): caught here, it is
+        // an error that says what to do, like any other damage.
+        let opened = quietly(|| {
+            let db = Database::create(&path).map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
+            let fail = |e: StoreError| OpenError(format!("cannot open {}: {e}", path.display()));
+            let init = init(&db, partitions).map_err(|e| match e {
+                Init::Refused(msg) => OpenError(format!("{}: {msg}", path.display())),
+                Init::Store(e) => fail(e),
+            })?;
+            Ok::<_, OpenError>((db, init))
+        });
+        let (db, (next, committed, history, replies)) = match opened {
+            Ok(result) => result?,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("an inconsistency");
+                return Err(OpenError(format!(
+                    "{} is damaged ({why}); botc did not start. Restore it from a backup, or move it \
+                     aside to start with an empty store (its conversations start over; history.sqlite \
+                     keeps their history)",
+                    path.display()
+                )));
+            }
+        };
         let signals = Arc::new(Signals {
             parts: next
                 .iter()
@@ -243,19 +287,23 @@ impl Embedded {
             )));
         }
         let shown = path.display();
-        let db = redb::ReadOnlyDatabase::open(&path).map_err(|e| match e {
+        let damaged = |_| OpenError(format!("{shown} is damaged; restore it from a backup"));
+        let db = quietly(|| redb::ReadOnlyDatabase::open(&path)).map_err(damaged)?.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => OpenError(format!(
                 "{shown} is in use by a running botc (botc_sessions_quarantined_total in its /metrics counts \
                  these records); stop botc serve and try again"
             )),
             e => OpenError(format!("cannot open {shown}: {e}")),
         })?;
-        let txn = db.begin_read().map_err(|e| OpenError(format!("cannot read {shown}: {e}")))?;
-        match txn.open_table(QUARANTINE) {
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
-            Err(e) => Err(OpenError(format!("cannot read {shown}: {e}"))),
-            Ok(_) => read_quarantine(&txn, max).map_err(|e| OpenError(format!("cannot read {shown}: {e}"))),
-        }
+        quietly(|| {
+            let txn = db.begin_read().map_err(|e| OpenError(format!("cannot read {shown}: {e}")))?;
+            match txn.open_table(QUARANTINE) {
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+                Err(e) => Err(OpenError(format!("cannot read {shown}: {e}"))),
+                Ok(_) => read_quarantine(&txn, max).map_err(|e| OpenError(format!("cannot read {shown}: {e}"))),
+            }
+        })
+        .map_err(damaged)?
     }
 
     /// Makes every write fail with `error` (as a full disk would) until called with `None`:

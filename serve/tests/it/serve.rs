@@ -1146,3 +1146,42 @@ async fn long_polls_are_capped_per_address() {
     let r = s.get(&format!("/api/bots/shop/conversations/c1/messages?after={after}&wait=1")).await;
     assert_eq!(r.status(), 200);
 }
+
+/// A damaged data file (any 4 KiB of it overwritten, as a bad disk or a stray write would)
+/// is a clear error from `Embedded::open` that says what to do, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_data_file_is_a_clear_error_never_a_panic() {
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    for conv in ["c1", "c2", "c3"] {
+        s.greet(conv).await;
+    }
+    s.shut_down().await;
+    let path = dir.path().join("botc.redb");
+    let good = std::fs::read(&path).expect("read");
+    let mut panics = Vec::new();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for at in (0..good.len()).step_by(4096) {
+        let mut bad = good.clone();
+        let end = (at + 4096).min(bad.len());
+        for b in &mut bad[at..end] {
+            *b ^= 0xa5;
+        }
+        std::fs::write(&path, &bad).expect("write");
+        let opened = std::panic::catch_unwind(|| Embedded::open(dir.path(), 2, 100));
+        match opened {
+            Err(_) => panics.push(at),
+            Ok(Ok(store)) => {
+                store.close();
+                *outcomes.entry("opened".to_string()).or_insert(0) += 1;
+            }
+            Ok(Err(e)) => {
+                let e = e.to_string();
+                assert!(e.contains("botc.redb"), "the error names the file: {e}");
+                *outcomes.entry(e).or_insert(0) += 1;
+            }
+        }
+    }
+    std::fs::write(&path, &good).expect("restore");
+    assert!(panics.is_empty(), "opening panicked with 4 KiB damaged at offsets {panics:?}; outcomes: {outcomes:#?}");
+}
