@@ -35,6 +35,23 @@ fn migrator() -> sqlx::migrate::Migrator {
 
 pub struct SqliteHistory {
     pool: SqlitePool,
+    /// The file written, and which file it was when opened (device and inode): SQLite goes
+    /// on writing a file deleted or replaced under it, where nobody will read it again.
+    file: Option<(std::path::PathBuf, (u64, u64))>,
+}
+
+/// A file's identity on its filesystem.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -76,7 +93,22 @@ impl SqliteHistory {
             .execute(&pool)
             .await
             .map_err(|e| format!("cannot set up {}: {e}", path.display()))?;
-        Ok(SqliteHistory { pool })
+        let file = identity(path).map(|id| (path.to_path_buf(), id));
+        Ok(SqliteHistory { pool, file })
+    }
+
+    /// `Err` when the file written is no longer the one at its path (deleted or replaced
+    /// while botc runs): then nothing is written, so the records wait in the store's queue
+    /// until botc is restarted, instead of going into a file nobody will read.
+    fn still_there(&self) -> Result<(), StoreError> {
+        match &self.file {
+            Some((path, id)) if identity(path) != Some(*id) => Err(StoreError::Io(format!(
+                "{} was deleted or replaced while botc runs; history waits in the store until botc is restarted \
+                 (which makes a new one)",
+                path.display()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Opens an existing history database to read it, also while botc writes it.
@@ -93,7 +125,7 @@ impl SqliteHistory {
             .connect_with(options)
             .await
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(SqliteHistory { pool })
+        Ok(SqliteHistory { pool, file: None })
     }
 
     /// A user's (or, with `by_conversation`, a conversation's) history with a bot, oldest
@@ -196,6 +228,7 @@ pub fn direction_name(d: Direction) -> &'static str {
 impl HistorySink for SqliteHistory {
     fn record(&self, records: Vec<HistoryRecord>) -> Fut<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            self.still_there()?;
             let mut tx = self.pool.begin().await.map_err(db)?;
             for r in &records {
                 sqlx::query(
@@ -231,6 +264,7 @@ impl FlowRegistry for SqliteHistory {
         at: u64,
     ) -> Fut<'_, Result<Version, StoreError>> {
         Box::pin(async move {
+            self.still_there()?;
             // One statement, so the next number is taken atomically (SQLite has one writer).
             sqlx::query(
                 "INSERT OR IGNORE INTO flows (bot, hash, bytecode, first_served, number, source_commit, source_author, source_message)

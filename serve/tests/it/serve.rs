@@ -1185,3 +1185,25 @@ async fn a_damaged_data_file_is_a_clear_error_never_a_panic() {
     std::fs::write(&path, &good).expect("restore");
     assert!(panics.is_empty(), "opening panicked with 4 KiB damaged at offsets {panics:?}; outcomes: {outcomes:#?}");
 }
+
+/// history.sqlite deleted while botc runs: SQLite would go on writing the deleted file,
+/// where nobody reads it again. botc notices, writes nothing there, and the history waits
+/// in the store's queue (so a restart, which makes a new file, ships it), while the chat
+/// goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_deleted_under_a_running_server_is_noticed_and_nothing_is_lost() {
+    use botc_serve::ports::HistorySink;
+    let dir = data_dir();
+    let s = start(Options::default(), 100, dir.path()).await;
+    s.greet("c1").await;
+    for f in ["history.sqlite", "history.sqlite-wal", "history.sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let refused = HistorySink::record(&*s.history, Vec::new()).await.expect_err("the deleted file is noticed");
+    assert!(refused.to_string().contains("history.sqlite was deleted or replaced while botc runs"), "{refused}");
+    // The chat goes on; its history waits in the store.
+    assert_eq!(s.post("/api/bots/shop/conversations/c1/messages", r#"{"button": "large"}"#).await.status(), 202);
+    s.expect_user("c1", "large").await;
+    let waiting = HistoryQueue::unshipped(&*s.store, 1000).await.expect("queue");
+    assert!(waiting.iter().any(|(_, r)| r.text == "large"), "the new message's history waits: {waiting:#?}");
+}
