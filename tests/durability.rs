@@ -106,3 +106,30 @@ fn kill_9_mid_load_loses_no_acknowledged_message_and_repeats_none() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A botc.redb deleted (or emptied, or swapped) beside its history.sqlite is not silently
+/// started empty: botc refuses and says what to do; `--new-store` goes on with no
+/// conversations and keeps the history, and the pair is accepted from then on.
+#[test]
+fn a_store_deleted_beside_its_history_is_refused_until_new_store_is_given() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_string_lossy().into_owned();
+    let args = ["flows/examples", "--listen", "127.0.0.1:0"];
+    let (mut server, _) = start_serve_in(&args, data.path(), false);
+    let _ = server.kill();
+    let _ = server.wait();
+    std::fs::remove_file(data.path().join("botc.redb")).expect("delete botc.redb");
+    let o = crate::botc(&["serve", "flows/examples", "--listen", "127.0.0.1:0", "--data-dir", &dir]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("botc.redb is new (or was emptied)") && err.contains("--new-store"), "{err}");
+    // Accepted once asked for, and from then on.
+    let (mut server, banner) = start_serve_in(&[&args[..], &["--new-store"]].concat(), data.path(), false);
+    assert!(banner_url(&banner).is_some(), "{banner}");
+    let _ = server.kill();
+    let _ = server.wait();
+    let (mut server, banner) = start_serve_in(&args, data.path(), false);
+    assert!(banner_url(&banner).is_some(), "the pair is accepted from then on: {banner}");
+    let _ = server.kill();
+    let _ = server.wait();
+}

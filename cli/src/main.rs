@@ -141,6 +141,10 @@ enum Command {
         /// Log lines for people, or one JSON object per line for log collectors
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
+        /// Go on with a botc.redb that is new or emptied while history.sqlite belongs to an
+        /// earlier one (its conversations start over; the history is kept)
+        #[arg(long)]
+        new_store: bool,
     },
     /// Run the gateway role of the distributed runtime: verify webhooks and web-chat
     /// messages, put them on Kafka, acknowledge (docs/distributed.md)
@@ -485,9 +489,9 @@ fn main() -> ExitCode {
         Command::Versions { bot, registry } => cmd::deploy::versions_cmd(bot, registry.into_where()),
         Command::Deploys { bot, limit, registry } => cmd::deploy::deploys_cmd(bot, limit, registry.into_where()),
         Command::Quarantine { data_dir, limit, format } => cmd::quarantine::quarantine_cmd(&data_dir, limit, format),
-        Command::Serve { paths, config, listen, data_dir, environment, log_format } => {
+        Command::Serve { paths, config, listen, data_dir, environment, log_format, new_store } => {
             cmd::serve::init_logs(log_format);
-            cmd::serve::serve_cmd(paths, config.as_deref(), listen, data_dir, environment)
+            cmd::serve::serve_cmd(paths, config.as_deref(), listen, data_dir, environment, new_store)
         }
         #[cfg(feature = "distributed")]
         Command::Gateway(a) => role(cmd::role::Part::Gateway, a),

@@ -116,6 +116,8 @@ pub struct Embedded {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     signals: Arc<Signals>,
     path: PathBuf,
+    /// This store's name (see `init`), and whether this opening made it.
+    identity: (u64, bool),
     _lock: std::fs::File,
 }
 
@@ -188,7 +190,7 @@ impl Embedded {
             })?;
             Ok::<_, OpenError>((db, init))
         });
-        let (db, (next, committed, history, replies)) = match opened {
+        let (db, (next, committed, history, replies, identity)) = match opened {
             Ok(result) => result?,
             Err(panic) => {
                 let why = panic
@@ -243,12 +245,19 @@ impl Embedded {
             writer: Mutex::new(Some(handle)),
             signals,
             path,
+            identity,
             _lock: lock,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This store's random name, and whether it was made at this opening (a new or emptied
+    /// file, or one from before stores had names).
+    pub fn identity(&self) -> (u64, bool) {
+        self.identity
     }
 
     async fn send(&self, kind: JobKind) -> Result<usize, StoreError> {
@@ -351,12 +360,28 @@ impl Drop for Embedded {
 /// Creates the tables and reads each partition's next and committed offsets, and the next
 /// history position.
 #[allow(clippy::type_complexity)]
-fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u64), Init> {
+/// What opening finds: each partition's next and committed offsets, the next history and
+/// reply positions, and the store's identity (and whether it was made just now).
+type Opened = (Vec<u64>, Vec<u64>, u64, u64, (u64, bool));
+
+fn init(db: &Database, partitions: usize) -> Result<Opened, Init> {
     let txn = db.begin_write().map_err(io)?;
     let (mut next, mut committed) = (vec![0; partitions], vec![0; partitions]);
     let (next_history, next_reply);
+    let identity;
     {
         let mut meta = txn.open_table(META).map_err(io)?;
+        // A random name for this store, also recorded in history.sqlite: a botc.redb emptied
+        // or replaced beside its history is told apart from the one that history belongs to.
+        let stored = meta.get("identity").map_err(io)?.map(|v| v.value());
+        identity = match stored {
+            Some(id) => (id, false),
+            None => {
+                let id = fastrand::u64(1..);
+                meta.insert("identity", id).map_err(io)?;
+                (id, true)
+            }
+        };
         let stored = meta.get("partitions").map_err(io)?.map(|v| v.value());
         match stored {
             Some(n) if n != partitions as u64 => {
@@ -435,7 +460,7 @@ fn init(db: &Database, partitions: usize) -> Result<(Vec<u64>, Vec<u64>, u64, u6
         next_reply = last + 1;
     }
     txn.commit().map_err(io)?;
-    Ok((next, committed, next_history, next_reply))
+    Ok((next, committed, next_history, next_reply, identity))
 }
 
 /// Why a data directory was not opened.

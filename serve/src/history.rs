@@ -97,6 +97,17 @@ impl SqliteHistory {
         Ok(SqliteHistory { pool, file })
     }
 
+    /// Records `secret` under `name`, replacing what was there.
+    pub async fn replace_secret(&self, name: &str, secret: [u8; 32]) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR REPLACE INTO secrets (name, secret) VALUES (?1, ?2)")
+            .bind(name)
+            .bind(secret.to_vec())
+            .execute(&self.pool)
+            .await
+            .map_err(db)
+            .map(|_| ())
+    }
+
     /// `Err` when the file written is no longer the one at its path (deleted or replaced
     /// while botc runs): then nothing is written, so the records wait in the store's queue
     /// until botc is restarted, instead of going into a file nobody will read.

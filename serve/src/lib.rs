@@ -277,6 +277,42 @@ impl Ports {
     }
 }
 
+/// Checks that a data directory's two files belong together: history.sqlite records the
+/// identity of the botc.redb it was written beside. A botc.redb deleted, emptied or swapped
+/// under an existing history would otherwise start silently empty while history.sqlite still
+/// holds the old conversations. `adopt` (`--new-store`) accepts the new store.
+pub async fn pair(store: &Embedded, history: &SqliteHistory, dir: &std::path::Path, adopt: bool) -> Result<(), String> {
+    use ports::FlowRegistry;
+    const NAME: &str = "botc.redb identity";
+    let (id, made_now) = store.identity();
+    let mut ours = [0u8; 32];
+    ours[..8].copy_from_slice(&id.to_le_bytes());
+    let shown = dir.display();
+    let kept =
+        history.secret(NAME.into(), ours).await.map_err(|e| format!("cannot read {shown}/history.sqlite: {e}"))?;
+    if kept == ours {
+        return Ok(());
+    }
+    if adopt {
+        history.replace_secret(NAME, ours).await.map_err(|e| format!("cannot write {shown}/history.sqlite: {e}"))?;
+        tracing::warn!(data = %shown, "a new botc.redb beside an earlier history.sqlite, as --new-store allows: conversations start over, history is kept");
+        return Ok(());
+    }
+    Err(if made_now {
+        format!(
+            "{shown}/botc.redb is new (or was emptied), but {shown}/history.sqlite was written beside another one: \
+             the conversations it records are not in this botc.redb. If botc.redb was deleted or replaced by \
+             mistake, stop and put it back; to go on with no conversations (the history is kept), start once \
+             with --new-store"
+        )
+    } else {
+        format!(
+            "{shown}/botc.redb and {shown}/history.sqlite come from different data directories; put back the \
+             pair that belongs together, or start once with --new-store to keep this botc.redb with this history"
+        )
+    })
+}
+
 /// How long to wait before the `attempt`th retry (1, 2, …) of anything that failed: 0.5 s,
 /// 1 s, 2 s … up to a minute, each ±50% at random so retries from many places do not bunch
 /// up. The one retry policy of every role.

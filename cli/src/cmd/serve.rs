@@ -175,6 +175,7 @@ pub(crate) fn serve_cmd(
     listen: Option<std::net::SocketAddr>,
     data_dir: Option<PathBuf>,
     environment: Option<String>,
+    new_store: bool,
 ) -> ExitCode {
     // Everything is read and checked before anything binds.
     let found = match config {
@@ -215,6 +216,9 @@ pub(crate) fn serve_cmd(
             Ok(h) => std::sync::Arc::new(h),
             Err(e) => return fail(e),
         };
+        if let Err(e) = serve::pair(&store, &history, &data_dir, new_store).await {
+            return fail(e);
+        }
         let (listener, shutdown) = match listen_until_signalled(listen).await {
             Ok(l) => l,
             Err(e) => return fail(e),
