@@ -1207,3 +1207,38 @@ async fn history_deleted_under_a_running_server_is_noticed_and_nothing_is_lost()
     let waiting = HistoryQueue::unshipped(&*s.store, 1000).await.expect("queue");
     assert!(waiting.iter().any(|(_, r)| r.text == "large"), "the new message's history waits: {waiting:#?}");
 }
+
+/// A stop asked for while batches cannot be committed (a full disk under the worker) still
+/// ends within seconds: the worker retrying its commit gives up the batch, which is still
+/// on the bus and is done again at the next start, instead of holding the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_commits_fail_ends_within_seconds() {
+    struct Full;
+    impl botc_serve::ports::Committer for Full {
+        fn commit(
+            &self,
+            _: Arc<botc_serve::ports::Batch>,
+        ) -> botc_serve::ports::Fut<'_, Result<(), botc_serve::ports::StoreError>> {
+            Box::pin(async { Err(botc_serve::ports::StoreError::Io("No space left on device (os error 28)".into())) })
+        }
+    }
+    let dir = data_dir();
+    let bots = vec![Bot::web("shop", "Shop", Arc::new(load(FLOW)))];
+    let clock = Arc::new(botc_runtime::clock::SystemClock::default());
+    let s = harness::start_with(bots, Options::default(), 100, dir.path(), clock, |mut p, _| {
+        p.committer = Arc::new(Full);
+        p
+    })
+    .await;
+    let r = s.post("/api/bots/shop/conversations/c1/messages", r#"{"text": "hi"}"#).await;
+    assert_eq!(r.status(), 202, "the event is on the bus");
+    // The worker is now retrying the commit of its batch.
+    let retrying = async {
+        while !s.metric("botc_steps_total 1").await {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), retrying).await.expect("the worker stepped the event");
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(15), s.shut_down()).await;
+    assert!(stopped.is_ok(), "botc did not stop within 15 s while its commits failed");
+}
