@@ -812,20 +812,38 @@ async fn graph(
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return r;
             };
-            let mut waiting = vec![0u64; p.nodes.len()];
-            let sessions = match s.sessions.scan(&format!("{bot}/"), GRAPH_SCAN).await {
-                Ok(list) => list,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read sessions for the graph view");
-                    Vec::new()
+            // Reading and decoding up to 10,000 sessions is work for a blocking thread, not
+            // for the threads that answer messages and /healthz meanwhile.
+            let (sessions, bot_now, prefix) = (s.sessions.clone(), b.clone(), format!("{bot}/"));
+            let runtime = tokio::runtime::Handle::current();
+            let count = tokio::task::spawn_blocking(move || {
+                let p = bot_now.program.program();
+                let mut waiting = vec![0u64; p.nodes.len()];
+                let found = match runtime.block_on(sessions.scan(&prefix, GRAPH_SCAN)) {
+                    Ok(list) => list,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read sessions for the graph view");
+                        Vec::new()
+                    }
+                };
+                for (_, stored) in &found {
+                    let at = botc_runtime::session::Session::decode(&stored.session)
+                        .ok()
+                        .filter(|session| session.program == p.hash)
+                        .and_then(|session| bot_now.program.waiting_at(&session));
+                    if let Some(n) = at {
+                        waiting[n as usize] += 1;
+                    }
                 }
-            };
-            for (_, stored) in &sessions {
-                if let Some(n) = waiting_at(stored) {
-                    waiting[n as usize] += 1;
+                (waiting, found.len())
+            });
+            match count.await {
+                Ok(counted) => Some(counted),
+                Err(e) => {
+                    tracing::error!(error = %e, "the count of waiting conversations failed");
+                    None
                 }
             }
-            Some((waiting, sessions.len()))
         }
         Err(_) => None,
     };
