@@ -269,13 +269,17 @@ fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("star.toml:4:") && err.contains("a wildcard would let every site's pages"), "{err}");
-    std::fs::write(d.join("open.toml"), "[limits]\nclient_burst = 0\n\n[web]\nclient_address_header = \"X Real IP\"\n")
-        .expect("write");
+    std::fs::write(
+        d.join("open.toml"),
+        "[limits]\nclient_burst = 0\nstore_cache_mb = 1\n\n[web]\nclient_address_header = \"X Real IP\"\n",
+    )
+    .expect("write");
     let o = botc(&["serve", "--config", &d.join("open.toml").to_string_lossy()]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("open.toml:2: limits.client_burst must be at least 1"), "{err}");
-    assert!(err.contains("open.toml:5: web.client_address_header: `X Real IP` is not a header name"), "{err}");
+    assert!(err.contains("open.toml:3: limits.store_cache_mb must be between 8 and 1048576"), "{err}");
+    assert!(err.contains("open.toml:6: web.client_address_header: `X Real IP` is not a header name"), "{err}");
     std::fs::write(
         d.join("mock.toml"),
         "[[http_mocks]]\nrequest = \"FETCH api.example.com\"\n\n[[http_mocks]]\nrequest = \"GET https://a.example.com/x\"\nstatus = 42\n",

@@ -356,6 +356,13 @@ pub struct Limits {
     /// Web chat: long-polls (`wait`) one client address may hold open at once.
     #[serde(default = "default_client_long_polls")]
     pub client_long_polls: usize,
+    /// Memory for caching the data file (`botc serve`), in MiB.
+    #[serde(default = "default_store_cache_mb")]
+    pub store_cache_mb: usize,
+}
+
+fn default_store_cache_mb() -> usize {
+    botc_serve::DEFAULT_CACHE_BYTES / (1024 * 1024)
 }
 
 impl Limits {
@@ -410,6 +417,7 @@ impl Default for Limits {
             conversation_per_minute: default_conversation_per_minute(),
             conversation_burst: default_conversation_burst(),
             client_long_polls: default_client_long_polls(),
+            store_cache_mb: default_store_cache_mb(),
         }
     }
 }
@@ -590,6 +598,12 @@ pub fn load(path: &Path) -> Result<Config, String> {
                 line_of(key)
             ));
         }
+    }
+    if !(8..=1_048_576).contains(&config.limits.store_cache_mb) {
+        errors.push(format!(
+            "{shown}{}: limits.store_cache_mb must be between 8 and 1048576 (MiB of memory for caching the data file)",
+            line_of("store_cache_mb")
+        ));
     }
     if let Some(h) = &config.web.client_address_header
         && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err()

@@ -19,6 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::{Notify, oneshot};
 
+/// How much of the data file is cached in memory unless configured (`[limits]
+/// store_cache_mb`).
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// (partition, offset) → `Event::encode`.
 const LOG: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("log");
@@ -165,6 +169,17 @@ impl Embedded {
     /// partition count is fixed when the directory is created, because sessions remember
     /// positions within their partition.
     pub fn open(dir: &Path, partitions: usize, capacity: usize) -> Result<Embedded, OpenError> {
+        Embedded::open_sized(dir, partitions, capacity, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Embedded::open`] with at most `cache_bytes` of the file cached in memory (redb's
+    /// own default is 1 GiB, which a small server may not have to spare).
+    pub fn open_sized(
+        dir: &Path,
+        partitions: usize,
+        capacity: usize,
+        cache_bytes: usize,
+    ) -> Result<Embedded, OpenError> {
         let shown = dir.display();
         std::fs::create_dir_all(dir).map_err(|e| OpenError(format!("cannot create data directory {shown}: {e}")))?;
         let lock = std::fs::OpenOptions::new()
@@ -182,7 +197,10 @@ impl Embedded {
         // redb panics on some damage it finds (a page of the wrong type): caught here, it is
         // an error that says what to do, like any other damage.
         let opened = quietly(|| {
-            let db = Database::create(&path).map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
+            let db = Database::builder()
+                .set_cache_size(cache_bytes)
+                .create(&path)
+                .map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
             let fail = |e: StoreError| OpenError(format!("cannot open {}: {e}", path.display()));
             let init = init(&db, partitions).map_err(|e| match e {
                 Init::Refused(msg) => OpenError(format!("{}: {msg}", path.display())),

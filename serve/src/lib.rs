@@ -30,7 +30,7 @@ mod worker;
 pub use admission::AdmissionLimits;
 pub use bots::{Bots, Catalog};
 pub use dispatch::{Dispatcher, HttpClient};
-pub use embedded::{Embedded, OpenError, partition_of};
+pub use embedded::{DEFAULT_CACHE_BYTES, Embedded, OpenError, partition_of};
 pub use event::{EVENT_VERSION, Event};
 /// The flow registry's rows, read the same way from SQLite and Postgres.
 pub mod registry_rows {

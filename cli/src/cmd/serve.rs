@@ -203,7 +203,8 @@ pub(crate) fn serve_cmd(
     options.operators = operators(config.as_ref(), listen);
     let data_dir =
         data_dir.or(config.as_ref().and_then(|c| c.data_dir.clone())).unwrap_or_else(|| PathBuf::from("botc-data"));
-    let store = match serve::Embedded::open(&data_dir, partitions, capacity) {
+    let cache = config.as_ref().map_or(serve::DEFAULT_CACHE_BYTES, |c| c.limits.store_cache_mb * 1024 * 1024);
+    let store = match serve::Embedded::open_sized(&data_dir, partitions, capacity, cache) {
         Ok(s) => std::sync::Arc::new(s),
         Err(e) => return fail(e),
     };
