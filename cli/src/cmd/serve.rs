@@ -47,10 +47,11 @@ pub(crate) fn bots_and_options(
         options.allowed_origins.clone_from(&c.web.allowed_origins);
         options.admission = c.limits.admission();
         options.http_mocks.clone_from(&c.mocks);
-        for m in &c.mocks {
-            // The host only: a URL may carry an API key.
-            let host = m.url.split('/').take(3).collect::<Vec<_>>().join("/");
-            tracing::warn!(method = %m.method, host = %host, status = m.status, "flows' http requests are answered by a mock ([[http_mocks]] in botc.toml), never sent");
+        if !c.mocks.is_empty() {
+            // Hosts only: a URL may carry an API key.
+            let mut hosts: Vec<&str> = c.mocks.iter().filter_map(|m| m.url.split('/').nth(2)).collect();
+            hosts.dedup();
+            tracing::warn!(mocks = c.mocks.len(), hosts = %hosts.join(", "), "flows' http requests to these hosts are answered by [[http_mocks]] in botc.toml, never sent");
         }
         options.client_address_header.clone_from(&c.web.client_address_header);
         options.http = serve::transport::Limits {
