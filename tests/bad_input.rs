@@ -107,33 +107,14 @@ fn a_flooding_client_is_refused_with_429_through_the_binary() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let client = crate::client();
     let (statuses, seen) = rt.block_on(async {
-        let r = client.post(format!("{base}/api/bots/pizza_order/conversations")).send().await.expect("answers");
-        let v: serde_json::Value = r.json().await.expect("json");
-        let (id, token) = (v["conversation"].as_str().expect("id"), v["token"].as_str().expect("token"));
-        let url = format!("{base}/api/bots/pizza_order/conversations/{id}/messages");
+        let chat = crate::start_chat_of(&client, &base, "pizza_order").await;
         let mut statuses = Vec::new();
         for i in 0..15 {
-            let r = client
-                .post(&url)
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .body(format!("{{\"text\": \"flood {i}\"}}"))
-                .send()
-                .await
-                .expect("answers");
+            let r = crate::say(&client, &base, &chat, &format!("flood {i}")).await.expect("answers");
             let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_string());
             statuses.push((r.status().as_u16(), retry));
         }
-        let seen: serde_json::Value = client
-            .get(format!("{url}?after=0&wait=1"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
-        (statuses, seen)
+        (statuses, crate::transcript(&client, &base, &chat, "after=0&wait=1").await)
     });
     let _ = server.kill();
     let _ = server.wait();
@@ -142,7 +123,6 @@ fn a_flooding_client_is_refused_with_429_through_the_binary() {
     assert!((10..=11).contains(&taken), "the burst is taken, the flood is not: {statuses:?}");
     assert!(statuses[..10].iter().all(|(s, _)| *s == 202), "{statuses:?}");
     assert!(statuses.iter().all(|(s, r)| *s == 202 || (*s == 429 && r.is_some())), "{statuses:?}");
-    let texts: Vec<&str> =
-        seen["messages"].as_array().into_iter().flatten().filter_map(|m| m["text"].as_str()).collect();
+    let texts: Vec<&str> = seen.iter().filter_map(|m| m["text"].as_str()).collect();
     assert!(texts.iter().all(|t| *t != "flood 10" && *t != "flood 14"), "a refused message was stored: {texts:?}");
 }

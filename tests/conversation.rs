@@ -337,10 +337,7 @@ fn served_examples_complete_their_happy_path_with_the_mocks_beside_them() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let client = crate::client();
     let seen = rt.block_on(async {
-        let r = client.post(format!("{base}/api/bots/pizza_order/conversations")).send().await.expect("answers");
-        let v: serde_json::Value = r.json().await.expect("json");
-        let (id, token) = (v["conversation"].as_str().expect("id"), v["token"].as_str().expect("token"));
-        let url = format!("{base}/api/bots/pizza_order/conversations/{id}/messages");
+        let chat = crate::start_chat_of(&client, &base, "pizza_order").await;
         let mut seen: Vec<serde_json::Value> = Vec::new();
         let steps = [
             ("text", "hi", "what size"),
@@ -353,29 +350,13 @@ fn served_examples_complete_their_happy_path_with_the_mocks_beside_them() {
             ("button", "yes", "Order #1042 is in the oven"),
         ];
         for (kind, value, answer) in steps {
-            let r = client
-                .post(&url)
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .body(serde_json::json!({ kind: value }).to_string())
-                .send()
-                .await
-                .expect("answers");
+            let r = crate::send(&client, &base, &chat, serde_json::json!({ kind: value })).await.expect("answers");
             assert_eq!(r.status(), 202, "{kind} {value}");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             while !seen.iter().any(|m| m["text"].as_str().is_some_and(|t| t.contains(answer))) {
                 assert!(std::time::Instant::now() < deadline, "no `{answer}` after {value}: {seen:#?}");
                 let after = seen.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
-                let v: serde_json::Value = client
-                    .get(format!("{url}?after={after}&wait=5"))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .expect("answers")
-                    .json()
-                    .await
-                    .expect("json");
-                seen.extend(v["messages"].as_array().cloned().unwrap_or_default());
+                seen.extend(crate::transcript(&client, &base, &chat, &format!("after={after}&wait=5")).await);
             }
         }
         seen

@@ -157,17 +157,36 @@ pub const ECHO: &str = "flow: echo\nstart: listen\nvars:\n  t: text\nnodes:\n  l
 /// A web conversation as the server issued it: its id, and the token that reads and writes it.
 #[derive(Clone, Debug)]
 pub struct Chat {
+    pub bot: String,
     pub id: String,
     pub token: String,
 }
 
 /// Starts a conversation of the echo bot (`POST /api/bots/echo/conversations`).
 pub async fn start_chat(client: &reqwest::Client, base: &str) -> Chat {
-    let r = client.post(format!("{base}/api/bots/echo/conversations")).send().await.expect("the gateway answers");
+    start_chat_of(client, base, "echo").await
+}
+
+/// Starts a conversation of `bot`.
+pub async fn start_chat_of(client: &reqwest::Client, base: &str, bot: &str) -> Chat {
+    let r = client.post(format!("{base}/api/bots/{bot}/conversations")).send().await.expect("the gateway answers");
     assert_eq!(r.status(), 201, "a conversation is issued");
     let v: serde_json::Value = r.json().await.expect("json");
     let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no `{k}` in {v}")).to_string();
-    Chat { id: field("conversation"), token: field("token") }
+    Chat { bot: bot.into(), id: field("conversation"), token: field("token") }
+}
+
+/// `chat`'s messages URL.
+pub fn messages_url(base: &str, chat: &Chat) -> String {
+    format!("{base}/api/bots/{}/conversations/{}/messages", chat.bot, chat.id)
+}
+
+/// `chat`'s transcript, read with its token; `query` as the API takes it (`after=0&wait=1`).
+pub async fn transcript(client: &reqwest::Client, base: &str, chat: &Chat, query: &str) -> Vec<serde_json::Value> {
+    let url = format!("{}?{query}", messages_url(base, chat));
+    let v: serde_json::Value =
+        client.get(url).bearer_auth(&chat.token).send().await.expect("get").json().await.expect("json");
+    v["messages"].as_array().cloned().unwrap_or_default()
 }
 
 /// `n` conversations of the echo bot.
@@ -179,23 +198,30 @@ pub async fn start_chats(client: &reqwest::Client, base: &str, n: usize) -> Vec<
     chats
 }
 
-/// Sends `text` to the echo bot in `chat`, as the web page does.
+/// Sends `text` to `chat`, as the web page does.
 pub async fn say(client: &reqwest::Client, base: &str, chat: &Chat, text: &str) -> reqwest::Result<reqwest::Response> {
+    send(client, base, chat, serde_json::json!({ "text": text })).await
+}
+
+/// Sends `body` (`{"text": …}` or `{"button": …}`) to `chat`.
+pub async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    chat: &Chat,
+    body: serde_json::Value,
+) -> reqwest::Result<reqwest::Response> {
     client
-        .post(format!("{base}/api/bots/echo/conversations/{}/messages", chat.id))
+        .post(messages_url(base, chat))
         .bearer_auth(&chat.token)
         .header("content-type", "application/json")
-        .body(serde_json::json!({ "text": text }).to_string())
+        .body(body.to_string())
         .send()
         .await
 }
 
 /// The echo bot's web-chat transcript of one conversation.
 pub async fn echo_transcript(client: &reqwest::Client, base: &str, chat: &Chat) -> Vec<serde_json::Value> {
-    let url = format!("{base}/api/bots/echo/conversations/{}/messages?after=0", chat.id);
-    let v: serde_json::Value =
-        client.get(url).bearer_auth(&chat.token).send().await.expect("get").json().await.expect("json");
-    v["messages"].as_array().cloned().unwrap_or_default()
+    transcript(client, base, chat, "after=0").await
 }
 
 /// Conversation `c{c}` of the echo bot after its `n` acknowledged messages `m{c}-{i}`: each

@@ -104,7 +104,7 @@ fn chat(base: &str) -> Chat {
     let out = Command::new("curl").args(["-s", "-X", "POST", &format!("{base}/api/bots/echo/conversations")]).output();
     let v: serde_json::Value = serde_json::from_slice(&out.expect("curl").stdout).unwrap_or_default();
     let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no `{k}` in {v}")).to_string();
-    Chat { id: field("conversation"), token: field("token") }
+    Chat { bot: "echo".into(), id: field("conversation"), token: field("token") }
 }
 
 fn say(base: &str, chat: &Chat, text: &str) {

@@ -78,19 +78,21 @@ impl Client {
     }
 }
 
-/// A long-poll's place among its client's; given back when dropped.
+/// A long-poll's place among its client's (none to count without a client address); given
+/// back when dropped.
 pub struct Poll {
     polls: Arc<Mutex<HashMap<Client, usize>>>,
-    client: Client,
+    client: Option<Client>,
 }
 
 impl Drop for Poll {
     fn drop(&mut self) {
+        let Some(client) = self.client else { return };
         let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = polls.get_mut(&self.client) {
+        if let Some(n) = polls.get_mut(&client) {
             *n -= 1;
             if *n == 0 {
-                polls.remove(&self.client);
+                polls.remove(&client);
             }
         }
     }
@@ -128,15 +130,16 @@ impl Admission {
     }
 
     /// A place for one more long-poll of `client`, or `None` when it holds as many as it may.
-    pub fn poll(&self, client: Option<Client>) -> Option<Option<Poll>> {
-        let Some(client) = client else { return Some(None) };
-        let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
-        let n = polls.entry(client).or_default();
-        if *n >= self.limits.polls_per_client {
-            return None;
+    pub fn poll(&self, client: Option<Client>) -> Option<Poll> {
+        if let Some(c) = client {
+            let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+            let n = polls.entry(c).or_default();
+            if *n >= self.limits.polls_per_client {
+                return None;
+            }
+            *n += 1;
         }
-        *n += 1;
-        Some(Some(Poll { polls: self.polls.clone(), client }))
+        Some(Poll { polls: self.polls.clone(), client })
     }
 }
 

@@ -596,28 +596,21 @@ impl Writer {
         // load is a few lines, not one per request.
         let mut failures: u64 = 0;
         loop {
-            // While writes fail, an empty write each second finds out when they work again,
+            // While writes fail, an empty group each second finds out when they work again,
             // so /readyz recovers even though no events come while it says 503.
-            let first = if failures == 0 {
-                rx.recv().ok()
+            let mut jobs = if failures == 0 {
+                match rx.recv() {
+                    Ok(job) => vec![job],
+                    Err(_) => break,
+                }
             } else {
                 match rx.recv_timeout(std::time::Duration::from_secs(1)) {
-                    Ok(job) => Some(job),
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        let injected = self.signals.injected.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-                        if !injected && self.group(&[], &mut Touched::default()).is_ok() {
-                            tracing::warn!(failures, "store writes work again");
-                            failures = 0;
-                            *self.signals.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                        }
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                    Ok(job) => vec![job],
+                    Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             };
-            let Some(first) = first else { break };
-            let mut jobs = vec![first];
-            while jobs.len() < GROUP {
+            while !jobs.is_empty() && jobs.len() < GROUP {
                 match rx.try_recv() {
                     Ok(j) => jobs.push(j),
                     Err(_) => break,

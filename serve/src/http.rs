@@ -645,7 +645,7 @@ async fn get_messages(
     // A long-poll holds a connection: each address holds a few at most.
     let _poll = if wait > 0 {
         match s.admission.poll(s.admission.client(&headers, peer.map(|p| p.0.0))) {
-            Some(place) => place,
+            Some(place) => Some(place),
             None => {
                 return too_many(
                     &s,
@@ -749,7 +749,7 @@ impl Gateway {
         }
         use botc_bytecode::EdgeKind;
         let nodes = p.outline();
-        let edges = p
+        let mut edges: Vec<Json> = p
             .labelled_edges()
             .into_iter()
             .map(|(a, b, kind)| {
@@ -758,8 +758,7 @@ impl Gateway {
                     if !branch && matches!(kind, EdgeKind::When | EdgeKind::Else) { EdgeKind::Next } else { kind };
                 json!([a, b, kind.name()])
             })
-            .collect::<Vec<_>>();
-        let mut edges = edges;
+            .collect();
         edges.dedup();
         let o = Arc::new(Outline { nodes, edges });
         // Versions come and go with deploys; a few dozen are kept.
@@ -769,6 +768,14 @@ impl Gateway {
         cache.insert(p.hash, o.clone());
         o
     }
+}
+
+/// The node a stored session of `bot` waits at, when it runs the version `bot` serves.
+fn waiting_at(bot: &super::Bot, stored: &super::ports::Stored) -> Option<u32> {
+    botc_runtime::session::Session::decode(&stored.session)
+        .ok()
+        .filter(|session| session.program == bot.program.program().hash)
+        .and_then(|session| bot.program.waiting_at(&session))
 }
 
 /// Most sessions the graph view looks at to count where conversations wait.
@@ -796,12 +803,6 @@ async fn graph(
         }
     }
     let p = b.program.program();
-    let waiting_at = |stored: &super::ports::Stored| {
-        botc_runtime::session::Session::decode(&stored.session)
-            .ok()
-            .filter(|session| session.program == p.hash)
-            .and_then(|session| b.program.waiting_at(&session))
-    };
     // How many conversations wait where is an operator's view (and a scan of the store):
     // others get the graph without counts.
     let counts = match s.operator(&headers) {
@@ -827,11 +828,7 @@ async fn graph(
                     }
                 };
                 for (_, stored) in &found {
-                    let at = botc_runtime::session::Session::decode(&stored.session)
-                        .ok()
-                        .filter(|session| session.program == p.hash)
-                        .and_then(|session| bot_now.program.waiting_at(&session));
-                    if let Some(n) = at {
+                    if let Some(n) = waiting_at(&bot_now, stored) {
                         waiting[n as usize] += 1;
                     }
                 }
@@ -876,7 +873,7 @@ async fn graph(
     let here = match q.get("conversation") {
         Some(c) => match s.sessions.load(&[super::event::key(&bot, "web", c)]).await {
             Ok(m) => match m.into_values().next() {
-                Some(super::ports::Found::Stored(stored)) => waiting_at(&stored),
+                Some(super::ports::Found::Stored(stored)) => waiting_at(&b, &stored),
                 _ => None,
             },
             Err(_) => None,
