@@ -133,3 +133,176 @@ fn a_store_deleted_beside_its_history_is_refused_until_new_store_is_given() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A small filesystem of its own (a tmpfs), unmounted when dropped. Mounting needs root;
+/// `scripts/test` sets `BOTC_SKIP_DISK_FULL` (and says so) where the tests do not run as root.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(megabytes: u64) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let size = format!("size={megabytes}m");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &size, "botc-test", &dir.path().to_string_lossy()])
+            .output()
+            .expect("mount runs");
+        if mounted.status.success() {
+            return Some(SmallDisk { dir });
+        }
+        let why = String::from_utf8_lossy(&mounted.stderr);
+        if std::env::var_os("BOTC_SKIP_DISK_FULL").is_some() {
+            eprintln!("skipped: cannot mount a tmpfs ({why}) and BOTC_SKIP_DISK_FULL is set");
+            return None;
+        }
+        panic!(
+            "this test fills a small tmpfs, and mounting one needs root: {why}\nrun the tests as root, or set \
+             BOTC_SKIP_DISK_FULL=1 to skip it"
+        );
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path().join("filler")).expect("create the filler");
+        let chunk = vec![7u8; 64 * 1024];
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        let _ = f.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).expect("remove the filler");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Message `i` of the disk-full test: long, so the disk fills within a few hundred.
+fn padded(i: usize) -> String {
+    format!("m{i} {}", "x".repeat(1500))
+}
+
+/// Sends `padded(from..)` in order until the store refuses one with 503 (the disk is full);
+/// returns how many were acknowledged.
+async fn send_until_refused(client: &reqwest::Client, base: &str, chat: &Chat, from: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = from;
+    loop {
+        assert!(Instant::now() < deadline, "no 503 within 60 s of filling the disk ({} sent)", i - from);
+        let r = crate::say(client, base, chat, &padded(i)).await.expect("the gateway answers");
+        match r.status().as_u16() {
+            202 => i += 1,
+            503 => {
+                assert!(r.headers().contains_key("retry-after"), "a 503 says when to retry");
+                return i;
+            }
+            s => panic!("message {i}: status {s}: {}", r.text().await.unwrap_or_default()),
+        }
+    }
+}
+
+/// `/readyz`'s status and body.
+async fn readyz(client: &reqwest::Client, base: &str) -> (u16, String) {
+    let r = client.get(format!("{base}/readyz")).send().await.expect("readyz answers");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// Every acknowledged message of `chat` (`padded(0..n)`) is in its transcript once, and each
+/// after the first (which starts the conversation) is echoed once.
+async fn assert_all_answered_once(client: &reqwest::Client, base: &str, chat: &Chat, n: usize) {
+    // The first message starts the conversation; each later one is echoed.
+    let last = if n > 1 { format!("echo {}", padded(n - 1)) } else { padded(0) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = loop {
+        // A long-poll: answered as soon as the conversation's transcript grows.
+        let seen = crate::transcript(client, base, chat, "after=0&wait=1").await;
+        if seen.iter().any(|m| m["text"] == last.as_str()) || Instant::now() > deadline {
+            break seen;
+        }
+    };
+    let count = |from: &str, text: &str| seen.iter().filter(|m| m["from"] == from && m["text"] == text).count();
+    for i in 0..n {
+        assert_eq!(count("user", &padded(i)), 1, "message {i} is in the transcript once");
+        if i > 0 {
+            assert_eq!(count("bot", &format!("echo {}", padded(i))), 1, "message {i} is answered once");
+        }
+    }
+}
+
+/// A real full disk under a running botc: events are refused with 503 + Retry-After and
+/// /readyz says why; once space is freed botc takes events again with no restart; SIGTERM
+/// while the disk is full stops it within seconds; and no acknowledged message is lost or
+/// answered twice through all of it.
+#[test]
+fn a_full_disk_refuses_events_heals_without_a_restart_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount(24) else { return };
+    let flows = tempfile::tempdir().expect("temp dir");
+    std::fs::write(flows.path().join("echo.yaml"), crate::ECHO).expect("write");
+    let flow = flows.path().to_string_lossy().into_owned();
+    let config = crate::unlimited_config(flows.path());
+    let args = ["--listen", "127.0.0.1:0", flow.as_str(), "--config", config.as_str()];
+    let data = disk.path().join("data");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let client = crate::client();
+
+    let (mut server, banner) = start_serve_in(&args, &data, false);
+    let base = banner_url(&banner).expect("url");
+    let chat = rt.block_on(crate::start_chat(&client, &base));
+    const BEFORE: usize = 20;
+    for i in 0..BEFORE {
+        let r = rt.block_on(crate::say(&client, &base, &chat, &padded(i))).expect("answers");
+        assert_eq!(r.status(), 202);
+    }
+    disk.fill();
+    let acked = rt.block_on(send_until_refused(&client, &base, &chat, BEFORE));
+    let (status, body) = rt.block_on(readyz(&client, &base));
+    assert_eq!(status, 503, "not ready while the disk is full: {body}");
+    assert!(body.contains("No space left on device"), "/readyz says why: {body}");
+
+    // Space again: ready again by itself, and events are taken.
+    disk.free();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rt.block_on(readyz(&client, &base)).0 != 200 {
+        assert!(Instant::now() < deadline, "not ready again within 30 s of freeing the disk");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = rt.block_on(crate::say(&client, &base, &chat, &padded(acked))).expect("answers");
+    assert_eq!(r.status(), 202, "events are taken again with no restart");
+    let acked = acked + 1;
+    rt.block_on(assert_all_answered_once(&client, &base, &chat, acked));
+
+    // Full again, and stopped while full: SIGTERM ends it within seconds.
+    disk.fill();
+    let acked = rt.block_on(send_until_refused(&client, &base, &chat, acked));
+    let term = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    assert!(term.expect("kill runs").success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "botc serve did not stop within 10 s of SIGTERM on a full disk");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Started again with space: everything acknowledged is there once.
+    disk.free();
+    let (mut server, banner) = start_serve_in(&args, &data, false);
+    let base = banner_url(&banner).expect("url");
+    rt.block_on(assert_all_answered_once(&client, &base, &chat, acked));
+    let _ = server.kill();
+    let _ = server.wait();
+}

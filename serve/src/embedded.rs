@@ -9,6 +9,7 @@
 //! for the writer).
 
 use super::Event;
+use super::datafile::DataFile;
 use super::ports::*;
 use super::records::*;
 use super::transcript::Entry;
@@ -86,9 +87,6 @@ struct Signals {
     /// Why the last write failed, while writes fail (disk full, I/O error): `/readyz` says
     /// so, and a load balancer stops sending until a write works again.
     failing: std::sync::Mutex<Option<String>>,
-    /// A failure tests make the writer report instead of writing (see
-    /// [`Embedded::inject_write_failure`]).
-    injected: std::sync::Mutex<Option<String>>,
 }
 
 /// The newest lease granted on a piece of work, and until when it holds (unix ms). Leases
@@ -112,7 +110,7 @@ fn check(leases: &LeaseTable, lease: &Lease) -> Result<(), StoreError> {
 }
 
 pub struct Embedded {
-    db: Arc<Database>,
+    file: Arc<DataFile>,
     leases: LeaseTable,
     /// By group, each holder and until when it is alive (unix ms).
     members: Mutex<HashMap<String, HashMap<String, u64>>>,
@@ -194,13 +192,11 @@ impl Embedded {
             )));
         }
         let path = dir.join("botc.redb");
+        let file = Arc::new(DataFile::new(&path, cache_bytes));
         // redb panics on some damage it finds (a page of the wrong type): caught here, it is
         // an error that says what to do, like any other damage.
         let opened = quietly(|| {
-            let db = Database::builder()
-                .set_cache_size(cache_bytes)
-                .create(&path)
-                .map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
+            let db = file.connect().map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
             let fail = |e: StoreError| OpenError(format!("cannot open {}: {e}", path.display()));
             let init = init(&db, partitions).map_err(|e| match e {
                 Init::Refused(msg) => OpenError(format!("{}: {msg}", path.display())),
@@ -236,13 +232,13 @@ impl Embedded {
             history: Notify::new(),
             replies: Notify::new(),
             failing: std::sync::Mutex::new(None),
-            injected: std::sync::Mutex::new(None),
         });
-        let db = Arc::new(db);
+        file.install(db);
         let leases = LeaseTable::default();
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
-            db: db.clone(),
+            file: file.clone(),
+            identity: identity.0,
             leases: leases.clone(),
             signals: signals.clone(),
             capacity: capacity as u64,
@@ -256,7 +252,7 @@ impl Embedded {
             .spawn(move || writer.run(rx))
             .map_err(|e| OpenError(format!("cannot start the store's writer thread: {e}")))?;
         Ok(Embedded {
-            db,
+            file,
             leases,
             members: Mutex::default(),
             jobs: Mutex::new(Some(tx)),
@@ -299,7 +295,7 @@ impl Embedded {
 
     /// The unreadable session records set aside so far, oldest first (at most `max`).
     pub fn quarantined(&self, max: usize) -> Result<Vec<Quarantined>, StoreError> {
-        read_quarantine(&self.db.begin_read().map_err(io)?, max)
+        read_quarantine(&self.file.begin_read()?, max)
     }
 
     /// [`Embedded::quarantined`] of the data directory `dir`, opened for reading only (for
@@ -333,10 +329,11 @@ impl Embedded {
         .map_err(damaged)?
     }
 
-    /// Makes every write fail with `error` (as a full disk would) until called with `None`:
-    /// for tests of what botc does while it cannot write.
+    /// Makes every write to the data file fail with `error` (as a full disk's writes do)
+    /// until called with `None`: for tests of what botc does while it cannot write. redb sees
+    /// real I/O errors, so this also tests that the store reopens the file afterwards.
     pub fn inject_write_failure(&self, error: Option<&str>) {
-        *self.signals.injected.lock().unwrap_or_else(|e| e.into_inner()) = error.map(String::from);
+        self.file.inject_write_failure(error);
     }
 
     /// Stops the writer after the jobs already sent; later calls fail with an error.
@@ -549,7 +546,9 @@ enum JobKind {
 }
 
 struct Writer {
-    db: Arc<Database>,
+    file: Arc<DataFile>,
+    /// The store's name (see `init`): a file reopened after a failed write must still be it.
+    identity: u64,
     leases: LeaseTable,
     signals: Arc<Signals>,
     capacity: u64,
@@ -616,14 +615,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let revived = if failures > 0 { self.revive() } else { Ok(()) };
             let (next, committed, history, replies) =
                 (self.next.clone(), self.committed.clone(), self.history, self.replies);
             let mut touched = Touched::default();
-            let injected = self.signals.injected.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let outcome = match injected {
-                Some(e) => Err(StoreError::Io(e)),
-                None => self.group(&jobs, &mut touched),
-            };
+            let outcome = revived.and_then(|()| self.group(&jobs, &mut touched));
             match outcome {
                 Ok(results) => {
                     if failures > 0 {
@@ -653,6 +649,34 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Makes the data file usable again after failed writes: when redb has stopped using it
+    /// (`PreviousIo`), closes it and opens it again, which repairs it, and takes the offsets
+    /// and positions from what is on disk. An error leaves the file closed, to try again.
+    fn revive(&mut self) -> Result<(), StoreError> {
+        match self.file.begin_write() {
+            // Dropped unused: an empty transaction that is never committed.
+            Some(Ok(_)) => return Ok(()),
+            Some(Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo))) | None => {}
+            Some(Err(e)) => return Err(io(e)),
+        }
+        self.file.close();
+        let failed = |why: String| StoreError::Io(format!("cannot reopen the data file after a failed write: {why}"));
+        let damaged = |_| failed("it is damaged; stop botc and restore it from a backup".into());
+        let db = quietly(|| self.file.connect()).map_err(damaged)?.map_err(|e| failed(e.to_string()))?;
+        let opened = quietly(|| init(&db, self.next.len())).map_err(damaged)?;
+        let (next, committed, history, replies, (identity, _)) = opened.map_err(|e| match e {
+            Init::Refused(why) => failed(why),
+            Init::Store(e) => failed(e.to_string()),
+        })?;
+        if identity != self.identity {
+            return Err(failed(format!("{} was replaced while botc ran; restart botc", self.file.path().display())));
+        }
+        (self.next, self.committed, self.history, self.replies) = (next, committed, history, replies);
+        self.file.install(db);
+        tracing::warn!("reopened the data file after failed writes");
+        Ok(())
     }
 
     fn wake(&self, t: &Touched) {
@@ -686,7 +710,7 @@ impl Writer {
     /// partition, a conflict) checks before it writes, so it leaves nothing behind; a storage
     /// error fails the whole group.
     fn group(&mut self, jobs: &[Job], touched: &mut Touched) -> Result<Vec<Result<usize, StoreError>>, StoreError> {
-        let txn = self.db.begin_write().map_err(io)?;
+        let txn = self.file.begin_write().ok_or_else(super::datafile::reopening)?.map_err(io)?;
         let mut results = Vec::with_capacity(jobs.len());
         {
             let mut t = Tables {
@@ -1004,7 +1028,7 @@ impl Embedded {
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
     ) -> Fut<'_, Result<T, StoreError>> {
-        let result = self.db.begin_read().map_err(io).and_then(|txn| f(&txn));
+        let result = self.file.begin_read().and_then(|txn| f(&txn));
         Box::pin(std::future::ready(result))
     }
 }
@@ -1100,7 +1124,7 @@ impl Bus for Embedded {
                 let (partition, part) = self.part(lease)?;
                 let ready = part.ready.notified();
                 if part.next.load(Ordering::Acquire) > from {
-                    let txn = self.db.begin_read().map_err(io)?;
+                    let txn = self.file.begin_read()?;
                     let log = txn.open_table(LOG).map_err(io)?;
                     let p = partition as u32;
                     let mut out = Vec::new();
@@ -1154,7 +1178,7 @@ impl Bus for Embedded {
 impl SessionStore for Embedded {
     fn load<'a>(&'a self, keys: &'a [String]) -> Fut<'a, Result<HashMap<String, Found>, StoreError>> {
         Box::pin(async move {
-            let txn = self.db.begin_read().map_err(io)?;
+            let txn = self.file.begin_read()?;
             let table = txn.open_table(SESSIONS).map_err(io)?;
             let mut out = HashMap::with_capacity(keys.len());
             for k in keys {
@@ -1180,7 +1204,7 @@ impl SessionStore for Embedded {
 
     fn scan<'a>(&'a self, prefix: &'a str, max: usize) -> Fut<'a, Result<Vec<(String, Stored)>, StoreError>> {
         Box::pin(async move {
-            let txn = self.db.begin_read().map_err(io)?;
+            let txn = self.file.begin_read()?;
             let table = txn.open_table(SESSIONS).map_err(io)?;
             let mut out = Vec::new();
             for r in table.range(prefix..).map_err(io)? {
@@ -1228,7 +1252,7 @@ impl TimerStore for Embedded {
 impl Transcript for Embedded {
     fn after<'a>(&'a self, key: &'a str, seq: u64) -> Fut<'a, Result<Vec<Entry>, StoreError>> {
         Box::pin(async move {
-            let txn = self.db.begin_read().map_err(io)?;
+            let txn = self.file.begin_read()?;
             let table = txn.open_table(MESSAGES).map_err(io)?;
             let mut out = Vec::new();
             for r in table.range((key, seq.saturating_add(1))..=(key, u64::MAX)).map_err(io)? {

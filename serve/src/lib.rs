@@ -11,6 +11,7 @@
 mod admission;
 mod bots;
 pub mod contract;
+mod datafile;
 mod dispatch;
 mod embedded;
 mod event;

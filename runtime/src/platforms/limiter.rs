@@ -47,17 +47,25 @@ pub struct Check {
 
 pub struct Gcra {
     clock: Arc<dyn Clock>,
-    /// Theoretical arrival time per key.
-    tat: Mutex<HashMap<String, Duration>>,
+    /// Theoretical arrival time per key, and how many keys there may be before the next sweep.
+    tat: Mutex<Tats>,
 }
 
-/// Keys are forgotten once their arrival time has passed; this many at most are kept before
-/// a sweep.
+#[derive(Default)]
+struct Tats {
+    by_key: HashMap<String, Duration>,
+    sweep_at: usize,
+}
+
+/// Keys are forgotten once their arrival time has passed. A sweep runs when the table has
+/// grown to this many keys, or to twice what the last sweep kept: so each key costs O(1)
+/// sweeping however many keys are live at once (a sweep that keeps most of them waits for
+/// the table to double).
 const SWEEP_AT: usize = 100_000;
 
 impl Gcra {
     pub fn new(clock: Arc<dyn Clock>) -> Gcra {
-        Gcra { clock, tat: Mutex::new(HashMap::new()) }
+        Gcra { clock, tat: Mutex::new(Tats { by_key: HashMap::new(), sweep_at: SWEEP_AT }) }
     }
 
     /// Takes one send's budget from every check, or from none: `Err(wait)` says how long
@@ -68,7 +76,7 @@ impl Gcra {
         let mut wait = Duration::ZERO;
         let mut next = Vec::with_capacity(checks.len());
         for c in checks {
-            let current = tat.get(&c.key).copied().unwrap_or(now).max(now);
+            let current = tat.by_key.get(&c.key).copied().unwrap_or(now).max(now);
             let new_tat = current + c.limit.interval();
             let allow_at = new_tat.saturating_sub(c.limit.tolerance());
             if allow_at > now {
@@ -79,11 +87,12 @@ impl Gcra {
         if wait > Duration::ZERO {
             return Err(wait);
         }
-        if tat.len() > SWEEP_AT {
-            tat.retain(|_, t| *t > now);
+        if tat.by_key.len() >= tat.sweep_at {
+            tat.by_key.retain(|_, t| *t > now);
+            tat.sweep_at = SWEEP_AT.max(2 * tat.by_key.len());
         }
         for (c, t) in checks.iter().zip(next) {
-            tat.insert(c.key.clone(), t);
+            tat.by_key.insert(c.key.clone(), t);
         }
         Ok(())
     }
@@ -95,7 +104,7 @@ impl Gcra {
         for c in checks {
             // The next send is allowed exactly when the wait is over.
             let blocked = (now + retry_after + c.limit.tolerance()).saturating_sub(c.limit.interval());
-            let t = tat.entry(c.key.clone()).or_insert(now);
+            let t = tat.by_key.entry(c.key.clone()).or_insert(now);
             *t = (*t).max(blocked);
         }
     }
@@ -244,5 +253,35 @@ mod tests {
                 assert!(n <= 10, "{n} sends in [{start}, {start}+1000) after the burst");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod sweep {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// Keys whose budget is whole again are forgotten; while more than `SWEEP_AT` keys are
+    /// live at once, a sweep waits for the table to double, so it is not run on every call.
+    #[test]
+    fn spent_keys_are_forgotten_and_live_ones_are_not_swept_on_every_call() {
+        let clock = Arc::new(ManualClock::at(0));
+        let g = Gcra::new(clock.clone());
+        let limit = Limit { rate: 1, period: Duration::from_secs(60), burst: 1 };
+        let take = |k: usize| g.acquire(&[Check { key: format!("k{k}"), limit }]).expect("a new key has budget");
+        let state = || {
+            let t = g.tat.lock().unwrap();
+            (t.by_key.len(), t.sweep_at)
+        };
+        (0..=SWEEP_AT).for_each(take);
+        assert_eq!(state(), (SWEEP_AT + 1, 2 * SWEEP_AT), "a sweep that kept every live key waits for twice as many");
+        (SWEEP_AT + 1..2 * SWEEP_AT - 1).for_each(take);
+        assert_eq!(state().0, 2 * SWEEP_AT - 1, "no sweep before the table doubles");
+        // A minute on, every key's budget is whole again: the next sweep forgets them all.
+        clock.advance(Duration::from_secs(61));
+        take(2 * SWEEP_AT);
+        assert_eq!(state().0, 2 * SWEEP_AT, "the table has doubled");
+        take(2 * SWEEP_AT + 1);
+        assert_eq!(state(), (2, SWEEP_AT), "only the keys taken since are kept");
     }
 }

@@ -495,10 +495,10 @@ async fn when_the_store_stops_events_get_503_and_readyz_says_so() {
     assert!(metrics.lines().any(|l| l == "botc_events_rejected_total{reason=\"store_error\"} 1"), "{metrics}");
 }
 
-/// While the store cannot write (a full disk, injected at the writer), events are refused
-/// with 503 and /readyz is a 503 that says why; once writes work again both recover by
-/// themselves (the writer tries an empty write each second), and what was acknowledged
-/// before is all there.
+/// While the store cannot write (a full disk: every write to the data file fails, so redb
+/// stops using the file), events are refused with 503 and /readyz is a 503 that says why;
+/// once writes work again both recover by themselves (the writer tries an empty write each
+/// second and reopens the file), and what was acknowledged before is all there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_store_cannot_write_readyz_says_why_and_both_recover_by_themselves() {
     let dir = data_dir();
