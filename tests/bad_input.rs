@@ -1,5 +1,7 @@
-//! Hostile files through the real binary: oversized, non-UTF-8, binary noise. Each gets a
-//! clear diagnostic and exit 1, never a crash.
+//! Hostile input through the real binary: oversized, non-UTF-8 and binary-noise files (each
+//! gets a clear diagnostic and exit 1, never a crash), and attacks on a running `botc serve`
+//! (operator actions without a token, a flooding client, a flood of connections that uses up
+//! its file descriptors).
 
 use crate::{botc, stdout};
 
@@ -125,4 +127,78 @@ fn a_flooding_client_is_refused_with_429_through_the_binary() {
     assert!(statuses.iter().all(|(s, r)| *s == 202 || (*s == 429 && r.is_some())), "{statuses:?}");
     let texts: Vec<&str> = seen.iter().filter_map(|m| m["text"].as_str()).collect();
     assert!(texts.iter().all(|t| *t != "flood 10" && *t != "flood 14"), "a refused message was stored: {texts:?}");
+}
+
+/// File descriptors run out (a flood of idle connections against `ulimit -n 128`): botc stops
+/// accepting, says so in its log, keeps running, and answers again as soon as the flood's
+/// connections close, chats included.
+#[test]
+fn running_out_of_file_descriptors_degrades_and_recovers() {
+    use std::time::{Duration, Instant};
+    const FDS: usize = 128;
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut server = std::process::Command::new("prlimit")
+        .arg(format!("--nofile={FDS}:{FDS}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_botc"))
+        .args(["serve", "flows/examples", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .current_dir(crate::root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prlimit runs botc serve");
+    let base = crate::banner_url(&crate::first_line(&mut server, "botc serve")).expect("url");
+    let stderr = server.stderr.take().expect("stderr");
+    let (lines, logged) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let address = base.trim_start_matches("http://").to_string();
+    // More connections than botc may have files: the kernel queues the ones botc cannot
+    // accept (a few dozen: its accept queue holds them at once).
+    let flood: Vec<std::net::TcpStream> = (0..FDS + 32)
+        .map(|_| std::net::TcpStream::connect(&address).expect("the kernel takes the connection"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logs = String::new();
+    while !logs.contains("cannot accept connections") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match logged.recv_timeout(left) {
+            Ok(line) => logs.push_str(&(line + "\n")),
+            Err(e) => panic!("no log line says botc cannot accept ({e}):\n{logs}"),
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let quick = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().expect("client");
+    let meanwhile = rt.block_on(async { quick.get(format!("{base}/healthz")).send().await });
+    assert!(meanwhile.is_err(), "nothing is accepted while no file descriptor is free: {meanwhile:?}");
+    assert!(server.try_wait().expect("wait").is_none(), "botc keeps running");
+
+    drop(flood);
+    let client = crate::client();
+    let started = Instant::now();
+    let health = rt
+        .block_on(async { client.get(format!("{base}/healthz")).send().await })
+        .expect("answers once the flood closes");
+    assert_eq!(health.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(10), "recovered in {:?}", started.elapsed());
+    let seen = rt.block_on(async {
+        let chat = crate::start_chat_of(&client, &base, "pizza_order").await;
+        let r = crate::say(&client, &base, &chat, "hi").await.expect("answers");
+        assert_eq!(r.status(), 202);
+        // Long-polls, each answered as soon as the transcript grows.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while !seen.iter().any(|m: &serde_json::Value| m["from"] == "bot") && Instant::now() < deadline {
+            let after = seen.last().and_then(|m| m["seq"].as_u64()).unwrap_or(0);
+            seen.extend(crate::transcript(&client, &base, &chat, &format!("after={after}&wait=5")).await);
+        }
+        seen
+    });
+    assert!(seen.iter().any(|m| m["from"] == "bot"), "the bot answers after the flood: {seen:?}");
+    let _ = server.kill();
+    let _ = server.wait();
 }
