@@ -202,3 +202,202 @@ fn running_out_of_file_descriptors_degrades_and_recovers() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// The web API's attacks, each sent to the real binary, each refused with its own status and
+/// nothing stored: another conversation's transcript, a cross-site form post, a foreign
+/// page's request, malformed queries and ids, control characters, an oversized body, a
+/// hand-back without the operator token or for a conversation that does not exist, more
+/// long-polls than an address may hold, a retried send, and slowloris connections.
+#[test]
+fn web_api_attacks_are_refused_through_the_binary() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    const OPERATOR: &str = "an-operator-token-of-forty-characters-ok";
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("botc.toml");
+    let settings = "[limits]\nheader_read_seconds = 1\nbody_limit = 4096\nclient_long_polls = 2\n\n[admin]\ntoken_env = \"BOTC_TEST_OPERATOR_TOKEN\"\n";
+    std::fs::write(&config, settings).expect("write");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_botc"))
+        .args(["serve", "flows/examples", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .env("BOTC_TEST_OPERATOR_TOKEN", OPERATOR)
+        .current_dir(crate::root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("botc serve starts");
+    let base = crate::banner_url(&crate::first_line(&mut server, "botc serve")).expect("url");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let client = crate::client();
+    let (alice, mallory) = rt.block_on(async {
+        let alice = crate::start_chat_of(&client, &base, "pizza_order").await;
+        (alice.clone(), crate::start_chat_of(&client, &base, "pizza_order").await)
+    });
+    let url = crate::messages_url(&base, &alice);
+    let status = |r: reqwest::Response| async move {
+        let code = r.status().as_u16();
+        (code, r.text().await.unwrap_or_default())
+    };
+    rt.block_on(async {
+        let r = crate::say(&client, &base, &alice, "hi").await.expect("answers");
+        assert_eq!(r.status(), 202);
+        let checks: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+            ("another conversation's token", client.get(&url).bearer_auth(&mallory.token), 401, ""),
+            (
+                "a form post (no CORS preflight)",
+                client
+                    .post(&url)
+                    .bearer_auth(&alice.token)
+                    .header("content-type", "text/plain")
+                    .body(r#"{"text":"x"}"#),
+                415,
+                "application/json",
+            ),
+            (
+                "a page on another site",
+                client
+                    .post(&url)
+                    .bearer_auth(&alice.token)
+                    .header("content-type", "application/json")
+                    .header("origin", "https://evil.example")
+                    .body(r#"{"text":"x"}"#),
+                403,
+                "allowed_origins",
+            ),
+            (
+                "`wait` that is not a number",
+                client.get(format!("{url}?wait=abc")).bearer_auth(&alice.token),
+                400,
+                "wait",
+            ),
+            ("`after` that is negative", client.get(format!("{url}?after=-1")).bearer_auth(&alice.token), 400, "after"),
+            (
+                "an overlong conversation id",
+                client.get(format!("{base}/api/bots/pizza_order/conversations/{}/messages", "a".repeat(200))),
+                400,
+                "1-128",
+            ),
+            (
+                "control characters",
+                client
+                    .post(&url)
+                    .bearer_auth(&alice.token)
+                    .header("content-type", "application/json")
+                    .body(r#"{"text": "\u001b[31mred"}"#),
+                400,
+                "control characters",
+            ),
+            (
+                "a body over the limit",
+                client
+                    .post(&url)
+                    .bearer_auth(&alice.token)
+                    .header("content-type", "application/json")
+                    .body(format!(r#"{{"text": "{}"}}"#, "x".repeat(5000))),
+                413,
+                "limit",
+            ),
+            (
+                "a hand-back without the operator token",
+                client.post(format!("{base}/api/bots/pizza_order/conversations/{}/handback", alice.id)),
+                401,
+                "",
+            ),
+            (
+                "a hand-back of a conversation that does not exist",
+                client.post(format!("{base}/api/bots/pizza_order/conversations/nobody/handback")).bearer_auth(OPERATOR),
+                404,
+                "no conversation",
+            ),
+            (
+                "the operator token writing to a conversation",
+                client
+                    .post(&url)
+                    .bearer_auth(OPERATOR)
+                    .header("content-type", "application/json")
+                    .body(r#"{"text":"x"}"#),
+                401,
+                "",
+            ),
+        ];
+        for (attack, request, want, says) in checks {
+            let (code, body) = status(request.send().await.expect("answers")).await;
+            assert_eq!(code, want, "{attack}: {body}");
+            assert!(body.contains(says), "{attack}: the refusal says what is wrong: {body}");
+        }
+        // Nothing refused reached the conversation.
+        let seen = crate::transcript(&client, &base, &alice, "after=0").await;
+        let users: Vec<&str> = seen.iter().filter(|m| m["from"] == "user").filter_map(|m| m["text"].as_str()).collect();
+        assert_eq!(users, ["hi"], "{seen:?}");
+
+        // A send retried with the client's id is taken once.
+        let body = r#"{"text": "twice", "id": "m-1"}"#;
+        for duplicate in [false, true] {
+            let r = client
+                .post(&url)
+                .bearer_auth(&alice.token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("answers");
+            assert_eq!(r.status(), 202);
+            let v: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(v["duplicate"], duplicate, "{v}");
+        }
+
+        // Two long-polls per address; a third is refused at once.
+        let last = seen.last().and_then(|m| m["seq"].as_u64()).expect("seq") + 100;
+        let poll = format!("{url}?after={last}&wait=20");
+        let held: Vec<_> = (0..2).map(|_| tokio::spawn(client.get(&poll).bearer_auth(&alice.token).send())).collect();
+        // Once both are held (the gauge says so), a third is refused at once.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = client.get(format!("{base}/metrics")).bearer_auth(OPERATOR).send().await.expect("metrics");
+            if m.text().await.unwrap_or_default().lines().any(|l| l == "botc_web_long_polls 2") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the two long-polls were never both held");
+        }
+        let third = client.get(&poll).bearer_auth(&alice.token).timeout(Duration::from_secs(5)).send().await;
+        let third = third.expect("a third long-poll is refused at once, not held");
+        assert_eq!(third.status(), 429);
+        assert!(third.headers().contains_key("retry-after"));
+        for h in held {
+            h.abort();
+        }
+    });
+
+    // Slowloris: a head that never ends, sent at once or a line at a time, is closed once
+    // `header_read_seconds` (1 s here) is up.
+    let address = base.trim_start_matches("http://");
+    for dribble in [false, true] {
+        let mut c = std::net::TcpStream::connect(address).expect("connects");
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("writes");
+        let started = Instant::now();
+        let closed = if dribble {
+            c.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+            loop {
+                let _ = c.write_all(b"X-Slow: 1\r\n");
+                match c.read(&mut [0; 64]) {
+                    Ok(_) => break true,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => break true,
+                }
+                if started.elapsed() > Duration::from_secs(5) {
+                    break false;
+                }
+            }
+        } else {
+            c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).is_ok()
+        };
+        assert!(closed, "a slow head (dribbled: {dribble}) was not closed within 5 s");
+        assert!(started.elapsed() < Duration::from_secs(4), "closed after {:?}", started.elapsed());
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
