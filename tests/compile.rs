@@ -68,7 +68,7 @@ fn disasm_refuses_damaged_files_clearly() {
     let file = dir.join("wait.botc");
     let bytes = std::fs::read(&file).expect("written");
     for (what, damaged, expect) in [
-        ("truncated", bytes[..bytes.len() / 2].to_vec(), "truncated"),
+        ("truncated", bytes[..bytes.len() / 2].to_vec(), "cut short"),
         ("not botc", b"hello".to_vec(), "not a .botc file"),
         (
             "flipped",

@@ -2,9 +2,15 @@
 //!
 //! ```text
 //! header:   magic "BOTC" · version u16 · flags u16 · hash [32] · name (u32 len + UTF-8)
+//! body:     version 2: u32 length of the sections · the sections, brotli-compressed
+//!           version 1: the sections as they are
 //! sections: tag u8 · length u32 · payload, in tag order, each once
 //!           1 consts · 2 flows · 3 nodes · 4 asks · 5 https · 6 code · 7 debug (optional)
 //! ```
+//!
+//! The hash covers the uncompressed sections, so a program's identity does not depend on
+//! how it is compressed: a version 1 file and its version 2 re-encoding are the same
+//! program, and registries and sessions that pinned it still find it.
 //!
 //! Decoding checks structure only (lengths, tags, UTF-8, enum codes); [`crate::verify`]
 //! checks meaning. Every failure is a [`LoadError`], never a panic.
@@ -14,8 +20,9 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 pub const MAGIC: &[u8; 4] = b"BOTC";
-/// Bumped whenever the layout or an instruction's meaning changes.
-pub const FORMAT_VERSION: u16 = 1;
+/// Bumped whenever the layout or an instruction's meaning changes. Files of every earlier
+/// version still load (flow registries keep old versions' bytes).
+pub const FORMAT_VERSION: u16 = 2;
 /// Anything bigger is refused before decoding (real programs are kilobytes).
 pub const MAX_FILE: usize = 64 * 1024 * 1024;
 
@@ -49,7 +56,7 @@ impl fmt::Display for LoadError {
             LoadError::NotBotc => write!(f, "not a .botc file (bad magic number)"),
             LoadError::Version { found } => write!(
                 f,
-                "made for .botc format version {found}; this botc reads version {FORMAT_VERSION}: recompile the flow"
+                "made for .botc format version {found}; this botc reads versions 1 to {FORMAT_VERSION}: recompile the flow"
             ),
             LoadError::Truncated { what } => write!(f, "file is truncated (in {what})"),
             LoadError::Malformed(m) => write!(f, "malformed file: {m}"),
@@ -184,7 +191,15 @@ impl Program {
         out.u16(u16::from(self.debug.is_some()));
         out.0.extend_from_slice(&self.hash);
         out.str(&self.name);
-        out.0.extend(self.sections());
+        let body = self.body();
+        out.u32(body.len() as u32);
+        out.0.extend(compress(&body));
+        out.0
+    }
+
+    /// Every section, the debug section included, uncompressed.
+    fn body(&self) -> Vec<u8> {
+        let mut out = W(self.sections());
         if let Some(debug) = &self.debug {
             let mut s = W(Vec::new());
             s.u32(debug.len() as u32);
@@ -196,6 +211,43 @@ impl Program {
             out.section(T_DEBUG, s);
         }
         out.0
+    }
+}
+
+/// Bodies up to this size get brotli's best (slowest) quality: a few milliseconds for the
+/// usual kilobytes. Bigger ones (generated flows of thousands of nodes) get quality 5: on a
+/// 1 MB body it takes tens of milliseconds where 11 takes seconds, for a body a third
+/// bigger (still an eighth of the uncompressed size).
+const BEST_UP_TO: usize = 64 * 1024;
+
+/// Brotli, chosen over deflate because its built-in dictionary of common words suits a
+/// body that is mostly the bot's prose: on the example flows it makes the `.botc` smaller
+/// than gzip -9 of the YAML source (docs/bytecode.md, BENCHMARKS.md).
+fn compress(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let quality = if body.len() <= BEST_UP_TO { 11 } else { 5 };
+    let mut out = Vec::with_capacity(body.len() / 2);
+    {
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, quality, 22);
+        w.write_all(body).expect("writing to a Vec cannot fail");
+    }
+    out
+}
+
+/// The `len` bytes `compressed` holds, refusing a stream that holds more (a decompression
+/// bomb stops at `len` + 1 bytes) or less, or is not brotli.
+fn decompress(compressed: &[u8], len: usize) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(len.min(MAX_FILE));
+    let read = brotli::Decompressor::new(compressed, 4096).take(len as u64 + 1).read_to_end(&mut out);
+    match read {
+        Ok(n) if n == len => Ok(out),
+        Ok(n) => Err(LoadError::Malformed(format!(
+            "the file is corrupted: its compressed sections hold {n} bytes, not the {len} the header says"
+        ))),
+        Err(e) => Err(LoadError::Malformed(format!(
+            "the file is corrupted: its compressed sections are damaged or cut short ({e})"
+        ))),
     }
 }
 
@@ -260,7 +312,7 @@ pub fn decode(bytes: &[u8]) -> Result<Program, LoadError> {
     }
     let mut r = R { b: bytes, at: 4, what: "header" };
     let version = r.u16()?;
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(LoadError::Version { found: version });
     }
     let flags = r.u16()?;
@@ -269,10 +321,20 @@ pub fn decode(bytes: &[u8]) -> Result<Program, LoadError> {
     }
     let hash: [u8; 32] = r.take(32)?.try_into().expect("32 bytes");
     let name = r.str()?;
-    let body_start = r.at;
+    let body = if version == 1 {
+        std::borrow::Cow::Borrowed(&bytes[r.at..])
+    } else {
+        r.what = "sections";
+        let len = r.u32()? as usize;
+        if len > MAX_FILE {
+            return Err(LoadError::Malformed(format!("the sections are {len} bytes; the limit is {MAX_FILE}")));
+        }
+        std::borrow::Cow::Owned(decompress(&bytes[r.at..], len)?)
+    };
+    let mut r = R { b: &body, at: 0, what: "sections" };
     let mut sections: Vec<(u8, &[u8])> = Vec::new();
-    let mut hashed_end = body_start;
-    while r.at < bytes.len() {
+    let mut hashed_end = 0;
+    while r.at < body.len() {
         r.what = "section header";
         let tag = r.u8()?;
         let len = r.u32()? as usize;
@@ -293,7 +355,7 @@ pub fn decode(bytes: &[u8]) -> Result<Program, LoadError> {
     if (flags == 1) != (tags.len() == 7) {
         return Err(bad("debug flag and debug section disagree"));
     }
-    if Sha256::digest(&bytes[body_start..hashed_end]).as_slice() != hash {
+    if Sha256::digest(&body[..hashed_end]).as_slice() != hash {
         return Err(LoadError::HashMismatch);
     }
     let sec = |t: u8, what: &'static str| R { b: sections[(t - 1) as usize].1, at: 0, what };

@@ -1,8 +1,9 @@
 //! The verifier. It runs on every load, before anything executes, and guarantees what the VM
 //! relies on (the VM treats a violation of any of these as its own bug, not the flow's):
 //!
-//! 1. The header's version is [`FORMAT_VERSION`](crate::FORMAT_VERSION) and its hash matches
-//!    the sections (checked while decoding).
+//! 1. The header's version is one this build reads (1 to
+//!    [`FORMAT_VERSION`](crate::FORMAT_VERSION)) and its hash matches the sections (checked
+//!    while decoding).
 //! 2. The code is a whole sequence of instructions: every byte belongs to exactly one
 //!    instruction, every opcode and enum operand is known.
 //! 3. Flows own contiguous code regions in table order (`flows[i].entry` ascending, the

@@ -90,10 +90,64 @@ fn a_wrong_version_or_magic_is_a_clear_error() {
     v[4] = 9;
     assert!(load(&v).unwrap_err().to_string().contains("recompile"));
     assert!(load(b"PK\x03\x04zip").unwrap_err().to_string().contains("not a .botc file"));
-    let mut h = bytes.clone();
+    let mut h = version_1(&bytes);
     let last = h.len() - 1;
     h[last] ^= 1;
     assert!(load(&h).unwrap_err().to_string().contains("corrupted"));
+    let mut h = bytes.clone();
+    let last = h.len() - 1;
+    h[last] ^= 1;
+    let e = load(&h).unwrap_err().to_string();
+    assert!(e.contains("corrupted") || e.contains("damaged"), "{e}");
+}
+
+/// Where a version 2 file's sections start (after magic, version, flags, hash and name), and
+/// their uncompressed length.
+fn body_at(bytes: &[u8]) -> (usize, usize) {
+    let name_len = u32::from_le_bytes(bytes[40..44].try_into().expect("4 bytes")) as usize;
+    let at = 44 + name_len;
+    (at + 4, u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize)
+}
+
+/// The version 1 file of a version 2 file: the same header with version 1, then the
+/// sections uncompressed (what botc wrote before, and registries still hold).
+fn version_1(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let (at, len) = body_at(bytes);
+    let mut sections = Vec::new();
+    brotli::Decompressor::new(&bytes[at..], 4096).read_to_end(&mut sections).expect("brotli");
+    assert_eq!(sections.len(), len);
+    let mut v1 = bytes[..at - 4].to_vec();
+    v1[4..6].copy_from_slice(&1u16.to_le_bytes());
+    v1.extend(sections);
+    v1
+}
+
+#[test]
+fn a_version_1_file_still_loads_as_the_same_program() {
+    for path in good_flows() {
+        let p = build(&path);
+        let v2 = p.encode();
+        let v1 = version_1(&v2);
+        assert!(v2.len() < v1.len(), "{}: the sections are compressed", path.display());
+        let loaded = load(&v1).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(loaded.program(), &p, "{}: same program, same hash", path.display());
+        assert_eq!(loaded.program().encode(), v2, "{}: re-encoded as version 2", path.display());
+    }
+}
+
+/// A compressed body that holds more or fewer bytes than the header says (a decompression
+/// bomb, or a damaged file) is refused, and so is a length over the file limit.
+#[test]
+fn a_body_longer_or_shorter_than_its_length_is_refused() {
+    let bytes = build(&good_flows()[0]).encode();
+    let (at, len) = body_at(&bytes);
+    for (claimed, says) in [(len - 1, "not the"), (len + 1, "not the"), (65 * 1024 * 1024, "limit")] {
+        let mut b = bytes.clone();
+        b[at - 4..at].copy_from_slice(&(claimed as u32).to_le_bytes());
+        let e = load(&b).expect_err("refused").to_string();
+        assert!(e.contains(says), "claimed {claimed} of {len}: {e}");
+    }
 }
 
 fn any_program() -> impl Strategy<Value = Program> {
@@ -104,23 +158,29 @@ fn any_program() -> impl Strategy<Value = Program> {
 proptest! {
 
     #[test]
+    /// Both versions: damage to a version 2 file mostly breaks its compressed stream, so
+    /// the version 1 layout is what reaches the section decoder.
     fn truncated_and_flipped_files_never_panic(p in any_program(), cut in any::<prop::sample::Index>(), flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 0..4)) {
-        let bytes = p.encode();
-        let _ = load(&bytes[..cut.index(bytes.len())]);
-        let mut flipped = bytes.clone();
-        for (at, bit) in &flips {
-            let i = at.index(flipped.len());
-            flipped[i] ^= 1 << bit;
+        let v2 = p.encode();
+        for bytes in [version_1(&v2), v2] {
+            let _ = load(&bytes[..cut.index(bytes.len())]);
+            let mut flipped = bytes.clone();
+            for (at, bit) in &flips {
+                let i = at.index(flipped.len());
+                flipped[i] ^= 1 << bit;
+            }
+            let _ = load(&flipped);
         }
-        let _ = load(&flipped);
     }
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = load(&bytes);
-        let mut with_magic = b"BOTC\x01\x00".to_vec();
-        with_magic.extend(bytes);
-        let _ = load(&with_magic);
+        for version in [b"BOTC\x01\x00", b"BOTC\x02\x00"] {
+            let mut with_magic = version.to_vec();
+            with_magic.extend(&bytes);
+            let _ = load(&with_magic);
+        }
     }
 
     /// Corruption that keeps the hash valid (a buggy or hostile compiler) reaches the
