@@ -189,7 +189,56 @@ impl<'a> Locator<'a> {
     }
 }
 
+/// Operators and brackets one expression may hold. The parser and the compiler's passes walk
+/// an expression recursively, so this bounds how deep they go (a 6 KB sum once overflowed
+/// the stack); no real condition or template comes near it.
+pub const MAX_EXPR_PARTS: usize = 100;
+
+/// An upper bound on an expression's tree depth, from its text alone (so it is known before
+/// anything recursive runs): its operators, brackets and field accesses outside string
+/// literals, each of which adds at most one level.
+fn parts(src: &str) -> usize {
+    let bytes = src.as_bytes();
+    let (mut n, mut i, mut quote) = (0, 0, None::<u8>);
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(_) if b == b'\\' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'\'' => quote = Some(b),
+            None if matches!(b, b'(' | b'[' | b'.' | b'+' | b'-' | b'*' | b'/' | b'%') => n += 1,
+            // A comparison (`<`, `<=`, `==`, `!=`) is one operator however many characters.
+            None if matches!(b, b'<' | b'>' | b'=' | b'!') => {
+                n += 1;
+                while i + 1 < bytes.len() && matches!(bytes[i + 1], b'<' | b'>' | b'=' | b'!') {
+                    i += 1;
+                }
+            }
+            None if b.is_ascii_alphabetic() || b == b'_' => {
+                let start = i;
+                while i + 1 < bytes.len() && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'_') {
+                    i += 1;
+                }
+                n += usize::from(matches!(&src[start..=i], "and" | "or" | "not" | "in"));
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    n
+}
+
 pub fn parse_expr(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Expr {
+    let n = parts(src);
+    if n > MAX_EXPR_PARTS {
+        diags.push(
+            Diagnostic::error("E0003", at.whole, "expression too complex")
+                .label(format!("{n} operators and brackets; the limit is {MAX_EXPR_PARTS}"))
+                .help("split it: compute parts into variables with `set`, or test many values at once with `in [...]`"),
+        );
+        return Expr { kind: ExprKind::Error(names(src, at)), span: at.whole };
+    }
     if src.contains('\\') {
         check_escapes(src, at, diags);
     }

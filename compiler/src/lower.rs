@@ -484,7 +484,28 @@ impl FlowLowerer<'_> {
                 needs_next(next, self, "this request");
                 edge(Edge::Next, next, self.diags);
                 edge(Edge::Error, on_error, self.diags);
-                let into = self.var_target(vars, into, Some(Type::Json));
+                let target = self.var_target(vars, into, Some(Type::Json));
+                // A json value may be stored anywhere (it is checked when used), but an http
+                // result is an object ({status, body}): in any other type it fails at run time.
+                if let (Some(v), Some(name)) = (target, into) {
+                    let var = &vars[v.0 as usize];
+                    if var.ty != Type::Json {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0304",
+                                name.span,
+                                format!("`{}` is {}, but an http result is json", var.name, var.ty.name()),
+                            )
+                            .label("type mismatch")
+                            .with_label(var.span, format!("declared as {} here", var.ty.name()))
+                            .help(format!(
+                                "declare `{}: json` and read its fields: `{}.status`, `{}.body`",
+                                var.name, var.name, var.name
+                            )),
+                        );
+                    }
+                }
+                let into = target;
                 let mut typer = Typer { scope: Scope { vars }, diags: self.diags };
                 NodeKind::Http {
                     method: *method,

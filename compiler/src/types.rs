@@ -321,6 +321,27 @@ impl Typer<'_, '_> {
         {
             self.mismatch(first, "text or list", None);
         }
+        // `fixed` rounds to 0 to 10 decimals; a written count outside that is a mistake (the
+        // VM would clamp it).
+        let written = |e: &Expr| match &e.kind {
+            ExprKind::Integer(i) => Some(*i),
+            ExprKind::Unary(UnOp::Neg, inner) => match inner.kind {
+                ExprKind::Integer(i) => Some(-i),
+                _ => None,
+            },
+            _ => None,
+        };
+        if f == Func::Fixed
+            && let Some(arg @ Expr { span, .. }) = args.get(1)
+            && let Some(digits) = written(arg)
+            && !(0..=10).contains(&digits)
+        {
+            self.diags.push(
+                Diagnostic::error("E0304", *span, format!("`fixed` shows 0 to 10 decimals, not {digits}"))
+                    .label("out of range")
+                    .help("for money, `fixed(total, 2)`"),
+            );
+        }
         if f == Func::Matches
             && let Some(Expr { kind: ExprKind::Text(re), span, .. }) = args.get(1)
             && let Err(e) = regex::Regex::new(re)

@@ -279,7 +279,13 @@ impl Builder {
                 _ => break,
             }
         }
-        self.plain(&p)
+        let plain = self.plain(&p);
+        match &plain.value {
+            Value::Scalar { text, .. } if text.parse::<f64>().is_ok() || text == "true" || text == "false" => plain,
+            // A name, `null` or a call is not a plain value: the tree refuses it as a default
+            // of any type (in YAML, `null` is refused the same way).
+            _ => Node { value: Value::Null, span: plain.span, origin: Origin::Unknown },
+        }
     }
 
     fn top(&self, top: &mut Map, stmt: Pair<'_, Rule>) {

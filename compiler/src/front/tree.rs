@@ -233,11 +233,14 @@ impl Cx {
             Value::Scalar { text, quoted } => {
                 let before = self.diags.len();
                 let e = expr::parse_expr(text, locator(v), &mut self.diags);
-                // `label: "with milk"`: YAML's quotes, around an expression that is not one.
+                // `label: "with milk"`: YAML's quotes, around an expression that is not one
+                // (a syntax error with no more specific help, such as `&&` → `and`).
                 if *quoted
                     && matches!(e.kind, ExprKind::Error(_))
                     && !text.trim_start().starts_with(['"', '\''])
                     && let Some(d) = self.diags.get_mut(before)
+                    && d.code.0 == "E0303"
+                    && d.help.is_none()
                 {
                     d.help = Some(format!(
                         "these quotes are YAML's, so botc reads the expression `{text}`; for a text, put quotes inside them: '\"{text}\"'"
@@ -411,7 +414,7 @@ impl Cx {
                         }
                     };
                     let default = match (&ty, f.get("default")) {
-                        (Some(t), Some(d)) => self.literal(d, t.ty),
+                        (Some(t), Some(d)) => Some(self.literal(d, t.ty)),
                         _ => None,
                     };
                     (ty, default)
@@ -425,18 +428,27 @@ impl Cx {
         out
     }
 
-    /// A YAML default value, read as a literal of the declared type.
-    fn literal(&mut self, v: &Y, ty: Type) -> Option<Expr> {
+    /// A YAML default value, read as a literal of the declared type (an error expression when
+    /// it is not one, reported).
+    fn literal(&mut self, v: &Y, ty: Type) -> Expr {
         let span = v.span;
         let kind = match (ty, &v.value) {
             (Type::List, Value::Seq(items)) => ExprKind::List(
                 items
                     .iter()
                     .filter_map(|i| {
+                        if let Some(other) = unquoted_non_text(i) {
+                            self.err(not_text_default(i, other));
+                            return None;
+                        }
                         self.scalar(i, "a text").map(|s| Expr { kind: ExprKind::Text(s.into()), span: i.span })
                     })
                     .collect(),
             ),
+            (Type::Text, Value::Scalar { .. }) if unquoted_non_text(v).is_some() => {
+                self.err(not_text_default(v, unquoted_non_text(v).unwrap_or_default()));
+                ExprKind::Error(Vec::new())
+            }
             (Type::Text | Type::Json, Value::Scalar { text, .. }) => ExprKind::Text(text.clone()),
             (Type::Integer, Value::Scalar { text, .. }) if text.parse::<i64>().is_ok() => {
                 ExprKind::Integer(text.parse().unwrap_or_default())
@@ -452,13 +464,18 @@ impl Cx {
             }
             _ => {
                 self.err(
-                    Diagnostic::error("E0304", span, format!("this default is not a {}", ty.name()))
-                        .label(format!("expected a {} value", ty.name())),
+                    Diagnostic::error("E0304", span, format!("this default is not {}", an(ty.name())))
+                        .label(format!("expected {} value", an(ty.name())))
+                        .help(
+                            "a default is a plain value (`\"Hello\"`, `0`, `true`, `[\"a\", \"b\"]`), not an \
+                             expression; compute a value with `set` instead",
+                        ),
                 );
-                return None;
+                // Still a default: the variable is not also reported as read before it is set.
+                ExprKind::Error(Vec::new())
             }
         };
-        Some(Expr { kind, span })
+        Expr { kind, span }
     }
 
     fn node(&mut self, id: Ident, body: &Y) -> Option<Node> {
@@ -605,7 +622,9 @@ impl Cx {
                 };
                 let mut headers = Vec::new();
                 if let Some(v) = f.get("headers") {
-                    for (k, val) in self.fields_any(v, "headers").unwrap_or_default() {
+                    let pairs = self.fields_any(v, "headers").unwrap_or_default();
+                    // Header names are case-insensitive: `Accept` and `accept` are one header.
+                    for (k, val) in self.unique(pairs, "headers", |k| k.to_ascii_lowercase()) {
                         if let Some(name) = self.str(k, "a header name") {
                             headers.push(Header { name, value: self.template(val, "a header value") });
                         }
@@ -662,9 +681,38 @@ impl Cx {
         }
     }
 
+    /// `pairs` without the keys given again (each reported as E0106), keys compared as
+    /// `same` makes them.
+    fn unique<'a>(&mut self, pairs: Vec<(&'a Y, &'a Y)>, what: &str, same: fn(&str) -> String) -> Vec<(&'a Y, &'a Y)> {
+        let mut seen: Vec<(String, &'a Y)> = Vec::with_capacity(pairs.len());
+        let mut out = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            if let Some(key) = k.as_str() {
+                let key = same(key);
+                if let Some((_, first)) = seen.iter().find(|(s, _)| *s == key) {
+                    self.err(
+                        Diagnostic::error(
+                            "E0106",
+                            k.span,
+                            format!("`{}` is given twice in {what}", k.as_str().unwrap_or_default()),
+                        )
+                        .label("second value")
+                        .with_label(first.span, "first value")
+                        .help("remove one of them"),
+                    );
+                    continue;
+                }
+                seen.push((key, k));
+            }
+            out.push((k, v));
+        }
+        out
+    }
+
     fn assigns(&mut self, v: &Y, what: &str) -> Vec<Assign> {
         let mut out = Vec::new();
-        for (k, val) in self.fields_any(v, what).unwrap_or_default() {
+        let pairs = self.fields_any(v, what).unwrap_or_default();
+        for (k, val) in self.unique(pairs, what, str::to_string) {
             // `user.name: ...`: a built-in, said as such (not as an invalid name).
             if let Some(s) = k.as_str()
                 && s.split_once('.').is_some_and(|(ns, _)| BUILTIN_NAMESPACES.contains(&ns))
@@ -767,4 +815,31 @@ impl Cx {
         }
         out
     }
+}
+
+/// What an unquoted scalar reads as when it is not text (`5`, `true`, `null`), if so: YAML
+/// means a number there, and a `text` default or list item must not silently turn it into
+/// digits.
+fn unquoted_non_text(v: &Y) -> Option<&'static str> {
+    match &v.value {
+        Value::Scalar { text, quoted: false } => match text.as_str() {
+            "true" | "false" => Some("a boolean"),
+            "null" | "~" => Some("null"),
+            t if t.parse::<f64>().is_ok() => Some("a number"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn not_text_default(v: &Y, what: &str) -> Diagnostic {
+    let text = v.as_str().unwrap_or_default();
+    Diagnostic::error("E0304", v.span, format!("this default is {what}, not text"))
+        .label("expected a text value")
+        .help(format!("quote it to mean the text: `\"{text}\"`"))
+}
+
+/// `integer` → `an integer`, `text` → `a text`.
+fn an(name: &str) -> String {
+    if name.starts_with(['a', 'e', 'i', 'o', 'u']) { format!("an {name}") } else { format!("a {name}") }
 }
