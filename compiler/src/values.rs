@@ -1,8 +1,9 @@
 //! The values a text variable can hold at each node, by a forward data-flow analysis over a
 //! flow's graph: a `choice` ask stores one of its choices, `set` a literal stores that text,
-//! and a branch case `x == "a"` leaves `x` as `"a"` on its way and without `"a"` on the later
-//! cases' and `else`'s. Every other assignment (a free answer, a computed value, a call's or
-//! an http result) makes the variable unknown. The analysis over-approximates, so what it
+//! and a branch case `x == "a"` (or `x in ["a", "b"]`) leaves `x` as `"a"` on its way and
+//! without `"a"` on the later cases' and `else`'s. Every other assignment (a free answer, a
+//! computed value, a call's or an http result) makes the variable unknown, which the cases
+//! then narrow the same way (any text but `"a"`). The analysis over-approximates, so what it
 //! rules out cannot happen.
 //!
 //! W0303: a branch case comparing a variable with a text it can never hold there (`size ==
@@ -15,35 +16,73 @@ use crate::ir::*;
 use petgraph::visit::EdgeRef;
 use std::collections::BTreeSet;
 
-/// What a variable holds: any value, or one of some texts (none: not assigned yet).
+/// What a variable holds: any value, any value but some texts, or one of some texts (none:
+/// not assigned yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Held {
-    Any,
+    AnyBut(BTreeSet<String>),
     OneOf(BTreeSet<String>),
 }
 
+const ANY: Held = Held::AnyBut(BTreeSet::new());
+
 impl Held {
+    /// Whatever either may hold; true if that is more than `self` held.
     fn join(&mut self, other: &Held) -> bool {
-        match (&mut *self, other) {
-            (Held::Any, _) => false,
-            (me, Held::Any) => {
-                *me = Held::Any;
-                true
+        let joined = match (&*self, other) {
+            (Held::AnyBut(a), Held::AnyBut(b)) => Held::AnyBut(a.intersection(b).cloned().collect()),
+            (Held::AnyBut(a), Held::OneOf(b)) | (Held::OneOf(b), Held::AnyBut(a)) => {
+                Held::AnyBut(a.difference(b).cloned().collect())
             }
-            (Held::OneOf(a), Held::OneOf(b)) => {
-                let before = a.len();
-                a.extend(b.iter().cloned());
-                a.len() != before
-            }
+            (Held::OneOf(a), Held::OneOf(b)) => Held::OneOf(a.union(b).cloned().collect()),
+        };
+        let changed = joined != *self;
+        *self = joined;
+        changed
+    }
+
+    fn can_be(&self, text: &str) -> bool {
+        match self {
+            Held::AnyBut(not) => !not.contains(text),
+            Held::OneOf(set) => set.contains(text),
         }
+    }
+
+    /// After a case on these texts failed.
+    fn without(&mut self, texts: &[&str]) {
+        match self {
+            Held::AnyBut(not) => not.extend(texts.iter().map(|t| t.to_string())),
+            Held::OneOf(set) => set.retain(|t| !texts.contains(&t.as_str())),
+        }
+    }
+
+    /// After a case on these texts held.
+    fn only(&mut self, texts: &[&str]) {
+        let kept = texts.iter().filter(|t| self.can_be(t)).map(|t| t.to_string()).collect();
+        *self = Held::OneOf(kept);
     }
 }
 
-/// `x == "text"` or `"text" == x`: the variable and the text.
-fn compares(cond: &Expr) -> Option<(VarId, &str)> {
-    let ExprKind::Binary(BinOp::Eq, a, b) = &cond.kind else { return None };
-    match (&a.kind, &b.kind) {
-        (ExprKind::Var(v), ExprKind::Text(t)) | (ExprKind::Text(t), ExprKind::Var(v)) => Some((*v, t)),
+/// `x == "text"`, `"text" == x` or `x in ["a", "b"]`: the variable and the texts.
+fn compares(cond: &Expr) -> Option<(VarId, Vec<&str>)> {
+    match &cond.kind {
+        ExprKind::Binary(BinOp::Eq, a, b) => match (&a.kind, &b.kind) {
+            (ExprKind::Var(v), ExprKind::Text(t)) | (ExprKind::Text(t), ExprKind::Var(v)) => Some((*v, vec![t])),
+            _ => None,
+        },
+        ExprKind::Binary(BinOp::In, a, b) => match (&a.kind, &b.kind) {
+            (ExprKind::Var(v), ExprKind::List(items)) => {
+                let texts: Option<Vec<&str>> = items
+                    .iter()
+                    .map(|i| match &i.kind {
+                        ExprKind::Text(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                Some((*v, texts?))
+            }
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -60,36 +99,32 @@ fn leave(node: &Node, edge: Edge, mut held: Vec<Held>) -> Vec<Held> {
             put(*into, Held::OneOf(choices.iter().map(|c| c.value.clone()).collect()))
         }
         (NodeKind::Ask { into, .. } | NodeKind::Call { into, .. } | NodeKind::Http { into, .. }, Edge::Next) => {
-            put(*into, Held::Any)
+            put(*into, ANY)
         }
         (NodeKind::Set { assigns }, _) => {
             for (v, value) in assigns {
                 let h = match &value.kind {
                     ExprKind::Text(t) => Held::OneOf(BTreeSet::from([t.clone()])),
                     ExprKind::Var(w) => held[w.0 as usize].clone(),
-                    _ => Held::Any,
+                    _ => ANY,
                 };
                 held[v.0 as usize] = h;
             }
         }
         (NodeKind::Branch { conds }, Edge::Case(i)) => {
             for (j, cond) in conds.iter().enumerate().take(i as usize + 1) {
-                if let Some((v, text)) = compares(cond)
-                    && let Held::OneOf(set) = &mut held[v.0 as usize]
-                {
+                if let Some((v, texts)) = compares(cond) {
                     if j == i as usize {
-                        set.retain(|t| t == text);
+                        held[v.0 as usize].only(&texts);
                     } else {
-                        set.remove(text);
+                        held[v.0 as usize].without(&texts);
                     }
                 }
             }
         }
         (NodeKind::Branch { conds }, Edge::Else) => {
-            for (v, text) in conds.iter().filter_map(compares) {
-                if let Held::OneOf(set) = &mut held[v.0 as usize] {
-                    set.remove(text);
-                }
+            for (v, texts) in conds.iter().filter_map(compares) {
+                held[v.0 as usize].without(&texts);
             }
         }
         _ => {}
@@ -106,9 +141,9 @@ pub fn impossible_cases(flow: &Flow, diags: &mut Vec<Diagnostic>) {
         .iter()
         .enumerate()
         .map(|(i, v)| match v.default.as_ref().map(|d| &d.kind) {
-            _ if i < flow.params => Held::Any,
+            _ if i < flow.params => ANY,
             Some(ExprKind::Text(t)) => Held::OneOf(BTreeSet::from([t.clone()])),
-            Some(_) => Held::Any,
+            Some(_) => ANY,
             None => Held::OneOf(BTreeSet::new()),
         })
         .collect();
@@ -138,26 +173,39 @@ pub fn impossible_cases(flow: &Flow, diags: &mut Vec<Diagnostic>) {
         let entry = held;
         let mut held = held.clone();
         for cond in conds {
-            let Some((v, text)) = compares(cond) else { continue };
+            let Some((v, texts)) = compares(cond) else { continue };
             // An empty set on entry is a variable not assigned yet (E0302's business).
-            let (Held::OneOf(set), Held::OneOf(at_entry)) = (&mut held[v.0 as usize], &entry[v.0 as usize]) else {
+            if entry[v.0 as usize] == Held::OneOf(BTreeSet::new()) {
                 continue;
-            };
-            if !set.contains(text) && !at_entry.is_empty() {
+            }
+            let now = &mut held[v.0 as usize];
+            if !texts.iter().any(|t| now.can_be(t)) {
                 let name = &flow.vars[v.0 as usize].name;
-                let label = if set.is_empty() {
-                    format!("this case never holds: the cases before it took every value `{name}` can have here")
-                } else {
-                    let can: Vec<String> = set.iter().map(|t| format!("\"{t}\"")).collect();
-                    format!("this case never holds: here `{name}` is {}", one_of(&can))
+                let label = match &*now {
+                    Held::OneOf(set) if set.is_empty() => {
+                        format!("this case never holds: the cases before it took every value `{name}` can have here")
+                    }
+                    Held::OneOf(set) => {
+                        let can: Vec<String> = set.iter().map(|t| format!("\"{t}\"")).collect();
+                        format!("this case never holds: here `{name}` is {}", one_of(&can))
+                    }
+                    Held::AnyBut(_) => {
+                        "this case never holds: an earlier case took this value on every way here".to_string()
+                    }
+                };
+                let what = match texts.as_slice() {
+                    [one] => format!("\"{one}\""),
+                    many => {
+                        format!("any of {}", many.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", "))
+                    }
                 };
                 diags.push(
-                    Diagnostic::warning("W0303", cond.span, format!("`{name}` is never \"{text}\" here"))
+                    Diagnostic::warning("W0303", cond.span, format!("`{name}` is never {what} here"))
                         .label(label)
                         .help("compare with a value it can hold (the choices of the ask that sets it, as written), or remove the case"),
                 );
             }
-            set.remove(text);
+            now.without(&texts);
         }
     }
 }
