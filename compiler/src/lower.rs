@@ -68,6 +68,7 @@ pub fn lower(files: &[Parsed], diags: &mut Vec<Diagnostic>) -> Program {
             by_name: &by_name,
             diags,
             is_sub: *is_sub,
+            mains: files.len(),
             returns: flow.returns.as_ref().map(|r| r.ty),
         }
         .flow(*file, flow);
@@ -84,6 +85,8 @@ struct FlowLowerer<'a> {
     by_name: &'a HashMap<&'a str, FlowId>,
     diags: &'a mut Vec<Diagnostic>,
     is_sub: bool,
+    /// How many files' main flows come first in `sigs`: those are not sub-flows to call.
+    mains: usize,
     /// The declared result type of the flow being lowered, for `return`.
     returns: Option<Type>,
 }
@@ -376,18 +379,36 @@ impl FlowLowerer<'_> {
             K::Call { flow, args, into, next } => {
                 needs_next(next, self, "this call");
                 edge(Edge::Next, next, self.diags);
-                let callee = self.by_name.get(flow.name.as_str()).copied();
+                let named = self.by_name.get(flow.name.as_str()).copied();
+                // A file's main flow is where its conversations start, not a sub-flow: calling
+                // one would end the conversation where it returns.
+                let callee = named.filter(|id| id.0 as usize >= self.mains);
                 let mut typed_args = Vec::new();
                 let mut into_ty = None;
                 match callee {
                     None => {
-                        let help = did_you_mean(&flow.name, self.sigs.iter().map(|s| s.name.as_str()))
-                            .unwrap_or_else(|| "define it under `subflows:` or import the file that has it".into());
-                        self.diags.push(
+                        let subflows = self.sigs[self.mains..].iter().map(|s| s.name.as_str());
+                        let d = if named.is_some() {
+                            let names: Vec<String> = subflows.map(|n| format!("`{n}`")).collect();
+                            Diagnostic::error(
+                                "E0501",
+                                flow.span,
+                                format!("`{}` is a main flow, not a sub-flow", flow.name),
+                            )
+                            .label("a file's main flow cannot be called")
+                            .help(if names.is_empty() {
+                                "move the steps to call into a sub-flow (under `subflows:`) and call that".to_string()
+                            } else {
+                                format!("call one of the sub-flows: {}", names.join(", "))
+                            })
+                        } else {
+                            let help = did_you_mean(&flow.name, subflows)
+                                .unwrap_or_else(|| "define it under `subflows:` or import the file that has it".into());
                             Diagnostic::error("E0501", flow.span, format!("unknown sub-flow `{}`", flow.name))
                                 .label("no flow has this name")
-                                .help(help),
-                        );
+                                .help(help)
+                        };
+                        self.diags.push(d);
                         // The arguments are still read (and checked): the variables they
                         // name are used, whatever the call's name should be.
                         let mut typer = Typer { scope: Scope { vars }, diags: self.diags };
