@@ -331,7 +331,8 @@ fn assignment(flow: &Flow, reachable: &[bool], diags: &mut Vec<Diagnostic>) {
         }
     }
     for (i, var) in flow.vars.iter().enumerate() {
-        if !read[i] && !var.name.starts_with('_') {
+        // A keyword can never be read as a variable: E0107 said so already.
+        if !read[i] && !var.name.starts_with('_') && !crate::expr::EXPR_KEYWORDS.contains(&var.name.as_str()) {
             let what = if i < flow.params { "parameter" } else { "variable" };
             diags.push(
                 Diagnostic::warning("W0301", var.span, format!("unused {what} `{}`", var.name))

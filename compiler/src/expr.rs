@@ -189,6 +189,9 @@ impl<'a> Locator<'a> {
     }
 }
 
+/// Words an expression reads as operators or values, never as a variable's name.
+pub const EXPR_KEYWORDS: [&str; 6] = ["and", "or", "not", "in", "true", "false"];
+
 /// Operators and brackets one expression may hold. The parser and the compiler's passes walk
 /// an expression recursively, so this bounds how deep they go (a 6 KB sum once overflowed
 /// the stack); no real condition or template comes near it.

@@ -396,6 +396,13 @@ impl Cx {
         let mut out = Vec::new();
         for (k, body) in self.fields_any(v, what).unwrap_or_default() {
             let Some(name) = self.ident(k, "variable name") else { continue };
+            if expr::EXPR_KEYWORDS.contains(&name.name.as_str()) {
+                self.err(
+                    Diagnostic::error("E0107", name.span, format!("`{}` cannot name a variable", name.name))
+                        .label("a keyword of expressions")
+                        .help("expressions read it as the keyword, never as this variable: choose another name"),
+                );
+            }
             let (ty, default) = match &body.value {
                 Value::Map(_) => {
                     let Some(f) = self.fields(body, &Named("variable", &name.name), &["type", "default"]) else {
