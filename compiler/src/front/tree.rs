@@ -648,7 +648,11 @@ impl Cx {
                 }
             }
             "handoff" => NodeKind::Handoff {
-                queue: self.str(main, "a queue name").unwrap_or(Str { value: String::new(), span: main.span }),
+                queue: {
+                    let queue = self.str(main, "a queue name").unwrap_or(Str { value: String::new(), span: main.span });
+                    self.fixed_text(&queue.value, queue.span, "a queue name is plain text");
+                    queue
+                },
                 reason: f.get("reason").map(|v| self.template(v, "a reason")),
                 next,
             },
@@ -685,6 +689,24 @@ impl Cx {
                 );
                 None
             }
+        }
+    }
+
+    /// A `{{ … }}` in text that is never filled in (a button's answer, a queue name) is an
+    /// error: it would be sent as written.
+    fn fixed_text(&mut self, text: &str, span: Span, why: &str) {
+        if text.contains("{{") {
+            let help = if why.starts_with("a queue") {
+                "name a fixed queue; to route by what the user said, branch to `handoff` nodes with different queues"
+            } else {
+                "a button's answer is fixed: give it a plain `value` (the label may keep its template), \
+                 e.g. `{ label: \"Yes, {{ user.name }}\", value: \"yes\" }`"
+            };
+            self.err(
+                Diagnostic::error("E0303", span, "a template where none is filled in")
+                    .label(format!("{why}: `{{{{ … }}}}` is not filled in here"))
+                    .help(help),
+            );
         }
     }
 
@@ -785,11 +807,14 @@ impl Cx {
         let mut out = Vec::new();
         for b in self.list(v, "a list of buttons") {
             match &b.value {
-                Value::Scalar { text, .. } => out.push(Button {
-                    label: self.template(b, "a button label"),
-                    action: ButtonAction::Value(Str { value: text.clone(), span: b.span }),
-                    span: b.span,
-                }),
+                Value::Scalar { text, .. } => {
+                    self.fixed_text(text, b.span, "the answer of a button without a `value` is its label as written");
+                    out.push(Button {
+                        label: self.template(b, "a button label"),
+                        action: ButtonAction::Value(Str { value: text.clone(), span: b.span }),
+                        span: b.span,
+                    })
+                }
                 _ => {
                     let Some(bf) = self.fields(b, &"a button", &["label", "value", "url"]) else { continue };
                     let Some(lv) = bf.get("label") else {
@@ -799,14 +824,22 @@ impl Cx {
                     let label = self.template(lv, "a button label");
                     let action = match (bf.get("value"), bf.get("url")) {
                         (Some(val), None) => match self.str(val, "a button value") {
-                            Some(s) => ButtonAction::Value(s),
+                            Some(s) => {
+                                self.fixed_text(&s.value, s.span, "a button's value is plain text");
+                                ButtonAction::Value(s)
+                            }
                             None => continue,
                         },
                         (None, Some(u)) => ButtonAction::Url(self.template(u, "a URL")),
-                        (None, None) => ButtonAction::Value(Str {
-                            value: lv.as_str().unwrap_or_default().to_string(),
-                            span: lv.span,
-                        }),
+                        (None, None) => {
+                            let value = lv.as_str().unwrap_or_default().to_string();
+                            self.fixed_text(
+                                &value,
+                                lv.span,
+                                "the answer of a button without a `value` is its label as written",
+                            );
+                            ButtonAction::Value(Str { value, span: lv.span })
+                        }
                         (Some(_), Some(u)) => {
                             self.err(
                                 Diagnostic::error("E0106", u.span, "a button has either `value` or `url`, not both")
