@@ -387,7 +387,9 @@ impl Cx {
                 self.err(
                     Diagnostic::error("E0105", v.span, format!("unknown type `{s}`")).label("not a type").help(hint),
                 );
-                None
+                // Read as `json`, which goes with anything: the variable, parameter or result
+                // still exists, so its uses are not also reported (undeclared, wrong type).
+                Some(TypeRef { ty: Type::Json, span: v.span })
             }
         }
     }
