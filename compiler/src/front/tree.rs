@@ -32,13 +32,15 @@ impl fmt::Display for NodeWhat<'_> {
 
 /// Builds the AST of a whole file from its document tree.
 pub fn build(root: &Y) -> (Option<File>, Vec<Diagnostic>) {
-    let mut cx = Cx { diags: Vec::new() };
+    let mut cx = Cx { diags: Vec::new(), invalid: Vec::new() };
     let out = cx.file(root);
     (out, cx.diags)
 }
 
 struct Cx {
     diags: Vec<Diagnostic>,
+    /// Invalid names already reported (E0107).
+    invalid: Vec<String>,
 }
 
 /// The keys of one YAML mapping, checked against what is allowed there.
@@ -206,12 +208,19 @@ impl Cx {
     fn ident(&mut self, v: &Y, what: &str) -> Option<Ident> {
         let s = self.scalar(v, what)?;
         if !is_ident(s) {
-            self.err(
-                Diagnostic::error("E0107", v.span, format!("`{s}` is not a valid {what}"))
-                    .label("invalid name")
-                    .help("names use lowercase letters, digits and `_`, and start with a letter or `_`"),
-            );
-            return None;
+            // Said once per name; the name is still used as written, so the node, variable or
+            // sub-flow it names exists and its other mentions are not also reported.
+            if !self.invalid.iter().any(|n| n == s) {
+                self.invalid.push(s.to_string());
+                self.err(
+                    Diagnostic::error("E0107", v.span, format!("`{s}` is not a valid {what}"))
+                        .label("invalid name")
+                        .help("names use lowercase letters, digits and `_`, and start with a letter or `_`"),
+                );
+            }
+            if s.trim().is_empty() {
+                return None;
+            }
         }
         Some(Ident { name: s.to_string(), span: v.span })
     }
