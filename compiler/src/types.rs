@@ -149,8 +149,13 @@ impl Typer<'_, '_> {
                     UnOp::Neg => {
                         if !numeric(operand.ty) {
                             self.mismatch(&operand, "a number", None);
+                            // Reported: the result goes with anything from here on.
+                            Type::Json
+                        } else if operand.ty == Type::Integer {
+                            Type::Integer
+                        } else {
+                            Type::Number
                         }
-                        if operand.ty == Type::Integer { Type::Integer } else { Type::Number }
                     }
                 };
                 (ExprKind::Unary(*op, Box::new(operand)), ty)
@@ -231,8 +236,14 @@ impl Typer<'_, '_> {
             Lt | Le | Gt | Ge => {
                 let ok = (numeric(a.ty) && numeric(b.ty)) || (a.ty == Type::Text && b.ty == Type::Text);
                 if !ok {
-                    let side = if numeric(a.ty) || a.ty == Type::Text { b } else { a };
-                    self.mismatch(side, "a number", Some("`<`, `>`, `<=`, `>=` compare two numbers or two texts"));
+                    // The side that does not fit the other: a text beside a number wants text.
+                    let (side, want) = match (a.ty, b.ty) {
+                        (Type::Text, _) => (b, "text"),
+                        (t, _) if numeric(t) => (b, "a number"),
+                        (_, Type::Text) => (a, "text"),
+                        _ => (a, "a number"),
+                    };
+                    self.mismatch(side, want, Some("`<`, `>`, `<=`, `>=` compare two numbers or two texts"));
                 }
                 Type::Boolean
             }
@@ -262,12 +273,18 @@ impl Typer<'_, '_> {
                 Type::Text
             }
             Add | Sub | Mul | Div | Rem => {
-                for side in [a, b] {
-                    if !numeric(side.ty) {
-                        self.mismatch(side, "a number", None);
-                    }
+                // One diagnostic for the operation, at its first operand that is not a number.
+                let wrong = [a, b].into_iter().find(|side| !numeric(side.ty));
+                if let Some(side) = wrong {
+                    self.mismatch(side, "a number", Some("arithmetic takes numbers; `+` also joins two texts"));
+                    // Already reported: the result goes with anything, so where it is stored
+                    // or compared is not reported again.
+                    Type::Json
+                } else if a.ty == Type::Integer && b.ty == Type::Integer && op != Div {
+                    Type::Integer
+                } else {
+                    Type::Number
                 }
-                if a.ty == Type::Integer && b.ty == Type::Integer && op != Div { Type::Integer } else { Type::Number }
             }
         }
     }
