@@ -604,7 +604,11 @@ impl Cx {
             "set" => {
                 let assigns = self.assigns(main, "assignments");
                 if assigns.is_empty() && !matches!(main.value, Value::Map(ref m) if !m.is_empty()) {
-                    self.missing(main.span, &what, "an assignment", "write `set: { variable: expression }`");
+                    self.err(
+                        Diagnostic::error("E0102", main.span, format!("{what} assigns nothing"))
+                            .label("at least one assignment is required here")
+                            .help("write `set: { variable: expression }`"),
+                    );
                 }
                 NodeKind::Set { assigns, next }
             }
