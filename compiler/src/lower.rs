@@ -257,7 +257,8 @@ impl FlowLowerer<'_> {
                 Some(VarId(i as u32))
             }
             None => {
-                let (code, msg, help) = if BUILTIN_NAMESPACES.contains(&name.name.as_str()) {
+                let namespace = name.name.split('.').next().unwrap_or_default();
+                let (code, msg, help) = if BUILTIN_NAMESPACES.contains(&namespace) {
                     (
                         "E0306",
                         format!("`{}` is read-only", name.name),

@@ -691,7 +691,15 @@ impl Cx {
     }
 
     fn target_var(&mut self, f: &Fields<'_>, key: &str) -> Option<Ident> {
-        f.get(key).and_then(|v| self.ident(v, "variable name"))
+        let v = f.get(key)?;
+        // `into: user.name`: a built-in, said as such when it is looked up (E0306), not as an
+        // invalid name.
+        if let Some(s) = v.as_str()
+            && s.split_once('.').is_some_and(|(ns, _)| BUILTIN_NAMESPACES.contains(&ns))
+        {
+            return Some(Ident { name: s.to_string(), span: v.span });
+        }
+        self.ident(v, "variable name")
     }
 
     fn count(&mut self, v: &Y) -> Option<(u32, Span)> {
