@@ -479,17 +479,16 @@ impl Builder {
         let mut it = b.into_inner();
         let label_pair = it.next().expect("label");
         let label = self.string(&label_pair);
-        match (it.next(), it.next()) {
-            (None, _) => label,
-            (Some(url_kw), Some(url)) if url_kw.as_rule() == Rule::k_url => self.map(
-                vec![(self.key(&label_pair, "label"), label), (self.key(&url_kw, "url"), self.string(&url))],
-                span,
-            ),
-            (Some(value), _) => self.map(
-                vec![(self.key(&label_pair, "label"), label), (self.key(&value, "value"), self.string(&value))],
-                span,
-            ),
+        let mut fields = vec![(self.key(&label_pair, "label"), label.clone())];
+        while let Some(p) = it.next() {
+            if p.as_rule() == Rule::k_url {
+                let url = it.next().expect("a url after `url`");
+                fields.push((self.key(&p, "url"), self.string(&url)));
+            } else {
+                fields.push((self.key(&p, "value"), self.string(&p)));
+            }
         }
+        if fields.len() == 1 { label } else { self.map(fields, span) }
     }
 }
 
