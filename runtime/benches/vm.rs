@@ -47,10 +47,14 @@ fn load(src: &str) -> Loaded {
 }
 
 fn straight_line(n: usize) -> String {
-    let mut s =
-        String::from("flow: line\nstart: calc\nvars:\n  x: { type: integer, default: 1 }\nnodes:\n  calc:\n    set:\n");
+    // One variable per assignment: a `set` names each variable once.
+    let mut s = String::from("flow: line\nstart: calc\nvars:\n");
+    for i in 0..=n {
+        s += &format!("  x{i}: {{ type: integer, default: 1 }}\n");
+    }
+    s += "nodes:\n  calc:\n    set:\n";
     for i in 0..n {
-        s += &format!("      x: '(x * 3 + {i}) % 1000'\n");
+        s += &format!("      x{}: '(x{i} * 3 + {i}) % 1000'\n", i + 1);
     }
     s += "    next: done\n  done:\n    end:\n";
     s
