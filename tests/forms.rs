@@ -94,3 +94,31 @@ fn fmt_write_refuses_to_drop_comments_and_broken_files() {
     let dsl = std::fs::read_to_string(dir.join("c.flow")).expect("conversion wrote c.flow");
     assert_eq!(dsl, "flow c\nstart a\n\nnode a {\n  end\n}\n");
 }
+
+/// A button list too long for one line is written one button per line in both forms, reads
+/// back as the same flow, and stays as it is when formatted again.
+#[test]
+fn fmt_wraps_a_long_button_list_one_button_per_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = dir.path().join("menu.yaml");
+    let dishes = ["Margherita", "Quattro formaggi", "Diavola", "Capricciosa", "Marinara", "Prosciutto e funghi"];
+    let buttons: Vec<String> = dishes.iter().map(|d| format!("\"{d}\"")).collect();
+    let src = format!(
+        "flow: menu\nstart: pick\nvars:\n  dish: text\nnodes:\n  pick:\n    ask: \"Which?\"\n    into: dish\n    buttons: [{}, {{ label: \"Menu\", url: \"https://example.com/menu\" }}]\n    next: done\n  done:\n    say: \"{{{{ dish }}}}\"\n    next: bye\n  bye:\n    end:\n",
+        buttons.join(", ")
+    );
+    std::fs::write(&yaml, src).expect("write");
+    let yaml = yaml.to_string_lossy().into_owned();
+    let before = ir(&yaml);
+    for to in ["yaml", "dsl"] {
+        let out = stdout(&botc(&["fmt", "--to", to, &yaml]));
+        let lines: Vec<&str> = out.lines().filter(|l| dishes.iter().any(|d| l.contains(d))).collect();
+        assert_eq!(lines.len(), dishes.len(), "{to}: one button per line:\n{out}");
+        assert!(out.lines().all(|l| l.len() <= 100), "{to}: no line over 100 columns:\n{out}");
+        let file = dir.path().join(if to == "yaml" { "wrapped.yaml" } else { "wrapped.flow" });
+        std::fs::write(&file, &out).expect("write");
+        let file = file.to_string_lossy().into_owned();
+        assert_eq!(ir(&file), before.replace(&yaml, &file), "{to}: the same flow");
+        assert_eq!(stdout(&botc(&["fmt", &file])), out, "{to}: formatting again changes nothing");
+    }
+}

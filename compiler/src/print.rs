@@ -220,7 +220,10 @@ fn tq(t: &Template) -> String {
     quote(&template(t))
 }
 
-fn yaml_buttons(buttons: &[crate::ast::Button]) -> String {
+/// A button list longer than this on one line is written one button per line.
+const WRAP_AT: usize = 100;
+
+fn yaml_buttons(buttons: &[crate::ast::Button]) -> Field {
     use crate::ast::ButtonAction;
     let items: Vec<String> = buttons
         .iter()
@@ -233,7 +236,13 @@ fn yaml_buttons(buttons: &[crate::ast::Button]) -> String {
             }
         })
         .collect();
-    format!("[{}]", items.join(", "))
+    let line = format!("[{}]", items.join(", "));
+    // `    buttons: ` comes before it.
+    if line.len() + 13 > WRAP_AT {
+        Field::Lines(items.into_iter().map(|i| format!("- {i}")).collect())
+    } else {
+        Field::Scalar(line)
+    }
 }
 
 fn expect_yaml(e: &crate::ast::Expect) -> Option<String> {
@@ -262,7 +271,7 @@ fn node_fields(n: &crate::ast::Node) -> Vec<(&'static str, Field)> {
     match &n.kind {
         K::Say { text, buttons, image, next } => {
             push("say", Some(Field::Scalar(tq(text))));
-            push("buttons", (!buttons.is_empty()).then(|| Field::Scalar(yaml_buttons(buttons))));
+            push("buttons", (!buttons.is_empty()).then(|| yaml_buttons(buttons)));
             push("image", image.as_ref().map(|i| Field::Scalar(tq(i))));
             push("next", id(next));
         }
@@ -270,7 +279,7 @@ fn node_fields(n: &crate::ast::Node) -> Vec<(&'static str, Field)> {
             push("ask", Some(Field::Scalar(tq(prompt))));
             push("into", id(into));
             push("expect", expect_yaml(expect).map(Field::Scalar));
-            push("buttons", (!buttons.is_empty()).then(|| Field::Scalar(yaml_buttons(buttons))));
+            push("buttons", (!buttons.is_empty()).then(|| yaml_buttons(buttons)));
             push("retries", retries.map(|r| Field::Scalar(r.0.to_string())));
             push("reprompt", reprompt.as_ref().map(|r| Field::Scalar(tq(r))));
             push("on_invalid", id(on_invalid));
@@ -411,7 +420,17 @@ fn dsl_node_lines(n: &crate::ast::Node) -> Vec<String> {
                 }
             })
             .collect();
-        l.push(format!("buttons {}", items.join(", ")));
+        let line = format!("buttons {}", items.join(", "));
+        // `  ` (a node's indentation) comes before it.
+        if line.len() + 2 <= WRAP_AT {
+            l.push(line);
+            return;
+        }
+        let last = items.len() - 1;
+        for (i, item) in items.into_iter().enumerate() {
+            let comma = if i < last { "," } else { "" };
+            l.push(if i == 0 { format!("buttons {item}{comma}") } else { format!("        {item}{comma}") });
+        }
     };
     match &n.kind {
         K::Say { text, buttons: bs, image, next } => {
