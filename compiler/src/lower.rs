@@ -114,7 +114,8 @@ impl FlowLowerer<'_> {
                         .label("reserved")
                         .help("choose another name; `user`, `event` and `bot` hold built-in values"),
                 );
-                continue;
+                // Still declared (the flow does not compile anyway), so the reads and writes
+                // of it are not also reported.
             }
             vars.push(Var { name: decl.name.name.clone(), ty: decl.ty.ty, default: None, span: decl.name.span });
         }
