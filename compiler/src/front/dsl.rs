@@ -38,6 +38,9 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
 /// (a non-atomic rule that ends in an optional or repeated part keeps them). Everything
 /// after its last token is punctuation (`)`, `]`, a string's closing quote) or skipped
 /// trivia, and holds no string, so a `#` there always starts a comment.
+/// Statements whose value is a text in double quotes (`text_kw` in the grammar).
+const TEXT_WORDS: [&str; 8] = ["say", "ask", "image", "reprompt", "http", "body", "handoff", "reason"];
+
 fn content<'i>(p: &Pair<'i, Rule>) -> &'i str {
     let (start, text) = (p.as_span().start(), p.as_str());
     // Inner rules can end in skipped trivia too; tokens (pairs with no inner pairs) cannot.
@@ -382,6 +385,17 @@ impl Builder {
                 }
             } else {
                 let s = Span::new(self.file, lo, lo + trimmed.len());
+                // `say hello`: a text statement's text is a string; unquoted, it would run on
+                // to the end of the line and take the statements after it.
+                let word = name.as_str();
+                if TEXT_WORDS.contains(&word) && self.syntax.borrow().is_none() {
+                    let first = trimmed.split_whitespace().next().unwrap_or(trimmed);
+                    *self.syntax.borrow_mut() = Some(
+                        Diagnostic::error("E0002", Span::new(self.file, lo, lo + first.len()), "syntax error")
+                            .label(format!("`{word}` takes a text in double quotes"))
+                            .help(format!("write `{word} \"{first} …\"`; the text ends at its closing quote")),
+                    );
+                }
                 Node {
                     value: Value::Scalar { text: trimmed.to_string(), quoted: false },
                     span: s,
