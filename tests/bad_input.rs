@@ -40,6 +40,31 @@ fn binary_noise_is_a_syntax_error_not_a_crash() {
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
 }
 
+/// Expressions nested or chained far beyond any real flow (a 6 KB sum, hundreds of
+/// parentheses or `not`s) are an input limit (E0003) in both forms, never a stack overflow.
+#[test]
+fn huge_expressions_are_an_input_limit_not_a_crash() {
+    let sum = vec!["1"; 1600].join(" + ");
+    let deep = format!("{}1{}", "(".repeat(900), ")".repeat(900));
+    let nots = format!("{}true", "not ".repeat(5000));
+    for (name, expr) in [("sum", &sum), ("deep", &deep), ("nots", &nots)] {
+        let ty = if name == "nots" { "boolean" } else { "integer" };
+        let yaml = format!(
+            "flow: big\nstart: a\nvars:\n  v: {{ type: {ty} }}\nnodes:\n  a:\n    set: {{ v: '{expr}' }}\n    next: b\n  b:\n    say: \"{{{{ v }}}}\"\n    next: c\n  c:\n    end:\n"
+        );
+        let dsl = format!(
+            "flow big\nstart a\nvar v: {ty}\nnode a {{\n  set v = {expr}\n  next b\n}}\nnode b {{ say \"{{{{ v }}}}\" next c }}\nnode c {{ end }}\n"
+        );
+        for (file, src) in [(format!("{name}.yaml"), yaml), (format!("{name}.flow"), dsl)] {
+            let p = temp(&file, src.as_bytes());
+            let o = botc(&["check", "--format", "json", &p]);
+            let out = stdout(&o);
+            assert_eq!(o.status.code(), Some(1), "{file}: {out}{}", String::from_utf8_lossy(&o.stderr));
+            assert!(out.contains("\"E0003\""), "{file}: an input limit, said as such: {out}");
+        }
+    }
+}
+
 /// `botc serve` on a public address with no operator token: anyone can chat, nobody can hand
 /// a conversation back or count conversations (403 saying what to set); an operator token
 /// configured but missing or short stops the server before it binds.

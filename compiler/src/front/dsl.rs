@@ -16,7 +16,17 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
             pest::error::InputLocation::Pos(p) => (p, p),
             pest::error::InputLocation::Span((a, b)) => (a, b),
         };
-        Diagnostic::error("E0002", Span::new(file, lo, hi), "syntax error")
+        let at = Span::new(file, lo, hi);
+        // pest stops at its nesting limit (hundreds of parentheses): an input limit, not a
+        // typo, said as in YAML.
+        if let pest::error::ErrorVariant::CustomError { message } = &e.variant
+            && message.contains("limit")
+        {
+            return Diagnostic::error("E0003", at, "input over a limit")
+                .label("nested too deep")
+                .help("split the expression: compute parts into variables with `set`");
+        }
+        Diagnostic::error("E0002", at, "syntax error")
             .label(expected(&e))
             .help("see docs/flow-language.md for the DSL's statements; `botc fmt --to dsl` converts a YAML flow")
     })?;
@@ -34,13 +44,13 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
     }
 }
 
+/// Statements whose value is a text in double quotes (`text_kw` in the grammar).
+const TEXT_WORDS: [&str; 8] = ["say", "ask", "image", "reprompt", "http", "body", "handoff", "reason"];
+
 /// A pair's text without the whitespace and comments pest skipped after its last token
 /// (a non-atomic rule that ends in an optional or repeated part keeps them). Everything
 /// after its last token is punctuation (`)`, `]`, a string's closing quote) or skipped
 /// trivia, and holds no string, so a `#` there always starts a comment.
-/// Statements whose value is a text in double quotes (`text_kw` in the grammar).
-const TEXT_WORDS: [&str; 8] = ["say", "ask", "image", "reprompt", "http", "body", "handoff", "reason"];
-
 fn content<'i>(p: &Pair<'i, Rule>) -> &'i str {
     let (start, text) = (p.as_span().start(), p.as_str());
     // Inner rules can end in skipped trivia too; tokens (pairs with no inner pairs) cannot.
