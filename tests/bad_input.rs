@@ -174,28 +174,14 @@ fn running_out_of_file_descriptors_degrades_and_recovers() {
         .spawn()
         .expect("prlimit runs botc serve");
     let base = crate::banner_url(&crate::first_line(&mut server, "botc serve")).expect("url");
-    let stderr = server.stderr.take().expect("stderr");
-    let (lines, logged) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let mut log = crate::Log::of(&mut server);
     let address = base.trim_start_matches("http://").to_string();
     // More connections than botc may have files: the kernel queues the ones botc cannot
     // accept (a few dozen: its accept queue holds them at once).
     let flood: Vec<std::net::TcpStream> = (0..FDS + 32)
         .map(|_| std::net::TcpStream::connect(&address).expect("the kernel takes the connection"))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut logs = String::new();
-    while !logs.contains("cannot accept connections") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match logged.recv_timeout(left) {
-            Ok(line) => logs.push_str(&(line + "\n")),
-            Err(e) => panic!("no log line says botc cannot accept ({e}):\n{logs}"),
-        }
-    }
+    log.wait_for("cannot accept connections", 10);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let quick = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().expect("client");
     let meanwhile = rt.block_on(async { quick.get(format!("{base}/healthz")).send().await });

@@ -145,6 +145,59 @@ pub fn first_line(child: &mut std::process::Child, what: &str) -> String {
     }
 }
 
+/// Every line `child` writes to stderr (which must be piped), as it writes them.
+pub struct Log {
+    lines: std::sync::mpsc::Receiver<String>,
+    /// What has been read so far.
+    pub seen: String,
+}
+
+impl Log {
+    pub fn of(child: &mut std::process::Child) -> Log {
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Log { lines, seen: String::new() }
+    }
+
+    /// Waits (at most `seconds`) for the next line containing `text` not read before.
+    pub fn wait_for(&mut self, text: &str, seconds: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if line.contains(text) {
+                        return;
+                    }
+                }
+                Err(e) => panic!("no log line says {text:?} within {seconds} s ({e}):\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Everything written until the process closed its stderr.
+    pub fn rest(mut self) -> String {
+        self.seen.extend(self.lines.iter().map(|l| l + "\n"));
+        self.seen
+    }
+}
+
+/// Waits (at most `seconds`) for `child` to exit, on a thread of its own: no polling.
+pub fn exits_within(child: std::process::Child, seconds: u64) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = tx.send(child.wait());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(seconds)).is_ok()
+}
+
 /// The URL in `botc serve`'s banner, without a trailing slash.
 pub fn banner_url(banner: &str) -> Option<String> {
     banner.split_whitespace().find(|w| w.starts_with("http://")).map(|u| u.trim_end_matches('/').to_string())

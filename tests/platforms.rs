@@ -92,29 +92,16 @@ fn a_telegram_bot_answers_through_the_api_and_no_secret_reaches_the_logs() {
         }
     };
     // Every log line, as botc writes it.
-    let stderr = server.stderr.take().expect("stderr");
-    let (lines, logged) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let mut log = crate::Log::of(&mut server);
     assert_eq!(rt.block_on(post("wrong-secret")), 401);
     assert_eq!(rt.block_on(post(SECRET)), 200);
     // The send is refused by the platform (wrong token) and logged: wait for that line.
     let refused = rt.block_on(fake.wait_for_refusals(1, Duration::from_secs(10)));
     assert!(!refused.is_empty(), "botc called the platform");
-    let mut logs = String::new();
-    while !logs.contains("refused a reply for good") {
-        match logged.recv_timeout(Duration::from_secs(10)) {
-            Ok(line) => logs.push_str(&(line + "\n")),
-            Err(e) => panic!("no log line says the reply was refused ({e}):\n{logs}"),
-        }
-    }
+    log.wait_for("refused a reply for good", 10);
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
     server.wait().expect("exits");
-    reader.join().expect("reader");
-    logs.extend(logged.try_iter().map(|l| l + "\n"));
+    let logs = log.rest();
     assert!(logs.contains("webhook refused"), "{logs}");
     // Values in the words of the config, not Rust's names for them.
     assert!(logs.contains(r#""platform":"telegram","tenant":"-","plan":"free""#), "{logs}");

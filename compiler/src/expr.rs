@@ -197,12 +197,18 @@ pub const EXPR_KEYWORDS: [&str; 6] = ["and", "or", "not", "in", "true", "false"]
 /// the stack); no real condition or template comes near it.
 pub const MAX_EXPR_PARTS: usize = 100;
 
-/// An upper bound on an expression's tree depth, from its text alone (so it is known before
-/// anything recursive runs): its operators, brackets and field accesses outside string
-/// literals, each of which adds at most one level.
-fn parts(src: &str) -> usize {
+/// A piece of expression text outside its string literals: a word (letters, digits and `_`,
+/// starting with a letter or `_`) as its byte range, or any other byte.
+enum Piece {
+    Word(usize, usize),
+    Byte(usize, u8),
+}
+
+/// The pieces of `src` outside string literals, in order: a lexer for text that may not
+/// parse (the limit below, and the names of text that did not parse).
+fn pieces(src: &str, mut f: impl FnMut(Piece)) {
     let bytes = src.as_bytes();
-    let (mut n, mut i, mut quote) = (0, 0, None::<u8>);
+    let (mut i, mut quote) = (0, None::<u8>);
     while i < bytes.len() {
         let b = bytes[i];
         match quote {
@@ -210,25 +216,36 @@ fn parts(src: &str) -> usize {
             Some(q) if b == q => quote = None,
             Some(_) => {}
             None if b == b'"' || b == b'\'' => quote = Some(b),
-            None if matches!(b, b'(' | b'[' | b'.' | b'+' | b'-' | b'*' | b'/' | b'%') => n += 1,
-            // A comparison (`<`, `<=`, `==`, `!=`) is one operator however many characters.
-            None if matches!(b, b'<' | b'>' | b'=' | b'!') => {
-                n += 1;
-                while i + 1 < bytes.len() && matches!(bytes[i + 1], b'<' | b'>' | b'=' | b'!') {
-                    i += 1;
-                }
-            }
             None if b.is_ascii_alphabetic() || b == b'_' => {
                 let start = i;
                 while i + 1 < bytes.len() && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'_') {
                     i += 1;
                 }
-                n += usize::from(matches!(&src[start..=i], "and" | "or" | "not" | "in"));
+                f(Piece::Word(start, i + 1));
             }
-            None => {}
+            None => f(Piece::Byte(i, b)),
         }
         i += 1;
     }
+}
+
+/// An upper bound on an expression's tree depth, from its text alone (so it is known before
+/// anything recursive runs): its operators, brackets and field accesses outside string
+/// literals, each of which adds at most one level.
+fn parts(src: &str) -> usize {
+    let (mut n, mut last_comparison) = (0, None);
+    pieces(src, |p| match p {
+        Piece::Word(a, b) => n += usize::from(matches!(&src[a..b], "and" | "or" | "not" | "in")),
+        Piece::Byte(_, b'(' | b'[' | b'.' | b'+' | b'-' | b'*' | b'/' | b'%') => n += 1,
+        // A comparison (`<`, `<=`, `==`, `!=`) is one operator however many characters.
+        Piece::Byte(i, b'<' | b'>' | b'=' | b'!') => {
+            if last_comparison.is_none_or(|l: usize| l + 1 != i) {
+                n += 1;
+            }
+            last_comparison = Some(i);
+        }
+        Piece::Byte(..) => {}
+    });
     n
 }
 
@@ -343,32 +360,17 @@ fn typo_help(src: &str) -> Option<String> {
 /// The names (identifiers outside string literals, not keywords, functions or fields) in
 /// text that did not parse, as `Var`s at their places.
 fn names(src: &str, at: Locator) -> Vec<Expr> {
-    let bytes = src.as_bytes();
-    let (mut out, mut i, mut quote) = (Vec::new(), 0, None::<u8>);
-    while i < bytes.len() {
-        let b = bytes[i];
-        match quote {
-            Some(_) if b == b'\\' => i += 1,
-            Some(q) if b == q => quote = None,
-            Some(_) => {}
-            None if b == b'"' || b == b'\'' => quote = Some(b),
-            None if b.is_ascii_lowercase() || b == b'_' => {
-                let start = i;
-                while i + 1 < bytes.len() && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'_') {
-                    i += 1;
-                }
-                let word = &src[start..=i];
-                let after = src[i + 1..].trim_start();
-                let field = start > 0 && bytes[start - 1] == b'.';
-                if !field && !after.starts_with('(') && !matches!(word, "and" | "or" | "not" | "in" | "true" | "false")
-                {
-                    out.push(Expr { kind: ExprKind::Var(word.to_string()), span: at.span(start, i + 1) });
-                }
-            }
-            None => {}
+    let mut out = Vec::new();
+    pieces(src, |p| {
+        let Piece::Word(start, end) = p else { return };
+        let word = &src[start..end];
+        let field = src[..start].ends_with('.');
+        let call = src[end..].trim_start().starts_with('(');
+        let lower = word.starts_with(|c: char| c.is_ascii_lowercase() || c == '_');
+        if lower && !field && !call && !EXPR_KEYWORDS.contains(&word) {
+            out.push(Expr { kind: ExprKind::Var(word.to_string()), span: at.span(start, end) });
         }
-        i += 1;
-    }
+    });
     out
 }
 

@@ -15,7 +15,7 @@ use super::records::*;
 use super::transcript::Entry;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::{Notify, oneshot};
@@ -117,7 +117,6 @@ pub struct Embedded {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     signals: Arc<Signals>,
-    path: PathBuf,
     /// This store's name (see `init`), and whether this opening made it.
     identity: (u64, bool),
     _lock: std::fs::File,
@@ -258,14 +257,13 @@ impl Embedded {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             signals,
-            path,
             identity,
             _lock: lock,
         })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// This store's random name, and whether it was made at this opening (a new or emptied
@@ -623,9 +621,10 @@ impl Writer {
             match outcome {
                 Ok(results) => {
                     if failures > 0 {
+                        // Ready first, then said: whoever reads the line finds /readyz at 200.
+                        *self.signals.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
                         tracing::warn!(failures, "store writes work again");
                         failures = 0;
-                        *self.signals.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     }
                     for (p, part) in self.signals.parts.iter().enumerate() {
                         part.next.store(self.next[p], Ordering::Release);
