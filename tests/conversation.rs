@@ -219,8 +219,86 @@ fn load_sends_at_the_requested_rate_and_reports_latency() {
     let _ = server.wait();
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("sent 200 in") && out.contains("accepted 200, errors 0") && out.contains("p99"), "{out}");
+    assert!(
+        out.contains("sent 200 in")
+            && out.contains("accepted 200, refused 0 (503), errors 0, timed out 0")
+            && out.contains("p99"),
+        "{out}"
+    );
     assert!(!out.contains("429"), "{out}");
+}
+
+/// A stand-in server for `botc load`: Telegram webhooks for bot `slow` are answered after
+/// 20 ms, `full` gets 503 with Retry-After, `broken` 503 without it.
+fn load_target() -> (tokio::runtime::Runtime, String) {
+    use axum::routing::post;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route(
+            "/webhooks/telegram/slow",
+            post(|| async {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                "{}"
+            }),
+        )
+        .route(
+            "/webhooks/telegram/full",
+            post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "full") }),
+        )
+        .route("/webhooks/telegram/broken", post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no") }));
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (rt, url)
+}
+
+#[test]
+fn load_counts_waiting_for_a_busy_connection_in_the_latency() {
+    // One connection, 100 requests offered over one second, each answered after 20 ms: the
+    // server can take 50 a second, so the last request is sent about a second after its
+    // scheduled time. A generator that measured from the moment it sent (coordinated
+    // omission) would report 20 ms for every one.
+    let (_rt, url) = load_target();
+    let load = |bot: &str, connections: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_botc"));
+        cmd.args([
+            "load",
+            &url,
+            "--bot",
+            bot,
+            "--platform",
+            "telegram",
+            "--secret-env",
+            "LOAD_SECRET",
+            "--rate",
+            "100",
+            "--duration",
+            "1",
+            "--connections",
+            connections,
+        ])
+        .env("LOAD_SECRET", "s");
+        let o = crate::output_within(&mut cmd, 60);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+    };
+    let ms = |out: &str, what: &str| -> f64 {
+        let at = out.find(what).unwrap_or_else(|| panic!("no `{what}` in {out}")) + what.len();
+        out[at..].trim_start().split(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{out}"))
+    };
+    let out = load("slow", "1");
+    assert!(out.contains("sent 100 in") && out.contains("accepted 100,"), "{out}");
+    assert!(ms(&out, "ack latency p50") > 400.0 && ms(&out, "max") > 800.0, "latency from the schedule: {out}");
+    assert!(ms(&out, "sends late p99") > 800.0, "the sends fell behind their schedule: {out}");
+    // With enough connections the same server keeps up, and latency is the server's.
+    let out = load("slow", "16");
+    assert!(ms(&out, ", p99") < 400.0 && out.contains("accepted 100,"), "{out}");
+    // A 503 with Retry-After is a refusal, the server's way to say it is full; one without
+    // is an error, and the report says which.
+    let out = load("full", "4");
+    assert!(out.contains("accepted 0, refused 100 (503), errors 0"), "{out}");
+    let out = load("broken", "4");
+    assert!(out.contains("refused 0 (503), errors 100") && out.contains("503 without Retry-After: 100"), "{out}");
 }
 
 #[test]

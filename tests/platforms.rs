@@ -151,7 +151,7 @@ fn load_signs_telegram_updates_and_the_fake_platform_prints_the_replies() {
         .expect("load runs");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("sent 50 in") && out.contains("accepted 50, errors 0"),
+        out.contains("sent 50 in") && out.contains("accepted 50, refused 0 (503), errors 0, timed out 0"),
         "{out}{}",
         String::from_utf8_lossy(&o.stderr)
     );

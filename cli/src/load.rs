@@ -1,38 +1,93 @@
-//! `botc load`: an open-model load generator for the web-chat API. Requests are scheduled
-//! at a fixed arrival rate and latency is measured from each request's *scheduled* time, so
-//! a slow server cannot hide its queueing by slowing the generator down (no coordinated
-//! omission). `botc load-baseline` is a bare server that only acknowledges, for the ratio.
+//! `botc load`: an open-model load generator for botc's web-chat API and its platform
+//! webhooks, built like wrk2: a fixed set of keep-alive connections, each sending its share
+//! of the requests on a fixed schedule, and latency measured from each request's *scheduled*
+//! time. A slow server cannot hide its queueing by slowing the generator down (no coordinated
+//! omission): a request that waits for its connection waits on the clock. How late sends
+//! started is reported too, so a generator that cannot keep its schedule shows it.
+//! `botc load-baseline` is a bare server that only acknowledges, for the ratio.
+//!
+//! Written on hyper's client connections rather than with an existing generator: wrk (closed
+//! model, Lua for bodies) and oha (one body for every request) cannot sign each webhook or
+//! give each Telegram update its own id, and both would be a second install for CI.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
+/// How a run is shaped.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Requests per second, offered on a fixed schedule.
+    pub rate: u64,
+    pub secs: u64,
+    /// Conversations (web) or chats (platforms) the requests are spread over.
+    pub conversations: u64,
+    /// Keep-alive connections the requests are spread over.
+    pub connections: usize,
+    /// An answer slower than this is counted as timed out.
+    pub timeout: Duration,
+}
+
+/// What a run saw.
+#[derive(Debug, Default)]
 pub struct Report {
-    pub sent: usize,
-    pub ok: usize,
-    pub errors: usize,
-    /// Of the errors, how many were 429: over the server's per-client limits.
+    /// Requests scheduled (all were sent).
+    pub offered: usize,
+    pub rate: u64,
+    /// Answered with the target's success status.
+    pub accepted: usize,
+    /// Answered 503 with a `Retry-After`: the server is full and said when to come back.
+    pub refused: usize,
+    /// Answered 429: over the server's per-client limits.
     pub limited: usize,
+    /// Anything else (status or connection error) and how often.
+    pub errors: BTreeMap<String, usize>,
+    /// Not answered within the timeout.
+    pub timed_out: usize,
+    /// From the first scheduled send to the last answer.
     pub elapsed: Duration,
+    /// Accepted requests' latency from their scheduled time.
     pub p50: Duration,
     pub p99: Duration,
     pub max: Duration,
+    /// How late the sends started against their schedule (the generator or its
+    /// connections falling behind).
+    pub late_p99: Duration,
+    pub late_max: Duration,
+}
+
+impl Report {
+    pub fn error_count(&self) -> usize {
+        self.errors.values().sum()
+    }
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         write!(
             f,
-            "sent {} in {:.2}s ({:.0}/s), accepted {}, errors {}, ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            self.sent,
+            "sent {} in {:.2}s ({}/s offered), accepted {}, refused {} (503), errors {}, timed out {}, \
+             ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; sends late p99 {:.2} ms, max {:.2} ms",
+            self.offered,
             self.elapsed.as_secs_f64(),
-            self.sent as f64 / self.elapsed.as_secs_f64(),
-            self.ok,
-            self.errors,
-            self.p50.as_secs_f64() * 1e3,
-            self.p99.as_secs_f64() * 1e3,
-            self.max.as_secs_f64() * 1e3
+            self.rate,
+            self.accepted,
+            self.refused,
+            self.error_count(),
+            self.timed_out,
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max),
+            ms(self.late_p99),
+            ms(self.late_max),
         )?;
+        if !self.errors.is_empty() {
+            let list: Vec<String> = self.errors.iter().map(|(what, n)| format!("{what}: {n}")).collect();
+            write!(f, " ({})", list.join(", "))?;
+        }
         if self.limited > 0 {
             write!(
                 f,
@@ -55,128 +110,212 @@ pub enum Target {
     Slack { secret: String },
 }
 
-impl Target {
-    /// The request for message `i` of a run, to conversation `c` (web: `chats[c]`), and the
-    /// status that means it was accepted.
-    #[allow(clippy::too_many_arguments)]
-    fn request(
-        &self,
-        client: &reqwest::Client,
-        base: &str,
-        bot: &str,
-        run: u64,
-        i: u64,
-        c: u64,
-        chats: &[(String, String)],
-    ) -> (reqwest::RequestBuilder, u16) {
-        match self {
+/// Where requests go: the server's address and the parts of each request that do not change.
+struct Site {
+    authority: String,
+    bot: String,
+    target: Target,
+    /// Distinct per run, so platform event ids are new each time.
+    run: u64,
+    chats: Vec<(String, String)>,
+    conversations: u64,
+}
+
+impl Site {
+    /// Request `i` of the run and the status that means it was accepted.
+    fn request(&self, i: u64) -> (hyper::Request<Full<Bytes>>, u16) {
+        let c = i % self.conversations;
+        let (path, body, ok, headers): (String, String, u16, Vec<(&str, String)>) = match &self.target {
             Target::Web => {
-                let (id, token) = &chats[c as usize];
-                let req = client
-                    .post(format!("{base}/api/bots/{bot}/conversations/{id}/messages"))
-                    .bearer_auth(token)
-                    .header("content-type", "application/json")
-                    .body(r#"{"text": "hi"}"#);
-                (req, 202)
+                let (id, token) = &self.chats[c as usize];
+                (
+                    format!("/api/bots/{}/conversations/{id}/messages", self.bot),
+                    r#"{"text": "hi"}"#.to_string(),
+                    202,
+                    vec![("authorization", format!("Bearer {token}")), ("content-type", "application/json".into())],
+                )
             }
-            Target::Telegram { secret } => {
-                let body = format!(
+            Target::Telegram { secret } => (
+                format!("/webhooks/telegram/{}", self.bot),
+                format!(
                     r#"{{"update_id":{},"message":{{"message_id":{i},"from":{{"id":{c},"first_name":"Load"}},"chat":{{"id":{c},"type":"private"}},"text":"hi"}}}}"#,
-                    run * 1_000_000_000 + i
-                );
-                let req = client
-                    .post(format!("{base}/webhooks/telegram/{bot}"))
-                    .header("x-telegram-bot-api-secret-token", secret.as_str())
-                    .body(body);
-                (req, 200)
-            }
+                    self.run * 1_000_000_000 + i
+                ),
+                200,
+                vec![("x-telegram-bot-api-secret-token", secret.clone())],
+            ),
             Target::Slack { secret } => {
                 let body = format!(
-                    r#"{{"type":"event_callback","event_id":"Ev{run}x{i}","event":{{"type":"message","channel":"D{c}","channel_type":"im","user":"U{c}","text":"hi"}}}}"#
+                    r#"{{"type":"event_callback","event_id":"Ev{}x{i}","event":{{"type":"message","channel":"D{c}","channel_type":"im","user":"U{c}","text":"hi"}}}}"#,
+                    self.run
                 );
                 let ts = botc_runtime::clock::Clock::unix(&botc_runtime::clock::SystemClock::default()).to_string();
                 let sig = botc_runtime::platforms::verify::slack_sign(secret.as_bytes(), &ts, body.as_bytes());
-                let req = client
-                    .post(format!("{base}/webhooks/slack/{bot}"))
-                    .header("x-slack-request-timestamp", ts)
-                    .header("x-slack-signature", sig)
-                    .body(body);
-                (req, 200)
+                (
+                    format!("/webhooks/slack/{}", self.bot),
+                    body,
+                    200,
+                    vec![("x-slack-request-timestamp", ts), ("x-slack-signature", sig)],
+                )
             }
+        };
+        let mut req = hyper::Request::post(path).header("host", &self.authority);
+        for (name, value) in headers {
+            req = req.header(name, value);
         }
+        (req.body(Full::new(Bytes::from(body))).expect("a well-formed request"), ok)
     }
 }
 
-/// Sends `rate` requests per second for `secs` seconds to `base` (a botc serve URL),
-/// spread over `conversations` conversations of `bot`.
-pub async fn run(
-    base: &str,
-    bot: &str,
-    target: Target,
-    rate: u64,
-    secs: u64,
-    conversations: u64,
-) -> Result<Report, String> {
-    // Distinct per run (the clock's milliseconds, cut to nine digits so run × 10⁹ + i fits
-    // Telegram's 64-bit update_id), so platform event ids are new each time.
+/// One connection's share of a run.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    late: Vec<Duration>,
+    accepted: usize,
+    refused: usize,
+    limited: usize,
+    errors: BTreeMap<String, usize>,
+    timed_out: usize,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(authority: &str) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(authority).await.map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Sends requests `first`, `first + step`, … of the run on one connection, each at its
+/// scheduled time (or as soon as the previous answer is in, when behind).
+async fn drive(site: Arc<Site>, opts: Options, start: Instant, first: u64, step: u64) -> Tally {
+    let total = opts.rate * opts.secs;
+    let mut tally = Tally::default();
+    let mut sender: Option<Sender> = None;
+    let mut i = first;
+    while i < total {
+        let scheduled = start + Duration::from_nanos(i * 1_000_000_000 / opts.rate.max(1));
+        tokio::time::sleep_until(scheduled.into()).await;
+        let (req, ok) = site.request(i);
+        i += step;
+        let answer = tokio::time::timeout(opts.timeout, async {
+            if sender.as_ref().is_none_or(|s| s.is_closed()) {
+                sender = Some(connect(&site.authority).await?);
+            }
+            let s = sender.as_mut().expect("connected above");
+            s.ready().await.map_err(|e| format!("connection: {e}"))?;
+            #[allow(clippy::disallowed_methods)] // a generator measures real time
+            tally.late.push(Instant::now().saturating_duration_since(scheduled));
+            let resp = s.send_request(req).await.map_err(|e| format!("connection: {e}"))?;
+            let (parts, body) = resp.into_parts();
+            body.collect().await.map_err(|e| format!("connection: {e}"))?;
+            Ok::<_, String>(parts)
+        })
+        .await;
+        match answer {
+            Err(_) => {
+                tally.timed_out += 1;
+                sender = None; // the answer may still come: never read it as the next one's
+            }
+            Ok(Err(e)) => {
+                *tally.errors.entry(e).or_default() += 1;
+                sender = None;
+            }
+            Ok(Ok(parts)) => match parts.status.as_u16() {
+                s if s == ok => {
+                    tally.accepted += 1;
+                    tally.latencies.push(scheduled.elapsed());
+                }
+                503 if parts.headers.contains_key("retry-after") => tally.refused += 1,
+                429 => {
+                    tally.limited += 1;
+                    *tally.errors.entry("429".into()).or_default() += 1;
+                }
+                s => {
+                    let what = if s == 503 { "503 without Retry-After".to_string() } else { format!("status {s}") };
+                    *tally.errors.entry(what).or_default() += 1;
+                }
+            },
+        }
+    }
+    tally
+}
+
+/// Offers `opts.rate` requests a second for `opts.secs` seconds to `base` (a botc serve URL,
+/// plain HTTP), spread over `opts.conversations` conversations of `bot`.
+pub async fn run(base: &str, bot: &str, target: Target, opts: Options) -> Result<Report, String> {
+    let authority = match base.strip_prefix("http://") {
+        Some(rest) => rest.trim_end_matches('/').to_string(),
+        None => {
+            return Err(format!(
+                "`{base}`: botc load speaks plain HTTP; give it the server's http:// address (not a TLS front)"
+            ));
+        }
+    };
+    if opts.rate == 0 || opts.secs == 0 {
+        return Err("--rate and --duration must be at least 1".into());
+    }
     let clock = botc_runtime::clock::SystemClock::default();
+    // The clock's milliseconds, cut to nine digits so run × 10⁹ + i fits Telegram's 64-bit
+    // update_id.
     let run = botc_runtime::clock::Clock::unix_ms(&clock) % 1_000_000_000;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("an http client");
+    let conversations = opts.conversations.max(1);
     // Web conversations are issued by the server: start them all before the clock runs.
     let mut chats = Vec::new();
     if let Target::Web = target {
-        for _ in 0..conversations.max(1) {
+        let client = reqwest::Client::new();
+        for _ in 0..conversations {
             match start_chat(&client, base, bot).await {
                 Ok(chat) => chats.push(chat),
-                Err(e) => {
-                    return Err(format!("cannot start a conversation of `{bot}` at {base}: {e}"));
-                }
+                Err(e) => return Err(format!("cannot start a conversation of `{bot}` at {base}: {e}")),
             }
         }
     }
-    let total = (rate * secs) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
-    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let limited = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let site = Arc::new(Site { authority, bot: bot.to_string(), target, run, chats, conversations });
+    let total = opts.rate * opts.secs;
+    let step = (opts.connections.max(1) as u64).min(total);
     // A load generator measures real latency: it reads the real clock by design.
     #[allow(clippy::disallowed_methods)]
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        let scheduled = start + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
-        let (req, ok) = target.request(&client, base, bot, run, i as u64, i as u64 % conversations.max(1), &chats);
-        let (latencies, errors, limited) = (latencies.clone(), errors.clone(), limited.clone());
-        tasks.push(tokio::spawn(async move {
-            match req.send().await {
-                Ok(resp) if resp.status().as_u16() == ok => latencies.lock().await.push(scheduled.elapsed()),
-                other => {
-                    if other.is_ok_and(|r| r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS) {
-                        limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }));
-    }
+    let start = Instant::now() + Duration::from_millis(20);
+    let tasks: Vec<_> =
+        (0..step).map(|first| tokio::spawn(drive(site.clone(), opts.clone(), start, first, step))).collect();
+    let mut all = Tally::default();
     for t in tasks {
-        let _ = t.await;
+        let t = t.await.map_err(|e| format!("a connection's task failed: {e}"))?;
+        all.latencies.extend(t.latencies);
+        all.late.extend(t.late);
+        all.accepted += t.accepted;
+        all.refused += t.refused;
+        all.limited += t.limited;
+        all.timed_out += t.timed_out;
+        for (what, n) in t.errors {
+            *all.errors.entry(what).or_default() += n;
+        }
     }
     let elapsed = start.elapsed();
-    let mut l = std::mem::take(&mut *latencies.lock().await);
-    l.sort();
-    let at =
-        |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or_default();
+    let quantile = |l: &mut Vec<Duration>, q: f64| {
+        l.sort_unstable();
+        l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
     Ok(Report {
-        sent: total,
-        ok: l.len(),
-        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
-        limited: limited.load(std::sync::atomic::Ordering::Relaxed),
+        offered: total as usize,
+        rate: opts.rate,
+        accepted: all.accepted,
+        refused: all.refused,
+        limited: all.limited,
+        errors: all.errors,
+        timed_out: all.timed_out,
         elapsed,
-        p50: at(0.50),
-        p99: at(0.99),
-        max: l.last().copied().unwrap_or_default(),
+        p50: quantile(&mut all.latencies, 0.50),
+        p99: quantile(&mut all.latencies, 0.99),
+        max: all.latencies.last().copied().unwrap_or_default(),
+        late_p99: quantile(&mut all.late, 0.99),
+        late_max: all.late.last().copied().unwrap_or_default(),
     })
 }
 

@@ -291,6 +291,13 @@ enum Command {
         /// Conversations to spread the requests over
         #[arg(long, default_value_t = 1000)]
         conversations: u64,
+        /// Keep-alive connections the requests are spread over (a request whose connection
+        /// is still busy waits, and its wait counts in its latency)
+        #[arg(long, default_value_t = 128)]
+        connections: usize,
+        /// Seconds after which an unanswered request counts as timed out
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
         /// Send web-chat messages, or signed Telegram updates or Slack events to the bot's
         /// webhook (the secret comes from --secret-env)
         #[arg(long, value_enum, default_value_t = LoadPlatform::Web)]
@@ -465,8 +472,15 @@ fn main() -> ExitCode {
         Command::Disasm { file } => cmd::disasm::disasm(&file),
         Command::Test { paths, format, coverage } => cmd::test::test_cmd(&paths, format, coverage),
         Command::Diff { old, new, format } => cmd::diff::diff_cmd(&old, &new, format),
-        Command::Load { url, bot, rate, duration, conversations, platform, secret_env } => {
-            cmd::load::load_cmd(&url, &bot, rate, duration, conversations, platform, secret_env)
+        Command::Load { url, bot, rate, duration, conversations, connections, timeout, platform, secret_env } => {
+            let opts = load::Options {
+                rate,
+                secs: duration,
+                conversations,
+                connections,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            cmd::load::load_cmd(&url, &bot, opts, platform, secret_env)
         }
         Command::FakePlatform { listen } => cmd::fake_platform::fake_platform_cmd(listen),
         Command::LoadBaseline { listen } => cmd::load::baseline_cmd(listen),

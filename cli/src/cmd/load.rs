@@ -14,9 +14,7 @@ pub(crate) enum LoadPlatform {
 pub(crate) fn load_cmd(
     url: &str,
     bot: &str,
-    rate: u64,
-    duration: u64,
-    conversations: u64,
+    opts: load::Options,
     platform: LoadPlatform,
     secret_env: Option<String>,
 ) -> ExitCode {
@@ -34,7 +32,7 @@ pub(crate) fn load_cmd(
         LoadPlatform::Slack => load::Target::Slack { secret },
     };
     with_runtime(async move {
-        match load::run(url.trim_end_matches('/'), bot, target, rate, duration, conversations).await {
+        match load::run(url.trim_end_matches('/'), bot, target, opts).await {
             Ok(report) => {
                 outln!("{report}");
                 ExitCode::SUCCESS
