@@ -302,6 +302,29 @@ fn load_counts_waiting_for_a_busy_connection_in_the_latency() {
 }
 
 #[test]
+fn the_roles_behind_the_bus_run_at_a_lower_priority_than_the_gateway() {
+    // In a spike the gateway (verify, append, acknowledge) must keep the CPU: the worker,
+    // dispatcher, timers and history threads are niced, the gateway's are not.
+    let (mut server, _banner, _data) = start_serve(&["flows/examples", "--listen", "127.0.0.1:0"], false);
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", server.id())).expect("its threads") {
+        let stat = std::fs::read_to_string(task.expect("a thread").path().join("stat")).expect("stat");
+        // `pid (name) state …`: the name may hold spaces; field 19, the nice value, is the
+        // 17th after the name.
+        let (name, rest) = stat.rsplit_once(") ").expect("a name in parentheses");
+        let name = name.split_once(" (").expect("pid (name").1.to_string();
+        let nice: i32 = rest.split(' ').nth(16).and_then(|n| n.parse().ok()).expect("a nice value");
+        threads.push((name, nice));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let behind: Vec<_> = threads.iter().filter(|(n, _)| n == "botc-behind-bus").collect();
+    assert!(!behind.is_empty() && behind.iter().all(|(_, nice)| *nice == 10), "{threads:?}");
+    let gateway: Vec<_> = threads.iter().filter(|(n, _)| n == "tokio-rt-worker").collect();
+    assert!(!gateway.is_empty() && gateway.iter().all(|(_, nice)| *nice == 0), "{threads:?}");
+}
+
+#[test]
 fn serve_reads_bots_from_a_config_and_refuses_a_bad_one_before_binding() {
     let d = temp_dir("config");
     std::fs::write(d.join("t.yaml"), FLOW).expect("write");

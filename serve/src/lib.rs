@@ -159,6 +159,11 @@ pub struct Options {
     pub client_address_header: Option<String>,
     /// Canned answers for flows' http requests (`[[http_mocks]]`).
     pub http_mocks: Vec<HttpMock>,
+    /// Where the roles behind the bus run (worker, scheduler, outbox, history, dispatcher):
+    /// `botc serve` gives them a runtime of lower-priority threads, so that in a spike
+    /// accepting (verify, append, acknowledge) keeps the CPU and the bus absorbs the burst.
+    /// `None`: the runtime `serve_with` runs on.
+    pub background: Option<tokio::runtime::Handle>,
 }
 
 /// Access to the gateway's operator actions: hand-back (a human agent's) and the flow
@@ -189,6 +194,7 @@ impl Default for Options {
             admission: AdmissionLimits::default(),
             client_address_header: None,
             http_mocks: Vec::new(),
+            background: None,
         }
     }
 }
@@ -361,6 +367,7 @@ pub async fn serve_with(
     use ports::Work;
     use supervise::{Health, Holding, OnStop, Supervision, supervise};
     let runs = |r: Role| options.roles.contains(&r);
+    let behind = options.background.clone().unwrap_or_else(tokio::runtime::Handle::current);
     let clock = ports.clock.clone();
     // This process among the holders of leases: unique per start, so a process restarted
     // on the same host is a new holder.
@@ -412,7 +419,7 @@ pub async fn serve_with(
         });
         // The partitions are shared fairly among the worker processes.
         let share = supervise::Share::new("workers", ports.bus.partitions());
-        aborting.push(tokio::spawn({
+        aborting.push(behind.spawn({
             let (h, share, stop) = (holding.clone(), share.clone(), supervision.stop.clone());
             async move { h.count_in(share, stop).await }
         }));
@@ -425,7 +432,7 @@ pub async fn serve_with(
                         .await
                 }
             };
-            finishing.push(tokio::spawn(supervise(format!("worker {p}"), OnStop::Finish, supervision.clone(), start)));
+            finishing.push(behind.spawn(supervise(format!("worker {p}"), OnStop::Finish, supervision.clone(), start)));
         }
     }
     if runs(Role::Scheduler) {
@@ -441,7 +448,7 @@ pub async fn serve_with(
             let (s, h, stop) = (scheduler.clone(), h.clone(), stop.clone());
             async move { h.hold(Work::Timers, None, stop, |lease| s.clone().run(lease)).await }
         };
-        aborting.push(tokio::spawn(supervise("scheduler".into(), OnStop::Abort, supervision.clone(), start)));
+        aborting.push(behind.spawn(supervise("scheduler".into(), OnStop::Abort, supervision.clone(), start)));
     }
     if runs(Role::Outbox) {
         let runner = Arc::new(OutboxRunner {
@@ -455,7 +462,7 @@ pub async fn serve_with(
             let (r, h, stop) = (runner.clone(), h.clone(), stop.clone());
             async move { h.hold(Work::Outbox, None, stop, |lease| r.clone().run(lease)).await }
         };
-        aborting.push(tokio::spawn(supervise("outbox".into(), OnStop::Abort, supervision.clone(), start)));
+        aborting.push(behind.spawn(supervise("outbox".into(), OnStop::Abort, supervision.clone(), start)));
     }
     let shipper = Arc::new(HistoryShipper {
         queue: ports.history_queue.clone(),
@@ -465,7 +472,7 @@ pub async fn serve_with(
     if runs(Role::History) {
         let s = shipper.clone();
         let start = move || s.clone().run();
-        aborting.push(tokio::spawn(supervise("history".into(), OnStop::Abort, supervision.clone(), start)));
+        aborting.push(behind.spawn(supervise("history".into(), OnStop::Abort, supervision.clone(), start)));
     }
     if runs(Role::Dispatcher) {
         let dispatcher = Arc::new(Dispatcher {
@@ -483,7 +490,7 @@ pub async fn serve_with(
                 let (d, h, stop, work) = (d.clone(), h.clone(), stop.clone(), Work::Replies(id.clone()));
                 async move { h.hold(work, None, stop, |lease| d.clone().run(lease)).await }
             };
-            aborting.push(tokio::spawn(supervise(
+            aborting.push(behind.spawn(supervise(
                 format!("dispatcher {}", b.id),
                 OnStop::Abort,
                 supervision.clone(),

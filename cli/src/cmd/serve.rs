@@ -213,6 +213,11 @@ pub(crate) fn serve_cmd(
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
+    let background = match behind_the_bus() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    options.background = Some(background.handle().clone());
     runtime.block_on(async move {
         let history = match serve::SqliteHistory::open(&serve::history_path(&data_dir)).await {
             Ok(h) => std::sync::Arc::new(h),
@@ -248,6 +253,29 @@ pub(crate) fn serve_cmd(
         }
     })
 }
+
+/// The runtime for the roles behind the bus (worker, dispatcher, timers, history): its
+/// threads run at a lower scheduling priority (nice 10) than the gateway's. While the CPU
+/// is not full this changes nothing; in a spike, accepting events (verify, append,
+/// acknowledge) keeps the CPU, the bus takes up the burst, and when it is full the gateway
+/// answers 503 with Retry-After at once instead of letting every acknowledgement wait
+/// behind the steps. In the distributed runtime these roles are separate processes.
+fn behind_the_bus() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("botc-behind-bus")
+        .on_thread_start(|| {
+            // Linux gives each thread its own nice value; PRIO_PROCESS with a thread id sets
+            // this thread's. Best effort: where it is refused, the thread keeps the normal
+            // priority, as before.
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BEHIND_THE_BUS_NICE);
+        })
+        .enable_all()
+        .build()
+}
+
+/// The nice value of the threads behind the bus: a weight of 110 against the gateway's
+/// 1024 in Linux's scheduler when both want the CPU.
+const BEHIND_THE_BUS_NICE: i32 = 10;
 
 /// Who may do what operators do: with a token configured, those who present it; without
 /// one, anyone on a loopback address (a laptop) and nobody on any other.
