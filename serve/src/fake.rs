@@ -37,6 +37,8 @@ pub enum Trouble {
 #[derive(Default)]
 struct Inner {
     received: Vec<Received>,
+    /// Calls answered successfully since the start (also those taken by [`FakePlatform::take`]).
+    answered: usize,
     /// Answers for the next calls, in order, before normal service resumes.
     trouble: VecDeque<Trouble>,
     tokens: Tokens,
@@ -137,6 +139,13 @@ impl FakePlatform {
         self.received()
     }
 
+    /// Waits for calls answered successfully and takes them, so a long-running fake keeps
+    /// only what was not yet taken (`botc fake-platform` prints and forgets them).
+    pub async fn take(&self) -> Vec<Received> {
+        self.wait_until(Duration::MAX, |i| !i.received.is_empty()).await;
+        std::mem::take(&mut self.lock().received)
+    }
+
     /// Waits until `n` calls have been refused (or `within` passes).
     pub async fn wait_for_refusals(&self, n: usize, within: Duration) -> Vec<Received> {
         self.wait_until(within, |i| i.refused.len() >= n).await;
@@ -232,7 +241,8 @@ async fn answer(
             (_, Trouble::ServerError) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
         };
     }
-    let n = inner.received.len() + 1;
+    inner.answered += 1;
+    let n = inner.answered;
     inner.received.push(received);
     answered.notify_waiters();
     match platform {
