@@ -168,6 +168,66 @@ struct Builder {
 }
 
 /// Statements that begin a file's or sub-flow's lines, never a node's.
+/// The statements of a node's body (flow.pest's `node_stmt`).
+const NODE_WORDS: &[&str] = &[
+    "say",
+    "ask",
+    "image",
+    "reprompt",
+    "http",
+    "body",
+    "handoff",
+    "reason",
+    "next",
+    "into",
+    "on_invalid",
+    "on_timeout",
+    "on_error",
+    "goto",
+    "call",
+    "method",
+    "expect",
+    "buttons",
+    "retries",
+    "timeout",
+    "wait",
+    "branch",
+    "when",
+    "else",
+    "set",
+    "with",
+    "return",
+    "header",
+    "end",
+];
+
+/// A `set` value runs on over line ends (`set total = price +` and the next line), so one
+/// left unfinished swallows the statement on the next line (`next done`) and reads its word
+/// as a variable. For the expression at `start..end` of `input`: where a later line starts
+/// with a statement's word followed, on that line, by what the statement takes (a name, a
+/// number or a string, which no expression puts after a variable), that word and where it is.
+fn statement_on_a_later_line(input: &str, start: usize, end: usize) -> Option<(usize, &str)> {
+    let mut offset = start;
+    for (i, line) in input[start..end].split_inclusive('\n').enumerate() {
+        let text = line.trim_start();
+        let len = text.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(text.len());
+        let at = offset + line.len() - text.len();
+        let after = input[at + len..].trim_start_matches([' ', '\t']);
+        let takes = after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '"');
+        if i > 0 && takes && NODE_WORDS.contains(&&text[..len]) {
+            return Some((at, &input[at..at + len]));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// Words for a duration's unit that an author may write apart from its number (`10 m`).
+const UNITS: &[&str] = &[
+    "s", "sec", "secs", "second", "seconds", "m", "min", "mins", "minute", "minutes", "h", "hr", "hrs", "hour",
+    "hours", "d", "day", "days",
+];
+
 const OUTER: &[&str] = &["node", "var", "subflow", "import", "param", "flow", "channels", "description"];
 
 impl Builder {
@@ -336,8 +396,31 @@ impl Builder {
                 let kw = it.next().expect("keyword");
                 let name = self.plain(&it.next().expect("name"));
                 let mut body = Map::default();
+                let mut duration: Option<&str> = None;
                 for s in it {
                     let word = s.as_str().split_whitespace().next().unwrap_or_default();
+                    // `wait 10 m`: the number is the duration and `m …` an unknown statement
+                    // that takes the rest of the line with it.
+                    if let Some(number) = duration.take()
+                        && s.as_rule() == Rule::other_stmt
+                        && UNITS.contains(&word)
+                        && self.syntax.borrow().is_none()
+                    {
+                        let at = Span::new(self.file, s.as_span().start(), s.as_span().start() + word.len());
+                        *self.syntax.borrow_mut() = Some(
+                            Diagnostic::error("E0002", at, "syntax error")
+                                .label(format!("`{number} {word}`: a duration's unit follows its number with no space"))
+                                .help(format!("write `{number}{}`", &word[..1])),
+                        );
+                    }
+                    if matches!(s.as_rule(), Rule::wait | Rule::timeout) {
+                        duration = s
+                            .clone()
+                            .into_inner()
+                            .nth(1)
+                            .map(|d| d.as_str())
+                            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+                    }
                     if s.as_rule() == Rule::other_stmt && OUTER.contains(&word) && self.syntax.borrow().is_none() {
                         let node = name.as_str().unwrap_or_default();
                         let at = Span::new(self.file, s.as_span().start(), s.as_span().start() + word.len());
@@ -466,8 +549,23 @@ impl Builder {
                 }
             }
             Rule::set => {
-                let name = self.plain(&it.next().expect("variable"));
-                let value = self.plain(&it.next().expect("expression"));
+                let var = it.next().expect("variable");
+                let expr = it.next().expect("expression");
+                let (input, start) = (expr.as_span().get_input(), expr.as_span().start());
+                if let Some((lo, word)) = statement_on_a_later_line(input, start, expr.as_span().end())
+                    && self.syntax.borrow().is_none()
+                {
+                    *self.syntax.borrow_mut() = Some(
+                        Diagnostic::error("E0002", Span::new(self.file, lo, lo + word.len()), "syntax error")
+                            .label(format!(
+                                "`{word}` starts a statement, but it was read as part of the value of `set {}`",
+                                var.as_str()
+                            ))
+                            .help("the line before ends in the middle of an expression (an operator at its end?): finish the value on its line"),
+                    );
+                }
+                let name = self.plain(&var);
+                let value = self.plain(&expr);
                 body.gather_entry(self.key(&kw, "set"), name, value);
             }
             Rule::with => {

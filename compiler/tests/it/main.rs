@@ -2,5 +2,6 @@
 
 mod bytecode;
 mod comments;
+mod dsl_lines;
 mod explain;
 mod hostile;
