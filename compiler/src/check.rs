@@ -332,7 +332,13 @@ fn assignment(flow: &Flow, reachable: &[bool], diags: &mut Vec<Diagnostic>) {
     }
     for (i, var) in flow.vars.iter().enumerate() {
         // A keyword can never be read as a variable: E0107 said so already.
-        if !read[i] && !var.name.starts_with('_') && !crate::expr::EXPR_KEYWORDS.contains(&var.name.as_str()) {
+        // Read by a sub-flow that cannot see it: that read's error (E0301) says so already.
+        let read_elsewhere = || diags.iter().any(|d| crate::lower::read_from_a_subflow(d, &flow.name, &var.name));
+        if !read[i]
+            && !var.name.starts_with('_')
+            && !crate::expr::EXPR_KEYWORDS.contains(&var.name.as_str())
+            && !read_elsewhere()
+        {
             let what = if i < flow.params { "parameter" } else { "variable" };
             diags.push(
                 Diagnostic::warning("W0301", var.span, format!("unused {what} `{}`", var.name))

@@ -63,6 +63,7 @@ pub fn lower(files: &[Parsed], diags: &mut Vec<Diagnostic>) -> Program {
     let channels = root.channels.iter().filter_map(|c| Channel::from_name(&c.name).map(|ch| (ch, c.span))).collect();
     let mut program = Program { flows: Vec::new(), channels };
     for (file, flow, is_sub) in &flows {
+        let before = diags.len();
         let lowered = FlowLowerer {
             sigs: &sigs,
             by_name: &by_name,
@@ -73,8 +74,39 @@ pub fn lower(files: &[Parsed], diags: &mut Vec<Diagnostic>) -> Program {
         }
         .flow(*file, flow);
         program.flows.push(lowered);
+        if *is_sub {
+            let others = flows.iter().filter(|(f, o, _)| f == file && o.name.name != flow.name.name);
+            theirs_not_ours(&mut diags[before..], others.map(|(_, o, _)| *o));
+        }
     }
     program
+}
+
+/// A sub-flow that reads or sets a variable of another flow of its file (the flow calling
+/// it, usually): the author expected it to be visible, and the help says how to pass it.
+fn theirs_not_ours<'a>(diags: &mut [Diagnostic], others: impl Iterator<Item = &'a ast::Flow> + Clone) {
+    for d in diags.iter_mut().filter(|d| d.code.0 == "E0301") {
+        let Some(name) = d.message.strip_prefix("undeclared variable `").and_then(|m| m.strip_suffix('`')) else {
+            continue;
+        };
+        let owner = others.clone().find(|f| f.vars.iter().chain(&f.params).any(|v| v.name.name == name));
+        if let Some(owner) = owner {
+            d.help = Some(format!(
+                "{}, and a sub-flow does not see the variables of the flow that calls it: make `{name}` a parameter of this sub-flow and pass it with `with`, or give a result back with `return`",
+                belongs(name, &owner.name.name)
+            ));
+        }
+    }
+}
+
+fn belongs(var: &str, flow: &str) -> String {
+    format!("`{var}` is a variable of flow `{flow}`")
+}
+
+/// Whether `d` is the error of a sub-flow reading `var` of `flow` (see `theirs_not_ours`):
+/// the checker then does not also call `var` unused.
+pub fn read_from_a_subflow(d: &Diagnostic, flow: &str, var: &str) -> bool {
+    d.code.0 == "E0301" && d.help.as_deref().is_some_and(|h| h.starts_with(&belongs(var, flow)))
 }
 
 /// Receives each exit of a node as it is lowered: the edge kind and its written target.
