@@ -10,7 +10,7 @@ use serde_json::{Value as Json, json};
 fn to_json(n: &Node) -> Json {
     match &n.value {
         Value::Null => Json::Null,
-        Value::Scalar { text, quoted: true } => json!(text),
+        Value::Scalar { text, quoted: true } => json!(text.as_str()),
         Value::Scalar { text, quoted: false } => match text.as_str() {
             "true" | "True" | "TRUE" => json!(true),
             "false" | "False" | "FALSE" => json!(false),

@@ -84,7 +84,7 @@ fn map<'a>(n: &'a Node, text: &str, what: &str, allowed: &[&str]) -> Result<Vec<
 
 fn scalar(n: &Node, text: &str, what: &str) -> Result<String, SpecError> {
     match &n.value {
-        Y::Scalar { text: s, .. } => Ok(s.clone()),
+        Y::Scalar { text: s, .. } => Ok(s.to_string()),
         _ => err(n, text, format!("{what} must be a single value")),
     }
 }
@@ -93,7 +93,7 @@ fn scalar(n: &Node, text: &str, what: &str) -> Result<String, SpecError> {
 pub fn to_json(n: &Node) -> Json {
     match &n.value {
         Y::Null => Json::Null,
-        Y::Scalar { text, quoted: true } => json!(text),
+        Y::Scalar { text, quoted: true } => json!(text.as_str()),
         Y::Scalar { text, quoted: false } => match text.as_str() {
             "true" => json!(true),
             "false" => json!(false),
@@ -243,7 +243,7 @@ fn step(s: &Node, text: &str) -> Result<TestStep, SpecError> {
                 let mut ms = Vec::new();
                 for i in items {
                     ms.push(match &i.value {
-                        Y::Scalar { text: t, .. } => Matcher::Exact(t.clone()),
+                        Y::Scalar { text: t, .. } => Matcher::Exact(t.to_string()),
                         Y::Map(_) => {
                             let m = map(i, text, "a message matcher", &["contains", "matches"])?;
                             if m.len() != 1 {
@@ -312,7 +312,7 @@ fn step(s: &Node, text: &str) -> Result<TestStep, SpecError> {
 fn typed(n: &Node, like: Option<&Value>) -> Value {
     // A text variable takes a scalar exactly as written (`01234` stays `01234`).
     if let (Some(Value::Text(_)), Y::Scalar { text, .. }) = (like, &n.value) {
-        return Value::Text(text.clone());
+        return Value::Text(text.to_string());
     }
     let j = to_json(n);
     match (like, &j) {

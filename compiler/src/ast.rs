@@ -7,7 +7,7 @@ use crate::span::Span;
 /// A name as written, with where it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ident {
-    pub name: String,
+    pub name: compact_str::CompactString,
     pub span: Span,
 }
 

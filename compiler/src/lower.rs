@@ -37,9 +37,9 @@ pub fn lower(files: &[Parsed], diags: &mut Vec<Diagnostic>) -> Program {
     let sigs: Vec<Signature> = flows
         .iter()
         .map(|(_, f, _)| Signature {
-            name: f.name.name.clone(),
+            name: f.name.name.to_string(),
             span: f.name.span,
-            params: f.params.iter().map(|p| (p.name.name.clone(), p.ty.ty)).collect(),
+            params: f.params.iter().map(|p| (p.name.name.to_string(), p.ty.ty)).collect(),
             returns: f.returns.as_ref().map(|r| r.ty),
         })
         .collect();
@@ -149,7 +149,7 @@ impl FlowLowerer<'_> {
                 // Still declared (the flow does not compile anyway), so the reads and writes
                 // of it are not also reported.
             }
-            vars.push(Var { name: decl.name.name.clone(), ty: decl.ty.ty, default: None, span: decl.name.span });
+            vars.push(Var { name: decl.name.name.to_string(), ty: decl.ty.ty, default: None, span: decl.name.span });
         }
         // Defaults are typed once every variable is known (a default is a literal, so the
         // scope only matters for error messages).
@@ -163,7 +163,7 @@ impl FlowLowerer<'_> {
             }
         }
         let mut out = Flow {
-            name: f.name.name.clone(),
+            name: f.name.name.to_string(),
             file,
             span: f.span,
             name_span: f.name.span,
@@ -187,7 +187,7 @@ impl FlowLowerer<'_> {
                 continue;
             }
             let idx = out.graph.add_node(Node {
-                name: node.id.name.clone(),
+                name: node.id.name.to_string(),
                 name_span: node.id.span,
                 span: node.span,
                 kind: NodeKind::End,

@@ -262,7 +262,7 @@ fn expect_yaml(e: &crate::ast::Expect) -> Option<String> {
 fn node_fields(n: &crate::ast::Node) -> Vec<(&'static str, Field)> {
     use crate::ast::NodeKind as K;
     let mut f: Vec<(&'static str, Field)> = Vec::new();
-    let id = |i: &Option<crate::ast::Ident>| i.as_ref().map(|i| Field::Scalar(i.name.clone()));
+    let id = |i: &Option<crate::ast::Ident>| i.as_ref().map(|i| Field::Scalar(i.name.to_string()));
     let mut push = |k: &'static str, v: Option<Field>| {
         if let Some(v) = v {
             f.push((k, v));
@@ -304,7 +304,7 @@ fn node_fields(n: &crate::ast::Node) -> Vec<(&'static str, Field)> {
             push("next", id(next));
         }
         K::Call { flow, args, into, next } => {
-            push("call", Some(Field::Scalar(flow.name.clone())));
+            push("call", Some(Field::Scalar(flow.name.to_string())));
             if !args.is_empty() {
                 let lines = args.iter().map(|a| format!("{}: {}", a.var.name, yaml_expr(&a.value))).collect();
                 push("with", Some(Field::Lines(lines)));
@@ -336,7 +336,7 @@ fn node_fields(n: &crate::ast::Node) -> Vec<(&'static str, Field)> {
             push("wait", Some(Field::Scalar(crate::ast::format_duration(duration.seconds))));
             push("next", id(next));
         }
-        K::Goto { target } => push("goto", Some(Field::Scalar(target.name.clone()))),
+        K::Goto { target } => push("goto", Some(Field::Scalar(target.name.to_string()))),
         K::End => push("end", Some(Field::Null)),
     }
     f

@@ -15,26 +15,44 @@ use crate::expr::BinOp;
 use crate::ir::*;
 use petgraph::visit::EdgeRef;
 use std::collections::BTreeSet;
+use std::rc::Rc;
+
+/// A set of texts, shared until changed: the analysis copies what every variable holds
+/// along every edge, and most copies are never changed.
+type Texts = Rc<BTreeSet<Rc<str>>>;
 
 /// What a variable holds: any value, any value but some texts, or one of some texts (none:
 /// not assigned yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Held {
-    AnyBut(BTreeSet<String>),
-    OneOf(BTreeSet<String>),
+    AnyBut(Texts),
+    OneOf(Texts),
 }
 
-const ANY: Held = Held::AnyBut(BTreeSet::new());
+thread_local! {
+    static NONE: Texts = Rc::new(BTreeSet::new());
+}
+
+fn any() -> Held {
+    Held::AnyBut(NONE.with(Rc::clone))
+}
+
+fn texts<'a>(of: impl IntoIterator<Item = &'a str>) -> Texts {
+    Rc::new(of.into_iter().map(Rc::from).collect())
+}
 
 impl Held {
     /// Whatever either may hold; true if that is more than `self` held.
     fn join(&mut self, other: &Held) -> bool {
+        if self == other {
+            return false;
+        }
         let joined = match (&*self, other) {
-            (Held::AnyBut(a), Held::AnyBut(b)) => Held::AnyBut(a.intersection(b).cloned().collect()),
+            (Held::AnyBut(a), Held::AnyBut(b)) => Held::AnyBut(Rc::new(a.intersection(b).cloned().collect())),
             (Held::AnyBut(a), Held::OneOf(b)) | (Held::OneOf(b), Held::AnyBut(a)) => {
-                Held::AnyBut(a.difference(b).cloned().collect())
+                Held::AnyBut(Rc::new(a.difference(b).cloned().collect()))
             }
-            (Held::OneOf(a), Held::OneOf(b)) => Held::OneOf(a.union(b).cloned().collect()),
+            (Held::OneOf(a), Held::OneOf(b)) => Held::OneOf(Rc::new(a.union(b).cloned().collect())),
         };
         let changed = joined != *self;
         *self = joined;
@@ -51,14 +69,18 @@ impl Held {
     /// After a case on these texts failed.
     fn without(&mut self, texts: &[&str]) {
         match self {
-            Held::AnyBut(not) => not.extend(texts.iter().map(|t| t.to_string())),
-            Held::OneOf(set) => set.retain(|t| !texts.contains(&t.as_str())),
+            Held::AnyBut(not) => Rc::make_mut(not).extend(texts.iter().map(|t| Rc::from(*t))),
+            Held::OneOf(set) => {
+                if set.iter().any(|t| texts.contains(&&**t)) {
+                    Rc::make_mut(set).retain(|t| !texts.contains(&&**t));
+                }
+            }
         }
     }
 
     /// After a case on these texts held.
-    fn only(&mut self, texts: &[&str]) {
-        let kept = texts.iter().filter(|t| self.can_be(t)).map(|t| t.to_string()).collect();
+    fn only(&mut self, texts_in: &[&str]) {
+        let kept = texts(texts_in.iter().copied().filter(|t| self.can_be(t)));
         *self = Held::OneOf(kept);
     }
 }
@@ -96,17 +118,17 @@ fn leave(node: &Node, edge: Edge, mut held: Vec<Held>) -> Vec<Held> {
     };
     match (&node.kind, edge) {
         (NodeKind::Ask { into, expect: Expect::Choice(choices, _), .. }, Edge::Next) => {
-            put(*into, Held::OneOf(choices.iter().map(|c| c.value.clone()).collect()))
+            put(*into, Held::OneOf(texts(choices.iter().map(|c| c.value.as_str()))))
         }
         (NodeKind::Ask { into, .. } | NodeKind::Call { into, .. } | NodeKind::Http { into, .. }, Edge::Next) => {
-            put(*into, ANY)
+            put(*into, any())
         }
         (NodeKind::Set { assigns }, _) => {
             for (v, value) in assigns {
                 let h = match &value.kind {
-                    ExprKind::Text(t) => Held::OneOf(BTreeSet::from([t.clone()])),
+                    ExprKind::Text(t) => Held::OneOf(texts([t.as_str()])),
                     ExprKind::Var(w) => held[w.0 as usize].clone(),
-                    _ => ANY,
+                    _ => any(),
                 };
                 held[v.0 as usize] = h;
             }
@@ -141,10 +163,10 @@ pub fn impossible_cases(flow: &Flow, diags: &mut Vec<Diagnostic>) {
         .iter()
         .enumerate()
         .map(|(i, v)| match v.default.as_ref().map(|d| &d.kind) {
-            _ if i < flow.params => ANY,
-            Some(ExprKind::Text(t)) => Held::OneOf(BTreeSet::from([t.clone()])),
-            Some(_) => ANY,
-            None => Held::OneOf(BTreeSet::new()),
+            _ if i < flow.params => any(),
+            Some(ExprKind::Text(t)) => Held::OneOf(texts([t.as_str()])),
+            Some(_) => any(),
+            None => Held::OneOf(NONE.with(Rc::clone)),
         })
         .collect();
     // `ins[n]`: what each variable may hold on entering node n (`None`: not reached yet).
@@ -175,7 +197,7 @@ pub fn impossible_cases(flow: &Flow, diags: &mut Vec<Diagnostic>) {
         for cond in conds {
             let Some((v, texts)) = compares(cond) else { continue };
             // An empty set on entry is a variable not assigned yet (E0302's business).
-            if entry[v.0 as usize] == Held::OneOf(BTreeSet::new()) {
+            if matches!(&entry[v.0 as usize], Held::OneOf(set) if set.is_empty()) {
                 continue;
             }
             let now = &mut held[v.0 as usize];

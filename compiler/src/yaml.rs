@@ -20,7 +20,9 @@ pub enum Value {
     Null,
     /// A scalar as written; `quoted` tells `"42"` (text) apart from `42` (a number).
     Scalar {
-        text: String,
+        /// Inline up to 24 bytes: most scalars of a flow (keys, node ids, names) are short,
+        /// and a large flow has a hundred thousand of them, so they cost no allocation.
+        text: compact_str::CompactString,
         quoted: bool,
     },
     Seq(Vec<Node>),
@@ -182,7 +184,7 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
                 let value = if !quoted && matches!(&*value, "" | "~" | "null" | "Null" | "NULL") {
                     Value::Null
                 } else {
-                    Value::Scalar { text: value.into_owned(), quoted }
+                    Value::Scalar { text: value.as_ref().into(), quoted }
                 };
                 Some((Node { value, span: s, origin }, anchor))
             }

@@ -242,13 +242,13 @@ impl Builder {
         let text = content(p);
         let lo = p.as_span().start();
         let s = Span::new(self.file, lo, lo + text.len());
-        Node { value: Value::Scalar { text: text.to_string(), quoted: false }, span: s, origin: Origin::At(s.lo) }
+        Node { value: Value::Scalar { text: text.into(), quoted: false }, span: s, origin: Origin::At(s.lo) }
     }
 
     /// A keyword as a key node; `as_key` renames it (`header` gathers under `headers`).
     fn key(&self, p: &Pair<'_, Rule>, as_key: &str) -> Node {
         Node {
-            value: Value::Scalar { text: as_key.to_string(), quoted: false },
+            value: Value::Scalar { text: as_key.into(), quoted: false },
             span: self.span(p),
             origin: Origin::Unknown,
         }
@@ -259,7 +259,7 @@ impl Builder {
         let raw = inner.as_str();
         self.escapes(raw, inner.as_span().start());
         Node {
-            value: Value::Scalar { text: unescape(raw), quoted: true },
+            value: Value::Scalar { text: unescape(raw).into(), quoted: true },
             span: self.span(p),
             origin: dsl_origin(raw, inner.as_span().start() as u32),
         }
@@ -330,14 +330,14 @@ impl Builder {
                 (Rule::string, Some(i), _) => {
                     self.escapes(i.as_str(), i.as_span().start());
                     return Node {
-                        value: Value::Scalar { text: unescape(i.as_str()), quoted: true },
+                        value: Value::Scalar { text: unescape(i.as_str()).into(), quoted: true },
                         span,
                         origin: Origin::Unknown,
                     };
                 }
                 (Rule::string, None, _) => {
                     return Node {
-                        value: Value::Scalar { text: String::new(), quoted: true },
+                        value: Value::Scalar { text: Default::default(), quoted: true },
                         span,
                         origin: Origin::Unknown,
                     };
@@ -472,7 +472,7 @@ impl Builder {
                 // `sya "hello"`: the string, as the misspelt statement would have read it.
                 let s = Span::new(self.file, lo, lo + inner.len() + 2);
                 Node {
-                    value: Value::Scalar { text: unescape(inner), quoted: true },
+                    value: Value::Scalar { text: unescape(inner).into(), quoted: true },
                     span: s,
                     origin: dsl_origin(inner, lo as u32 + 1),
                 }
@@ -489,11 +489,7 @@ impl Builder {
                             .help(format!("write `{word} \"{first} …\"`; the text ends at its closing quote")),
                     );
                 }
-                Node {
-                    value: Value::Scalar { text: trimmed.to_string(), quoted: false },
-                    span: s,
-                    origin: Origin::At(s.lo),
-                }
+                Node { value: Value::Scalar { text: trimmed.into(), quoted: false }, span: s, origin: Origin::At(s.lo) }
             };
             body.push(self.key(&name, name.as_str()), value);
             return;

@@ -222,7 +222,7 @@ impl Cx {
                 return None;
             }
         }
-        Some(Ident { name: s.to_string(), span: v.span })
+        Some(Ident { name: s.into(), span: v.span })
     }
 
     fn str(&mut self, v: &Y, what: &str) -> Option<Str> {
@@ -269,7 +269,7 @@ impl Cx {
     fn target(&mut self, f: &Fields<'_>, key: &str) -> Option<Ident> {
         let v = f.get(key)?;
         let id = self.ident(v, "node id");
-        id.or_else(|| Some(Ident { name: v.as_str().unwrap_or_default().to_string(), span: v.span }))
+        id.or_else(|| Some(Ident { name: v.as_str().unwrap_or_default().into(), span: v.span }))
     }
 
     fn duration(&mut self, v: &Y) -> Option<Duration> {
@@ -467,7 +467,7 @@ impl Cx {
                 self.err(not_text_default(v, unquoted_non_text(v).unwrap_or_default()));
                 ExprKind::Error(Vec::new())
             }
-            (Type::Text | Type::Json, Value::Scalar { text, .. }) => ExprKind::Text(text.clone()),
+            (Type::Text | Type::Json, Value::Scalar { text, .. }) => ExprKind::Text(text.to_string()),
             (Type::Integer, Value::Scalar { text, .. }) if text.parse::<i64>().is_ok() => {
                 ExprKind::Integer(text.parse().unwrap_or_default())
             }
@@ -613,7 +613,7 @@ impl Cx {
                 NodeKind::Set { assigns, next }
             }
             "call" => NodeKind::Call {
-                flow: self.ident(main, "sub-flow name").unwrap_or(Ident { name: String::new(), span: main.span }),
+                flow: self.ident(main, "sub-flow name").unwrap_or(Ident { name: Default::default(), span: main.span }),
                 args: f.get("with").map(|v| self.assigns(v, "arguments")).unwrap_or_default(),
                 into: self.target_var(&f, "into"),
                 next,
@@ -697,7 +697,7 @@ impl Cx {
         if let Some(s) = v.as_str()
             && s.split_once('.').is_some_and(|(ns, _)| BUILTIN_NAMESPACES.contains(&ns))
         {
-            return Some(Ident { name: s.to_string(), span: v.span });
+            return Some(Ident { name: s.into(), span: v.span });
         }
         self.ident(v, "variable name")
     }
@@ -834,7 +834,7 @@ impl Cx {
                     self.fixed_text(text, b.span, "the answer of a button without a `value` is its label as written");
                     out.push(Button {
                         label: self.template(b, "a button label"),
-                        action: ButtonAction::Value(Str { value: text.clone(), span: b.span }),
+                        action: ButtonAction::Value(Str { value: text.to_string(), span: b.span }),
                         span: b.span,
                     })
                 }
