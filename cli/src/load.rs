@@ -6,9 +6,10 @@
 //! started is reported too, so a generator that cannot keep its schedule shows it.
 //! `botc load-baseline` is a bare server that only acknowledges, for the ratio.
 //!
-//! Written on hyper's client connections rather than with an existing generator: wrk (closed
-//! model, Lua for bodies) and oha (one body for every request) cannot sign each webhook or
-//! give each Telegram update its own id, and both would be a second install for CI.
+//! Written on hyper's client connections rather than with an existing generator: wrk is a
+//! closed model (wrk2, its open-model fork, is not packaged) and would need a Lua script to
+//! give each Telegram update its own id and to sign each Slack event; oha sends one body for
+//! every request; either would be a second install for CI.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
