@@ -27,14 +27,16 @@ pub struct Options {
     pub conversations: u64,
     /// Keep-alive connections the requests are spread over.
     pub connections: usize,
-    /// An answer slower than this is counted as timed out.
+    /// A sent request not answered within this is counted as timed out (from the send, as a
+    /// platform's webhook timeout; waiting for its connection counts in its latency).
     pub timeout: Duration,
 }
 
 /// What a run saw.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Requests scheduled (all were sent).
+    /// Requests scheduled; each was sent, unless its connection failed (an error) or it timed
+    /// out before it could be.
     pub offered: usize,
     pub rate: u64,
     /// Answered with the target's success status.
@@ -113,7 +115,12 @@ pub enum Target {
 
 /// Where requests go: the server's address and the parts of each request that do not change.
 struct Site {
+    /// `host:port` to connect to.
+    address: String,
+    /// The `Host` header.
     authority: String,
+    /// The base URL's path (a server behind a proxy at `/botc`), without its last `/`.
+    prefix: String,
     bot: String,
     target: Target,
     /// Distinct per run, so platform event ids are new each time.
@@ -160,7 +167,7 @@ impl Site {
                 )
             }
         };
-        let mut req = hyper::Request::post(path).header("host", &self.authority);
+        let mut req = hyper::Request::post(format!("{}{path}", self.prefix)).header("host", &self.authority);
         for (name, value) in headers {
             req = req.header(name, value);
         }
@@ -194,19 +201,25 @@ async fn connect(authority: &str) -> Result<Sender, String> {
 
 /// Sends requests `first`, `first + step`, … of the run on one connection, each at its
 /// scheduled time (or as soon as the previous answer is in, when behind).
-async fn drive(site: Arc<Site>, opts: Options, start: Instant, first: u64, step: u64) -> Tally {
-    let total = opts.rate * opts.secs;
+async fn drive(
+    site: Arc<Site>,
+    opts: Options,
+    start: Instant,
+    sender: Sender,
+    (first, step, total): (u64, u64, u64),
+) -> Tally {
     let mut tally = Tally::default();
-    let mut sender: Option<Sender> = None;
+    let mut sender = Some(sender);
     let mut i = first;
     while i < total {
-        let scheduled = start + Duration::from_nanos(i * 1_000_000_000 / opts.rate.max(1));
+        let at = u128::from(i) * 1_000_000_000 / u128::from(opts.rate.max(1));
+        let scheduled = start + Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX));
         tokio::time::sleep_until(scheduled.into()).await;
         let (req, ok) = site.request(i);
         i += step;
         let answer = tokio::time::timeout(opts.timeout, async {
             if sender.as_ref().is_none_or(|s| s.is_closed()) {
-                sender = Some(connect(&site.authority).await?);
+                sender = Some(connect(&site.address).await?);
             }
             let s = sender.as_mut().expect("connected above");
             s.ready().await.map_err(|e| format!("connection: {e}"))?;
@@ -250,17 +263,27 @@ async fn drive(site: Arc<Site>, opts: Options, start: Instant, first: u64, step:
 /// Offers `opts.rate` requests a second for `opts.secs` seconds to `base` (a botc serve URL,
 /// plain HTTP), spread over `opts.conversations` conversations of `bot`.
 pub async fn run(base: &str, bot: &str, target: Target, opts: Options) -> Result<Report, String> {
-    let authority = match base.strip_prefix("http://") {
-        Some(rest) => rest.trim_end_matches('/').to_string(),
-        None => {
-            return Err(format!(
-                "`{base}`: botc load speaks plain HTTP; give it the server's http:// address (not a TLS front)"
-            ));
-        }
-    };
-    if opts.rate == 0 || opts.secs == 0 {
-        return Err("--rate and --duration must be at least 1".into());
+    let url = reqwest::Url::parse(base).map_err(|e| format!("`{base}` is not a URL: {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!(
+            "`{base}`: botc load speaks plain HTTP; give it the server's http:// address (not a TLS front)"
+        ));
     }
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err(format!("`{base}` names no host"));
+    };
+    let authority = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let (address, prefix) = (format!("{host}:{port}"), url.path().trim_end_matches('/').to_string());
+    if opts.rate == 0 || opts.secs == 0 || opts.timeout.is_zero() {
+        return Err("--rate, --duration and --timeout must be at least 1".into());
+    }
+    const MOST: u64 = 100_000_000;
+    let total = opts.rate.checked_mul(opts.secs).filter(|&t| t <= MOST).ok_or_else(|| {
+        format!("--rate × --duration is more than {MOST} requests, more than one run can keep the latencies of")
+    })?;
     let clock = botc_runtime::clock::SystemClock::default();
     // The clock's milliseconds, cut to nine digits so run × 10⁹ + i fits Telegram's 64-bit
     // update_id.
@@ -277,14 +300,22 @@ pub async fn run(base: &str, bot: &str, target: Target, opts: Options) -> Result
             }
         }
     }
-    let site = Arc::new(Site { authority, bot: bot.to_string(), target, run, chats, conversations });
-    let total = opts.rate * opts.secs;
+    let site = Arc::new(Site { address, authority, prefix, bot: bot.to_string(), target, run, chats, conversations });
     let step = (opts.connections.max(1) as u64).min(total);
+    // Every connection is open before the clock runs, so setting one up is not in the first
+    // requests' latency, and a server that is not there is an error, not a run of errors.
+    let mut senders = Vec::new();
+    for _ in 0..step {
+        senders.push(connect(&site.address).await.map_err(|e| format!("cannot reach {base}: {e}"))?);
+    }
     // A load generator measures real latency: it reads the real clock by design.
     #[allow(clippy::disallowed_methods)]
     let start = Instant::now() + Duration::from_millis(20);
-    let tasks: Vec<_> =
-        (0..step).map(|first| tokio::spawn(drive(site.clone(), opts.clone(), start, first, step))).collect();
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .zip(0..step)
+        .map(|(sender, first)| tokio::spawn(drive(site.clone(), opts.clone(), start, sender, (first, step, total))))
+        .collect();
     let mut all = Tally::default();
     for t in tasks {
         let t = t.await.map_err(|e| format!("a connection's task failed: {e}"))?;

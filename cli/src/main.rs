@@ -295,7 +295,9 @@ enum Command {
         /// is still busy waits, and its wait counts in its latency)
         #[arg(long, default_value_t = 128)]
         connections: usize,
-        /// Seconds after which an unanswered request counts as timed out
+        /// Seconds a sent request may wait for its answer before it counts as timed out (from
+        /// the send, as a platform's webhook timeout; waiting for a busy connection counts in
+        /// the latency instead)
         #[arg(long, default_value_t = 30)]
         timeout: u64,
         /// Send web-chat messages, or signed Telegram updates or Slack events to the bot's

@@ -75,17 +75,25 @@ pub fn lower(files: &[Parsed], diags: &mut Vec<Diagnostic>) -> Program {
         .flow(*file, flow);
         program.flows.push(lowered);
         if *is_sub {
-            let others = flows.iter().filter(|(f, o, _)| f == file && o.name.name != flow.name.name);
-            theirs_not_ours(&mut diags[before..], others.map(|(_, o, _)| *o));
+            // The flows of its file that call it: the author expected it to see theirs.
+            let calls = |o: &ast::Flow| {
+                o.nodes
+                    .iter()
+                    .any(|n| matches!(&n.kind, ast::NodeKind::Call { flow: f, .. } if f.name == flow.name.name))
+            };
+            let callers = flows.iter().filter(|(f, o, _)| f == file && o.name.name != flow.name.name && calls(o));
+            theirs_not_ours(&mut diags[before..], callers.map(|(_, o, _)| *o));
         }
     }
     program
 }
 
-/// A sub-flow that reads or sets a variable of another flow of its file (the flow calling
-/// it, usually): the author expected it to be visible, and the help says how to pass it.
+/// A sub-flow that reads or sets a variable of a flow that calls it: the author expected it
+/// to be visible, and the help says how to pass it (unless it already suggests a near name
+/// of the sub-flow's own, the likelier mistake).
 fn theirs_not_ours<'a>(diags: &mut [Diagnostic], others: impl Iterator<Item = &'a ast::Flow> + Clone) {
-    for d in diags.iter_mut().filter(|d| d.code.0 == "E0301") {
+    let generic = |d: &Diagnostic| d.help.as_deref().is_none_or(|h| h.starts_with("declare it under"));
+    for d in diags.iter_mut().filter(|d| d.code.0 == "E0301" && generic(d)) {
         let Some(name) = d.message.strip_prefix("undeclared variable `").and_then(|m| m.strip_suffix('`')) else {
             continue;
         };

@@ -255,7 +255,7 @@ pub(crate) fn serve_cmd(
 }
 
 /// The runtime for the roles behind the bus (worker, dispatcher, timers, history): its
-/// threads run at a lower scheduling priority (nice 10) than the gateway's. While the CPU
+/// threads run at a lower scheduling priority (nice +10) than the gateway's. While the CPU
 /// is not full this changes nothing; in a spike, accepting events (verify, append,
 /// acknowledge) keeps the CPU, the bus takes up the burst, and when it is full the gateway
 /// answers 503 with Retry-After at once instead of letting every acknowledgement wait
@@ -265,16 +265,23 @@ fn behind_the_bus() -> std::io::Result<tokio::runtime::Runtime> {
         .thread_name("botc-behind-bus")
         .on_thread_start(|| {
             // Linux gives each thread its own nice value; PRIO_PROCESS with a thread id sets
-            // this thread's. Best effort: where it is refused, the thread keeps the normal
-            // priority, as before.
-            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BEHIND_THE_BUS_NICE);
+            // this thread's, relative to what botc was started with. Best effort: where it is
+            // refused, the thread keeps the process's priority, as before. (Elsewhere the
+            // roles run at the gateway's priority.)
+            #[cfg(target_os = "linux")]
+            {
+                let me = Some(rustix::thread::gettid());
+                let now = rustix::process::getpriority_process(me).unwrap_or(0);
+                let _ = rustix::process::setpriority_process(me, (now + BEHIND_THE_BUS_NICE).min(19));
+            }
         })
         .enable_all()
         .build()
 }
 
-/// The nice value of the threads behind the bus: a weight of 110 against the gateway's
+/// How much nicer the threads behind the bus are than the gateway's: a weight of 110 against
 /// 1024 in Linux's scheduler when both want the CPU.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const BEHIND_THE_BUS_NICE: i32 = 10;
 
 /// Who may do what operators do: with a token configured, those who present it; without

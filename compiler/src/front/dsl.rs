@@ -167,7 +167,6 @@ struct Builder {
     syntax: std::cell::RefCell<Option<Diagnostic>>,
 }
 
-/// Statements that begin a file's or sub-flow's lines, never a node's.
 /// The statements of a node's body (flow.pest's `node_stmt`).
 const NODE_WORDS: &[&str] = &[
     "say",
@@ -201,25 +200,28 @@ const NODE_WORDS: &[&str] = &[
     "end",
 ];
 
-/// A `set` value runs on over line ends (`set total = price +` and the next line), so one
-/// left unfinished swallows the statement on the next line (`next done`) and reads its word
-/// as a variable. For the expression at `start..end` of `input`: where a later line starts
-/// with a statement's word followed, on that line, by what the statement takes (a name, a
-/// number or a string, which no expression puts after a variable), that word and where it is.
-fn statement_on_a_later_line(input: &str, start: usize, end: usize) -> Option<(usize, &str)> {
-    let mut offset = start;
-    for (i, line) in input[start..end].split_inclusive('\n').enumerate() {
-        let text = line.trim_start();
-        let len = text.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(text.len());
-        let at = offset + line.len() - text.len();
-        let after = input[at + len..].trim_start_matches([' ', '\t']);
-        let takes = after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '"');
-        if i > 0 && takes && NODE_WORDS.contains(&&text[..len]) {
-            return Some((at, &input[at..at + len]));
-        }
-        offset += line.len();
+/// A `set` value runs on over line ends (`set total = price +` and `tax` on the next line),
+/// so one left unfinished swallows the statement on the next line (`next done`): `next`
+/// becomes the value's last word and `done` an unknown statement. For a value whose last
+/// token, at `lo..hi` of `input`, is a variable: when it is a statement's word alone at the
+/// start of a later line than the value's `start`, and after it on that line comes what that
+/// statement takes (a name that is not itself a statement, a number or a string), that word
+/// and where it is. A variable named like a statement stays usable: inside the value, at its
+/// end with nothing after it, or followed by the next statement, it is a variable.
+fn statement_swallowed(input: &str, start: usize, lo: usize, hi: usize) -> Option<(usize, &str)> {
+    let word = &input[lo..hi];
+    if !NODE_WORDS.contains(&word) {
+        return None;
     }
-    None
+    let before = &input[start..lo];
+    let line_start = before.rfind('\n')? + 1;
+    if !before[line_start..].trim().is_empty() {
+        return None;
+    }
+    let after = input[hi..].trim_start_matches([' ', '\t']);
+    let next_len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+    let takes = if next_len > 0 { !NODE_WORDS.contains(&&after[..next_len]) } else { after.starts_with('"') };
+    takes.then_some((lo, word))
 }
 
 /// Words for a duration's unit that an author may write apart from its number (`10 m`).
@@ -228,6 +230,7 @@ const UNITS: &[&str] = &[
     "hours", "d", "day", "days",
 ];
 
+/// Statements that begin a file's or sub-flow's lines, never a node's.
 const OUTER: &[&str] = &["node", "var", "subflow", "import", "param", "flow", "channels", "description"];
 
 impl Builder {
@@ -547,8 +550,12 @@ impl Builder {
             Rule::set => {
                 let var = it.next().expect("variable");
                 let expr = it.next().expect("expression");
+                // The value's last token: the rightmost leaf of its tree.
+                let last = expr.clone().into_inner().flatten().last().filter(|t| t.as_rule() == Rule::ident);
                 let (input, start) = (expr.as_span().get_input(), expr.as_span().start());
-                if let Some((lo, word)) = statement_on_a_later_line(input, start, expr.as_span().end())
+                if let Some(last) = last
+                    && let Some((lo, word)) =
+                        statement_swallowed(input, start, last.as_span().start(), last.as_span().end())
                     && self.syntax.borrow().is_none()
                 {
                     *self.syntax.borrow_mut() = Some(

@@ -19,6 +19,23 @@ fn flow(set: &str) -> String {
 fn a_value_may_continue_on_the_next_line() {
     assert_eq!(codes(&flow("set total = price +\n    timeout")), Vec::<String>::new());
     assert_eq!(codes(&flow("set total = price\n    + timeout * 2")), Vec::<String>::new());
+    // The next statement on the same line as the value's last word.
+    let text = "flow lines\nstart a\nvar price: number = 5\nvar timeout: number = 2\nvar total: number = 0\n\
+                node a {\n  set total = price +\n    timeout next b\n}\nnode b { say \"{{ total }}\" next c }\n\
+                node c { end }\n";
+    assert_eq!(codes(text), Vec::<String>::new());
+    // A variable named like a statement, followed by an operator word.
+    let text = flow("set total = price +\n    timeout").replace(
+        "node a {",
+        "var reason: text = \"x\"\nvar esc: boolean = false\nnode a {\n  set esc = price > 3 or\n    reason in [\"angry\", \"legal\"]",
+    );
+    let c = codes(&text);
+    assert!(!c.contains(&"E0002".to_string()), "{c:?}");
+    // A text over two lines whose second line starts with a statement's word.
+    let text = flow("set total = price")
+        .replace("node a {", "var note: text = \"\"\nnode a {\n  set note = \"Thanks!\n  next time, bring a friend\"");
+    let c = codes(&text);
+    assert!(!c.contains(&"E0002".to_string()), "{c:?}");
 }
 
 #[test]

@@ -5,3 +5,4 @@ mod comments;
 mod dsl_lines;
 mod explain;
 mod hostile;
+mod scope;
