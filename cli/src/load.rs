@@ -43,9 +43,8 @@ pub struct Report {
     pub accepted: usize,
     /// Answered 503 with a `Retry-After`: the server is full and said when to come back.
     pub refused: usize,
-    /// Answered 429: over the server's per-client limits.
-    pub limited: usize,
-    /// Anything else (status or connection error) and how often.
+    /// Anything else (status or connection error) and how often; `429` is over the server's
+    /// per-client limits.
     pub errors: BTreeMap<String, usize>,
     /// Not answered within the timeout.
     pub timed_out: usize,
@@ -91,11 +90,11 @@ impl std::fmt::Display for Report {
             let list: Vec<String> = self.errors.iter().map(|(what, n)| format!("{what}: {n}")).collect();
             write!(f, " ({})", list.join(", "))?;
         }
-        if self.limited > 0 {
+        if let Some(limited) = self.errors.get("429") {
             write!(
                 f,
                 "\n{} of the errors were 429: over the server's per-client limits. One load generator is one client: raise [limits] client_per_minute, client_burst, conversation_per_minute and conversation_burst in the server's botc.toml for load tests",
-                self.limited
+                limited
             )?;
         }
         Ok(())
@@ -182,7 +181,6 @@ struct Tally {
     late: Vec<Duration>,
     accepted: usize,
     refused: usize,
-    limited: usize,
     errors: BTreeMap<String, usize>,
     timed_out: usize,
 }
@@ -246,10 +244,7 @@ async fn drive(
                     tally.latencies.push(scheduled.elapsed());
                 }
                 503 if parts.headers.contains_key("retry-after") => tally.refused += 1,
-                429 => {
-                    tally.limited += 1;
-                    *tally.errors.entry("429".into()).or_default() += 1;
-                }
+                429 => *tally.errors.entry("429".into()).or_default() += 1,
                 s => {
                     let what = if s == 503 { "503 without Retry-After".to_string() } else { format!("status {s}") };
                     *tally.errors.entry(what).or_default() += 1;
@@ -323,7 +318,6 @@ pub async fn run(base: &str, bot: &str, target: Target, opts: Options) -> Result
         all.late.extend(t.late);
         all.accepted += t.accepted;
         all.refused += t.refused;
-        all.limited += t.limited;
         all.timed_out += t.timed_out;
         for (what, n) in t.errors {
             *all.errors.entry(what).or_default() += n;
@@ -339,7 +333,6 @@ pub async fn run(base: &str, bot: &str, target: Target, opts: Options) -> Result
         rate: opts.rate,
         accepted: all.accepted,
         refused: all.refused,
-        limited: all.limited,
         errors: all.errors,
         timed_out: all.timed_out,
         elapsed,

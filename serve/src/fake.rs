@@ -118,14 +118,9 @@ impl FakePlatform {
         self.lock().trouble.extend(troubles.iter().copied());
     }
 
-    /// Every call answered successfully, in order.
+    /// Every call answered successfully and not taken by [`FakePlatform::take`], in order.
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
-    }
-
-    /// Calls answered successfully from position `from` on.
-    pub fn received_from(&self, from: usize) -> Vec<Received> {
-        self.lock().received.get(from..).map(<[Received]>::to_vec).unwrap_or_default()
     }
 
     /// Every call answered with an error.
