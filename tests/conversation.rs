@@ -228,8 +228,9 @@ fn load_sends_at_the_requested_rate_and_reports_latency() {
     assert!(!out.contains("429"), "{out}");
 }
 
-/// A stand-in server for `botc load`: Telegram webhooks for bot `slow` are answered after
-/// 20 ms, `full` gets 503 with Retry-After, `broken` 503 without it.
+/// A stand-in server for `botc load`: of the Telegram webhooks for bot `stall` the first is
+/// never answered and the rest at once, `full` gets 503 with Retry-After, `broken` 503
+/// without it.
 fn load_target() -> (tokio::runtime::Runtime, String) {
     use axum::routing::post;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
@@ -237,10 +238,15 @@ fn load_target() -> (tokio::runtime::Runtime, String) {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let app = axum::Router::new()
         .route(
-            "/webhooks/telegram/slow",
-            post(|| async {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                "{}"
+            "/webhooks/telegram/stall",
+            post({
+                let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                move || async move {
+                    if !stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
+                    "{}"
+                }
             }),
         )
         .route(
@@ -254,10 +260,10 @@ fn load_target() -> (tokio::runtime::Runtime, String) {
 
 #[test]
 fn load_counts_waiting_for_a_busy_connection_in_the_latency() {
-    // One connection, 100 requests offered over one second, each answered after 20 ms: the
-    // server can take 50 a second, so the last request is sent about a second after its
-    // scheduled time. A generator that measured from the moment it sent (coordinated
-    // omission) would report 20 ms for every one.
+    // One connection, 100 requests offered over one second; the server holds the first
+    // until the generator's two-second timeout gives up on it, so the other 99 are sent about
+    // two seconds after their scheduled times and answered at once. A generator that measured
+    // from the moment it sent (coordinated omission) would report them as instant.
     let (_rt, url) = load_target();
     let load = |bot: &str, connections: &str| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_botc"));
@@ -276,6 +282,8 @@ fn load_counts_waiting_for_a_busy_connection_in_the_latency() {
             "1",
             "--connections",
             connections,
+            "--timeout",
+            "2",
         ])
         .env("LOAD_SECRET", "s");
         let o = crate::output_within(&mut cmd, 60);
@@ -286,12 +294,12 @@ fn load_counts_waiting_for_a_busy_connection_in_the_latency() {
         let at = out.find(what).unwrap_or_else(|| panic!("no `{what}` in {out}")) + what.len();
         out[at..].trim_start().split(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{out}"))
     };
-    let out = load("slow", "1");
-    assert!(out.contains("sent 100 in") && out.contains("accepted 100,"), "{out}");
+    let out = load("stall", "1");
+    assert!(out.contains("sent 100 in") && out.contains("accepted 99,") && out.contains("timed out 1,"), "{out}");
     assert!(ms(&out, "ack latency p50") > 400.0 && ms(&out, "max") > 800.0, "latency from the schedule: {out}");
     assert!(ms(&out, "sends late p99") > 800.0, "the sends fell behind their schedule: {out}");
-    // With enough connections the same server keeps up, and latency is the server's.
-    let out = load("slow", "16");
+    // Once the server answers every request at once, latency is the server's.
+    let out = load("stall", "16");
     assert!(ms(&out, ", p99") < 400.0 && out.contains("accepted 100,"), "{out}");
     // A 503 with Retry-After is a refusal, the server's way to say it is full; one without
     // is an error, and the report says which.
