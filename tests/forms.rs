@@ -69,30 +69,80 @@ fn fmt_converts_both_ways_without_changing_the_ir_and_is_idempotent() {
 }
 
 #[test]
-fn fmt_write_refuses_to_drop_comments_and_broken_files() {
-    let dir = std::env::temp_dir().join(format!("botc-fmt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let commented = dir.join("c.yaml");
-    let src = "# a comment worth keeping\nflow: c\nstart: a\nnodes:\n  a:\n    end:\n";
+fn fmt_write_keeps_comments_and_refuses_broken_files() {
+    let dir = tempfile::tempdir().expect("dir");
+    let commented = dir.path().join("c.yaml");
+    let src =
+        "# a comment worth keeping\nflow: c   # named c\nstart: a\nnodes:\n  a:\n    # the only node\n    end: true\n";
     std::fs::write(&commented, src).expect("write");
     let p = commented.to_string_lossy().into_owned();
     let o = botc(&["fmt", "-w", &p]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("comment line(s)"));
-    assert_eq!(std::fs::read_to_string(&commented).expect("read"), src, "nothing was written");
-    assert_eq!(botc(&["fmt", "-w", "--drop-comments", &p]).status.code(), Some(0));
-    assert_eq!(std::fs::read_to_string(&commented).expect("read"), "flow: c\nstart: a\nnodes:\n  a:\n    end:\n");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let kept =
+        "# a comment worth keeping\nflow: c # named c\nstart: a\n\nnodes:\n  a:\n    # the only node\n    end: true\n";
+    assert_eq!(std::fs::read_to_string(&commented).expect("read"), kept);
 
-    let broken = dir.join("b.flow");
+    let o = botc(&["fmt", "--to", "dsl", "-w", &p]);
+    assert_eq!(o.status.code(), Some(0));
+    let dsl = std::fs::read_to_string(dir.path().join("c.flow")).expect("conversion wrote c.flow");
+    assert_eq!(dsl, "# a comment worth keeping\nflow c # named c\nstart a\n\nnode a {\n  # the only node\n  end\n}\n");
+
+    assert_eq!(botc(&["fmt", "-w", "--drop-comments", &p]).status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&commented).expect("read"),
+        "flow: c\nstart: a\n\nnodes:\n  a:\n    end: true\n"
+    );
+
+    let broken = dir.path().join("b.flow");
     std::fs::write(&broken, "flow b\nstrat a\n").expect("write");
     let o = botc(&["fmt", "-w", &broken.to_string_lossy()]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&broken).expect("read"), "flow b\nstrat a\n");
+}
 
-    let o = botc(&["fmt", "--to", "dsl", "-w", &p]);
-    assert_eq!(o.status.code(), Some(0));
-    let dsl = std::fs::read_to_string(dir.join("c.flow")).expect("conversion wrote c.flow");
-    assert_eq!(dsl, "flow c\nstart a\n\nnode a {\n  end\n}\n");
+/// `--check` lists what is not in canonical form, writes nothing and fails, so CI can hold a
+/// repository to the format; a directory formats every flow under it.
+#[test]
+fn fmt_check_and_directories() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_string_lossy().into_owned();
+    let good = "flow g\nstart a\n\nnode a { end }\n";
+    let messy = "flow m   # messy\nstart a\nnode a { end }\n";
+    std::fs::write(dir.path().join("g.flow"), good).expect("write");
+    std::fs::write(dir.path().join("m.flow"), messy).expect("write");
+
+    let o = botc(&["fmt", &d]);
+    assert_eq!(o.status.code(), Some(2), "printing several files is refused");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pass -w"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let o = botc(&["fmt", "--check", &d]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("m.flow: not formatted (the first difference is on line 1)"), "{err}");
+    assert!(!err.contains("g.flow"), "a formatted file is not listed: {err}");
+    assert!(err.contains("1 of 2 files not formatted"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("m.flow")).expect("read"), messy, "--check writes nothing");
+
+    assert_eq!(botc(&["fmt", "-w", &d]).status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("m.flow")).expect("read"),
+        "flow m # messy\nstart a\n\nnode a { end }\n"
+    );
+    let o = botc(&["fmt", "--check", &d]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The flows we ship are in canonical form, comments and all: what `botc fmt` writes is what
+/// we ask authors to read.
+#[test]
+fn shipped_flows_are_formatted() {
+    let o = botc(&[
+        "fmt",
+        "--check",
+        &root().join("flows/ok").to_string_lossy(),
+        &root().join("flows/examples").to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// A button list too long for one line is written one button per line in both forms, reads

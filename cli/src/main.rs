@@ -333,18 +333,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
-    /// Format a flow canonically, or convert it between YAML and the DSL
+    /// Format flows canonically (comments are kept), or convert them between YAML and the DSL
     Fmt {
-        /// The flow file to format (.yaml, .yml or .flow)
-        file: PathBuf,
-        /// Output form (default: the file's own)
-        #[arg(long, value_enum)]
+        /// Flow files (.yaml, .yml or .flow) or directories of them
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output form (default: each file's own)
+        #[arg(long, value_enum, conflicts_with = "check")]
         to: Option<Form>,
         /// Write the result to the file (with --to of the other form: to the file of the same
         /// name with the other extension) instead of printing it
-        #[arg(short, long)]
+        #[arg(short, long, conflicts_with = "check")]
         write: bool,
-        /// With --write: go ahead even though comments will be lost
+        /// Write nothing; list the files not in canonical form and exit 1 if there are any (for CI)
+        #[arg(long)]
+        check: bool,
+        /// Leave the comments out
         #[arg(long)]
         drop_comments: bool,
     },
@@ -530,7 +534,14 @@ fn main() -> ExitCode {
             cmd::role::kafka_passthrough_cmd(brokers, topic, partitions, &output, events, size)
         }
         Command::Chat { flow, user } => cmd::chat::chat_cmd(&flow, &user),
-        Command::Fmt { file, to, write, drop_comments } => cmd::fmt::fmt(&file, to, write, drop_comments),
+        Command::Fmt { paths, to, write, check, drop_comments } => {
+            let mode = match (write, check) {
+                (true, _) => cmd::fmt::Mode::Write,
+                (_, true) => cmd::fmt::Mode::Check,
+                _ => cmd::fmt::Mode::Print,
+            };
+            cmd::fmt::fmt(&paths, to, mode, drop_comments)
+        }
     }
 }
 

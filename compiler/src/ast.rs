@@ -189,6 +189,8 @@ pub enum NodeKind {
         prompt: Template,
         into: Option<Ident>,
         expect: Expect,
+        /// Where `expect` was written; `None`: it was not (the answer is text).
+        expect_at: Option<Span>,
         buttons: Vec<Button>,
         retries: Option<(u32, Span)>,
         reprompt: Option<Template>,

@@ -356,7 +356,9 @@ impl FlowLowerer<'_> {
                 self.diags.extend(diags);
                 kind
             }
-            K::Ask { prompt, into, expect, buttons, retries, reprompt, on_invalid, timeout, on_timeout, next } => {
+            K::Ask {
+                prompt, into, expect, buttons, retries, reprompt, on_invalid, timeout, on_timeout, next, ..
+            } => {
                 needs_next(next, self, "this question");
                 edge(Edge::Next, next, self.diags);
                 edge(Edge::Invalid, on_invalid, self.diags);

@@ -321,6 +321,103 @@ fn escaped_map(src: &str, value: &str, lo: u32, double: bool) -> Origin {
     Origin::Mapped(map)
 }
 
+/// The comments of a YAML source, which the parser skips: a `#` at the start of a line or
+/// after whitespace, outside quoted scalars and the text of block scalars (`|`, `>`), to the
+/// end of its line. `text` must parse (`botc fmt` only formats files without syntax errors).
+pub fn comments(text: &str) -> Vec<crate::print::Comment> {
+    let offsets =
+        Offsets { text, table: (!text.is_ascii()).then(|| text.char_indices().map(|(b, _)| b as u32).collect()) };
+    // Byte ranges whose `#` are text. Plain scalars cannot hold ` #` (it ends them), so only
+    // quoted and block scalars count; their ends are found here, not taken from the parser's
+    // spans, which can run on past the scalar.
+    let mut texts: Vec<(usize, usize)> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let Ok((Event::Scalar(_, style, ..), span)) = event else {
+            if event.is_err() {
+                break;
+            }
+            continue;
+        };
+        let lo = offsets.byte(span.start.index());
+        match style {
+            ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                texts.push((lo, quoted_end(text, lo, style == ScalarStyle::DoubleQuoted)))
+            }
+            ScalarStyle::Literal | ScalarStyle::Folded => texts.push(block_text(text, lo)),
+            _ => {}
+        }
+    }
+    texts.sort_unstable();
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_comment = bytes[i] == b'#' && (i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'\r'));
+        let in_text = || {
+            let k = texts.partition_point(|&(a, _)| a <= i);
+            k > 0 && i < texts[k - 1].1
+        };
+        if starts_comment && !in_text() {
+            out.push(crate::print::Comment::at(text, i));
+            while i < bytes.len() && bytes[i] != b'\n' {
+                i += 1;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The byte after the closing quote of the quoted scalar that starts at byte `lo`.
+fn quoted_end(text: &str, lo: usize, double: bool) -> usize {
+    let b = text.as_bytes();
+    let q = b.get(lo).copied().unwrap_or(b'"');
+    let mut i = lo + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if double => i += 1,
+            c if c == q => {
+                // `''` inside single quotes is a quote, not the end.
+                if !double && b.get(i + 1) == Some(&b'\'') {
+                    i += 1;
+                } else {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// The byte range of the text of the block scalar whose event starts at byte `lo`: the lines
+/// after its header (`|`, `>-`) indented deeper than the header's line, up to the first line
+/// indented less than its first line.
+fn block_text(text: &str, lo: usize) -> (usize, usize) {
+    let header = if text[lo..].starts_with(['|', '>']) { lo } else { text[..lo].rfind(['|', '>']).unwrap_or(lo) };
+    let header_line = text[..header].rfind('\n').map_or(0, |i| i + 1);
+    let indent_of = |line: &str| line.len() - line.trim_start_matches(' ').len();
+    let parent = indent_of(&text[header_line..]);
+    let Some(nl) = text[header..].find('\n') else { return (text.len(), text.len()) };
+    let start = header + nl + 1;
+    let (mut end, mut content_indent) = (start, None);
+    let mut at = start;
+    for line in text[start..].split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        if !body.trim().is_empty() {
+            let indent = indent_of(body);
+            let min = *content_indent.get_or_insert(indent);
+            if indent <= parent || indent < min {
+                break;
+            }
+        }
+        at += line.len();
+        end = at;
+    }
+    (start, end)
+}
+
 fn too_deep(span: Span) -> Diagnostic {
     Diagnostic::error("E0003", span, format!("YAML nested deeper than {MAX_DEPTH} levels"))
         .label("nesting passed the limit here")

@@ -14,22 +14,64 @@ pub(crate) enum Form {
     Dsl,
 }
 
-/// The text's full-line comments, which formatting cannot keep (the schema modeline is kept).
-pub(crate) fn comment_lines(text: &str) -> usize {
-    text.lines()
-        .map(str::trim_start)
-        .filter(|l| l.starts_with('#') && !l.starts_with("# yaml-language-server:"))
-        .count()
+/// What to do with the formatted text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Print it.
+    Print,
+    /// Write it to the file (or, converting, to its twin of the other form).
+    Write,
+    /// Write nothing; report files that are not in canonical form.
+    Check,
 }
 
-pub(crate) fn fmt(file: &Path, to: Option<Form>, write: bool, drop_comments: bool) -> ExitCode {
+/// The YAML schema modeline editors read (`# yaml-language-server: $schema=...`): a YAML
+/// file's own comment, which a DSL file has no use for.
+const MODELINE: &str = "# yaml-language-server:";
+
+pub(crate) fn fmt(paths: &[std::path::PathBuf], to: Option<Form>, mode: Mode, drop_comments: bool) -> ExitCode {
+    let files = match crate::flows::collect(paths) {
+        Ok(files) => files,
+        Err(e) => return fail(e),
+    };
+    if files.is_empty() {
+        return fail("no flow files (.yaml, .yml, .flow) there");
+    }
+    if files.len() > 1 && mode == Mode::Print {
+        return fail(format!(
+            "{} flow files: pass -w to format them in place or --check to list those not formatted",
+            files.len()
+        ));
+    }
+    let mut worst = ExitCode::SUCCESS;
+    let mut unformatted = 0;
+    for file in &files {
+        match fmt_one(file, to, mode, drop_comments) {
+            Ok(true) => {}
+            Ok(false) => unformatted += 1,
+            Err(code) => worst = code,
+        }
+    }
+    if unformatted > 0 {
+        eprintln!(
+            "{unformatted} of {} file{} not formatted; `botc fmt -w` formats them",
+            files.len(),
+            crate::flows::s(files.len())
+        );
+        return ExitCode::from(EXIT_FINDINGS);
+    }
+    worst
+}
+
+/// Formats one file; `Ok(false)`: with `--check`, it is not in canonical form.
+fn fmt_one(file: &Path, to: Option<Form>, mode: Mode, drop_comments: bool) -> Result<bool, ExitCode> {
     let name = file.to_string_lossy().into_owned();
     let Some(syntax) = syntax_of(file) else {
-        return fail(format!("{name} is not a flow file (expected .yaml, .yml or .flow)"));
+        return Err(fail(format!("{name} is not a flow file (expected .yaml, .yml or .flow)")));
     };
     let text = match read_flow(file) {
-        Err(e) => return fail(format!("cannot read {name}: {e}")),
-        Ok(Err(d)) => return fail(d.message),
+        Err(e) => return Err(fail(format!("cannot read {name}: {e}"))),
+        Ok(Err(d)) => return Err(fail(d.message)),
         Ok(Ok(text)) => text,
     };
     let mut sources = botc_compiler::SourceMap::new();
@@ -42,53 +84,69 @@ pub(crate) fn fmt(file: &Path, to: Option<Form>, write: bool, drop_comments: boo
             eprintln!("{}", render::render(&sources, d, Format::Human, color));
         }
         eprintln!("error: {name} has syntax errors; fix them before formatting (nothing was written)");
-        return ExitCode::from(EXIT_FINDINGS);
+        return Err(ExitCode::from(EXIT_FINDINGS));
     };
     let to = to.unwrap_or(match syntax {
         Syntax::Yaml => Form::Yaml,
         Syntax::Dsl => Form::Dsl,
     });
+    let mut comments = if drop_comments { Vec::new() } else { botc_compiler::front::comments(&text, syntax) };
+    if to == Form::Dsl {
+        comments.retain(|c| !c.text.starts_with(MODELINE));
+    }
     let out = match to {
-        Form::Yaml => {
-            let modeline = text.lines().next().filter(|l| l.starts_with("# yaml-language-server:"));
-            modeline.map(|m| format!("{m}\n")).unwrap_or_default() + &botc_compiler::print::yaml(&ast)
-        }
-        Form::Dsl => botc_compiler::print::dsl(&ast),
+        Form::Yaml => botc_compiler::print::yaml(&ast, &comments),
+        Form::Dsl => botc_compiler::print::dsl(&ast, &comments),
     };
-    if !write {
-        out!("{out}");
-        return ExitCode::SUCCESS;
+    // Every `#` of the source is in a comment or a string, and both are printed: fewer in
+    // the output means a comment was lost, which must never reach the disk.
+    let kept: usize = comments.iter().map(|c| c.text.matches('#').count()).sum();
+    let all: usize = botc_compiler::front::comments(&text, syntax).iter().map(|c| c.text.matches('#').count()).sum();
+    if out.matches('#').count() + (all - kept) < text.matches('#').count() {
+        return Err(fail(format!(
+            "botc fmt could not place every comment of {name}, so nothing was written; this is a bug, \
+             please report it with the file"
+        )));
     }
-    let comments = comment_lines(&text);
-    if comments > 0 && !drop_comments {
-        return fail(format!(
-            "{name} has {comments} comment line(s) that formatting would drop; nothing was written \
-             (print without -w to compare, or pass --drop-comments)"
-        ));
-    }
-    let target = file.with_extension(match to {
-        Form::Yaml => "yaml",
-        Form::Dsl => "flow",
-    });
-    let target = if syntax_of(file)
-        == Some(match to {
+    let same_form = syntax
+        == match to {
             Form::Yaml => Syntax::Yaml,
             Form::Dsl => Syntax::Dsl,
-        }) {
+        };
+    match mode {
+        Mode::Print => {
+            out!("{out}");
+            return Ok(true);
+        }
+        // clap keeps `--check` and `--to` apart, so the form is the file's own.
+        Mode::Check if out == text => return Ok(true),
+        Mode::Check => {
+            let line = text.lines().zip(out.lines()).position(|(a, b)| a != b);
+            let line = line.unwrap_or_else(|| text.lines().count().min(out.lines().count()));
+            eprintln!("{name}: not formatted (the first difference is on line {})", line + 1);
+            return Ok(false);
+        }
+        Mode::Write => {}
+    }
+    let target = if same_form {
         file.to_path_buf()
     } else {
-        target
+        file.with_extension(match to {
+            Form::Yaml => "yaml",
+            Form::Dsl => "flow",
+        })
     };
+    if same_form && out == text {
+        return Ok(true);
+    }
     // Write to a temporary file and rename, so a crash never leaves half a flow behind.
-    let tmp = target.with_extension("botc-fmt.tmp");
-    if let Err(e) = std::fs::write(&tmp, &out).and_then(|()| std::fs::rename(&tmp, &target)) {
-        let _ = std::fs::remove_file(&tmp);
-        return fail(format!("cannot write {}: {e}", target.display()));
+    if let Err(e) = write_atomic(&target, out.as_bytes()) {
+        return Err(fail(format!("cannot write {}: {e}", target.display())));
     }
     if target != file {
         eprintln!("wrote {}", target.display());
     }
-    ExitCode::SUCCESS
+    Ok(true)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half

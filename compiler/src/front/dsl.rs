@@ -44,6 +44,30 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
     }
 }
 
+/// The comments of a DSL source: `#` outside a string, to the end of its line.
+pub fn comments(text: &str) -> Vec<crate::print::Comment> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let (mut i, mut quote) = (0, None);
+    while i < b.len() {
+        match (quote, b[i]) {
+            (Some(_), b'\\') => i += 1,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, q @ (b'"' | b'\'')) => quote = Some(q),
+            (None, b'#') => {
+                out.push(crate::print::Comment::at(text, i));
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
 /// Statements whose value is a text in double quotes (`text_kw` in the grammar).
 const TEXT_WORDS: [&str; 8] = ["say", "ask", "image", "reprompt", "http", "body", "handoff", "reason"];
 

@@ -50,3 +50,11 @@ pub fn parse(id: FileId, file: &SourceFile, syntax: Syntax) -> (Option<File>, Ve
         Err(d) => (None, vec![d]),
     }
 }
+
+/// The comments of a file's source, which parsing skips, for [`crate::print`] to put back.
+pub fn comments(text: &str, syntax: Syntax) -> Vec<crate::print::Comment> {
+    match syntax {
+        Syntax::Yaml => crate::yaml::comments(text),
+        Syntax::Dsl => dsl::comments(text),
+    }
+}

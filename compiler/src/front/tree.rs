@@ -569,6 +569,7 @@ impl Cx {
                     prompt: self.template(main, "the question"),
                     into,
                     expect: f.get("expect").map_or(Expect::Text, |v| self.expect(v)),
+                    expect_at: f.get("expect").map(|v| v.span),
                     buttons: self.buttons(&f),
                     retries: f.get("retries").and_then(|v| self.count(v)),
                     reprompt: f.get("reprompt").map(|v| self.template(v, "the re-prompt text")),

@@ -53,7 +53,8 @@ fn exercise(text: &str, syntax: Syntax) {
     let id = sources.add("input", text);
     let (ast, diags) = front::parse(id, sources.get(id), syntax);
     if let Some(ast) = ast.filter(|_| !diags.iter().any(|d| d.is_error())) {
-        for (printed, s) in [(print::yaml(&ast), Syntax::Yaml), (print::dsl(&ast), Syntax::Dsl)] {
+        let comments = front::comments(text, syntax);
+        for (printed, s) in [(print::yaml(&ast, &comments), Syntax::Yaml), (print::dsl(&ast, &comments), Syntax::Dsl)] {
             let again = compile("printed", &printed, s, &mut NoImports);
             let front_errors: Vec<_> =
                 again.diagnostics.iter().filter(|d| d.is_error() && d.code.0 < "E0200").collect();

@@ -4,5 +4,6 @@ mod bytecode;
 mod comments;
 mod dsl_lines;
 mod explain;
+mod fmt;
 mod hostile;
 mod scope;
