@@ -23,7 +23,7 @@ pub struct Expr {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExprKind {
-    Text(String),
+    Text(compact_str::CompactString),
     Integer(i64),
     Number(f64),
     Bool(bool),
@@ -107,7 +107,7 @@ pub struct Template {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Part {
-    Lit(String),
+    Lit(compact_str::CompactString),
     Expr(Expr),
 }
 
@@ -287,7 +287,7 @@ pub fn parse_template(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Te
     let mut rest = 0;
     while let Some(open) = src[rest..].find("{{").map(|i| rest + i) {
         if open > rest {
-            parts.push(Part::Lit(src[rest..open].to_string()));
+            parts.push(Part::Lit(src[rest..open].into()));
         }
         let inner = open + 2;
         let Some(close) = hole_end(&src[inner..]).map(|i| inner + i) else {
@@ -314,7 +314,7 @@ pub fn parse_template(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Te
         rest = close + 2;
     }
     if rest < src.len() {
-        parts.push(Part::Lit(src[rest..].to_string()));
+        parts.push(Part::Lit(src[rest..].into()));
     }
     Template { parts, span: at.whole }
 }
@@ -468,8 +468,9 @@ fn check_escapes(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-pub(crate) fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+pub(crate) fn unescape(s: &str) -> compact_str::CompactString {
+    // Inline up to 24 bytes: most texts in expressions are short and cost no allocation.
+    let mut out = compact_str::CompactString::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {

@@ -259,7 +259,7 @@ pub struct Template {
 
 #[derive(Clone, Debug)]
 pub enum TemplatePart {
-    Lit(String),
+    Lit(compact_str::CompactString),
     Expr(Expr),
 }
 
@@ -359,7 +359,7 @@ impl Func {
 
 #[derive(Clone, Debug)]
 pub enum ExprKind {
-    Text(String),
+    Text(compact_str::CompactString),
     Integer(i64),
     Number(f64),
     Bool(bool),

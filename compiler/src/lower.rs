@@ -178,7 +178,8 @@ impl FlowLowerer<'_> {
             params: f.params.len().min(vars.len()),
             returns: f.returns.as_ref().map(|r| r.ty),
             vars,
-            graph: Default::default(),
+            // Sized once; most nodes have one or two edges.
+            graph: petgraph::Graph::with_capacity(f.nodes.len(), f.nodes.len() * 2),
             start: None,
         };
         // Nodes first, so every target can be resolved in one pass afterwards.

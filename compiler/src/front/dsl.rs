@@ -286,7 +286,7 @@ impl Builder {
         let raw = inner.as_str();
         self.escapes(raw, inner.as_span().start());
         Node {
-            value: Value::Scalar { text: unescape(raw).into(), quoted: true },
+            value: Value::Scalar { text: unescape(raw), quoted: true },
             span: self.span(p),
             origin: dsl_origin(raw, inner.as_span().start() as u32),
         }
@@ -357,7 +357,7 @@ impl Builder {
                 (Rule::string, Some(i), _) => {
                     self.escapes(i.as_str(), i.as_span().start());
                     return Node {
-                        value: Value::Scalar { text: unescape(i.as_str()).into(), quoted: true },
+                        value: Value::Scalar { text: unescape(i.as_str()), quoted: true },
                         span,
                         origin: Origin::Unknown,
                     };
@@ -499,7 +499,7 @@ impl Builder {
                 // `sya "hello"`: the string, as the misspelt statement would have read it.
                 let s = Span::new(self.file, lo, lo + inner.len() + 2);
                 Node {
-                    value: Value::Scalar { text: unescape(inner).into(), quoted: true },
+                    value: Value::Scalar { text: unescape(inner), quoted: true },
                     span: s,
                     origin: dsl_origin(inner, lo as u32 + 1),
                 }

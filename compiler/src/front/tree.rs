@@ -143,7 +143,7 @@ impl Cx {
             self.expected(v, &format!("a mapping ({what})"));
             return None;
         };
-        let mut out = Fields { pairs: Vec::new() };
+        let mut out = Fields { pairs: Vec::with_capacity(pairs.len()) };
         for (k, val) in pairs {
             let Some(key) = k.as_str() else {
                 self.expected(k, "a key name");
@@ -374,7 +374,10 @@ impl Cx {
         // No `nodes` at all is reported by the start check (there is nothing to start at).
         let mut nodes = Vec::new();
         if let Some(v) = f.get("nodes") {
-            for (k, body) in self.fields_any(v, "nodes").unwrap_or_default() {
+            let bodies = self.fields_any(v, "nodes").unwrap_or_default();
+            // Sized once: a node is a few hundred bytes, and a large flow has thousands.
+            nodes.reserve_exact(bodies.len());
+            for (k, body) in bodies {
                 let Some(id) = self.ident(k, "node id") else { continue };
                 if let Some(node) = self.node(id, body) {
                     nodes.push(node);
@@ -467,7 +470,7 @@ impl Cx {
                 self.err(not_text_default(v, unquoted_non_text(v).unwrap_or_default()));
                 ExprKind::Error(Vec::new())
             }
-            (Type::Text | Type::Json, Value::Scalar { text, .. }) => ExprKind::Text(text.to_string()),
+            (Type::Text | Type::Json, Value::Scalar { text, .. }) => ExprKind::Text(text.clone()),
             (Type::Integer, Value::Scalar { text, .. }) if text.parse::<i64>().is_ok() => {
                 ExprKind::Integer(text.parse().unwrap_or_default())
             }
