@@ -14,7 +14,8 @@ pub struct Ident {
 /// A plain (non-template) string value, e.g. an import path or a choice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Str {
-    pub value: String,
+    /// Inline up to 24 bytes: choices and button values are short.
+    pub value: compact_str::CompactString,
     pub span: Span,
 }
 

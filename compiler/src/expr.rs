@@ -28,11 +28,13 @@ pub enum ExprKind {
     Number(f64),
     Bool(bool),
     List(Vec<Expr>),
-    Var(String),
-    Field(Box<Expr>, String, Span),
+    /// Names are inline up to 24 bytes (`compact_str`): a large flow reads variables a
+    /// hundred thousand times, and each read would otherwise be an allocation.
+    Var(compact_str::CompactString),
+    Field(Box<Expr>, compact_str::CompactString, Span),
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
-    Call(String, Span, Vec<Expr>),
+    Call(compact_str::CompactString, Span, Vec<Expr>),
     /// Stands in for text that did not parse; its diagnostic was already reported. Holds
     /// the names in that text (as `Var`s), so the variables it reads still count as read
     /// and are not also reported unused.
@@ -283,7 +285,10 @@ pub fn parse_expr(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Expr {
 /// Splits a text into literal parts and `{{ expression }}` holes. This is lexing, not
 /// grammar: a hole ends at the first `}}` outside a string literal.
 pub fn parse_template(src: &str, at: Locator, diags: &mut Vec<Diagnostic>) -> Template {
-    let mut parts = Vec::new();
+    // At most a literal before each hole, the hole, and a literal after the last: sized
+    // once instead of grown (a part is 80 bytes, and a large flow has many templates).
+    let holes = src.matches("{{").count();
+    let mut parts = Vec::with_capacity(2 * holes + 1);
     let mut rest = 0;
     while let Some(open) = src[rest..].find("{{").map(|i| rest + i) {
         if open > rest {
@@ -368,7 +373,7 @@ fn names(src: &str, at: Locator) -> Vec<Expr> {
         let call = src[end..].trim_start().starts_with('(');
         let lower = word.starts_with(|c: char| c.is_ascii_lowercase() || c == '_');
         if lower && !field && !call && !EXPR_KEYWORDS.contains(&word) {
-            out.push(Expr { kind: ExprKind::Var(word.to_string()), span: at.span(start, end) });
+            out.push(Expr { kind: ExprKind::Var(word.into()), span: at.span(start, end) });
         }
     });
     out
@@ -552,7 +557,7 @@ pub(crate) fn build(pair: Pair<'_, Rule>, at: Locator) -> Expr {
             for field in inner {
                 let fspan = at.span(field.as_span().start(), field.as_span().end());
                 let span = e.span.to(fspan);
-                e = Expr { kind: ExprKind::Field(Box::new(e), field.as_str().to_string(), fspan), span };
+                e = Expr { kind: ExprKind::Field(Box::new(e), field.as_str().into(), fspan), span };
             }
             return e;
         }
@@ -574,9 +579,9 @@ pub(crate) fn build(pair: Pair<'_, Rule>, at: Locator) -> Expr {
         Rule::call => {
             let name = inner.next().expect("call has a name");
             let nspan = at.span(name.as_span().start(), name.as_span().end());
-            ExprKind::Call(name.as_str().to_string(), nspan, inner.map(|p| build(p, at)).collect())
+            ExprKind::Call(name.as_str().into(), nspan, inner.map(|p| build(p, at)).collect())
         }
-        Rule::ident => ExprKind::Var(pair.as_str().to_string()),
+        Rule::ident => ExprKind::Var(pair.as_str().into()),
         _ => ExprKind::Error(Vec::new()),
     };
     Expr { kind, span }

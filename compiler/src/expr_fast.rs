@@ -218,7 +218,7 @@ impl<'a> P<'a> {
             self.pos += 1;
             let fspan = self.span(fs, fe);
             let span = e.span.to(fspan);
-            e = Expr { kind: ExprKind::Field(Box::new(e), f.to_string(), fspan), span };
+            e = Expr { kind: ExprKind::Field(Box::new(e), f.into(), fspan), span };
             end = fe;
         }
         Some((e, s, end))
@@ -254,10 +254,10 @@ impl<'a> P<'a> {
             Tok::Ident(name) => {
                 if self.punct("(").is_some() {
                     let (args, end) = self.list_items(")", false)?;
-                    let call = ExprKind::Call(name.to_string(), self.span(s, e), args);
+                    let call = ExprKind::Call(name.into(), self.span(s, e), args);
                     return Some((Expr { kind: call, span: self.span(s, end) }, s, end));
                 }
-                ExprKind::Var(name.to_string())
+                ExprKind::Var(name.into())
             }
             Tok::Punct("[") => {
                 let (items, end) = self.list_items("]", true)?;

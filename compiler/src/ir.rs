@@ -144,7 +144,8 @@ pub struct Var {
 
 #[derive(Clone, Debug)]
 pub struct Node {
-    pub name: String,
+    /// Inline up to 24 bytes, as the AST's names.
+    pub name: compact_str::CompactString,
     /// The node's id as written.
     pub name_span: Span,
     /// The kind keyword; node-level diagnostics point here.
@@ -189,7 +190,7 @@ impl Edge {
 pub struct Button {
     pub label: Template,
     /// `Some(value)` sends the value; `None` with `url` is a link.
-    pub value: Option<String>,
+    pub value: Option<compact_str::CompactString>,
     pub url: Option<Template>,
 }
 
@@ -367,7 +368,7 @@ pub enum ExprKind {
     Var(VarId),
     Builtin(Builtin),
     /// Field access on a `json` value, resolved at run time.
-    Field(Box<Expr>, String),
+    Field(Box<Expr>, compact_str::CompactString),
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     Call(Func, Vec<Expr>),

@@ -196,7 +196,7 @@ impl FlowLowerer<'_> {
                 continue;
             }
             let idx = out.graph.add_node(Node {
-                name: node.id.name.to_string(),
+                name: node.id.name.clone(),
                 name_span: node.id.span,
                 span: node.span,
                 kind: NodeKind::End,
@@ -576,7 +576,7 @@ impl FlowLowerer<'_> {
                 NodeKind::Http {
                     method: *method,
                     url: typer.template(url),
-                    headers: headers.iter().map(|h| (h.name.value.clone(), typer.template(&h.value))).collect(),
+                    headers: headers.iter().map(|h| (h.name.value.to_string(), typer.template(&h.value))).collect(),
                     body: body.as_ref().map(|b| typer.template(b)),
                     into,
                 }
@@ -591,7 +591,7 @@ impl FlowLowerer<'_> {
                     );
                 }
                 let reason = reason.as_ref().map(|r| Typer { scope: Scope { vars }, diags: self.diags }.template(r));
-                NodeKind::Handoff { queue: queue.value.clone(), reason, resumes: next.is_some() }
+                NodeKind::Handoff { queue: queue.value.to_string(), reason, resumes: next.is_some() }
             }
             K::Wait { duration, next } => {
                 needs_next(next, self, "this wait");
@@ -616,9 +616,9 @@ impl FlowLowerer<'_> {
                             .help("list the answers the user can pick, e.g. `choice: [small, large]`"),
                     );
                 }
+                let folded: Vec<compact_str::CompactString> = choices.iter().map(|c| c.value.to_lowercase()).collect();
                 for (i, c) in choices.iter().enumerate() {
-                    if let Some(first) = choices[..i].iter().find(|p| p.value.to_lowercase() == c.value.to_lowercase())
-                    {
+                    if let Some(first) = (0..i).find(|&j| folded[j] == folded[i]).map(|j| &choices[j]) {
                         self.diags.push(
                             Diagnostic::error("E0602", c.span, format!("duplicate choice `{}`", c.value))
                                 .label("listed again")

@@ -45,7 +45,9 @@ struct Cx {
 
 /// The keys of one YAML mapping, checked against what is allowed there.
 struct Fields<'a> {
-    pairs: Vec<(&'a str, &'a Y, &'a Y)>,
+    /// On the stack up to 12 fields (a node has at most 10): one per mapping read, and a
+    /// large flow has tens of thousands.
+    pairs: smallvec::SmallVec<[(&'a str, &'a Y, &'a Y); 12]>,
 }
 
 impl<'a> Fields<'a> {
@@ -143,7 +145,7 @@ impl Cx {
             self.expected(v, &format!("a mapping ({what})"));
             return None;
         };
-        let mut out = Fields { pairs: Vec::with_capacity(pairs.len()) };
+        let mut out = Fields { pairs: smallvec::SmallVec::new() };
         for (k, val) in pairs {
             let Some(key) = k.as_str() else {
                 self.expected(k, "a key name");
@@ -227,7 +229,7 @@ impl Cx {
 
     fn str(&mut self, v: &Y, what: &str) -> Option<Str> {
         let s = self.scalar(v, what)?;
-        Some(Str { value: s.to_string(), span: v.span })
+        Some(Str { value: s.into(), span: v.span })
     }
 
     fn template(&mut self, v: &Y, what: &str) -> Template {
@@ -504,15 +506,15 @@ impl Cx {
             self.expected(body, &format!("a mapping (node `{}`)", id.name));
             return None;
         };
-        let kinds: Vec<&Y> =
-            pairs.iter().filter(|(k, _)| k.as_str().is_some_and(|s| NODE_KINDS.contains(&s))).map(|(k, _)| k).collect();
+        let mut kinds =
+            pairs.iter().filter(|(k, _)| k.as_str().is_some_and(|s| NODE_KINDS.contains(&s))).map(|(k, _)| k);
         let mut alias = None;
-        let kind_key = match kinds.as_slice() {
-            [one] => *one,
+        let kind_key = match (kinds.next(), kinds.next()) {
+            (Some(one), None) => one,
             // A misspelt kind (`sya:`): said once, as the typo it is, and the node read as
             // the kind it is closest to, so its `next` and texts are still checked and the
             // nodes after it are not reported unreachable.
-            [] => match misspelt_kind(pairs) {
+            (None, _) => match misspelt_kind(pairs) {
                 Some((k, meant)) => {
                     let typo = k.as_str().unwrap_or_default();
                     self.err(
@@ -536,7 +538,7 @@ impl Cx {
                     return Some(placeholder(id));
                 }
             },
-            [first, second, ..] => {
+            (Some(first), Some(second)) => {
                 self.err(
                     Diagnostic::error("E0104", second.span, format!("node `{}` has two kinds", id.name))
                         .label("second kind")
@@ -668,7 +670,8 @@ impl Cx {
             }
             "handoff" => NodeKind::Handoff {
                 queue: {
-                    let queue = self.str(main, "a queue name").unwrap_or(Str { value: String::new(), span: main.span });
+                    let queue =
+                        self.str(main, "a queue name").unwrap_or(Str { value: Default::default(), span: main.span });
                     self.fixed_text(&queue.value, queue.span, "a queue name is plain text");
                     queue
                 },
@@ -838,7 +841,7 @@ impl Cx {
                     self.fixed_text(text, b.span, "the answer of a button without a `value` is its label as written");
                     out.push(Button {
                         label: self.template(b, "a button label"),
-                        action: ButtonAction::Value(Str { value: text.to_string(), span: b.span }),
+                        action: ButtonAction::Value(Str { value: text.clone(), span: b.span }),
                         span: b.span,
                     })
                 }
@@ -859,7 +862,7 @@ impl Cx {
                         },
                         (None, Some(u)) => ButtonAction::Url(self.template(u, "a URL")),
                         (None, None) => {
-                            let value = lv.as_str().unwrap_or_default().to_string();
+                            let value: compact_str::CompactString = lv.as_str().unwrap_or_default().into();
                             self.fixed_text(
                                 &value,
                                 lv.span,
