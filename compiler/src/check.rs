@@ -33,6 +33,7 @@ pub fn check(program: Program, mut diags: Vec<Diagnostic>) -> (Result<CheckedPro
     }
     recursion(&program, &mut diags);
     unused_subflows(&program, &mut diags);
+    parameter_writes(&program, &mut diags);
     let ok = !diags.iter().any(Diagnostic::is_error);
     (if ok { Ok(CheckedProgram { program }) } else { Err(program) }, diags)
 }
@@ -467,6 +468,47 @@ fn unused_subflows(program: &Program, diags: &mut Vec<Diagnostic>) {
                     .label("no `call` names it")
                     .help("call it where it is needed, or delete it"),
             );
+        }
+    }
+}
+
+/// W0502: a sub-flow that writes a parameter named like a variable of a flow that calls
+/// it. Its author expects the caller's variable to change; it does not (a sub-flow has its
+/// own variables, and gives back only what it returns).
+fn parameter_writes(program: &Program, diags: &mut Vec<Diagnostic>) {
+    for (si, sub) in program.flows.iter().enumerate().skip(1) {
+        let calls_it = |f: &&Flow| {
+            f.graph.node_weights().any(|n| matches!(n.kind, NodeKind::Call { flow: Some(c), .. } if c.0 as usize == si))
+        };
+        let callers: Vec<&Flow> = program.flows.iter().filter(calls_it).collect();
+        for node in sub.graph.node_weights() {
+            let written: Vec<VarId> = match &node.kind {
+                NodeKind::Set { assigns } => assigns.iter().map(|(v, _)| *v).collect(),
+                NodeKind::Ask { into, .. } | NodeKind::Call { into, .. } | NodeKind::Http { into, .. } => {
+                    into.iter().copied().collect()
+                }
+                _ => Vec::new(),
+            };
+            for v in written.into_iter().filter(|v| (v.0 as usize) < sub.params) {
+                let name = &sub.vars[v.0 as usize].name;
+                let Some(caller) = callers.iter().find(|c| c.vars.iter().any(|w| &w.name == name)) else { continue };
+                diags.push(
+                    Diagnostic::warning(
+                        "W0502",
+                        node.span,
+                        format!(
+                            "this changes `{}`'s parameter `{name}`, not the `{name}` of `{}`",
+                            sub.name, caller.name
+                        ),
+                    )
+                    .label(format!("`{name}` here is the sub-flow's own copy"))
+                    .help(format!(
+                        "a sub-flow cannot change its caller's variables: `return` the new value, and store it in \
+                         `{name}` with the `into` of the `call` in `{}`",
+                        caller.name
+                    )),
+                );
+            }
         }
     }
 }
