@@ -53,6 +53,60 @@ fn graph_prints_dot_and_mermaid() {
     assert!(mm.starts_with("flowchart TD") && mm.contains("-->|next|"), "{mm}");
 }
 
+/// `--format svg` draws every shipped flow (loops, sub-flows, long texts) with nothing
+/// installed: each node the dot output names is in the picture, and the SVG's elements close.
+#[test]
+fn graph_draws_every_shipped_flow_as_svg() {
+    let flows: Vec<String> =
+        crate::flow_files("flows/ok").into_iter().chain(crate::flow_files("flows/examples")).collect();
+    assert!(flows.len() >= 20, "found {} flows", flows.len());
+    for f in flows.iter().filter(|f| !f.contains("/lib/")) {
+        let o = botc(&["graph", "--format", "svg", f]);
+        assert_eq!(o.status.code(), Some(0), "{f}: {}", String::from_utf8_lossy(&o.stderr));
+        let svg = stdout(&o);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{f}: not an SVG document");
+        for tag in ["g", "text", "tspan", "svg"] {
+            let opened = svg.matches(&format!("<{tag} ")).count() + svg.matches(&format!("<{tag}>")).count();
+            assert_eq!(opened, svg.matches(&format!("</{tag}>")).count(), "{f}: unbalanced <{tag}>");
+        }
+        let dot = stdout(&botc(&["graph", f]));
+        let nodes = dot.lines().filter(|l| !l.contains("->")).filter_map(|l| l.split("[label=\"").nth(1));
+        let names: Vec<&str> = nodes.filter_map(|l| l.split("\\n").next()).collect();
+        assert!(names.len() >= 2, "{f}: the dot output names its nodes: {dot}");
+        for name in names {
+            assert!(svg.contains(&format!(">{name}</tspan>")), "{f}: node `{name}` is not drawn");
+        }
+        let edges = dot.matches(" -> ").count();
+        assert_eq!(svg.matches(r#"<path class="edge""#).count(), edges, "{f}: every edge is drawn");
+    }
+    let svg = stdout(&botc(&["graph", "--format", "svg", "flows/examples/pizza_order.yaml"]));
+    for text in [">when 1<", ">else<", ">next<", ">on_error<", ">on_timeout<", r#"class="node branch""#] {
+        assert!(svg.contains(text), "the pizza flow's picture lacks `{text}`");
+    }
+}
+
+/// A flow of thousands of nodes with a loop in every group is drawn in seconds, not hours
+/// (a layout library that enumerates paths would never finish).
+#[test]
+fn graph_svg_of_a_large_flow_finishes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut src = String::from("flow: large\nstart: ask_0\nvars:\n  answer: text\nnodes:\n");
+    let groups = 500;
+    for g in 0..groups {
+        let next = if g + 1 == groups { "done".to_string() } else { format!("ask_{}", g + 1) };
+        src += &format!(
+            "  ask_{g}:\n    ask: \"Q{g}?\"\n    into: answer\n    expect: {{ choice: [yes, no] }}\n    next: b_{g}\n  b_{g}:\n    branch:\n      - when: 'answer == \"yes\"'\n        goto: s_{g}\n    else: ask_{g}\n  s_{g}:\n    say: \"ok\"\n    next: {next}\n"
+        );
+    }
+    src += "  done:\n    end: true\n";
+    let f = dir.path().join("large.yaml");
+    std::fs::write(&f, src).expect("write");
+    // `botc` gives up (and fails the test) after two minutes.
+    let o = botc(&["graph", "--format", "svg", &f.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout(&o).matches("<rect x=").count(), groups * 3 + 1);
+}
+
 #[test]
 fn a_reader_that_stops_early_is_not_an_error() {
     use std::io::{BufRead, BufReader};

@@ -329,7 +329,7 @@ enum Command {
     Graph {
         /// The flow file (.yaml, .yml or .flow)
         file: PathBuf,
-        /// Graphviz dot, or Mermaid for Markdown
+        /// Graphviz dot, Mermaid for Markdown, or an SVG picture (`> flow.svg`, open it in a browser)
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },

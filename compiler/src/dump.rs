@@ -166,6 +166,12 @@ fn short(program: &Program, flow: &Flow, kind: &NodeKind) -> String {
     }
 }
 
+/// A node's label in a drawing: its id, and on a second line what it does (clipped).
+pub fn node_label(program: &Program, flow: &Flow, id: NodeId) -> String {
+    let node = flow.node(id);
+    format!("{}\n{}", node.name, clip(&short(program, flow, &node.kind), 40))
+}
+
 fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         return s.to_string();
@@ -189,7 +195,7 @@ pub fn dot(program: &Program) -> String {
                 NodeKind::End | NodeKind::Return { .. } => ", shape=doublecircle",
                 _ => "",
             };
-            let label = format!("{}\n{}", node.name, clip(&short(program, flow, &node.kind), 40));
+            let label = node_label(program, flow, id);
             let _ = writeln!(out, "    f{fi}_{id} [label={}{shape}];", print::quote(&label));
         }
         for id in flow.node_ids() {
