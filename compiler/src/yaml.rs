@@ -393,7 +393,7 @@ fn quoted_end(text: &str, lo: usize, double: bool) -> usize {
 
 /// The byte range of the text of the block scalar whose event starts at byte `lo`: the lines
 /// after its header (`|`, `>-`) indented deeper than the header's line, up to the first line
-/// indented less than its first line.
+/// indented less than the text (its indentation indicator's, or its first line's).
 fn block_text(text: &str, lo: usize) -> (usize, usize) {
     let header = if text[lo..].starts_with(['|', '>']) { lo } else { text[..lo].rfind(['|', '>']).unwrap_or(lo) };
     let header_line = text[..header].rfind('\n').map_or(0, |i| i + 1);
@@ -401,7 +401,11 @@ fn block_text(text: &str, lo: usize) -> (usize, usize) {
     let parent = indent_of(&text[header_line..]);
     let Some(nl) = text[header..].find('\n') else { return (text.len(), text.len()) };
     let start = header + nl + 1;
-    let (mut end, mut content_indent) = (start, None);
+    // An indentation indicator (`|2`, `>-1`) fixes the text's indentation, relative to the
+    // header's line; otherwise the first line that is not blank sets it.
+    let indicator =
+        text[header + 1..].chars().take_while(|c| matches!(c, '+' | '-' | '1'..='9')).find_map(|c| c.to_digit(10));
+    let (mut end, mut content_indent) = (start, indicator.map(|d| parent + d as usize));
     let mut at = start;
     for line in text[start..].split_inclusive('\n') {
         let body = line.trim_end_matches(['\n', '\r']);

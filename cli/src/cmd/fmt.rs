@@ -98,21 +98,24 @@ fn fmt_one(file: &Path, to: Option<Form>, mode: Mode, drop_comments: bool) -> Re
         Form::Yaml => botc_compiler::print::yaml(&ast, &comments),
         Form::Dsl => botc_compiler::print::dsl(&ast, &comments),
     };
-    // Every `#` of the source is in a comment or a string, and both are printed: fewer in
-    // the output means a comment was lost, which must never reach the disk.
-    let kept: usize = comments.iter().map(|c| c.text.matches('#').count()).sum();
-    let all: usize = botc_compiler::front::comments(&text, syntax).iter().map(|c| c.text.matches('#').count()).sum();
-    if out.matches('#').count() + (all - kept) < text.matches('#').count() {
+    let out_syntax = match to {
+        Form::Yaml => Syntax::Yaml,
+        Form::Dsl => Syntax::Dsl,
+    };
+    // The output must hold exactly the comments kept, each as often: a comment lost or
+    // doubled must never reach the disk.
+    let texts = |cs: &[botc_compiler::print::Comment]| {
+        let mut t: Vec<String> = cs.iter().map(|c| c.text.clone()).collect();
+        t.sort();
+        t
+    };
+    if texts(&botc_compiler::front::comments(&out, out_syntax)) != texts(&comments) {
         return Err(fail(format!(
-            "botc fmt could not place every comment of {name}, so nothing was written; this is a bug, \
-             please report it with the file"
+            "botc fmt could not place every comment of {name} exactly once, so nothing was written; this \
+             is a bug, please report it with the file"
         )));
     }
-    let same_form = syntax
-        == match to {
-            Form::Yaml => Syntax::Yaml,
-            Form::Dsl => Syntax::Dsl,
-        };
+    let same_form = syntax == out_syntax;
     match mode {
         Mode::Print => {
             out!("{out}");

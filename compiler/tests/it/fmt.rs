@@ -211,3 +211,17 @@ node done { end }
 "
     );
 }
+
+/// A `#` in a block scalar is text, also when the scalar's indentation is given by an indicator
+/// (`|2`) and a line of it is indented less than its first.
+#[test]
+fn a_hash_in_block_scalar_text_is_not_a_comment() {
+    let src = "flow: t\nstart: a\nnodes:\n  a:\n    say: |2\n       indented # text\n      # still text\n    # a comment\n    next: b\n  b:\n    end: true\n";
+    let (ast, comments) = read(src, Syntax::Yaml).expect("parses");
+    let texts: Vec<&str> = comments.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, ["# a comment"]);
+    let out = print::yaml(&ast, &comments);
+    assert_eq!(out.matches("# still text").count(), 1, "{out}");
+    let (again, again_comments) = read(&out, Syntax::Yaml).expect("reads back");
+    assert_eq!(print::yaml(&again, &again_comments), out, "idempotent");
+}
