@@ -491,7 +491,18 @@ fn parameter_writes(program: &Program, diags: &mut Vec<Diagnostic>) {
             };
             for v in written.into_iter().filter(|v| (v.0 as usize) < sub.params) {
                 let name = &sub.vars[v.0 as usize].name;
-                let Some(caller) = callers.iter().find(|c| c.vars.iter().any(|w| &w.name == name)) else { continue };
+                // A caller that stores the sub-flow's result in its own `name` (`into`) does get
+                // the new value: the recommended way, not a mistake.
+                let stores_result = |c: &Flow| {
+                    c.graph.node_weights().any(|n| match n.kind {
+                        NodeKind::Call { flow: Some(f), into: Some(w), .. } => {
+                            f.0 as usize == si && &c.vars[w.0 as usize].name == name
+                        }
+                        _ => false,
+                    })
+                };
+                let misled = |c: &&&Flow| c.vars.iter().any(|w| &w.name == name) && !stores_result(c);
+                let Some(caller) = callers.iter().find(misled) else { continue };
                 diags.push(
                     Diagnostic::warning(
                         "W0502",

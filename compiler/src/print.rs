@@ -275,7 +275,13 @@ fn place(lines: &[Line], target: usize, column: usize) -> (usize, usize) {
             Role::Blank => continue,
             Role::Open if l.indent >= column => best = i,
             Role::Close if l.indent < column => {
-                return (i, l.indent + 2);
+                // Into the innermost block it was indented within: a node's `}` can come
+                // right before its sub-flow's.
+                let mut into = (i, l.indent + 2);
+                while into.0 > 0 && lines[into.0 - 1].role == Role::Close && lines[into.0 - 1].indent < column {
+                    into = (into.0 - 1, lines[into.0 - 1].indent + 2);
+                }
+                return into;
             }
             _ => break,
         }

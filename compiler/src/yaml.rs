@@ -338,7 +338,8 @@ pub fn comments(text: &str) -> Vec<crate::print::Comment> {
             }
             continue;
         };
-        let lo = offsets.byte(span.start.index());
+        // The parser's position includes an anchor or a tag written before the scalar.
+        let lo = after_properties(text, offsets.byte(span.start.index()));
         match style {
             ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
                 texts.push((lo, quoted_end(text, lo, style == ScalarStyle::DoubleQuoted)))
@@ -352,7 +353,9 @@ pub fn comments(text: &str) -> Vec<crate::print::Comment> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        let starts_comment = bytes[i] == b'#' && (i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'\r'));
+        // A byte order mark may come first; a `#` right after it starts the first line.
+        let line_start = i == 0 || (i == 3 && text.starts_with('\u{feff}'));
+        let starts_comment = bytes[i] == b'#' && (line_start || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'\r'));
         let in_text = || {
             let k = texts.partition_point(|&(a, _)| a <= i);
             k > 0 && i < texts[k - 1].1
@@ -366,6 +369,21 @@ pub fn comments(text: &str) -> Vec<crate::print::Comment> {
         i += 1;
     }
     out
+}
+
+/// The byte where a scalar starting at byte `lo` starts once its properties (`&anchor`,
+/// `!tag`) and the spaces after them are passed.
+fn after_properties(text: &str, mut lo: usize) -> usize {
+    let b = text.as_bytes();
+    while lo < b.len() && matches!(b[lo], b'&' | b'!') {
+        while lo < b.len() && !b[lo].is_ascii_whitespace() {
+            lo += 1;
+        }
+        while lo < b.len() && matches!(b[lo], b' ' | b'\t') {
+            lo += 1;
+        }
+    }
+    lo
 }
 
 /// The byte after the closing quote of the quoted scalar that starts at byte `lo`.

@@ -60,6 +60,8 @@ const CHAR: f64 = 7.4;
 
 /// XML-escaped text.
 fn esc(s: &str) -> String {
+    // Control characters (a text may hold an escape character) are not allowed in XML.
+    let s: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

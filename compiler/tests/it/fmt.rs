@@ -225,3 +225,27 @@ fn a_hash_in_block_scalar_text_is_not_a_comment() {
     let (again, again_comments) = read(&out, Syntax::Yaml).expect("reads back");
     assert_eq!(print::yaml(&again, &again_comments), out, "idempotent");
 }
+
+/// An anchor or a tag before a quoted scalar, and a byte order mark before the first comment,
+/// hide no comment; a comment at the end of a sub-flow's node stays in that node.
+#[test]
+fn anchors_tags_a_bom_and_nested_blocks_keep_their_comments() {
+    let src = "\u{feff}# mode\nflow: f\nstart: a\nnodes:\n  a:\n    say: &hi \"Hello\"   # greeting\n    next: b            # go\n  b:\n    say: !!str \"Hi # there\"\n    next: c\n  c:\n    end: true\n";
+    let (ast, comments) = read(src, Syntax::Yaml).expect("parses");
+    let texts: Vec<&str> = comments.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, ["# mode", "# greeting", "# go"]);
+    let out = print::yaml(&ast, &comments);
+    for t in texts {
+        assert_eq!(out.matches(t).count(), 1, "{out}");
+    }
+
+    let dsl = "flow f\nstart a\n\nnode a {\n  call s\n  next b\n}\n\nnode b { end }\n\nsubflow s {\n  start x\n\n  node x {\n    say \"hi\"\n    next y\n    # about x\n  }\n\n  node y { return }\n}\n";
+    let (ast, comments) = read(dsl, Syntax::Dsl).expect("parses");
+    assert_eq!(print::dsl(&ast, &comments), dsl, "already canonical, the comment inside node x");
+    let nested = dsl.replace("  node y { return }\n", "");
+    let nested =
+        nested.replace("    next y\n", "    next z\n").replace("  node x {", "  node z { return }\n\n  node x {");
+    let (ast, comments) = read(&nested, Syntax::Dsl).expect("parses");
+    let out = print::dsl(&ast, &comments);
+    assert!(out.contains("    # about x\n  }\n}\n"), "the last node's comment stays in it:\n{out}");
+}

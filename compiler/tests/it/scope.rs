@@ -32,3 +32,21 @@ fn a_flow_that_does_not_call_it_is_not_named() {
         text.replace("        call: greeting\n        next: y\n", "        say: \"{{ title }}\"\n        next: y\n");
     assert!(helps(&text).iter().all(|h| !h.contains("is a variable of flow")), "{:?}", helps(&text));
 }
+
+/// W0502 is for a sub-flow that writes a parameter named like its caller's variable as if the
+/// caller's changed; storing the sub-flow's result in that variable with `into` is the
+/// recommended way and is not reported.
+#[test]
+fn writing_a_parameter_is_reported_unless_the_caller_stores_the_result() {
+    let flow = |into: &str| {
+        format!(
+            "flow: shop\nstart: a\nvars:\n  name: text\nnodes:\n  a:\n    ask: Name?\n    into: name\n    next: b\n  b:\n    call: clean\n    with:\n      name: name\n{into}    next: c\n  c:\n    say: \"Hi {{{{ name }}}}\"\n    next: d\n  d:\n    end: true\nsubflows:\n  clean:\n    params:\n      name: text\n    returns: text\n    start: trim\n    nodes:\n      trim:\n        set:\n          name: trim(name)\n        next: back\n      back:\n        return: name\n"
+        )
+    };
+    let codes = |text: &str| {
+        let c = compile("t.yaml", text, Syntax::Yaml, &mut NoImports);
+        c.diagnostics.iter().map(|d| d.code.0.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(codes(&flow("")), ["W0502"], "the result is dropped: the caller's `name` never changes");
+    assert!(codes(&flow("    into: name\n")).is_empty(), "{:?}", codes(&flow("    into: name\n")));
+}
