@@ -86,21 +86,18 @@ fn fmt_one(file: &Path, to: Option<Form>, mode: Mode, drop_comments: bool) -> Re
         eprintln!("error: {name} has syntax errors; fix them before formatting (nothing was written)");
         return Err(ExitCode::from(EXIT_FINDINGS));
     };
-    let to = to.unwrap_or(match syntax {
-        Syntax::Yaml => Form::Yaml,
-        Syntax::Dsl => Form::Dsl,
-    });
+    let out_syntax = match to {
+        Some(Form::Yaml) => Syntax::Yaml,
+        Some(Form::Dsl) => Syntax::Dsl,
+        None => syntax,
+    };
     let mut comments = if drop_comments { Vec::new() } else { botc_compiler::front::comments(&text, syntax) };
-    if to == Form::Dsl {
+    if out_syntax == Syntax::Dsl {
         comments.retain(|c| !c.text.starts_with(MODELINE));
     }
-    let out = match to {
-        Form::Yaml => botc_compiler::print::yaml(&ast, &comments),
-        Form::Dsl => botc_compiler::print::dsl(&ast, &comments),
-    };
-    let out_syntax = match to {
-        Form::Yaml => Syntax::Yaml,
-        Form::Dsl => Syntax::Dsl,
+    let out = match out_syntax {
+        Syntax::Yaml => botc_compiler::print::yaml(&ast, &comments),
+        Syntax::Dsl => botc_compiler::print::dsl(&ast, &comments),
     };
     // The output must hold exactly the comments kept, each as often: a comment lost or
     // doubled must never reach the disk.
@@ -134,9 +131,9 @@ fn fmt_one(file: &Path, to: Option<Form>, mode: Mode, drop_comments: bool) -> Re
     let target = if same_form {
         file.to_path_buf()
     } else {
-        file.with_extension(match to {
-            Form::Yaml => "yaml",
-            Form::Dsl => "flow",
+        file.with_extension(match out_syntax {
+            Syntax::Yaml => "yaml",
+            Syntax::Dsl => "flow",
         })
     };
     if same_form && out == text {

@@ -84,11 +84,11 @@ fn svg(program: &botc_compiler::ir::Program) -> String {
             (widest * CHAR + 24.0, label.lines().count() as f64 * FONT * 1.3 + 16.0)
         };
         let vertices: Vec<(u32, (f64, f64))> = labels.iter().enumerate().map(|(i, l)| (i as u32, size(l))).collect();
-        let index = |id| ids.iter().position(|&x| x == id).unwrap_or(0) as u32;
+        let index: std::collections::HashMap<_, u32> = ids.iter().enumerate().map(|(k, &id)| (id, k as u32)).collect();
         let mut edges = Vec::new();
         for &id in &ids {
             for (edge, target) in flow.exits(id) {
-                edges.push((index(id), index(target), edge.label()));
+                edges.push((index[&id], index[&target], edge.label()));
             }
         }
         // Self-loops take no part in the layout; they are drawn beside their box.
